@@ -1,0 +1,1 @@
+//! account layer (see DESIGN.md).

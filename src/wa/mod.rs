@@ -1,0 +1,1 @@
+//! wa layer (see DESIGN.md).
