@@ -1,1 +1,6 @@
-//! account layer (see DESIGN.md).
+//! One account's life: the supervisor state machine, its reconnect policy and
+//! its health model. Knows nothing of sockets or JSON.
+
+pub mod backoff;
+pub mod health;
+pub mod state;
