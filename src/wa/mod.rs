@@ -1,1 +1,9 @@
-//! wa layer (see DESIGN.md).
+//! The only place that touches whatsapp-rust: transport, client wiring and
+//! the translation of library events into walink events.
+
+pub mod events;
+pub mod session;
+pub mod transport;
+
+pub use events::{IncomingMessage, ReceiptStatus, WaEvent};
+pub use session::{ConnectionSettings, Session, SessionError};

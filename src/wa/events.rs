@@ -1,0 +1,195 @@
+//! Library events translated into walink's own, so nothing above `wa/`
+//! depends on whatsapp-rust types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use wacore::proto_helpers::MessageExt;
+use wacore::types::events::{Event, EventHandler, EventInterest, EventKind};
+use wacore::types::presence::ReceiptType;
+
+/// What happened on an account's connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaEvent {
+    Qr { code: String, timeout: Duration },
+    QrExhausted,
+    PairCode { code: String },
+    Paired { jid: String },
+    PairFailed { error: String },
+    Connected,
+    /// The transport ended; `clean` for a routine server recycle.
+    Disconnected { clean: bool, reason: String },
+    LoggedOut { reason: String },
+    Replaced,
+    StreamError { code: u16 },
+    TemporaryBan { expire: Duration },
+    ServerAck { id: String, error: Option<String> },
+    Receipt { ids: Vec<String>, status: ReceiptStatus, from: String },
+    Message(IncomingMessage),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    Delivered,
+    Read,
+}
+
+/// An incoming message, reduced to what walink stores and shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingMessage {
+    pub id: String,
+    pub chat: String,
+    pub sender: String,
+    pub from_me: bool,
+    pub timestamp: i64,
+    /// The text, or a short description of non-text content.
+    pub text: String,
+}
+
+/// Forwards library events into a channel. The library calls handlers
+/// synchronously on its own tasks, so this never blocks: the channel is
+/// unbounded and drained by the account supervisor.
+pub(crate) struct Forwarder {
+    pub(crate) tx: mpsc::UnboundedSender<WaEvent>,
+}
+
+impl EventHandler for Forwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        for e in translate(&event) {
+            let _ = self.tx.send(e);
+        }
+    }
+
+    fn interest(&self) -> EventInterest {
+        EventInterest::of(&[
+            EventKind::PairingQrCode,
+            EventKind::PairingQrCodesExhausted,
+            EventKind::PairingCode,
+            EventKind::PairSuccess,
+            EventKind::PairError,
+            EventKind::Connected,
+            EventKind::Disconnected,
+            EventKind::LoggedOut,
+            EventKind::StreamReplaced,
+            EventKind::StreamError,
+            EventKind::TemporaryBan,
+            EventKind::ServerAck,
+            EventKind::Receipt,
+            EventKind::Messages,
+            EventKind::RawNode,
+        ])
+    }
+}
+
+fn translate(event: &Event) -> Vec<WaEvent> {
+    let one = |e| vec![e];
+    match event {
+        Event::PairingQrCode(q) => one(WaEvent::Qr {
+            code: q.code.clone(),
+            timeout: q.timeout,
+        }),
+        Event::PairingQrCodesExhausted(_) => one(WaEvent::QrExhausted),
+        Event::PairingCode(p) => one(WaEvent::PairCode {
+            code: p.code.clone(),
+        }),
+        Event::PairSuccess(p) => one(WaEvent::Paired {
+            jid: p.id.to_string(),
+        }),
+        Event::PairError(p) => one(WaEvent::PairFailed {
+            error: p.error.clone(),
+        }),
+        Event::Connected(_) => one(WaEvent::Connected),
+        Event::Disconnected(d) => one(WaEvent::Disconnected {
+            clean: d.reason.is_clean_shutdown(),
+            reason: d.reason.to_string(),
+        }),
+        Event::LoggedOut(l) => one(WaEvent::LoggedOut {
+            reason: format!("{:?}", l.reason),
+        }),
+        Event::StreamReplaced(_) => one(WaEvent::Replaced),
+        Event::StreamError(s) => s
+            .code
+            .parse()
+            .map(|code| vec![WaEvent::StreamError { code }])
+            .unwrap_or_default(),
+        Event::TemporaryBan(b) => one(WaEvent::TemporaryBan {
+            expire: b.expire.to_std().unwrap_or(Duration::from_secs(3600)),
+        }),
+        Event::ServerAck(a) if a.class.as_deref().is_none_or(|c| c == "message") => {
+            one(WaEvent::ServerAck {
+                id: a.id.clone(),
+                error: a.error.clone(),
+            })
+        }
+        Event::Receipt(r) => {
+            let status = match r.r#type {
+                ReceiptType::Delivered => ReceiptStatus::Delivered,
+                ReceiptType::Read | ReceiptType::ReadSelf => ReceiptStatus::Read,
+                _ => return Vec::new(),
+            };
+            one(WaEvent::Receipt {
+                ids: r.message_ids.iter().map(|id| id.to_string()).collect(),
+                status,
+                from: r.source.chat.to_string(),
+            })
+        }
+        Event::Messages(batch) => batch
+            .messages
+            .iter()
+            .map(|m| {
+                let info = &m.info;
+                WaEvent::Message(IncomingMessage {
+                    id: info.id.to_string(),
+                    chat: info.source.chat.to_string(),
+                    sender: info.source.sender.to_string(),
+                    from_me: info.source.is_from_me,
+                    timestamp: info.timestamp.timestamp(),
+                    text: describe(&m.message),
+                })
+            })
+            .collect(),
+        // The library reports 503/429/515 only in its logs; the raw
+        // `<stream:error>` is the one place their codes are visible, and the
+        // reconnect policy depends on them.
+        Event::RawNode(node) => {
+            let node = node.get();
+            if node.tag != "stream:error" {
+                return Vec::new();
+            }
+            node.get_attr("code")
+                .and_then(|c| c.as_str().parse().ok())
+                .map(|code| vec![WaEvent::StreamError { code }])
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The text of a message, or what kind of content it carries.
+fn describe(message: &whatsapp_rust::waproto::whatsapp::Message) -> String {
+    if let Some(text) = message.text_content() {
+        return text.to_string();
+    }
+    let base = message.get_base_message();
+    let kind = if base.image_message.is_set() {
+        "image"
+    } else if base.video_message.is_set() {
+        "video"
+    } else if base.audio_message.is_set() {
+        "audio"
+    } else if base.document_message.is_set() {
+        "document"
+    } else if base.sticker_message.is_set() {
+        "sticker"
+    } else if base.location_message.is_set() {
+        "location"
+    } else if base.contact_message.is_set() {
+        "contact"
+    } else if base.reaction_message.is_set() {
+        "reaction"
+    } else {
+        "unsupported message"
+    };
+    format!("[{kind}]")
+}

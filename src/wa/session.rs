@@ -1,0 +1,216 @@
+//! One account's whatsapp-rust client, driven one connection at a time.
+//!
+//! The library's `Client::run` owns a reconnect loop with its own backoff.
+//! walink's reconnect policy, counters and health are ours (DESIGN.md), so
+//! auto-reconnect is switched off: each `run_once` is then exactly one pass
+//! (connect, serve until the connection ends, tear down) and the account
+//! supervisor decides what comes next.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+use wacore::iq::keepalive::KeepaliveSpec;
+use wacore::pair_code::PairCodeOptions;
+use wacore::store::traits::Backend;
+use wacore::types::events::Subscription;
+use whatsapp_rust::store::persistence_manager::PersistenceManager;
+use whatsapp_rust::{Client, Jid, RawNodeLease, SendOptions, TokioRuntime};
+use whatsapp_rust_ureq_http_client::UreqHttpClient;
+
+use super::events::{Forwarder, WaEvent};
+use super::transport::WsTransportFactory;
+
+/// Connection settings shared by every account.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    pub url: String,
+    pub connect_timeout: Duration,
+    /// Pins the WhatsApp Web version instead of fetching it from
+    /// web.whatsapp.com: needed offline (tests, mock servers).
+    pub client_version: Option<(u32, u32, u32)>,
+}
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("could not set up the WhatsApp client: {0}")]
+    Build(String),
+    #[error("not connected to WhatsApp: wait for the account to reconnect, then retry")]
+    NotConnected,
+    #[error("invalid recipient {0:?}: expected a phone number with country code or a JID")]
+    BadRecipient(String),
+    #[error("WhatsApp refused the message: {0}")]
+    Send(String),
+    #[error("could not request a pair code: {0}")]
+    PairCode(String),
+    #[error("keepalive failed: {0}")]
+    Keepalive(String),
+}
+
+/// A built client plus the subscription that feeds its events to us.
+pub struct Session {
+    client: Arc<Client>,
+    _subscription: Subscription,
+    _raw_nodes: RawNodeLease,
+}
+
+impl Session {
+    /// Builds the client over `backend` and returns the stream of its events.
+    pub async fn build(
+        backend: Arc<dyn Backend>,
+        settings: &ConnectionSettings,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<WaEvent>), SessionError> {
+        let persistence = PersistenceManager::new(backend)
+            .await
+            .map_err(|e| SessionError::Build(format!("loading the stored session: {e}")))?;
+        let mut builder = Client::builder()
+            .with_runtime(TokioRuntime)
+            .with_persistence_manager(Arc::new(persistence))
+            .with_transport_factory(WsTransportFactory::new(
+                settings.url.clone(),
+                settings.connect_timeout,
+            ))
+            .with_http_client(UreqHttpClient::new())
+            .with_skip_history_sync(true);
+        if let Some(version) = settings.client_version {
+            builder = builder.with_version_override(version);
+        }
+        let client = builder
+            .build()
+            .await
+            .map_err(|e| SessionError::Build(e.to_string()))?
+            .into_client();
+        client.enable_auto_reconnect.store(false, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let subscription = client.subscribe_handler(Arc::new(Forwarder { tx }));
+        let raw_nodes = client.acquire_raw_node_forwarding();
+        Ok((
+            Self {
+                client,
+                _subscription: subscription,
+                _raw_nodes: raw_nodes,
+            },
+            rx,
+        ))
+    }
+
+    /// One connection: returns when it has ended, for whatever reason. Events
+    /// tell why.
+    pub async fn run_once(&self) {
+        self.client.run().await;
+    }
+
+    /// Closes the connection on purpose (flushing pending sends and store).
+    pub async fn disconnect(&self) {
+        self.client.disconnect().await;
+    }
+
+    /// Asks the server to remove this device, then disconnects.
+    pub async fn logout(&self) {
+        self.client.logout().await;
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected() && self.client.is_logged_in()
+    }
+
+    /// The phone-number JID this device is linked to, if paired.
+    pub fn jid(&self) -> Option<String> {
+        self.client
+            .persistence_manager()
+            .get_device_snapshot()
+            .pn
+            .as_ref()
+            .map(|j| j.to_string())
+    }
+
+    /// Sends a text and returns the WhatsApp message id. With `message_id`,
+    /// the same id is reused, so a retried send is recognised as the same
+    /// message by the recipient instead of arriving twice.
+    pub async fn send_text(
+        &self,
+        to: &str,
+        text: &str,
+        message_id: Option<String>,
+    ) -> Result<String, SessionError> {
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let jid = recipient_jid(to)?;
+        let message = whatsapp_rust::waproto::whatsapp::Message {
+            conversation: Some(text.to_string()),
+            ..Default::default()
+        };
+        let options = match message_id {
+            Some(id) => SendOptions::default().with_message_id(id),
+            None => SendOptions::default(),
+        };
+        self.client
+            .send_message_with_options(jid, message, options)
+            .await
+            .map(|r| r.message_id)
+            .map_err(|e| SessionError::Send(e.to_string()))
+    }
+
+    /// Starts phone-number pairing; the code also arrives as an event.
+    pub async fn pair_code(&self, phone: &str) -> Result<String, SessionError> {
+        let options = PairCodeOptions {
+            phone_number: phone.to_string(),
+            ..Default::default()
+        };
+        self.client
+            .pair_with_code(options)
+            .await
+            .map_err(|e| SessionError::PairCode(e.to_string()))
+    }
+
+    /// Round trip of one keepalive IQ, the library's own liveness probe.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, SessionError> {
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let start = Instant::now();
+        self.client
+            .execute(KeepaliveSpec::with_timeout(timeout))
+            .await
+            .map_err(|e| SessionError::Keepalive(e.to_string()))?;
+        Ok(start.elapsed())
+    }
+}
+
+/// Accepts `+15551234567`, `15551234567` or a full JID.
+pub fn recipient_jid(to: &str) -> Result<Jid, SessionError> {
+    let bad = || SessionError::BadRecipient(to.to_string());
+    if to.contains('@') {
+        return to.parse::<Jid>().map_err(|_| bad());
+    }
+    let digits = to.strip_prefix('+').unwrap_or(to);
+    if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    format!("{digits}@s.whatsapp.net").parse::<Jid>().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_accept_numbers_and_jids() {
+        assert_eq!(
+            recipient_jid("+15551234567").unwrap().to_string(),
+            "15551234567@s.whatsapp.net"
+        );
+        assert_eq!(
+            recipient_jid("15551234567@s.whatsapp.net")
+                .unwrap()
+                .to_string(),
+            "15551234567@s.whatsapp.net"
+        );
+        for bad in ["", "+1", "12ab5678", "1234567890123456"] {
+            assert!(recipient_jid(bad).is_err(), "{bad}");
+        }
+    }
+}
