@@ -1,0 +1,383 @@
+//! `SledBackend`: one account's whatsapp-rust `Backend` on sled trees.
+//!
+//! Every tree is named `acct:<account>:<kind>`, so an account's data can be
+//! listed, wiped, snapshotted or moved without touching another account's.
+
+mod app_sync;
+mod device;
+mod msg_secret;
+mod protocol;
+mod signal;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use wacore::store::Device;
+
+use super::codec::{self, Record};
+use super::error::{StoreError, describe_key};
+use super::records::DeviceState;
+
+/// The trees one account owns, in the order `clear` wipes them: the device
+/// record first, so an interrupted wipe never leaves credentials behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Meta,
+    Identities,
+    Sessions,
+    PreKeys,
+    SignedPreKeys,
+    SenderKeys,
+    SyncKeys,
+    AppStateVersions,
+    MutationMacs,
+    SenderKeyDevices,
+    LidMappings,
+    PnToLid,
+    BaseKeys,
+    DeviceLists,
+    GroupMetadata,
+    TcTokens,
+    SentMessages,
+    SentByTime,
+    PendingInbound,
+    MsgSecrets,
+    MsgSecretExpiry,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 21] = [
+        Kind::Meta,
+        Kind::Identities,
+        Kind::Sessions,
+        Kind::PreKeys,
+        Kind::SignedPreKeys,
+        Kind::SenderKeys,
+        Kind::SyncKeys,
+        Kind::AppStateVersions,
+        Kind::MutationMacs,
+        Kind::SenderKeyDevices,
+        Kind::LidMappings,
+        Kind::PnToLid,
+        Kind::BaseKeys,
+        Kind::DeviceLists,
+        Kind::GroupMetadata,
+        Kind::TcTokens,
+        Kind::SentMessages,
+        Kind::SentByTime,
+        Kind::PendingInbound,
+        Kind::MsgSecrets,
+        Kind::MsgSecretExpiry,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Meta => "meta",
+            Kind::Identities => "identities",
+            Kind::Sessions => "sessions",
+            Kind::PreKeys => "prekeys",
+            Kind::SignedPreKeys => "signed_prekeys",
+            Kind::SenderKeys => "sender_keys",
+            Kind::SyncKeys => "sync_keys",
+            Kind::AppStateVersions => "app_state_versions",
+            Kind::MutationMacs => "mutation_macs",
+            Kind::SenderKeyDevices => "sender_key_devices",
+            Kind::LidMappings => "lid_mappings",
+            Kind::PnToLid => "pn_to_lid",
+            Kind::BaseKeys => "base_keys",
+            Kind::DeviceLists => "device_lists",
+            Kind::GroupMetadata => "group_metadata",
+            Kind::TcTokens => "tc_tokens",
+            Kind::SentMessages => "sent_messages",
+            Kind::SentByTime => "sent_by_time",
+            Kind::PendingInbound => "pending_inbound",
+            Kind::MsgSecrets => "msg_secrets",
+            Kind::MsgSecretExpiry => "msg_secret_expiry",
+        }
+    }
+
+    /// The sled tree name of this kind for `account`.
+    pub(crate) fn tree_name(self, account: &str) -> String {
+        format!("acct:{account}:{}", self.name())
+    }
+}
+
+/// Keys of the singleton rows in the `meta` tree.
+pub(crate) mod meta {
+    pub const DEVICE: &[u8] = b"device";
+    pub const DEVICE_ID_SEQ: &[u8] = b"device_id_seq";
+    pub const LATEST_SYNC_KEY_ID: &[u8] = b"latest_sync_key_id";
+}
+
+/// Result type of sled transaction closures in this module.
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Hard cap on retained sent messages (same bound as wacore's in-memory store):
+/// time-based pruning is the client's sweep, this only bounds a burst.
+pub(crate) const MAX_SENT_MESSAGES: usize = 4096;
+
+/// The whatsapp-rust storage backend of one account.
+///
+/// Obtain it from [`super::StateDb::account`]; there is one instance per
+/// account name, shared by everything that works on that account.
+pub struct SledBackend {
+    account: String,
+    trees: Vec<sled::Tree>,
+    /// Writers share it; a consistent whole-account view (snapshots) takes it
+    /// exclusively. Only held inside synchronous sled calls, never across an
+    /// `.await`.
+    gate: RwLock<()>,
+    /// Rows in `sent_messages`, kept here because sled's `len` is a full scan.
+    sent_count: AtomicUsize,
+}
+
+impl std::fmt::Debug for SledBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledBackend")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledBackend {
+    pub(crate) fn open(db: &sled::Db, account: &str) -> Result<Self, StoreError> {
+        let mut trees = Vec::with_capacity(Kind::ALL.len());
+        for kind in Kind::ALL {
+            let tree =
+                db.open_tree(kind.tree_name(account))
+                    .map_err(|source| StoreError::Sled {
+                        account: account.to_owned(),
+                        tree: kind.name(),
+                        op: "open the tree",
+                        source,
+                    })?;
+            trees.push(tree);
+        }
+        let sent_count = AtomicUsize::new(trees[Kind::SentMessages as usize].len());
+        Ok(Self {
+            account: account.to_owned(),
+            trees,
+            gate: RwLock::new(()),
+            sent_count,
+        })
+    }
+
+    /// The account name this backend belongs to.
+    pub fn account_name(&self) -> &str {
+        &self.account
+    }
+
+    /// True iff a device record is stored and it is registered (paired): it
+    /// carries the phone-number JID that whatsapp-rust logs in with. An
+    /// unreadable record counts as no credentials; [`Self::load_device`]
+    /// tells the two apart.
+    pub fn has_credentials(&self) -> bool {
+        matches!(self.load_device(), Ok(Some(device)) if device.is_registered())
+    }
+
+    /// The paired phone-number JID (`user:device@s.whatsapp.net`), if any.
+    pub fn jid(&self) -> Option<String> {
+        self.load_device()
+            .ok()
+            .flatten()
+            .and_then(|device| device.pn.map(|pn| pn.to_string()))
+    }
+
+    /// Loads the stored device record; `Ok(None)` when none was ever saved.
+    pub fn load_device(&self) -> Result<Option<Device>, StoreError> {
+        let Some(state) = self.get::<DeviceState>(Kind::Meta, meta::DEVICE)? else {
+            return Ok(None);
+        };
+        state
+            .into_device()
+            .map(Some)
+            .map_err(|reason| self.invalid(Kind::Meta, meta::DEVICE, reason))
+    }
+
+    /// Wipes every tree of this account (credentials first) and flushes.
+    /// Other accounts are untouched.
+    pub fn clear(&self) -> Result<(), StoreError> {
+        let _gate = self.exclusive();
+        for kind in Kind::ALL {
+            self.tree(kind)
+                .clear()
+                .map_err(self.sled_err(kind, "clear the tree"))?;
+        }
+        self.sent_count.store(0, Ordering::Relaxed);
+        self.flush()
+    }
+
+    /// Approximate bytes of this account's data (keys plus values, before
+    /// sled's own overhead and compression).
+    pub fn size_bytes(&self) -> u64 {
+        let mut total = 0u64;
+        for tree in &self.trees {
+            for (key, value) in tree.iter().flatten() {
+                total += (key.len() + value.len()) as u64;
+            }
+        }
+        total
+    }
+
+    /// Makes every write so far durable on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.tree(Kind::Meta)
+            .flush()
+            .map(drop)
+            .map_err(self.sled_err(Kind::Meta, "flush to disk"))
+    }
+
+    pub(crate) fn tree(&self, kind: Kind) -> &sled::Tree {
+        &self.trees[kind as usize]
+    }
+
+    /// Taken by every write, so [`Self::exclusive`] sees no half-applied one.
+    pub(crate) fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn sled_err(
+        &self,
+        kind: Kind,
+        op: &'static str,
+    ) -> impl FnOnce(sled::Error) -> StoreError + '_ {
+        move |source| StoreError::Sled {
+            account: self.account.clone(),
+            tree: kind.name(),
+            op,
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(&self, kind: Kind, key: &[u8], reason: String) -> StoreError {
+        StoreError::Invalid {
+            account: self.account.clone(),
+            tree: kind.name(),
+            key: describe_key(key),
+            reason,
+        }
+    }
+
+    pub(crate) fn encode<R: Record>(&self, kind: Kind, value: &R) -> Result<Vec<u8>, StoreError> {
+        codec::encode(value).map_err(|source| StoreError::Encode {
+            account: self.account.clone(),
+            tree: kind.name(),
+            source,
+        })
+    }
+
+    pub(crate) fn decode<R: Record>(
+        &self,
+        kind: Kind,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<R, StoreError> {
+        codec::decode(bytes).map_err(|source| StoreError::Decode {
+            account: self.account.clone(),
+            tree: kind.name(),
+            key: describe_key(key),
+            source,
+        })
+    }
+
+    pub(crate) fn get<R: Record>(&self, kind: Kind, key: &[u8]) -> Result<Option<R>, StoreError> {
+        let value = self
+            .tree(kind)
+            .get(key)
+            .map_err(self.sled_err(kind, "read"))?;
+        value.map(|v| self.decode(kind, key, &v)).transpose()
+    }
+
+    pub(crate) fn put<R: Record>(
+        &self,
+        kind: Kind,
+        key: &[u8],
+        value: &R,
+    ) -> Result<(), StoreError> {
+        let bytes = self.encode(kind, value)?;
+        let _gate = self.writing();
+        self.tree(kind)
+            .insert(key, bytes)
+            .map(drop)
+            .map_err(self.sled_err(kind, "write"))
+    }
+
+    pub(crate) fn remove(&self, kind: Kind, key: &[u8]) -> Result<(), StoreError> {
+        let _gate = self.writing();
+        self.tree(kind)
+            .remove(key)
+            .map(drop)
+            .map_err(self.sled_err(kind, "delete"))
+    }
+
+    pub(crate) fn apply(&self, kind: Kind, batch: sled::Batch) -> Result<(), StoreError> {
+        let _gate = self.writing();
+        self.tree(kind)
+            .apply_batch(batch)
+            .map_err(self.sled_err(kind, "write a batch"))
+    }
+
+    /// Every `(key, decoded value)` of `kind` whose key starts with `prefix`.
+    pub(crate) fn scan<R: Record>(
+        &self,
+        kind: Kind,
+        prefix: &[u8],
+    ) -> Result<Vec<(sled::IVec, R)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree(kind).scan_prefix(prefix) {
+            let (key, value) = item.map_err(self.sled_err(kind, "scan"))?;
+            let record = self.decode(kind, &key, &value)?;
+            out.push((key, record));
+        }
+        Ok(out)
+    }
+
+    /// Keys of `kind` starting with `prefix`, values untouched.
+    pub(crate) fn scan_keys(
+        &self,
+        kind: Kind,
+        prefix: &[u8],
+    ) -> Result<Vec<sled::IVec>, StoreError> {
+        self.tree(kind)
+            .scan_prefix(prefix)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(self.sled_err(kind, "scan"))
+    }
+
+    /// Removes every key of `kind` starting with `prefix`, atomically.
+    pub(crate) fn remove_prefix(&self, kind: Kind, prefix: &[u8]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for key in self.scan_keys(kind, prefix)? {
+            batch.remove(key);
+        }
+        self.apply(kind, batch)
+    }
+
+    /// Maps the result of a sled transaction over trees of `kind`.
+    pub(crate) fn tx_result<T>(
+        &self,
+        kind: Kind,
+        result: Result<T, TransactionError<StoreError>>,
+    ) -> Result<T, StoreError> {
+        result.map_err(|err| match err {
+            TransactionError::Abort(err) => err,
+            TransactionError::Storage(source) => StoreError::Sled {
+                account: self.account.clone(),
+                tree: kind.name(),
+                op: "commit a transaction",
+                source,
+            },
+        })
+    }
+}
+
+/// Aborts a sled transaction with a store error.
+pub(crate) fn abort<T>(result: Result<T, StoreError>) -> TxResult<T> {
+    result.map_err(ConflictableTransactionError::Abort)
+}

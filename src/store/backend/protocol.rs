@@ -1,0 +1,529 @@
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use sled::Transactional;
+use wacore::store::error::Result;
+use wacore::store::traits::{
+    DeviceListRecord, LidPnMappingEntry, PendingInboundKey, PendingInboundRow, ProtocolStore,
+    TcTokenEntry,
+};
+
+use super::{Kind, MAX_SENT_MESSAGES, SledBackend, TxResult, abort};
+use crate::store::StoreError;
+use crate::store::keys;
+use crate::store::records::{
+    Blob, DeviceList, Flag, LidMapping, Marker, PendingInbound, SentMessage, TcToken, Text,
+};
+
+type StoreResult<T> = std::result::Result<T, StoreError>;
+
+impl SledBackend {
+    /// Writes one LID mapping inside a transaction over `lid_mappings` and
+    /// `pn_to_lid`, keeping the reverse index in step.
+    fn put_lid_mapping_tx(
+        &self,
+        lids: &sled::transaction::TransactionalTree,
+        pns: &sled::transaction::TransactionalTree,
+        entry: &LidPnMappingEntry,
+    ) -> TxResult<()> {
+        let lid_key = entry.lid.as_bytes();
+        if let Some(old) = lids.get(lid_key)? {
+            let old: LidMapping = abort(self.decode(Kind::LidMappings, lid_key, &old))?;
+            // The LID moved to another phone number: its old reverse entry is stale.
+            if old.phone_number != entry.phone_number {
+                pns.remove(old.phone_number.as_bytes())?;
+            }
+        }
+        pns.insert(
+            entry.phone_number.as_bytes(),
+            abort(self.encode(Kind::PnToLid, &Text(entry.lid.clone())))?,
+        )?;
+        lids.insert(
+            lid_key,
+            abort(self.encode(Kind::LidMappings, &LidMapping::from(entry)))?,
+        )?;
+        Ok(())
+    }
+
+    fn put_lid_mappings_all(&self, entries: &[LidPnMappingEntry]) -> StoreResult<()> {
+        let _gate = self.writing();
+        let result =
+            (self.tree(Kind::LidMappings), self.tree(Kind::PnToLid)).transaction(|(lids, pns)| {
+                for entry in entries {
+                    self.put_lid_mapping_tx(lids, pns, entry)?;
+                }
+                Ok(())
+            });
+        self.tx_result(Kind::LidMappings, result)
+    }
+
+    /// Atomic read-modify-write of one trusted-contact token row.
+    fn update_tc_token(
+        &self,
+        jid: &str,
+        update: impl Fn(Option<TcToken>) -> Option<TcToken>,
+    ) -> StoreResult<()> {
+        let key = jid.as_bytes();
+        let _gate = self.writing();
+        let result = self.tree(Kind::TcTokens).transaction(|tx| {
+            let current = match tx.get(key)? {
+                Some(bytes) => Some(abort(self.decode::<TcToken>(Kind::TcTokens, key, &bytes))?),
+                None => None,
+            };
+            if let Some(next) = update(current) {
+                tx.insert(key, abort(self.encode(Kind::TcTokens, &next))?)?;
+            }
+            Ok(())
+        });
+        self.tx_result(Kind::TcTokens, result)
+    }
+
+    /// Deletes the given sent messages (primary row and time index entry
+    /// together) and returns how many primary rows were removed.
+    fn remove_sent(&self, index_keys: &[sled::IVec]) -> StoreResult<u32> {
+        if index_keys.is_empty() {
+            return Ok(0);
+        }
+        let _gate = self.writing();
+        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
+            |(rows, by_time)| {
+                let mut removed = 0u32;
+                for index_key in index_keys {
+                    // A message stored again since the scan has a new index entry and stays.
+                    let still_indexed = by_time.remove(index_key)?.is_some();
+                    if still_indexed
+                        && rows
+                            .remove(index_key.get(8..).unwrap_or_default())?
+                            .is_some()
+                    {
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            },
+        );
+        let removed = self.tx_result(Kind::SentMessages, result)?;
+        self.sent_count
+            .fetch_sub(removed as usize, Ordering::Relaxed);
+        Ok(removed)
+    }
+
+    /// Drops the oldest sent messages down to 3/4 of the cap once the cap is
+    /// reached, so the cost of the scan is spread over many inserts.
+    fn evict_sent_if_full(&self) -> StoreResult<()> {
+        let count = self.sent_count.load(Ordering::Relaxed);
+        if count < MAX_SENT_MESSAGES {
+            return Ok(());
+        }
+        let drop_count = count - MAX_SENT_MESSAGES * 3 / 4;
+        let oldest: Vec<sled::IVec> = self
+            .tree(Kind::SentByTime)
+            .iter()
+            .keys()
+            .take(drop_count)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.sled_err(Kind::SentByTime, "scan"))?;
+        self.remove_sent(&oldest).map(drop)
+    }
+}
+
+fn sent_index_key(timestamp: i64, row_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + row_key.len());
+    key.extend_from_slice(&keys::timestamp(timestamp));
+    key.extend_from_slice(row_key);
+    key
+}
+
+fn pending_key(chat: &str, sender: &str, id: &str) -> Vec<u8> {
+    keys::composite(&[chat.as_bytes(), sender.as_bytes(), id.as_bytes()])
+}
+
+#[async_trait]
+impl ProtocolStore for SledBackend {
+    async fn get_sender_key_devices(&self, group_jid: &str) -> Result<Vec<(String, bool)>> {
+        let prefix = keys::composite(&[group_jid.as_bytes()]);
+        let mut out = Vec::new();
+        for (key, flag) in self.scan::<Flag>(Kind::SenderKeyDevices, &prefix)? {
+            let device = keys::split(&key)
+                .and_then(|parts| parts.get(1).map(|d| String::from_utf8(d.to_vec())))
+                .and_then(|d| d.ok())
+                .ok_or_else(|| {
+                    self.invalid(
+                        Kind::SenderKeyDevices,
+                        &key,
+                        "key is not a (group, device) pair".into(),
+                    )
+                })?;
+            out.push((device, flag.0));
+        }
+        Ok(out)
+    }
+
+    async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (device_jid, has_key) in entries {
+            batch.insert(
+                keys::composite(&[group_jid.as_bytes(), device_jid.as_bytes()]),
+                self.encode(Kind::SenderKeyDevices, &Flag(*has_key))?,
+            );
+        }
+        Ok(self.apply(Kind::SenderKeyDevices, batch)?)
+    }
+
+    async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
+        let prefix = keys::composite(&[group_jid.as_bytes()]);
+        Ok(self.remove_prefix(Kind::SenderKeyDevices, &prefix)?)
+    }
+
+    async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
+        if device_jids.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for key in self.scan_keys(Kind::SenderKeyDevices, &[])? {
+            let matches = keys::split(&key)
+                .and_then(|parts| parts.get(1).copied())
+                .is_some_and(|device| device_jids.iter().any(|d| d.as_bytes() == device));
+            if matches {
+                batch.remove(key);
+            }
+        }
+        Ok(self.apply(Kind::SenderKeyDevices, batch)?)
+    }
+
+    async fn clear_all_sender_key_devices(&self) -> Result<()> {
+        let _gate = self.writing();
+        Ok(self
+            .tree(Kind::SenderKeyDevices)
+            .clear()
+            .map_err(self.sled_err(Kind::SenderKeyDevices, "clear the tree"))?)
+    }
+
+    async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
+        Ok(self
+            .get::<LidMapping>(Kind::LidMappings, lid.as_bytes())?
+            .map(Into::into))
+    }
+
+    async fn get_pn_mapping(&self, phone: &str) -> Result<Option<LidPnMappingEntry>> {
+        let Some(lid) = self.get::<Text>(Kind::PnToLid, phone.as_bytes())? else {
+            return Ok(None);
+        };
+        self.get_lid_mapping(&lid.0).await
+    }
+
+    async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
+        Ok(self.put_lid_mappings_all(std::slice::from_ref(entry))?)
+    }
+
+    async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
+        Ok(self.put_lid_mappings_all(entries)?)
+    }
+
+    async fn get_all_lid_mappings(&self) -> Result<Vec<LidPnMappingEntry>> {
+        Ok(self
+            .scan::<LidMapping>(Kind::LidMappings, &[])?
+            .into_iter()
+            .map(|(_, m)| m.into())
+            .collect())
+    }
+
+    async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
+        let key = keys::composite(&[address.as_bytes(), message_id.as_bytes()]);
+        Ok(self.put(Kind::BaseKeys, &key, &Blob(base_key.to_vec()))?)
+    }
+
+    async fn has_same_base_key(
+        &self,
+        address: &str,
+        message_id: &str,
+        current_base_key: &[u8],
+    ) -> Result<bool> {
+        let key = keys::composite(&[address.as_bytes(), message_id.as_bytes()]);
+        Ok(self
+            .get::<Blob>(Kind::BaseKeys, &key)?
+            .is_some_and(|stored| stored.0 == current_base_key))
+    }
+
+    async fn delete_base_key(&self, address: &str, message_id: &str) -> Result<()> {
+        let key = keys::composite(&[address.as_bytes(), message_id.as_bytes()]);
+        Ok(self.remove(Kind::BaseKeys, &key)?)
+    }
+
+    async fn update_device_list(&self, record: DeviceListRecord) -> Result<()> {
+        Ok(self.put(
+            Kind::DeviceLists,
+            record.user.as_bytes(),
+            &DeviceList::from(&record),
+        )?)
+    }
+
+    async fn update_device_lists(&self, records: Vec<DeviceListRecord>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for record in &records {
+            batch.insert(
+                record.user.as_bytes(),
+                self.encode(Kind::DeviceLists, &DeviceList::from(record))?,
+            );
+        }
+        Ok(self.apply(Kind::DeviceLists, batch)?)
+    }
+
+    async fn get_devices(&self, user: &str) -> Result<Option<DeviceListRecord>> {
+        Ok(self
+            .get::<DeviceList>(Kind::DeviceLists, user.as_bytes())?
+            .map(Into::into))
+    }
+
+    async fn delete_devices(&self, user: &str) -> Result<()> {
+        Ok(self.remove(Kind::DeviceLists, user.as_bytes())?)
+    }
+
+    async fn get_group_metadata(&self, group_jid: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get::<Blob>(Kind::GroupMetadata, group_jid.as_bytes())?
+            .map(|b| b.0))
+    }
+
+    async fn put_group_metadata(&self, group_jid: &str, blob: &[u8]) -> Result<()> {
+        Ok(self.put(
+            Kind::GroupMetadata,
+            group_jid.as_bytes(),
+            &Blob(blob.to_vec()),
+        )?)
+    }
+
+    async fn delete_group_metadata(&self, group_jid: &str) -> Result<()> {
+        Ok(self.remove(Kind::GroupMetadata, group_jid.as_bytes())?)
+    }
+
+    async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
+        Ok(self
+            .get::<TcToken>(Kind::TcTokens, jid.as_bytes())?
+            .map(Into::into))
+    }
+
+    async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
+        Ok(self.put(Kind::TcTokens, jid.as_bytes(), &TcToken::from(entry))?)
+    }
+
+    async fn delete_tc_token(&self, jid: &str) -> Result<()> {
+        Ok(self.remove(Kind::TcTokens, jid.as_bytes())?)
+    }
+
+    async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for key in self.scan_keys(Kind::TcTokens, &[])? {
+            out.push(
+                String::from_utf8(key.to_vec()).map_err(|_| {
+                    self.invalid(Kind::TcTokens, &key, "JID key is not UTF-8".into())
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn delete_expired_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0u32;
+        for (key, entry) in self.scan::<TcToken>(Kind::TcTokens, &[])? {
+            // Kept while either window is live: the received token or the sender bucket.
+            let token_live = !entry.token.is_empty() && entry.token_timestamp >= token_cutoff;
+            let sender_live = entry.sender_timestamp.is_some_and(|ts| ts >= sender_cutoff);
+            if !token_live && !sender_live {
+                batch.remove(key);
+                removed += 1;
+            }
+        }
+        self.apply(Kind::TcTokens, batch)?;
+        Ok(removed)
+    }
+
+    async fn touch_tc_token_sender_timestamp(
+        &self,
+        jid: &str,
+        sender_timestamp: i64,
+    ) -> Result<()> {
+        Ok(self.update_tc_token(jid, |current| {
+            Some(match current {
+                Some(existing) => TcToken {
+                    sender_timestamp: Some(
+                        existing
+                            .sender_timestamp
+                            .map_or(sender_timestamp, |e| e.max(sender_timestamp)),
+                    ),
+                    ..existing
+                },
+                None => TcToken {
+                    token: Vec::new(),
+                    token_timestamp: sender_timestamp,
+                    sender_timestamp: Some(sender_timestamp),
+                },
+            })
+        })?)
+    }
+
+    async fn store_received_tc_token(
+        &self,
+        jid: &str,
+        token: &[u8],
+        token_timestamp: i64,
+    ) -> Result<()> {
+        Ok(self.update_tc_token(jid, |current| match current {
+            // Newer wins; a byte-less placeholder never blocks the first real token.
+            Some(existing)
+                if !existing.token.is_empty() && token_timestamp < existing.token_timestamp =>
+            {
+                None
+            }
+            Some(existing) => Some(TcToken {
+                token: token.to_vec(),
+                token_timestamp,
+                sender_timestamp: existing.sender_timestamp,
+            }),
+            None => Some(TcToken {
+                token: token.to_vec(),
+                token_timestamp,
+                sender_timestamp: None,
+            }),
+        })?)
+    }
+
+    async fn store_sent_message(
+        &self,
+        chat_jid: &str,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<()> {
+        self.evict_sent_if_full()?;
+        let timestamp = wacore::time::now_secs();
+        let row_key = keys::composite(&[chat_jid.as_bytes(), message_id.as_bytes()]);
+        let row = self.encode(
+            Kind::SentMessages,
+            &SentMessage {
+                payload: payload.to_vec(),
+                timestamp,
+            },
+        )?;
+        let marker = self.encode(Kind::SentByTime, &Marker)?;
+        let _gate = self.writing();
+        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
+            |(rows, by_time)| {
+                let previous = rows.insert(row_key.as_slice(), row.clone())?;
+                let is_new = match previous {
+                    Some(old) => {
+                        let old: SentMessage =
+                            abort(self.decode(Kind::SentMessages, &row_key, &old))?;
+                        by_time.remove(sent_index_key(old.timestamp, &row_key))?;
+                        false
+                    }
+                    None => true,
+                };
+                by_time.insert(sent_index_key(timestamp, &row_key), marker.clone())?;
+                Ok(is_new)
+            },
+        );
+        if self.tx_result(Kind::SentMessages, result)? {
+            self.sent_count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
+        let row_key = keys::composite(&[chat_jid.as_bytes(), message_id.as_bytes()]);
+        let _gate = self.writing();
+        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
+            |(rows, by_time)| {
+                let Some(bytes) = rows.remove(row_key.as_slice())? else {
+                    return Ok(None);
+                };
+                let row: SentMessage = abort(self.decode(Kind::SentMessages, &row_key, &bytes))?;
+                by_time.remove(sent_index_key(row.timestamp, &row_key))?;
+                Ok(Some(row.payload))
+            },
+        );
+        let taken = self.tx_result(Kind::SentMessages, result)?;
+        if taken.is_some() {
+            self.sent_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(taken)
+    }
+
+    async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let expired: Vec<sled::IVec> = self
+            .tree(Kind::SentByTime)
+            .range(..keys::timestamp(cutoff_timestamp))
+            .keys()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(self.sled_err(Kind::SentByTime, "scan"))?;
+        Ok(self.remove_sent(&expired)?)
+    }
+
+    async fn store_pending_inbound(
+        &self,
+        chat: &str,
+        sender: &str,
+        id: &str,
+        message: &[u8],
+    ) -> Result<()> {
+        self.store_pending_inbound_batch(&[PendingInboundRow {
+            chat,
+            sender,
+            id,
+            message,
+        }])
+        .await
+    }
+
+    async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
+        let inserted_at = wacore::time::now_secs();
+        let mut batch = sled::Batch::default();
+        for row in rows {
+            let value = PendingInbound {
+                message: row.message.to_vec(),
+                inserted_at,
+            };
+            batch.insert(
+                pending_key(row.chat, row.sender, row.id),
+                self.encode(Kind::PendingInbound, &value)?,
+            );
+        }
+        Ok(self.apply(Kind::PendingInbound, batch)?)
+    }
+
+    async fn get_pending_inbound(
+        &self,
+        chat: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get::<PendingInbound>(Kind::PendingInbound, &pending_key(chat, sender, id))?
+            .map(|p| p.message))
+    }
+
+    async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
+        Ok(self.remove(Kind::PendingInbound, &pending_key(chat, sender, id))?)
+    }
+
+    async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(pending_key(key.chat, key.sender, key.id));
+        }
+        Ok(self.apply(Kind::PendingInbound, batch)?)
+    }
+
+    async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0u32;
+        for (key, row) in self.scan::<PendingInbound>(Kind::PendingInbound, &[])? {
+            if row.inserted_at < cutoff_timestamp {
+                batch.remove(key);
+                removed += 1;
+            }
+        }
+        self.apply(Kind::PendingInbound, batch)?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,141 @@
+//! `StateDb`: the one sled database holding the live state of every account.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::backend::{Kind, SledBackend};
+use super::error::StoreError;
+
+/// Longest account name accepted; it is part of every tree name.
+const MAX_ACCOUNT_NAME: usize = 64;
+
+/// The live state database (one per walinkd), shared by all accounts.
+pub struct StateDb {
+    path: PathBuf,
+    db: sled::Db,
+    /// One backend per account name, so every user of an account shares the
+    /// same in-process counters and write gate.
+    accounts: Mutex<HashMap<String, Arc<SledBackend>>>,
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateDb {
+    /// Opens (or creates) the database in directory `path`. A missing
+    /// directory is created with mode 0700: it holds private keys.
+    pub fn open(path: &Path) -> Result<StateDb, StoreError> {
+        create_private_dir(path)?;
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(StateDb {
+            path: path.to_owned(),
+            db,
+            accounts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The directory this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The storage backend of account `name` (created empty on first use).
+    pub fn account(&self, name: &str) -> Result<Arc<SledBackend>, StoreError> {
+        validate_account_name(name)?;
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(backend) = accounts.get(name) {
+            return Ok(Arc::clone(backend));
+        }
+        let backend = Arc::new(SledBackend::open(&self.db, name)?);
+        accounts.insert(name.to_owned(), Arc::clone(&backend));
+        Ok(backend)
+    }
+
+    /// Names of the accounts that have data in this database, sorted.
+    pub fn account_names(&self) -> Vec<String> {
+        let meta_suffix = format!(":{}", Kind::Meta.name());
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|raw| std::str::from_utf8(raw).ok())
+            .filter_map(|tree| tree.strip_prefix("acct:")?.strip_suffix(&meta_suffix))
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Makes every write so far durable on disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|source| StoreError::Database {
+                op: "flush to disk",
+                source,
+            })
+    }
+
+    /// Bytes the database files take on disk (all accounts).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db
+            .size_on_disk()
+            .map_err(|source| StoreError::Database {
+                op: "measure its size on disk",
+                source,
+            })
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StoreError::CreateDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Account names become part of sled tree names (`acct:<name>:<kind>`), so
+/// they must not contain the separator or anything a file or log would mangle.
+pub(crate) fn validate_account_name(name: &str) -> Result<(), StoreError> {
+    let reason = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_ACCOUNT_NAME {
+        Some("it is longer than 64 characters")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        Some("it contains a character that is not allowed")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidAccountName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
