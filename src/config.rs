@@ -1,1 +1,753 @@
-//! TOML configuration.
+//! TOML configuration: defaults, parsing and validation.
+//!
+//! Every error names the file, the line, the key and what is allowed, because
+//! the person reading it is an administrator looking at `journalctl` output,
+//! not at our source code.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where the system service keeps its socket.
+pub const SYSTEM_SOCKET: &str = "/run/walink/walink.sock";
+/// Where the system service keeps its state.
+pub const SYSTEM_STATE_DIR: &str = "/var/lib/walink";
+/// Where the packaged config lives.
+pub const SYSTEM_CONFIG: &str = "/etc/walink/walink.toml";
+/// The group allowed to use the socket.
+pub const DEFAULT_SOCKET_GROUP: &str = "walink";
+/// The WhatsApp Web endpoint.
+pub const DEFAULT_URL: &str = "wss://web.whatsapp.com/ws/chat";
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 20;
+pub const DEFAULT_BACKOFF_SECS: [u64; 5] = [1, 2, 5, 15, 60];
+pub const DEFAULT_JITTER: f64 = 0.2;
+
+const MAX_CONNECT_TIMEOUT_SECS: u64 = 300;
+const MAX_BACKOFF_STEP_SECS: u64 = 3600;
+const MAX_JITTER: f64 = 0.9;
+const MAX_ACCOUNT_NAME_LEN: usize = 32;
+
+/// Whether the daemon runs as the system service or for one user (`walinkd --user`).
+/// It only changes the defaults of `daemon.socket` and `daemon.state_dir`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    System,
+    User,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub connection: ConnectionConfig,
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    /// `None` when the config sets `socket_group = ""`: the socket keeps the
+    /// daemon's own group.
+    pub socket_group: Option<String>,
+    pub log_target: LogTarget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    /// journald when stderr is connected to the journal (`JOURNAL_STREAM`), else stderr.
+    Auto,
+    Journald,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionConfig {
+    pub url: String,
+    pub connect_timeout_secs: u64,
+    pub backoff_secs: Vec<u64>,
+    pub jitter: f64,
+}
+
+impl ConnectionConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The delay before reconnect attempt `attempt` (1-based), before jitter;
+    /// attempts past the end of the list reuse the last step.
+    pub fn backoff_step(&self, attempt: u32) -> Duration {
+        let index = (attempt.max(1) as usize - 1).min(self.backoff_secs.len() - 1);
+        Duration::from_secs(self.backoff_secs[index])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    pub name: String,
+    pub enabled: bool,
+    pub pair_on_start: bool,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            url: DEFAULT_URL.to_owned(),
+            connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
+            backoff_secs: DEFAULT_BACKOFF_SECS.to_vec(),
+            jitter: DEFAULT_JITTER,
+        }
+    }
+}
+
+impl Default for Config {
+    /// The system service's defaults, with no account.
+    fn default() -> Self {
+        Config {
+            daemon: DaemonConfig {
+                socket: PathBuf::from(SYSTEM_SOCKET),
+                state_dir: PathBuf::from(SYSTEM_STATE_DIR),
+                socket_group: Some(DEFAULT_SOCKET_GROUP.to_owned()),
+                log_target: LogTarget::Auto,
+            },
+            connection: ConnectionConfig::default(),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read the config: {source}; check the path and its permissions", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A syntax, type or validation error at a place in the file.
+    #[error("{}:{line}: {key}{}: {message}", path.display(), value.as_deref().map(|v| format!(" = {v}")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// Dotted key such as `connection.jitter`, or the table name.
+        key: String,
+        /// The offending value as written, when there is one.
+        value: Option<String>,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    #[error(
+        "cannot find a directory for user mode: {0} is not set; set it, or give daemon.socket and daemon.state_dir in the config"
+    )]
+    Environment(&'static str),
+}
+
+impl ConfigError {
+    /// The 1-based line the error is on, when it is about a place in the file.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+
+    /// The dotted key the error is about, when there is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults for `walinkd --user`: socket in `$XDG_RUNTIME_DIR/walink/`,
+    /// state in `$XDG_STATE_HOME/walink` (or `~/.local/state/walink`).
+    pub fn user_defaults() -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        config.daemon.socket = user_runtime_dir()?.join("walink").join("walink.sock");
+        config.daemon.state_dir = user_state_dir()?.join("walink");
+        Ok(config)
+    }
+
+    /// Defaults for `mode`, with no account.
+    pub fn defaults(mode: Mode) -> Result<Config, ConfigError> {
+        match mode {
+            Mode::System => Ok(Config::default()),
+            Mode::User => Config::user_defaults(),
+        }
+    }
+
+    /// Loads and validates a config file with the system service's defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_for(path, Mode::System)
+    }
+
+    /// Loads and validates a config file; keys it leaves out take `mode`'s defaults.
+    pub fn load_for(path: &Path, mode: Mode) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path, mode)
+    }
+
+    /// Parses and validates config text; `path` only names the origin in errors.
+    pub fn parse(text: &str, path: &Path, mode: Mode) -> Result<Config, ConfigError> {
+        let locator = Locator { text, path };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.from_toml(&e))?;
+        // User-mode defaults need environment variables; only ask for them
+        // when the file leaves a path out, so a complete file always loads.
+        let needs_defaults = raw
+            .daemon
+            .as_ref()
+            .is_none_or(|d| d.socket.is_none() || d.state_dir.is_none());
+        let defaults = if needs_defaults {
+            Config::defaults(mode)?
+        } else {
+            Config::default()
+        };
+        raw.validate(defaults, &locator)
+    }
+
+    /// The account called `name`, if configured.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+fn user_runtime_dir() -> Result<PathBuf, ConfigError> {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+        _ => Err(ConfigError::Environment("XDG_RUNTIME_DIR")),
+    }
+}
+
+fn user_state_dir() -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    match std::env::var_os("HOME") {
+        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".local").join("state")),
+        _ => Err(ConfigError::Environment("HOME")),
+    }
+}
+
+/// Checks an account name: 1 to 32 of `a-z 0-9 _ -`. The name becomes part of
+/// paths and journald fields, so nothing else is allowed.
+pub fn validate_account_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_ACCOUNT_NAME_LEN {
+        return Err(format!(
+            "must be 1 to {MAX_ACCOUNT_NAME_LEN} characters long"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "contains {c:?}; only lowercase letters a-z, digits 0-9, '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    daemon: Option<RawDaemon>,
+    connection: Option<RawConnection>,
+    #[serde(default)]
+    account: Vec<Spanned<RawAccount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+    socket_group: Option<Spanned<String>>,
+    log_target: Option<LogTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    url: Option<Spanned<String>>,
+    connect_timeout_secs: Option<Spanned<u64>>,
+    backoff_secs: Option<Spanned<Vec<u64>>>,
+    jitter: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: Spanned<String>,
+    enabled: Option<bool>,
+    pair_on_start: Option<bool>,
+}
+
+impl RawConfig {
+    fn validate(self, defaults: Config, at: &Locator<'_>) -> Result<Config, ConfigError> {
+        let mut config = defaults;
+        if let Some(d) = self.daemon {
+            if let Some(socket) = d.socket {
+                config.daemon.socket = absolute_path(&socket, "daemon.socket", at)?;
+            }
+            if let Some(state_dir) = d.state_dir {
+                config.daemon.state_dir = absolute_path(&state_dir, "daemon.state_dir", at)?;
+            }
+            if let Some(group) = d.socket_group {
+                let name = group.get_ref();
+                if !name.is_empty()
+                    && !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                {
+                    return Err(at.invalid(
+                        group.span(),
+                        "daemon.socket_group",
+                        Some(format!("{name:?}")),
+                        "must be a group name (letters, digits, '_', '-', '.'), or \"\" to keep the daemon's group",
+                    ));
+                }
+                config.daemon.socket_group = (!name.is_empty()).then(|| name.clone());
+            }
+            if let Some(target) = d.log_target {
+                config.daemon.log_target = target;
+            }
+        }
+        if let Some(c) = self.connection {
+            if let Some(url) = c.url {
+                check_url(url.get_ref()).map_err(|why| {
+                    at.invalid(
+                        url.span(),
+                        "connection.url",
+                        Some(format!("{:?}", url.get_ref())),
+                        &why,
+                    )
+                })?;
+                config.connection.url = url.into_inner();
+            }
+            if let Some(timeout) = c.connect_timeout_secs {
+                let secs = *timeout.get_ref();
+                if !(1..=MAX_CONNECT_TIMEOUT_SECS).contains(&secs) {
+                    return Err(at.invalid(
+                        timeout.span(),
+                        "connection.connect_timeout_secs",
+                        Some(secs.to_string()),
+                        &format!("must be between 1 and {MAX_CONNECT_TIMEOUT_SECS} seconds"),
+                    ));
+                }
+                config.connection.connect_timeout_secs = secs;
+            }
+            if let Some(backoff) = c.backoff_secs {
+                check_backoff(backoff.get_ref()).map_err(|why| {
+                    at.invalid(
+                        backoff.span(),
+                        "connection.backoff_secs",
+                        Some(format!("{:?}", backoff.get_ref())),
+                        &why,
+                    )
+                })?;
+                config.connection.backoff_secs = backoff.into_inner();
+            }
+            if let Some(jitter) = c.jitter {
+                let value = *jitter.get_ref();
+                if !(0.0..=MAX_JITTER).contains(&value) {
+                    return Err(at.invalid(
+                        jitter.span(),
+                        "connection.jitter",
+                        Some(value.to_string()),
+                        &format!("must be between 0.0 and {MAX_JITTER:.1}"),
+                    ));
+                }
+                config.connection.jitter = value;
+            }
+        }
+        let mut seen = HashSet::new();
+        for account in self.account {
+            let account = account.into_inner();
+            let name = account.name;
+            validate_account_name(name.get_ref()).map_err(|why| {
+                at.invalid(
+                    name.span(),
+                    "account.name",
+                    Some(format!("{:?}", name.get_ref())),
+                    &why,
+                )
+            })?;
+            if !seen.insert(name.get_ref().clone()) {
+                return Err(at.invalid(
+                    name.span(),
+                    "account.name",
+                    Some(format!("{:?}", name.get_ref())),
+                    "is already used by another [[account]]; names must be unique",
+                ));
+            }
+            config.accounts.push(AccountConfig {
+                name: name.into_inner(),
+                enabled: account.enabled.unwrap_or(true),
+                pair_on_start: account.pair_on_start.unwrap_or(false),
+            });
+        }
+        Ok(config)
+    }
+}
+
+fn absolute_path(
+    value: &Spanned<String>,
+    key: &str,
+    at: &Locator<'_>,
+) -> Result<PathBuf, ConfigError> {
+    let path = PathBuf::from(value.get_ref());
+    if !path.is_absolute() {
+        return Err(at.invalid(
+            value.span(),
+            key,
+            Some(format!("{:?}", value.get_ref())),
+            "must be an absolute path",
+        ));
+    }
+    Ok(path)
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"))
+        .ok_or("must start with ws:// or wss://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("must name a host, e.g. wss://web.whatsapp.com/ws/chat".to_owned());
+    }
+    Ok(())
+}
+
+fn check_backoff(steps: &[u64]) -> Result<(), String> {
+    if steps.is_empty() {
+        return Err("must list at least one delay in seconds, e.g. [1, 2, 5, 15, 60]".to_owned());
+    }
+    if steps.iter().any(|s| !(1..=MAX_BACKOFF_STEP_SECS).contains(s)) {
+        return Err(format!(
+            "each delay must be between 1 and {MAX_BACKOFF_STEP_SECS} seconds"
+        ));
+    }
+    if steps.windows(2).any(|w| w[1] < w[0]) {
+        return Err("delays must not decrease, e.g. [1, 2, 5, 15, 60]".to_owned());
+    }
+    Ok(())
+}
+
+/// Turns byte spans into lines and keys for error messages.
+struct Locator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        self.text.as_bytes()[..offset]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn invalid(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        value: Option<String>,
+        message: &str,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line: self.line_of(span.start),
+            key: key.to_owned(),
+            value,
+            message: message.to_owned(),
+        }
+    }
+
+    /// toml's errors carry a span and a message but not the key path, so the
+    /// key is recovered from the text: the table header above the span and
+    /// the key on its line (or the field the message names).
+    fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
+        let offset = error.span().map(|s| s.start).unwrap_or(0);
+        let line = self.line_of(offset);
+        let lines: Vec<&str> = self.text.lines().collect();
+        let line_text = lines.get(line - 1).map(|l| l.trim()).unwrap_or_default();
+        let named_field = backticked(error.message());
+        let is_header = line_text.starts_with('[');
+        let table = if is_header {
+            header_name(line_text)
+        } else {
+            lines[..(line - 1).min(lines.len())]
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .find(|l| l.starts_with('['))
+                .and_then(header_name)
+        };
+        let own_key = if is_header {
+            None
+        } else {
+            line_text
+                .split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+                .filter(|k| !k.is_empty())
+        };
+        let field = match (error.message().starts_with("missing field"), own_key) {
+            (true, _) | (false, None) => named_field,
+            (false, Some(key)) => Some(key),
+        };
+        let key = match (table, field) {
+            (Some(table), Some(field)) if is_header && table == field => table,
+            (Some(table), Some(field)) => format!("{table}.{field}"),
+            (Some(table), None) => table,
+            (None, Some(field)) => field,
+            (None, None) => "(document)".to_owned(),
+        };
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            key,
+            value: None,
+            message: describe_toml_message(error.message()),
+        }
+    }
+}
+
+/// The first `name` quoted in backticks in a serde message.
+fn backticked(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+fn header_name(line: &str) -> Option<String> {
+    let inner = line.trim_start_matches('[');
+    let end = inner.find(']')?;
+    Some(inner[..end].trim().to_owned())
+}
+
+/// serde's wording with the allowed alternatives made explicit.
+fn describe_toml_message(message: &str) -> String {
+    let message = message.trim();
+    if message.starts_with("unknown field") {
+        return message.replacen("unknown field", "unknown key", 1);
+    }
+    message.to_owned()
+}
+
+impl fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogTarget::Auto => "auto",
+            LogTarget::Journald => "journald",
+            LogTarget::Stderr => "stderr",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[daemon]
+socket = "/tmp/x/walink.sock"
+state_dir = "/tmp/x/state"
+
+[connection]
+url = "ws://127.0.0.1:40123/ws/chat"
+
+[[account]]
+name = "sales"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/walink/walink.toml"), Mode::System)
+    }
+
+    fn invalid(text: &str) -> (usize, String, String) {
+        match parse(text) {
+            Err(e @ ConfigError::Invalid { .. }) => {
+                let shown = e.to_string();
+                (e.line().unwrap(), e.key().unwrap().to_owned(), shown)
+            }
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.daemon.socket, Path::new("/tmp/x/walink.sock"));
+        assert_eq!(config.daemon.state_dir, Path::new("/tmp/x/state"));
+        assert_eq!(config.daemon.socket_group.as_deref(), Some("walink"));
+        assert_eq!(config.daemon.log_target, LogTarget::Auto);
+        assert_eq!(config.connection.url, "ws://127.0.0.1:40123/ws/chat");
+        assert_eq!(config.connection.connect_timeout_secs, 20);
+        assert_eq!(config.connection.backoff_secs, vec![1, 2, 5, 15, 60]);
+        assert_eq!(config.connection.jitter, 0.2);
+        assert_eq!(
+            config.accounts,
+            vec![AccountConfig {
+                name: "sales".into(),
+                enabled: true,
+                pair_on_start: false
+            }]
+        );
+    }
+
+    #[test]
+    fn empty_file_gives_system_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.daemon.socket, Path::new(SYSTEM_SOCKET));
+        assert_eq!(config.daemon.state_dir, Path::new(SYSTEM_STATE_DIR));
+        assert_eq!(config.connection.url, DEFAULT_URL);
+    }
+
+    #[test]
+    fn shipped_config_loads_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/walink.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.daemon, Config::default().daemon);
+        assert_eq!(config.connection, ConnectionConfig::default());
+    }
+
+    #[test]
+    fn out_of_range_value_names_file_line_key_and_range() {
+        let text = "[daemon]\nsocket = \"/tmp/s\"\n\n[connection]\nurl = \"wss://a/b\"\n\njitter = 1.5\n";
+        let (line, key, shown) = invalid(text);
+        assert_eq!(line, 7);
+        assert_eq!(key, "connection.jitter");
+        assert_eq!(
+            shown,
+            "/etc/walink/walink.toml:7: connection.jitter = 1.5: must be between 0.0 and 0.9"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let (line, key, shown) = invalid("[daemon]\nsocket = \"/tmp/s\"\nsokcet_group = \"x\"\n");
+        assert_eq!((line, key.as_str()), (3, "daemon.sokcet_group"));
+        assert!(shown.contains("unknown key `sokcet_group`"), "{shown}");
+        assert!(shown.contains("socket_group"), "lists allowed keys: {shown}");
+    }
+
+    #[test]
+    fn unknown_table_is_an_error_naming_it() {
+        let (line, key, shown) = invalid("[daemon]\n\n[conection]\nurl = \"wss://x\"\n");
+        assert_eq!((line, key.as_str()), (3, "conection"));
+        assert!(shown.contains("connection"), "lists allowed tables: {shown}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_expected_type() {
+        let (line, key, shown) = invalid("[connection]\nconnect_timeout_secs = \"20\"\n");
+        assert_eq!((line, key.as_str()), (2, "connection.connect_timeout_secs"));
+        assert!(shown.contains("integer") || shown.contains("u64"), "{shown}");
+    }
+
+    #[test]
+    fn bad_log_target_lists_allowed_values() {
+        let (line, key, shown) = invalid("[daemon]\nlog_target = \"syslog\"\n");
+        assert_eq!((line, key.as_str()), (2, "daemon.log_target"));
+        assert!(shown.contains("journald") && shown.contains("stderr"), "{shown}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let (line, _, shown) = invalid("[daemon]\nsocket = \"/tmp/s\n");
+        assert_eq!(line, 2);
+        assert!(shown.starts_with("/etc/walink/walink.toml:2: "), "{shown}");
+    }
+
+    #[test]
+    fn account_without_name_is_reported_at_its_table() {
+        let (line, key, shown) = invalid("[[account]]\nname = \"a\"\n\n[[account]]\nenabled = false\n");
+        assert_eq!(key, "account.name");
+        assert!((4..=5).contains(&line), "line {line}");
+        assert!(shown.contains("missing field `name`"), "{shown}");
+    }
+
+    #[test]
+    fn bad_and_duplicate_account_names() {
+        let (line, key, shown) = invalid("[[account]]\nname = \"Sales\"\n");
+        assert_eq!((line, key.as_str()), (2, "account.name"));
+        assert!(shown.contains("'S'") && shown.contains("a-z"), "{shown}");
+
+        let (line, _, _) = invalid(&format!("[[account]]\nname = \"{}\"\n", "a".repeat(33)));
+        assert_eq!(line, 2);
+
+        let (line, key, shown) =
+            invalid("[[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n[[account]]\nname = \"a\"\n");
+        assert_eq!((line, key.as_str()), (6, "account.name"));
+        assert!(shown.contains("unique"), "{shown}");
+    }
+
+    #[test]
+    fn url_scheme_must_be_websocket() {
+        let (line, key, shown) = invalid("[connection]\n\nurl = \"https://web.whatsapp.com/ws/chat\"\n");
+        assert_eq!((line, key.as_str()), (3, "connection.url"));
+        assert!(shown.contains("ws:// or wss://"), "{shown}");
+        let (_, _, shown) = invalid("[connection]\nurl = \"wss:///ws/chat\"\n");
+        assert!(shown.contains("host"), "{shown}");
+    }
+
+    #[test]
+    fn backoff_rules() {
+        for (value, expect) in [
+            ("[]", "at least one"),
+            ("[1, 0]", "between 1 and"),
+            ("[5, 2]", "must not decrease"),
+        ] {
+            let (line, key, shown) = invalid(&format!("[connection]\nbackoff_secs = {value}\n"));
+            assert_eq!((line, key.as_str()), (2, "connection.backoff_secs"));
+            assert!(shown.contains(expect), "{value}: {shown}");
+        }
+        let config = parse("[connection]\nbackoff_secs = [3, 3, 10]\n").unwrap();
+        assert_eq!(config.connection.backoff_step(1), Duration::from_secs(3));
+        assert_eq!(config.connection.backoff_step(3), Duration::from_secs(10));
+        assert_eq!(config.connection.backoff_step(99), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn relative_paths_and_timeouts_are_rejected() {
+        let (_, key, shown) = invalid("[daemon]\nstate_dir = \"state\"\n");
+        assert_eq!(key, "daemon.state_dir");
+        assert!(shown.contains("absolute"), "{shown}");
+        let (_, key, _) = invalid("[connection]\nconnect_timeout_secs = 0\n");
+        assert_eq!(key, "connection.connect_timeout_secs");
+    }
+
+    #[test]
+    fn empty_socket_group_keeps_daemon_group() {
+        let config = parse("[daemon]\nsocket_group = \"\"\n").unwrap();
+        assert_eq!(config.daemon.socket_group, None);
+    }
+
+    #[test]
+    fn missing_file_says_so() {
+        let err = Config::load(Path::new("/nonexistent/walink.toml")).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.starts_with("/nonexistent/walink.toml: cannot read"), "{shown}");
+    }
+
+    #[test]
+    fn complete_file_loads_in_user_mode_without_environment_lookups() {
+        let config = Config::parse(MINIMAL, Path::new("x.toml"), Mode::User).unwrap();
+        assert_eq!(config.daemon.socket, Path::new("/tmp/x/walink.sock"));
+    }
+}

@@ -1,1 +1,13 @@
-//! ipc layer (see DESIGN.md).
+//! ipc layer: the JSON-RPC 2.0 protocol on walinkd's Unix socket.
+//!
+//! `protocol` is shared by the daemon and every client; `server` is the
+//! daemon's side (socket binding, connections, dispatch to a [`Handler`]);
+//! `client` is what `walink` uses.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+pub use client::{Client, ClientError, StreamItem};
+pub use protocol::{Call, RpcError};
+pub use server::{Handler, NotificationSink, SinkError, bind, serve, systemd_listener};
