@@ -72,6 +72,10 @@ pub struct ConnectionConfig {
     pub connect_timeout_secs: u64,
     pub backoff_secs: Vec<u64>,
     pub jitter: f64,
+    /// Pins the WhatsApp Web version announced to the server instead of
+    /// fetching the current one from web.whatsapp.com at connect time. For
+    /// offline use (a mock server); real deployments leave it unset.
+    pub client_version: Option<(u32, u32, u32)>,
 }
 
 impl ConnectionConfig {
@@ -101,6 +105,7 @@ impl Default for ConnectionConfig {
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
             backoff_secs: DEFAULT_BACKOFF_SECS.to_vec(),
             jitter: DEFAULT_JITTER,
+            client_version: None,
         }
     }
 }
@@ -241,6 +246,13 @@ fn user_state_dir() -> Result<PathBuf, ConfigError> {
 
 /// Checks an account name: 1 to 32 of `a-z 0-9 _ -`. The name becomes part of
 /// paths and journald fields, so nothing else is allowed.
+/// Parses `"2.3000.1023456789"` into its three parts.
+fn parse_client_version(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.trim().split('.').map(|p| p.parse::<u32>().ok());
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
+}
+
 pub fn validate_account_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_ACCOUNT_NAME_LEN {
         return Err(format!(
@@ -283,6 +295,7 @@ struct RawConnection {
     connect_timeout_secs: Option<Spanned<u64>>,
     backoff_secs: Option<Spanned<Vec<u64>>>,
     jitter: Option<Spanned<f64>>,
+    client_version: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +383,17 @@ impl RawConfig {
                 }
                 config.connection.jitter = value;
             }
+            if let Some(version) = c.client_version {
+                let parsed = parse_client_version(version.get_ref()).ok_or_else(|| {
+                    at.invalid(
+                        version.span(),
+                        "connection.client_version",
+                        Some(format!("{:?}", version.get_ref())),
+                        "must be a WhatsApp Web version such as \"2.3000.1023456789\"",
+                    )
+                })?;
+                config.connection.client_version = Some(parsed);
+            }
         }
         let mut seen = HashSet::new();
         for account in self.account {
@@ -434,7 +458,10 @@ fn check_backoff(steps: &[u64]) -> Result<(), String> {
     if steps.is_empty() {
         return Err("must list at least one delay in seconds, e.g. [1, 2, 5, 15, 60]".to_owned());
     }
-    if steps.iter().any(|s| !(1..=MAX_BACKOFF_STEP_SECS).contains(s)) {
+    if steps
+        .iter()
+        .any(|s| !(1..=MAX_BACKOFF_STEP_SECS).contains(s))
+    {
         return Err(format!(
             "each delay must be between 1 and {MAX_BACKOFF_STEP_SECS} seconds"
         ));
@@ -628,7 +655,8 @@ name = "sales"
 
     #[test]
     fn out_of_range_value_names_file_line_key_and_range() {
-        let text = "[daemon]\nsocket = \"/tmp/s\"\n\n[connection]\nurl = \"wss://a/b\"\n\njitter = 1.5\n";
+        let text =
+            "[daemon]\nsocket = \"/tmp/s\"\n\n[connection]\nurl = \"wss://a/b\"\n\njitter = 1.5\n";
         let (line, key, shown) = invalid(text);
         assert_eq!(line, 7);
         assert_eq!(key, "connection.jitter");
@@ -643,28 +671,40 @@ name = "sales"
         let (line, key, shown) = invalid("[daemon]\nsocket = \"/tmp/s\"\nsokcet_group = \"x\"\n");
         assert_eq!((line, key.as_str()), (3, "daemon.sokcet_group"));
         assert!(shown.contains("unknown key `sokcet_group`"), "{shown}");
-        assert!(shown.contains("socket_group"), "lists allowed keys: {shown}");
+        assert!(
+            shown.contains("socket_group"),
+            "lists allowed keys: {shown}"
+        );
     }
 
     #[test]
     fn unknown_table_is_an_error_naming_it() {
         let (line, key, shown) = invalid("[daemon]\n\n[conection]\nurl = \"wss://x\"\n");
         assert_eq!((line, key.as_str()), (3, "conection"));
-        assert!(shown.contains("connection"), "lists allowed tables: {shown}");
+        assert!(
+            shown.contains("connection"),
+            "lists allowed tables: {shown}"
+        );
     }
 
     #[test]
     fn wrong_type_names_key_and_expected_type() {
         let (line, key, shown) = invalid("[connection]\nconnect_timeout_secs = \"20\"\n");
         assert_eq!((line, key.as_str()), (2, "connection.connect_timeout_secs"));
-        assert!(shown.contains("integer") || shown.contains("u64"), "{shown}");
+        assert!(
+            shown.contains("integer") || shown.contains("u64"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn bad_log_target_lists_allowed_values() {
         let (line, key, shown) = invalid("[daemon]\nlog_target = \"syslog\"\n");
         assert_eq!((line, key.as_str()), (2, "daemon.log_target"));
-        assert!(shown.contains("journald") && shown.contains("stderr"), "{shown}");
+        assert!(
+            shown.contains("journald") && shown.contains("stderr"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -676,7 +716,8 @@ name = "sales"
 
     #[test]
     fn account_without_name_is_reported_at_its_table() {
-        let (line, key, shown) = invalid("[[account]]\nname = \"a\"\n\n[[account]]\nenabled = false\n");
+        let (line, key, shown) =
+            invalid("[[account]]\nname = \"a\"\n\n[[account]]\nenabled = false\n");
         assert_eq!(key, "account.name");
         assert!((4..=5).contains(&line), "line {line}");
         assert!(shown.contains("missing field `name`"), "{shown}");
@@ -691,15 +732,17 @@ name = "sales"
         let (line, _, _) = invalid(&format!("[[account]]\nname = \"{}\"\n", "a".repeat(33)));
         assert_eq!(line, 2);
 
-        let (line, key, shown) =
-            invalid("[[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n[[account]]\nname = \"a\"\n");
+        let (line, key, shown) = invalid(
+            "[[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n[[account]]\nname = \"a\"\n",
+        );
         assert_eq!((line, key.as_str()), (6, "account.name"));
         assert!(shown.contains("unique"), "{shown}");
     }
 
     #[test]
     fn url_scheme_must_be_websocket() {
-        let (line, key, shown) = invalid("[connection]\n\nurl = \"https://web.whatsapp.com/ws/chat\"\n");
+        let (line, key, shown) =
+            invalid("[connection]\n\nurl = \"https://web.whatsapp.com/ws/chat\"\n");
         assert_eq!((line, key.as_str()), (3, "connection.url"));
         assert!(shown.contains("ws:// or wss://"), "{shown}");
         let (_, _, shown) = invalid("[connection]\nurl = \"wss:///ws/chat\"\n");
@@ -742,7 +785,10 @@ name = "sales"
     fn missing_file_says_so() {
         let err = Config::load(Path::new("/nonexistent/walink.toml")).unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with("/nonexistent/walink.toml: cannot read"), "{shown}");
+        assert!(
+            shown.starts_with("/nonexistent/walink.toml: cannot read"),
+            "{shown}"
+        );
     }
 
     #[test]

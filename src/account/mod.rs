@@ -4,3 +4,8 @@
 pub mod backoff;
 pub mod health;
 pub mod state;
+pub mod supervisor;
+
+pub use supervisor::{
+    AccountEvent, AccountHandle, AccountSpec, CommandError, Qr, SentStatus, Settings, Snapshot,
+};

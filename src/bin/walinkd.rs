@@ -1,1 +1,53 @@
-fn main() {}
+//! walinkd: keeps WhatsApp accounts linked and online.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use walink::config::Mode;
+
+/// Keeps WhatsApp accounts linked and online; controlled with `walink`.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Config file [default: /etc/walink/walink.toml, or
+    /// $XDG_CONFIG_HOME/walink/walink.toml with --user]
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Run for the current user: socket in $XDG_RUNTIME_DIR/walink/, state in
+    /// ~/.local/state/walink/.
+    #[arg(long)]
+    user: bool,
+}
+
+fn default_config(mode: Mode) -> PathBuf {
+    match mode {
+        Mode::System => PathBuf::from("/etc/walink/walink.toml"),
+        Mode::User => std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .unwrap_or_else(|| PathBuf::from(".config"))
+            .join("walink/walink.toml"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mode = if args.user { Mode::User } else { Mode::System };
+    let explicit = args.config.is_some();
+    let path = args.config.unwrap_or_else(|| default_config(mode));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walinkd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(walink::daemon::run(path, explicit, mode)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walinkd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,132 @@
-//! daemon layer (see DESIGN.md).
+//! Process life: startup, config load and reload, signals, shutdown,
+//! systemd notification and watchdog.
+
+pub mod accounts;
+pub mod handler;
+pub mod logging;
+pub mod notify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Mode};
+use crate::ipc;
+use crate::store::StateDb;
+use accounts::Accounts;
+use handler::DaemonHandler;
+
+/// How often the STATUS= line is refreshed when it changed.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// Loads the config at `path`. A missing file is fine only in user mode and
+/// only when it was not named explicitly: defaults, no account.
+pub fn load_config(path: &Path, explicit: bool, mode: Mode) -> anyhow::Result<Config> {
+    if !explicit && mode == Mode::User && !path.exists() {
+        return Ok(Config::defaults(mode)?);
+    }
+    Ok(Config::load_for(path, mode)?)
+}
+
+/// Where the sled database of live state lives inside the state directory.
+pub fn state_db_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("state")
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Result<()> {
+    let config = load_config(&config_path, explicit, mode)?;
+    logging::init(config.daemon.log_target);
+
+    let db = StateDb::open(&state_db_path(&config.daemon.state_dir))?;
+    let accounts = Arc::new(Accounts::start(db, &config)?);
+    let (listener, bound_socket) = match ipc::systemd_listener()
+        .context("cannot use the socket passed by systemd")?
+    {
+        Some(listener) => (listener, None),
+        None => {
+            let listener = ipc::bind(&config.daemon.socket, config.daemon.socket_group.as_deref())?;
+            (listener, Some(config.daemon.socket.clone()))
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let handler = Arc::new(DaemonHandler::new(accounts.clone()));
+    let server = tokio::spawn(ipc::serve(listener, handler, shutdown.clone()));
+
+    let mut status_line = accounts.summary_line().await;
+    notify::ready(&status_line);
+    tracing::info!(
+        event = "started",
+        socket = %config.daemon.socket.display(),
+        accounts = config.accounts.len(),
+        "walinkd ready: {status_line}"
+    );
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let watchdog_every = notify::watchdog_interval();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    let mut status_tick = tokio::time::interval(STATUS_EVERY);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&config_path, explicit, mode, &accounts).await,
+            _ = watchdog.tick(), if watchdog_every.is_some() => {
+                let deadline = watchdog_every.unwrap_or_default() / 2;
+                if accounts.all_responsive(deadline).await {
+                    notify::watchdog();
+                } else {
+                    tracing::error!(event = "wedged", "an account supervisor did not answer; withholding the watchdog ping");
+                }
+            }
+            _ = status_tick.tick() => {
+                let line = accounts.summary_line().await;
+                if line != status_line {
+                    notify::status(&line);
+                    status_line = line;
+                }
+            }
+        }
+    }
+
+    tracing::info!(event = "stopping", "walinkd stopping");
+    notify::stopping();
+    shutdown.cancel();
+    accounts.stop_all().await;
+    let _ = server.await;
+    if let Some(path) = bound_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// SIGHUP: applies a new config, or keeps the running one when it is bad.
+async fn reload(path: &Path, explicit: bool, mode: Mode, accounts: &Accounts) {
+    notify::reloading();
+    match load_config(path, explicit, mode) {
+        Ok(config) => match accounts.reload(&config).await {
+            Ok(summary) => tracing::info!(
+                event = "reloaded",
+                "config reloaded: added {:?}, removed {:?}, restarted {:?}",
+                summary.added,
+                summary.removed,
+                summary.restarted
+            ),
+            Err(e) => {
+                tracing::error!(event = "reload_failed", error = %e, "config reload failed: {e}")
+            }
+        },
+        Err(e) => tracing::error!(
+            event = "reload_failed",
+            reason = %e,
+            "new config rejected, keeping the running one: {e:#}"
+        ),
+    }
+    notify::ready(&accounts.summary_line().await);
+}

@@ -32,7 +32,9 @@ pub enum ClientError {
     },
     #[error("connection to walinkd failed: {0}; see `journalctl -u walink`")]
     Io(#[from] io::Error),
-    #[error("walinkd closed the connection before answering; it may be shutting down or restarting (see `journalctl -u walink`)")]
+    #[error(
+        "walinkd closed the connection before answering; it may be shutting down or restarting (see `journalctl -u walink`)"
+    )]
     Closed,
     #[error("unexpected reply from walinkd: {0}; are walink and walinkd the same version?")]
     Protocol(String),

@@ -12,20 +12,45 @@ use wacore::types::presence::ReceiptType;
 /// What happened on an account's connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaEvent {
-    Qr { code: String, timeout: Duration },
+    Qr {
+        code: String,
+        timeout: Duration,
+    },
     QrExhausted,
-    PairCode { code: String },
-    Paired { jid: String },
-    PairFailed { error: String },
+    PairCode {
+        code: String,
+    },
+    Paired {
+        jid: String,
+    },
+    PairFailed {
+        error: String,
+    },
     Connected,
     /// The transport ended; `clean` for a routine server recycle.
-    Disconnected { clean: bool, reason: String },
-    LoggedOut { reason: String },
+    Disconnected {
+        clean: bool,
+        reason: String,
+    },
+    LoggedOut {
+        reason: String,
+    },
     Replaced,
-    StreamError { code: u16 },
-    TemporaryBan { expire: Duration },
-    ServerAck { id: String, error: Option<String> },
-    Receipt { ids: Vec<String>, status: ReceiptStatus, from: String },
+    StreamError {
+        code: u16,
+    },
+    TemporaryBan {
+        expire: Duration,
+    },
+    ServerAck {
+        id: String,
+        error: Option<String>,
+    },
+    Receipt {
+        ids: Vec<String>,
+        status: ReceiptStatus,
+        from: String,
+    },
     Message(IncomingMessage),
 }
 
@@ -43,8 +68,10 @@ pub struct IncomingMessage {
     pub sender: String,
     pub from_me: bool,
     pub timestamp: i64,
-    /// The text, or a short description of non-text content.
-    pub text: String,
+    /// The text, for text messages.
+    pub text: Option<String>,
+    /// What it is, for anything else ("image", "sticker", …).
+    pub description: Option<String>,
 }
 
 /// Forwards library events into a channel. The library calls handlers
@@ -145,7 +172,8 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                     sender: info.source.sender.to_string(),
                     from_me: info.source.is_from_me,
                     timestamp: info.timestamp.timestamp(),
-                    text: describe(&m.message),
+                    text: m.message.text_content().map(str::to_string),
+                    description: describe(&m.message),
                 })
             })
             .collect(),
@@ -166,10 +194,10 @@ fn translate(event: &Event) -> Vec<WaEvent> {
     }
 }
 
-/// The text of a message, or what kind of content it carries.
-fn describe(message: &whatsapp_rust::waproto::whatsapp::Message) -> String {
-    if let Some(text) = message.text_content() {
-        return text.to_string();
+/// What kind of content a message without text carries.
+fn describe(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<String> {
+    if message.text_content().is_some() {
+        return None;
     }
     let base = message.get_base_message();
     let kind = if base.image_message.is_set() {
@@ -191,5 +219,5 @@ fn describe(message: &whatsapp_rust::waproto::whatsapp::Message) -> String {
     } else {
         "unsupported message"
     };
-    format!("[{kind}]")
+    Some(kind.to_string())
 }

@@ -2,8 +2,10 @@
 //! the translation of library events into walink events.
 
 pub mod events;
+pub mod message_id;
 pub mod session;
 pub mod transport;
 
 pub use events::{IncomingMessage, ReceiptStatus, WaEvent};
+pub use message_id::message_id_for_key;
 pub use session::{ConnectionSettings, Session, SessionError};

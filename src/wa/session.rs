@@ -107,6 +107,12 @@ impl Session {
         self.client.disconnect().await;
     }
 
+    /// Drops the current connection but keeps the client usable, so the
+    /// next `run_once` connects again.
+    pub async fn end_connection(&self) {
+        self.client.reconnect_immediately().await;
+    }
+
     /// Asks the server to remove this device, then disconnects.
     pub async fn logout(&self) {
         self.client.logout().await;
@@ -190,7 +196,9 @@ pub fn recipient_jid(to: &str) -> Result<Jid, SessionError> {
     if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    format!("{digits}@s.whatsapp.net").parse::<Jid>().map_err(|_| bad())
+    format!("{digits}@s.whatsapp.net")
+        .parse::<Jid>()
+        .map_err(|_| bad())
 }
 
 #[cfg(test)]

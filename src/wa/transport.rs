@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use wacore::net::{DisconnectReason, Transport, TransportEvent, TransportFactory, WHATSAPP_WEB_ORIGIN};
+use wacore::net::{
+    DisconnectReason, Transport, TransportEvent, TransportFactory, WHATSAPP_WEB_ORIGIN,
+};
 use whatsapp_rust::bytes::Bytes;
 
 type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
@@ -54,17 +56,19 @@ impl TransportFactory for WsTransportFactory {
         request
             .headers_mut()
             .insert("Origin", HeaderValue::from_static(WHATSAPP_WEB_ORIGIN));
-        let (ws, _response) =
-            tokio::time::timeout(self.connect_timeout, tokio_tungstenite::connect_async(request))
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "connecting to {} timed out after {:?}",
-                        self.url,
-                        self.connect_timeout
-                    )
-                })?
-                .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", self.url))?;
+        let (ws, _response) = tokio::time::timeout(
+            self.connect_timeout,
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "connecting to {} timed out after {:?}",
+                self.url,
+                self.connect_timeout
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", self.url))?;
         let (sink, mut stream) = ws.split();
         let (tx, rx) = async_channel::bounded(EVENT_BUFFER);
         // Cannot fail: the receiver is still in our hands.
@@ -75,7 +79,11 @@ impl TransportFactory for WsTransportFactory {
             let reason = loop {
                 match stream.next().await {
                     Some(Ok(Message::Binary(data))) => {
-                        if events.send(TransportEvent::DataReceived(data)).await.is_err() {
+                        if events
+                            .send(TransportEvent::DataReceived(data))
+                            .await
+                            .is_err()
+                        {
                             break DisconnectReason::Unknown;
                         }
                     }

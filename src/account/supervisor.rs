@@ -1,0 +1,859 @@
+//! One task per account: connects, watches the connection, decides what to
+//! do when it ends, and answers the daemon's commands. Everything an account
+//! reports (state, counters, QR) comes from here, so status tells the truth.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::backoff::{Backoff, jitter_sample};
+use super::state::{AccountState, Attempt, Next, next_after};
+use crate::store::SledBackend;
+use crate::wa::{ConnectionSettings, IncomingMessage, ReceiptStatus, Session, WaEvent};
+
+/// A connection this long resets the backoff schedule (DESIGN.md).
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// How often a connected account measures its keepalive round trip.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Store size is a scan of the account's trees: refresh it now and then.
+const SIZE_EVERY: Duration = Duration::from_secs(60);
+/// Subscribers that fall further behind than this lose events (and are told).
+const EVENT_BUFFER: usize = 1024;
+
+/// Settings every supervisor shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub connection: ConnectionSettings,
+    pub backoff_steps: Vec<Duration>,
+    pub jitter: f64,
+}
+
+/// An account as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSpec {
+    pub name: String,
+    pub enabled: bool,
+    pub pair_on_start: bool,
+}
+
+/// The current QR payload; in memory only, never logged or stored.
+#[derive(Clone, PartialEq)]
+pub struct Qr {
+    pub code: String,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Qr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qr")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything `status` shows about an account, kept current by its supervisor.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub name: String,
+    pub enabled: bool,
+    pub state: AccountState,
+    pub state_reason: Option<String>,
+    pub jid: Option<String>,
+    pub connected_since: Option<SystemTime>,
+    /// Failed attempts since the account was last connected.
+    pub failures: u32,
+    pub automatic_reconnections: u64,
+    pub last_disconnect: Option<(String, SystemTime)>,
+    pub next_retry_at: Option<SystemTime>,
+    pub keepalive_rtt_ms: Option<u64>,
+    pub session_exists: bool,
+    pub session_valid: bool,
+    pub size_bytes: u64,
+    pub qr: Option<Qr>,
+}
+
+/// Delivery progress of a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentStatus {
+    ServerAck,
+    Delivered,
+    Read,
+    Failed,
+}
+
+/// What subscribers of an account see.
+#[derive(Debug, Clone)]
+pub enum AccountEvent {
+    StateChanged {
+        state: AccountState,
+        reason: Option<String>,
+        attempt: Option<u32>,
+        next_retry_at: Option<SystemTime>,
+    },
+    Qr(Qr),
+    Paired {
+        jid: String,
+    },
+    Message(IncomingMessage),
+    MessageStatus {
+        id: String,
+        chat: String,
+        status: SentStatus,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("account {account} is {state}: {what}")]
+    InvalidState {
+        account: String,
+        state: AccountState,
+        what: String,
+    },
+    #[error(
+        "account {account} is not connected ({state}); wait for it to reconnect or run `walink reconnect {account}`"
+    )]
+    NotConnected {
+        account: String,
+        state: AccountState,
+    },
+    #[error("{0}")]
+    Rejected(String),
+    #[error("the account's store failed: {0}")]
+    Store(String),
+    #[error("the account supervisor has stopped (daemon shutting down)")]
+    Gone,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
+
+enum Command {
+    Initialize(Reply<AccountState>),
+    Reconnect(Reply<AccountState>),
+    Restart(Reply<AccountState>),
+    ClearSession(Reply<AccountState>),
+    Send {
+        to: String,
+        text: String,
+        id: Option<String>,
+        reply: Reply<String>,
+    },
+    PairCode {
+        phone: String,
+        reply: Reply<String>,
+    },
+    Ping(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The daemon's grip on one account's supervisor task.
+pub struct AccountHandle {
+    spec: AccountSpec,
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Snapshot>,
+    events: broadcast::Sender<AccountEvent>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AccountHandle {
+    /// Starts the supervisor. Enabled accounts with credentials connect at
+    /// once, without a QR; others wait for `initialize` (or pair at start
+    /// when configured to).
+    pub fn spawn(spec: AccountSpec, backend: Arc<SledBackend>, settings: Arc<Settings>) -> Self {
+        let session_exists = backend.has_credentials();
+        let snapshot = Snapshot {
+            name: spec.name.clone(),
+            enabled: spec.enabled,
+            state: AccountState::Stopped,
+            state_reason: (!spec.enabled).then(|| "disabled in the config".to_string()),
+            jid: backend.jid(),
+            connected_since: None,
+            failures: 0,
+            automatic_reconnections: 0,
+            last_disconnect: None,
+            next_retry_at: None,
+            keepalive_rtt_ms: None,
+            session_exists,
+            session_valid: backend.load_device().is_ok(),
+            size_bytes: backend.size_bytes(),
+            qr: None,
+        };
+        let (status_tx, status) = watch::channel(snapshot);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (commands, commands_rx) = mpsc::channel(64);
+        let start = if spec.enabled && (session_exists || spec.pair_on_start) {
+            Flow::Connect
+        } else {
+            Flow::Idle
+        };
+        let supervisor = Supervisor {
+            name: spec.name.clone(),
+            backoff: Backoff::new(settings.backoff_steps.clone(), settings.jitter),
+            settings,
+            backend,
+            status: status_tx,
+            events: events.clone(),
+            commands: commands_rx,
+            session: None,
+            session_events: None,
+            lost_connection: false,
+        };
+        let task = tokio::spawn(supervisor.run(start));
+        Self {
+            spec,
+            commands,
+            status,
+            events,
+            task: std::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    pub fn spec(&self) -> &AccountSpec {
+        &self.spec
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the snapshot.
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.status.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AccountEvent> {
+        self.events.subscribe()
+    }
+
+    pub async fn initialize(&self) -> Result<AccountState, CommandError> {
+        self.ask(Command::Initialize).await
+    }
+
+    pub async fn reconnect(&self) -> Result<AccountState, CommandError> {
+        self.ask(Command::Reconnect).await
+    }
+
+    pub async fn restart(&self) -> Result<AccountState, CommandError> {
+        self.ask(Command::Restart).await
+    }
+
+    pub async fn clear_session(&self) -> Result<AccountState, CommandError> {
+        self.ask(Command::ClearSession).await
+    }
+
+    /// Sends a text; resolves with the message id once it is on the wire.
+    /// The server ack arrives later as a `MessageStatus` event.
+    pub async fn send(
+        &self,
+        to: String,
+        text: String,
+        id: Option<String>,
+    ) -> Result<String, CommandError> {
+        self.ask(|reply| Command::Send {
+            to,
+            text,
+            id,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn pair_code(&self, phone: String) -> Result<String, CommandError> {
+        self.ask(|reply| Command::PairCode { phone, reply }).await
+    }
+
+    /// Answers once the supervisor has come round its loop: proof it is not
+    /// wedged, which is what the systemd watchdog must rest on.
+    pub async fn ping(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Ping(tx)).await.is_ok() && rx.await.is_ok()
+    }
+
+    /// Disconnects cleanly and ends the supervisor.
+    /// Disconnects cleanly, flushes the store and ends the supervisor.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| CommandError::Gone)?;
+        rx.await.map_err(|_| CommandError::Gone)?
+    }
+}
+
+/// Where the supervisor goes next.
+#[derive(Debug)]
+enum Flow {
+    /// Nothing to do until a command arrives.
+    Idle,
+    Connect,
+    /// Backoff before the next attempt.
+    Wait(Duration),
+    Exit,
+}
+
+struct Supervisor {
+    name: String,
+    settings: Arc<Settings>,
+    backend: Arc<SledBackend>,
+    status: watch::Sender<Snapshot>,
+    events: broadcast::Sender<AccountEvent>,
+    commands: mpsc::Receiver<Command>,
+    backoff: Backoff,
+    session: Option<Arc<Session>>,
+    /// The session's events; taken by the attempt that is running.
+    session_events: Option<mpsc::UnboundedReceiver<WaEvent>>,
+    /// The last connection ended without anyone asking: the next login is
+    /// an automatic reconnection.
+    lost_connection: bool,
+}
+
+impl Supervisor {
+    async fn run(mut self, start: Flow) {
+        let mut flow = start;
+        loop {
+            flow = match flow {
+                Flow::Idle => self.idle().await,
+                Flow::Connect => self.attempt().await,
+                Flow::Wait(delay) => self.wait(delay).await,
+                Flow::Exit => break,
+            };
+        }
+        if let Err(e) = self.backend.flush() {
+            tracing::warn!(account = %self.name, error = %e, "flushing the account's store at shutdown failed");
+        }
+    }
+
+    fn state(&self) -> AccountState {
+        self.status.borrow().state
+    }
+
+    fn set_state(&self, state: AccountState, reason: Option<String>) {
+        let mut changed = false;
+        self.status.send_modify(|s| {
+            changed = s.state != state || s.state_reason != reason;
+            s.state = state;
+            s.state_reason = reason.clone();
+            if state != AccountState::Reconnecting {
+                s.next_retry_at = None;
+            }
+            if state != AccountState::Connected {
+                s.connected_since = None;
+            }
+            if state != AccountState::WaitingForPairing {
+                s.qr = None;
+            }
+        });
+        if changed {
+            let snap = self.status.borrow().clone();
+            tracing::info!(
+                account = %self.name,
+                event = "state_changed",
+                state = %state,
+                reason = reason.as_deref().unwrap_or(""),
+                attempt = snap.failures,
+                "account is {state}"
+            );
+            let _ = self.events.send(AccountEvent::StateChanged {
+                state,
+                reason,
+                attempt: (state == AccountState::Reconnecting).then_some(snap.failures),
+                next_retry_at: snap.next_retry_at,
+            });
+        }
+    }
+
+    fn refresh_session_facts(&self) {
+        let exists = self.backend.has_credentials();
+        let valid = self.backend.load_device().is_ok();
+        let jid = self.backend.jid();
+        let size = self.backend.size_bytes();
+        self.status.send_modify(|s| {
+            s.session_exists = exists;
+            s.session_valid = valid;
+            s.size_bytes = size;
+            if jid.is_some() {
+                s.jid = jid;
+            }
+        });
+    }
+
+    async fn idle(&mut self) -> Flow {
+        loop {
+            let Some(cmd) = self.commands.recv().await else {
+                return Flow::Exit;
+            };
+            if let Some(flow) = self.command_between_attempts(cmd).await {
+                return flow;
+            }
+        }
+    }
+
+    async fn wait(&mut self, delay: Duration) -> Flow {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Flow::Connect,
+                cmd = self.commands.recv() => {
+                    let Some(cmd) = cmd else { return Flow::Exit };
+                    if let Some(flow) = self.command_between_attempts(cmd).await {
+                        return flow;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commands while no connection is up (idle or waiting out a backoff).
+    /// Returns the flow to switch to, if the command changes it.
+    async fn command_between_attempts(&mut self, cmd: Command) -> Option<Flow> {
+        let state = self.state();
+        match cmd {
+            Command::Initialize(reply) | Command::Reconnect(reply) => {
+                let _ = reply.send(Ok(AccountState::Connecting));
+                self.backoff.reset();
+                Some(Flow::Connect)
+            }
+            Command::Restart(reply) => {
+                self.drop_session().await;
+                let _ = reply.send(Ok(AccountState::Connecting));
+                self.backoff.reset();
+                Some(Flow::Connect)
+            }
+            Command::ClearSession(reply) => {
+                self.drop_session().await;
+                let result = self.wipe_credentials();
+                let ok = result.is_ok();
+                let _ = reply.send(result.map(|()| AccountState::Stopped));
+                ok.then_some(Flow::Idle)
+            }
+            Command::Send { reply, .. } => {
+                let _ = reply.send(Err(CommandError::NotConnected {
+                    account: self.name.clone(),
+                    state,
+                }));
+                None
+            }
+            Command::PairCode { reply, .. } => {
+                let _ = reply.send(Err(CommandError::InvalidState {
+                    account: self.name.clone(),
+                    state,
+                    what: format!(
+                        "a pair code needs a pairing connection; run `walink initialize {}` first",
+                        self.name
+                    ),
+                }));
+                None
+            }
+            Command::Ping(reply) => {
+                let _ = reply.send(());
+                None
+            }
+            Command::Stop(reply) => {
+                self.drop_session().await;
+                self.set_state(AccountState::Stopped, Some("daemon stopping".into()));
+                let _ = reply.send(());
+                Some(Flow::Exit)
+            }
+        }
+    }
+
+    /// Ends the client for good (it cannot be run again after this).
+    async fn drop_session(&mut self) {
+        self.session_events = None;
+        if let Some(session) = self.session.take() {
+            session.disconnect().await;
+        }
+    }
+
+    fn wipe_credentials(&mut self) -> Result<(), CommandError> {
+        self.backend
+            .clear()
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        self.status.send_modify(|s| {
+            s.jid = None;
+        });
+        self.refresh_session_facts();
+        self.set_state(
+            AccountState::Stopped,
+            Some("session cleared: link it again with `walink qr`".into()),
+        );
+        Ok(())
+    }
+
+    async fn session(&mut self) -> Result<Arc<Session>, String> {
+        if let Some(session) = &self.session {
+            return Ok(session.clone());
+        }
+        let backend: Arc<dyn wacore::store::traits::Backend> = self.backend.clone();
+        let (session, events) = Session::build(backend, &self.settings.connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        let session = Arc::new(session);
+        self.session = Some(session.clone());
+        self.session_events = Some(events);
+        Ok(session)
+    }
+
+    /// One connection, from dial to teardown, then the decision on what next.
+    async fn attempt(&mut self) -> Flow {
+        let session = match self.session().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(account = %self.name, error = %e, "cannot start the WhatsApp client");
+                self.set_state(AccountState::Failed, Some(e));
+                return Flow::Idle;
+            }
+        };
+        let failures = self.backoff.failures() as u32;
+        self.status.send_modify(|s| s.failures = failures);
+        let state = if failures > 0 || self.lost_connection {
+            AccountState::Reconnecting
+        } else {
+            AccountState::Connecting
+        };
+        self.set_state(state, None);
+
+        let Some(mut events) = self.session_events.take() else {
+            // A session without its event stream cannot be supervised: start over.
+            self.session = None;
+            return Flow::Connect;
+        };
+        let mut attempt = Attempt::default();
+        let mut after: Option<Flow> = None;
+        let mut connected_at: Option<Instant> = None;
+        let (ping_tx, mut ping_rx) = mpsc::channel::<Option<u64>>(1);
+        let mut ping_every = tokio::time::interval(PING_EVERY);
+        let mut size_every = tokio::time::interval(SIZE_EVERY);
+        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let stable = tokio::time::sleep_until(far);
+        tokio::pin!(stable);
+
+        let runner = session.clone();
+        let run = async move { runner.run_once().await };
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                _ = &mut run => break,
+                Some(ev) = events.recv() => {
+                    if matches!(ev, WaEvent::Connected) {
+                        connected_at = Some(Instant::now());
+                        stable.as_mut().reset(tokio::time::Instant::now() + STABLE_AFTER);
+                    }
+                    if let Some(flow) = self.on_event(ev, &mut attempt, &session).await {
+                        after.get_or_insert(flow);
+                    }
+                }
+                cmd = self.commands.recv() => {
+                    let Some(cmd) = cmd else {
+                        session.disconnect().await;
+                        after = Some(Flow::Exit);
+                        continue;
+                    };
+                    if let Some(flow) = self.command_during_attempt(cmd, &session).await {
+                        after.get_or_insert(flow);
+                    }
+                }
+                _ = &mut stable => {
+                    self.backoff.reset();
+                    stable.as_mut().reset(far);
+                }
+                _ = ping_every.tick(), if connected_at.is_some() => {
+                    let pinger = session.clone();
+                    let tx = ping_tx.clone();
+                    tokio::spawn(async move {
+                        let rtt = pinger.ping(PING_TIMEOUT).await.ok().map(|d| d.as_millis() as u64);
+                        let _ = tx.try_send(rtt);
+                    });
+                }
+                Some(rtt) = ping_rx.recv() => {
+                    if rtt.is_some() {
+                        self.status.send_modify(|s| s.keepalive_rtt_ms = rtt);
+                    }
+                }
+                _ = size_every.tick() => self.refresh_session_facts(),
+            }
+        }
+        // The library dispatches the end-of-connection events before `run`
+        // returns; collect them so the decision sees the whole story.
+        while let Ok(ev) = events.try_recv() {
+            if let Some(flow) = self.on_event(ev, &mut attempt, &session).await {
+                after.get_or_insert(flow);
+            }
+        }
+        if self.session.is_some() {
+            self.session_events = Some(events);
+        }
+        self.status.send_modify(|s| s.connected_since = None);
+        if let Some(flow) = after {
+            return self.apply_override(flow).await;
+        }
+        self.decide(&attempt).await
+    }
+
+    async fn apply_override(&mut self, flow: Flow) -> Flow {
+        if matches!(flow, Flow::Exit) {
+            self.drop_session().await;
+            self.set_state(AccountState::Stopped, Some("daemon stopping".into()));
+        }
+        flow
+    }
+
+    async fn decide(&mut self, attempt: &Attempt) -> Flow {
+        if attempt.connected {
+            self.lost_connection = true;
+        }
+        let now = SystemTime::now();
+        let (delay, reason) = match next_after(attempt) {
+            Next::Immediately { reason } => {
+                tracing::info!(account = %self.name, event = "disconnected", reason = %reason, "reconnecting at once: {reason}");
+                self.record_disconnect(&reason, now);
+                return Flow::Connect;
+            }
+            Next::Stop { state, reason } => {
+                self.record_disconnect(&reason, now);
+                tracing::warn!(account = %self.name, event = "stopped", reason = %reason, "not reconnecting: {reason}");
+                self.drop_session().await;
+                if state == AccountState::LoggedOut {
+                    if let Err(e) = self.backend.clear() {
+                        tracing::error!(account = %self.name, error = %e, "removing the logged-out credentials failed");
+                    }
+                    self.status.send_modify(|s| s.jid = None);
+                    self.refresh_session_facts();
+                }
+                self.lost_connection = false;
+                self.set_state(state, Some(reason));
+                return Flow::Idle;
+            }
+            Next::Backoff { reason } => (self.backoff.next_delay(jitter_sample()), reason),
+            Next::SlowDown { reason } => {
+                self.backoff.penalize();
+                (self.backoff.next_delay(jitter_sample()), reason)
+            }
+            Next::WaitFor { delay, reason } => (delay, reason),
+        };
+        self.record_disconnect(&reason, now);
+        let failures = self.backoff.failures() as u32;
+        self.status.send_modify(|s| {
+            s.failures = failures;
+            s.next_retry_at = Some(now + delay);
+        });
+        tracing::info!(account = %self.name, event = "backoff", reason = %reason, attempt = failures, "retrying in {delay:.1?}: {reason}");
+        self.set_state(AccountState::Reconnecting, Some(reason));
+        Flow::Wait(delay)
+    }
+
+    fn record_disconnect(&self, reason: &str, at: SystemTime) {
+        self.status
+            .send_modify(|s| s.last_disconnect = Some((reason.to_string(), at)));
+    }
+
+    /// Applies one library event. Returns a flow only when the event itself
+    /// settles what comes after this attempt.
+    async fn on_event(
+        &mut self,
+        ev: WaEvent,
+        attempt: &mut Attempt,
+        session: &Arc<Session>,
+    ) -> Option<Flow> {
+        match ev {
+            WaEvent::Qr { code, timeout } => {
+                let qr = Qr { code, timeout };
+                self.set_state(AccountState::WaitingForPairing, None);
+                self.status.send_modify(|s| s.qr = Some(qr.clone()));
+                let _ = self.events.send(AccountEvent::Qr(qr));
+            }
+            WaEvent::QrExhausted => {
+                attempt.qr_exhausted = true;
+                session.end_connection().await;
+            }
+            WaEvent::PairCode { .. } => {}
+            WaEvent::Paired { jid } => {
+                attempt.paired = true;
+                tracing::info!(account = %self.name, event = "paired", jid = %jid, "linked to {jid}");
+                self.status.send_modify(|s| s.jid = Some(jid.clone()));
+                let _ = self.events.send(AccountEvent::Paired { jid });
+            }
+            WaEvent::PairFailed { error } => {
+                tracing::warn!(account = %self.name, event = "pair_failed", reason = %error, "pairing failed: {error}");
+            }
+            WaEvent::Connected => {
+                attempt.connected = true;
+                let automatic = std::mem::take(&mut self.lost_connection);
+                let jid = session.jid();
+                self.status.send_modify(|s| {
+                    s.connected_since = Some(SystemTime::now());
+                    s.failures = 0;
+                    s.qr = None;
+                    if automatic {
+                        s.automatic_reconnections += 1;
+                    }
+                    if jid.is_some() {
+                        s.jid = jid;
+                    }
+                });
+                self.refresh_session_facts();
+                self.set_state(AccountState::Connected, None);
+            }
+            WaEvent::Disconnected { clean, reason } => {
+                attempt.clean_close = Some(clean);
+                tracing::debug!(account = %self.name, reason = %reason, "transport ended");
+            }
+            WaEvent::LoggedOut { .. } => attempt.logged_out = true,
+            WaEvent::Replaced => attempt.replaced = true,
+            WaEvent::StreamError { code } => {
+                attempt.stream_error = Some(code);
+                // 401/440 arrive as stream errors too; the library may not
+                // close on every code, so a terminal one ends the attempt here.
+                if matches!(code, 401 | 440) {
+                    session.end_connection().await;
+                }
+            }
+            WaEvent::TemporaryBan { expire } => attempt.banned_for = Some(expire),
+            WaEvent::ServerAck { id, error } => {
+                let (status, reason) = match error {
+                    None => (SentStatus::ServerAck, None),
+                    Some(code) => (
+                        SentStatus::Failed,
+                        Some(format!("server refused the message (error {code})")),
+                    ),
+                };
+                let _ = self.events.send(AccountEvent::MessageStatus {
+                    id,
+                    chat: String::new(),
+                    status,
+                    reason,
+                });
+            }
+            WaEvent::Receipt { ids, status, from } => {
+                let status = match status {
+                    ReceiptStatus::Delivered => SentStatus::Delivered,
+                    ReceiptStatus::Read => SentStatus::Read,
+                };
+                for id in ids {
+                    let _ = self.events.send(AccountEvent::MessageStatus {
+                        id,
+                        chat: from.clone(),
+                        status,
+                        reason: None,
+                    });
+                }
+            }
+            WaEvent::Message(m) => {
+                tracing::debug!(account = %self.name, event = "message_received", "message received");
+                let _ = self.events.send(AccountEvent::Message(m));
+            }
+        }
+        None
+    }
+
+    async fn command_during_attempt(
+        &mut self,
+        cmd: Command,
+        session: &Arc<Session>,
+    ) -> Option<Flow> {
+        let state = self.state();
+        match cmd {
+            Command::Initialize(reply) => {
+                let _ = reply.send(Ok(state));
+                None
+            }
+            Command::Reconnect(reply) => {
+                self.lost_connection = false;
+                self.backoff.reset();
+                session.end_connection().await;
+                let _ = reply.send(Ok(AccountState::Reconnecting));
+                Some(Flow::Connect)
+            }
+            Command::Restart(reply) => {
+                self.lost_connection = false;
+                self.backoff.reset();
+                session.disconnect().await;
+                self.session = None;
+                let _ = reply.send(Ok(AccountState::Connecting));
+                Some(Flow::Connect)
+            }
+            Command::ClearSession(reply) => {
+                if session.is_connected() {
+                    session.logout().await;
+                } else {
+                    session.disconnect().await;
+                }
+                self.session = None;
+                self.lost_connection = false;
+                let result = self.wipe_credentials();
+                let _ = reply.send(result.map(|()| AccountState::Stopped));
+                Some(Flow::Idle)
+            }
+            Command::Send {
+                to,
+                text,
+                id,
+                reply,
+            } => {
+                if state != AccountState::Connected {
+                    let _ = reply.send(Err(CommandError::NotConnected {
+                        account: self.name.clone(),
+                        state,
+                    }));
+                    return None;
+                }
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let result = session
+                        .send_text(&to, &text, id)
+                        .await
+                        .map_err(|e| CommandError::Rejected(e.to_string()));
+                    let _ = reply.send(result);
+                });
+                None
+            }
+            Command::PairCode { phone, reply } => {
+                if state != AccountState::WaitingForPairing {
+                    let _ = reply.send(Err(CommandError::InvalidState {
+                        account: self.name.clone(),
+                        state,
+                        what: "a pair code can only be requested while waiting for pairing".into(),
+                    }));
+                    return None;
+                }
+                let session = session.clone();
+                tokio::spawn(async move {
+                    let result = session
+                        .pair_code(&phone)
+                        .await
+                        .map_err(|e| CommandError::Rejected(e.to_string()));
+                    let _ = reply.send(result);
+                });
+                None
+            }
+            Command::Ping(reply) => {
+                let _ = reply.send(());
+                None
+            }
+            Command::Stop(reply) => {
+                session.disconnect().await;
+                self.session = None;
+                self.set_state(AccountState::Stopped, Some("daemon stopping".into()));
+                let _ = reply.send(());
+                Some(Flow::Exit)
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The set of running account supervisors, and how a new config changes it:
+//! added accounts start, removed ones stop, changed ones restart, and the
+//! others are not touched.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::RwLock;
+
+use crate::account::{AccountHandle, AccountSpec, Settings};
+use crate::config::{AccountConfig, Config};
+use crate::store::{StateDb, StoreError};
+use crate::wa::ConnectionSettings;
+
+pub struct Accounts {
+    db: StateDb,
+    settings: RwLock<Arc<Settings>>,
+    handles: RwLock<BTreeMap<String, Arc<AccountHandle>>>,
+}
+
+fn spec(account: &AccountConfig) -> AccountSpec {
+    AccountSpec {
+        name: account.name.clone(),
+        enabled: account.enabled,
+        pair_on_start: account.pair_on_start,
+    }
+}
+
+pub fn settings(config: &Config) -> Settings {
+    let c = &config.connection;
+    Settings {
+        connection: ConnectionSettings {
+            url: c.url.clone(),
+            connect_timeout: c.connect_timeout(),
+            client_version: c.client_version,
+        },
+        backoff_steps: c
+            .backoff_secs
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect(),
+        jitter: c.jitter,
+    }
+}
+
+/// What a reload did, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+}
+
+impl Accounts {
+    /// Opens every configured account's store and starts its supervisor.
+    pub fn start(db: StateDb, config: &Config) -> Result<Self, StoreError> {
+        let settings = Arc::new(settings(config));
+        let mut handles = BTreeMap::new();
+        for account in &config.accounts {
+            let backend = db.account(&account.name)?;
+            let handle = AccountHandle::spawn(spec(account), backend, settings.clone());
+            handles.insert(account.name.clone(), Arc::new(handle));
+        }
+        Ok(Self {
+            db,
+            settings: RwLock::new(settings),
+            handles: RwLock::new(handles),
+        })
+    }
+
+    pub async fn get(&self, name: &str) -> Option<Arc<AccountHandle>> {
+        self.handles.read().await.get(name).cloned()
+    }
+
+    pub async fn names(&self) -> Vec<String> {
+        self.handles.read().await.keys().cloned().collect()
+    }
+
+    pub async fn all(&self) -> Vec<Arc<AccountHandle>> {
+        self.handles.read().await.values().cloned().collect()
+    }
+
+    /// Applies a new config. Connection settings that changed restart every
+    /// account (they all dial with them); otherwise only accounts whose own
+    /// entry changed are restarted.
+    pub async fn reload(&self, config: &Config) -> Result<ReloadSummary, StoreError> {
+        let new_settings = Arc::new(settings(config));
+        let settings_changed = {
+            let old = self.settings.read().await;
+            format!("{:?}", **old) != format!("{new_settings:?}")
+        };
+        *self.settings.write().await = new_settings.clone();
+        let mut handles = self.handles.write().await;
+        let mut summary = ReloadSummary::default();
+        let wanted: BTreeMap<&str, &AccountConfig> = config
+            .accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a))
+            .collect();
+        let gone: Vec<String> = handles
+            .keys()
+            .filter(|name| !wanted.contains_key(name.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(handle) = handles.remove(&name) {
+                handle.stop().await;
+            }
+            summary.removed.push(name);
+        }
+        for (name, account) in wanted {
+            let new_spec = spec(account);
+            match handles.get(name) {
+                Some(handle) if *handle.spec() == new_spec && !settings_changed => continue,
+                Some(handle) => {
+                    handle.stop().await;
+                    summary.restarted.push(name.to_string());
+                }
+                None => summary.added.push(name.to_string()),
+            }
+            let backend = self.db.account(name)?;
+            let handle = AccountHandle::spawn(new_spec, backend, new_settings.clone());
+            handles.insert(name.to_string(), Arc::new(handle));
+        }
+        Ok(summary)
+    }
+
+    /// Stops every supervisor (closing connections) and flushes the store.
+    pub async fn stop_all(&self) {
+        let handles: Vec<_> = std::mem::take(&mut *self.handles.write().await)
+            .into_values()
+            .collect();
+        futures::future::join_all(handles.iter().map(|h| h.stop())).await;
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "flushing the state database failed");
+        }
+    }
+
+    /// True when every supervisor answers within `deadline`: the proof of
+    /// life the systemd watchdog is fed with.
+    pub async fn all_responsive(&self, deadline: Duration) -> bool {
+        let handles = self.all().await;
+        let pings = futures::future::join_all(handles.iter().map(|h| h.ping()));
+        matches!(tokio::time::timeout(deadline, pings).await, Ok(r) if r.iter().all(|ok| *ok))
+    }
+
+    /// One line for systemd's STATUS=, e.g. "3 accounts: 2 connected, 1 waiting_for_pairing".
+    pub async fn summary_line(&self) -> String {
+        let handles = self.all().await;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for h in &handles {
+            *counts.entry(h.snapshot().state.to_string()).or_default() += 1;
+        }
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|(state, n)| format!("{n} {}", state.replace('_', " ")))
+            .collect();
+        let noun = if handles.len() == 1 {
+            "account"
+        } else {
+            "accounts"
+        };
+        if parts.is_empty() {
+            format!("0 accounts")
+        } else {
+            format!("{} {noun}: {}", handles.len(), parts.join(", "))
+        }
+    }
+}
