@@ -1,1 +1,5 @@
-fn main() {}
+//! `walink`: the command-line client of walinkd.
+
+fn main() -> std::process::ExitCode {
+    walink::cli::main()
+}

@@ -1,0 +1,68 @@
+//! Command-line syntax.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "walink",
+    version,
+    about = "Control walinkd, the daemon that keeps WhatsApp accounts linked",
+    after_help = "Exit status: 0 success; 1 degraded / 2 critical (health only); \
+                  3 walinkd refused the request; 4 cannot reach walinkd; 64 bad arguments."
+)]
+pub struct Cli {
+    /// walinkd's socket [default: /run/walink/walink.sock, or
+    /// $XDG_RUNTIME_DIR/walink/walink.sock when only that one exists]
+    #[arg(long, global = true, env = "WALINK_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Print the protocol's JSON instead of tables (JSON lines for streams)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// State, health, uptime and reconnects of every account, or of one
+    Status { account: Option<String> },
+    /// Health of every account, or of one; exit 0 healthy, 1 degraded, 2 critical
+    Health { account: Option<String> },
+    /// Show the pairing QR code, refreshed as it rotates; exit 0 once linked
+    Qr {
+        account: String,
+        /// Print each QR payload on its own line instead of drawing it
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Get a code to link the account by typing it on the phone
+    PairCode {
+        account: String,
+        /// Phone number of the WhatsApp account, international format (+15551234567)
+        phone: String,
+    },
+    /// Start the account; without a session it waits for pairing
+    Initialize { account: String },
+    /// Drop the connection and connect again now
+    Reconnect { account: String },
+    /// Log the account out and delete its session (pairing needed again)
+    ClearSession { account: String },
+    /// Stop and start the account's supervisor
+    Restart { account: String },
+    /// Send a text message; prints its message id once the server has it
+    Send {
+        account: String,
+        /// Phone number (+15551234567) or JID (…@s.whatsapp.net, …@g.us)
+        to: String,
+        text: String,
+        /// Idempotency key: resending with the same key never sends twice
+        #[arg(long, value_name = "KEY")]
+        id: Option<String>,
+    },
+    /// Print account events as they happen, one per line, until interrupted
+    Events { account: Option<String> },
+}

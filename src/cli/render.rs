@@ -1,0 +1,403 @@
+//! Human-readable output: tables, durations and times.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::ipc::protocol::{AccountHealth, AccountStatus, Health, Recommendations};
+
+/// Columns separated by two spaces, each as wide as its widest cell.
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(headers: &[&str]) -> Table {
+        Table {
+            rows: vec![headers.iter().map(|h| (*h).to_owned()).collect()],
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|cell| cell.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                if c + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let pad = widths[c] - cell.chars().count();
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad + 2));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// "45s", "12m 05s", "3h 07m", "2d 04h".
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h:02}h")
+    } else if h > 0 {
+        format!("{h}h {m:02}m")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// "5m 02s ago" or "in 4s", relative to `now` (both Unix seconds).
+pub fn relative(at: u64, now: u64) -> String {
+    if at <= now {
+        format!("{} ago", duration(now - at))
+    } else {
+        format!("in {}", duration(at - now))
+    }
+}
+
+/// Unix seconds as "2026-11-22 01:48:48 UTC".
+pub fn timestamp(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let (y, mo, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's algorithm), so the CLI needs no date library.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// "40.0 KiB" style sizes.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_owned())
+}
+
+/// The commands a user should run, from an account's recommendations.
+pub fn recommended_commands(name: &str, r: &Recommendations) -> Vec<String> {
+    let mut out = Vec::new();
+    if r.should_restore_backup {
+        out.push("restore the session from a backup".to_owned());
+    }
+    if r.should_clear_session {
+        out.push(format!("walink clear-session {name}"));
+    }
+    if r.needs_pairing {
+        out.push(format!(
+            "walink qr {name}  (or: walink pair-code {name} PHONE)"
+        ));
+    }
+    if r.should_reconnect {
+        out.push(format!("walink reconnect {name}"));
+    }
+    out
+}
+
+fn state_cell(a: &AccountStatus, now: u64) -> String {
+    match (a.state.as_str(), a.next_retry_at) {
+        ("reconnecting", Some(at)) => format!(
+            "reconnecting (attempt {}, next {})",
+            a.reconnect_attempts,
+            relative(at, now)
+        ),
+        (state, _) => state.to_owned(),
+    }
+}
+
+/// `walink status` for several accounts: a table, then what needs attention.
+pub fn status_table(accounts: &[AccountStatus], now: u64) -> String {
+    if accounts.is_empty() {
+        return "no account is configured; add an [[account]] to walink.toml and reload walinkd\n"
+            .to_owned();
+    }
+    let mut table = Table::new(&[
+        "ACCOUNT",
+        "STATE",
+        "HEALTH",
+        "JID",
+        "UPTIME",
+        "RECONNECTS",
+        "LAST DISCONNECT",
+    ]);
+    for a in accounts {
+        table.row(vec![
+            a.name.clone(),
+            state_cell(a, now),
+            a.health.level.to_string(),
+            or_dash(a.jid.clone()),
+            or_dash(a.uptime_secs.map(duration)),
+            a.automatic_reconnections.to_string(),
+            or_dash(
+                a.last_disconnect
+                    .as_ref()
+                    .map(|d| format!("{} ({})", d.reason, relative(d.at, now))),
+            ),
+        ]);
+    }
+    let mut out = table.render();
+    out.push_str(&attention(
+        accounts
+            .iter()
+            .map(|a| (a.name.as_str(), &a.health, &a.recommendations)),
+    ));
+    out
+}
+
+/// Reasons and recommended commands of accounts that are not healthy.
+fn attention<'a>(
+    accounts: impl Iterator<Item = (&'a str, &'a Health, &'a Recommendations)>,
+) -> String {
+    let mut out = String::new();
+    for (name, health, recs) in accounts {
+        let commands = recommended_commands(name, recs);
+        if health.reasons.is_empty() && commands.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{name} ({}):", health.level);
+        for reason in &health.reasons {
+            let _ = writeln!(out, "  - {reason}");
+        }
+        for command in commands {
+            let _ = writeln!(out, "  → {command}");
+        }
+    }
+    out
+}
+
+/// `walink status ACCOUNT`: every field, one per line.
+pub fn status_detail(a: &AccountStatus, now: u64) -> String {
+    let mut rows: Vec<(&str, String)> = vec![
+        ("account", a.name.clone()),
+        ("state", state_cell(a, now)),
+        ("jid", or_dash(a.jid.clone())),
+        ("health", a.health.level.to_string()),
+    ];
+    for reason in &a.health.reasons {
+        rows.push(("", format!("- {reason}")));
+    }
+    rows.push((
+        "connected since",
+        or_dash(a.connected_since.map(|t| {
+            format!(
+                "{} ({})",
+                timestamp(t),
+                duration(a.uptime_secs.unwrap_or(now.saturating_sub(t)))
+            )
+        })),
+    ));
+    rows.push((
+        "reconnects",
+        format!(
+            "{} automatic; {} failed attempt(s) since last connected",
+            a.automatic_reconnections, a.reconnect_attempts
+        ),
+    ));
+    rows.push((
+        "last disconnect",
+        or_dash(a.last_disconnect.as_ref().map(|d| {
+            format!(
+                "{} at {} ({})",
+                d.reason,
+                timestamp(d.at),
+                relative(d.at, now)
+            )
+        })),
+    ));
+    rows.push((
+        "next retry",
+        or_dash(
+            a.next_retry_at
+                .map(|t| format!("{} ({})", timestamp(t), relative(t, now))),
+        ),
+    ));
+    rows.push((
+        "keepalive rtt",
+        or_dash(a.last_keepalive_rtt_ms.map(|ms| format!("{ms} ms"))),
+    ));
+    rows.push((
+        "session",
+        if a.session.exists {
+            format!(
+                "stored, {}, {}",
+                if a.session.valid { "valid" } else { "invalid" },
+                size(a.session.size_bytes)
+            )
+        } else {
+            "none (not paired)".to_owned()
+        },
+    ));
+    for command in recommended_commands(&a.name, &a.recommendations) {
+        rows.push(("recommended", command));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = String::new();
+    for (key, value) in rows {
+        let label = if key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}:")
+        };
+        let _ = writeln!(out, "{label:width$}{value}");
+    }
+    out
+}
+
+/// `walink health`.
+pub fn health_table(accounts: &[AccountHealth]) -> String {
+    if accounts.is_empty() {
+        return "no account is configured\n".to_owned();
+    }
+    let mut table = Table::new(&["ACCOUNT", "STATE", "HEALTH", "REASONS"]);
+    for a in accounts {
+        table.row(vec![
+            a.name.clone(),
+            a.state.to_string(),
+            a.health.level.to_string(),
+            if a.health.reasons.is_empty() {
+                "-".to_owned()
+            } else {
+                a.health.reasons.join("; ")
+            },
+        ]);
+    }
+    let mut out = table.render();
+    for a in accounts {
+        let commands = recommended_commands(&a.name, &a.recommendations);
+        if !commands.is_empty() {
+            let _ = writeln!(out, "\n{}:", a.name);
+            for command in commands {
+                let _ = writeln!(out, "  → {command}");
+            }
+        }
+    }
+    out
+}
+
+/// One `walink events` line from an event's params. Works from the raw
+/// JSON so that kinds newer than this CLI still print.
+pub fn event_line(params: &Value) -> String {
+    let Value::Object(map) = params else {
+        return params.to_string();
+    };
+    let at = map
+        .get("at")
+        .and_then(Value::as_u64)
+        .map(timestamp)
+        .unwrap_or_else(|| "-".to_owned());
+    let account = map.get("account").and_then(Value::as_str).unwrap_or("-");
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("event");
+    let mut line = format!("{at}  {account}  {kind}");
+    for (key, value) in map {
+        if matches!(key.as_str(), "at" | "account" | "kind") || value.is_null() {
+            continue;
+        }
+        let shown = match value {
+            Value::String(s) if !s.is_empty() && !s.contains(char::is_whitespace) => s.clone(),
+            other => other.to_string(),
+        };
+        let _ = write!(line, " {key}={shown}");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(59), "59s");
+        assert_eq!(duration(65), "1m 05s");
+        assert_eq!(duration(3 * 3600 + 7 * 60 + 5), "3h 07m");
+        assert_eq!(duration(2 * 86_400 + 4 * 3600), "2d 04h");
+        assert_eq!(relative(100, 160), "1m 00s ago");
+        assert_eq!(relative(164, 160), "in 4s");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(timestamp(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(timestamp(1_763_776_128), "2025-11-22 01:48:48 UTC");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(40_960), "40.0 KiB");
+        assert_eq!(size(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut t = Table::new(&["A", "LONGER"]);
+        t.row(vec!["wide cell".into(), "x".into()]);
+        assert_eq!(t.render(), "A          LONGER\nwide cell  x\n");
+    }
+
+    #[test]
+    fn event_lines_show_every_field() {
+        let line = event_line(&json!({
+            "account": "sales", "at": 0, "kind": "state_changed",
+            "state": "reconnecting", "reason": "network", "attempt": 2, "next_retry_at": null
+        }));
+        assert_eq!(
+            line,
+            "1970-01-01 00:00:00 UTC  sales  state_changed attempt=2 reason=network state=reconnecting"
+        );
+        let future_kind = event_line(&json!({"account": "a", "at": 0, "kind": "new_thing", "text": "two words"}));
+        assert!(future_kind.ends_with("new_thing text=\"two words\""), "{future_kind}");
+    }
+}
