@@ -1,8 +1,8 @@
-//! What the messaging side needs to know about paired accounts, which the
-//! server core owns (it pairs devices and signs their identities).
+//! What the messaging side needs from the server core: which accounts and
+//! companion devices exist (the core pairs them) and a way to reach a
+//! logged-in device.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use wacore_binary::{Jid, Node};
 
 /// A companion device of an account and the ADV key index it was paired with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,33 +20,15 @@ pub struct AccountDevices {
     pub companions: Vec<CompanionDevice>,
 }
 
-/// Implemented by the server core's device registry.
-pub trait AccountDirectory: Send + Sync {
-    /// The account whose phone number (user part of its JID) is `user`, if
-    /// it exists; `None` makes `user` a plain simulated contact.
-    fn account(&self, user: &str) -> Option<AccountDevices>;
-}
+/// The server core as the messaging side sees it.
+pub trait ServerView: Send + Sync {
+    /// The account whose phone number is `phone`, if the core paired any
+    /// device for it; `None` makes `phone` a plain simulated contact.
+    fn account(&self, phone: &str) -> Option<AccountDevices>;
 
-/// A directory filled by hand: for tests, and for running the messaging
-/// side without the core's registry.
-#[derive(Default)]
-pub struct StaticDirectory {
-    accounts: Mutex<HashMap<String, AccountDevices>>,
-}
+    /// The phone number of the account with LID user `lid_user`.
+    fn phone_of_lid(&self, lid_user: &str) -> Option<String>;
 
-impl StaticDirectory {
-    pub fn set(&self, user: &str, devices: AccountDevices) {
-        self.lock().insert(user.to_string(), devices);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AccountDevices>> {
-        // A poisoned map is still a consistent map: every write is one insert.
-        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl AccountDirectory for StaticDirectory {
-    fn account(&self, user: &str) -> Option<AccountDevices> {
-        self.lock().get(user).cloned()
-    }
+    /// Sends `node` to logged-in device `device`; `false` if it is offline.
+    fn push(&self, device: &Jid, node: Node) -> bool;
 }

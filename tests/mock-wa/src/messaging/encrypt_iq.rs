@@ -6,18 +6,25 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 
 use super::bundle::{child_bytes, id_from_bytes, id_to_3_bytes, key_32};
+use super::directory::ServerView;
 use super::hub::{DeviceAddr, Messaging, UploadedKeys};
 use super::stanza::{attr, iq_error, iq_result, jid_attr};
 
 impl Messaging {
-    pub(super) async fn handle_encrypt_iq(&self, device: &Jid, iq: &Node) -> Node {
+    pub(super) async fn handle_encrypt_iq(
+        &self,
+        view: &dyn ServerView,
+        device: &Jid,
+        iq: &Node,
+    ) -> Node {
+        let device = &DeviceAddr::of(view, device);
         let first = iq
             .children()
             .and_then(|c| c.first())
             .map(|c| c.tag.to_string());
         match (attr(iq, "type").as_deref(), first.as_deref()) {
             (Some("get"), Some("count")) => self.prekey_count(device, iq).await,
-            (Some("get"), Some("key")) => self.prekey_fetch(iq).await,
+            (Some("get"), Some("key")) => self.prekey_fetch(view, iq).await,
             (Some("get"), Some("digest")) => self.prekey_digest(device, iq).await,
             (Some("set"), Some("rotate")) => self.rotate_signed_prekey(device, iq).await,
             (Some("set"), _) if iq.get_optional_child("registration").is_some() => {
@@ -27,12 +34,9 @@ impl Messaging {
         }
     }
 
-    async fn prekey_count(&self, device: &Jid, iq: &Node) -> Node {
+    async fn prekey_count(&self, device: &DeviceAddr, iq: &Node) -> Node {
         let state = self.state.lock().await;
-        let count = state
-            .uploads
-            .get(&DeviceAddr::of(device))
-            .map_or(0, |k| k.prekeys.len());
+        let count = state.uploads.get(device).map_or(0, |k| k.prekeys.len());
         iq_result(
             iq,
             vec![
@@ -43,12 +47,12 @@ impl Messaging {
         )
     }
 
-    async fn prekey_upload(&self, device: &Jid, iq: &Node) -> Node {
+    async fn prekey_upload(&self, device: &DeviceAddr, iq: &Node) -> Node {
         let Some(uploaded) = parse_upload(iq) else {
-            tracing::warn!(device = %device, "malformed prekey upload");
+            tracing::warn!(device = ?device, "malformed prekey upload");
             return iq_error(iq, 400, "bad-request");
         };
-        let addr = DeviceAddr::of(device);
+        let addr = device.clone();
         let mut state = self.state.lock().await;
         let identity_changed = match state.uploads.get_mut(&addr) {
             Some(existing) if existing.identity == uploaded.identity => {
@@ -78,11 +82,11 @@ impl Messaging {
                 contact.forget_session(&peer);
             }
         }
-        tracing::debug!(device = %device, prekeys = state.uploads.get(&addr).map_or(0, |k| k.prekeys.len()), "prekeys uploaded");
+        tracing::debug!(device = ?device, prekeys = state.uploads.get(&addr).map_or(0, |k| k.prekeys.len()), "prekeys uploaded");
         iq_result(iq, Vec::new())
     }
 
-    async fn prekey_fetch(&self, iq: &Node) -> Node {
+    async fn prekey_fetch(&self, view: &dyn ServerView, iq: &Node) -> Node {
         let Some(key) = iq.get_optional_child("key") else {
             return iq_error(iq, 400, "bad-request");
         };
@@ -92,7 +96,7 @@ impl Messaging {
             let Some(jid) = jid_attr(user, "jid") else {
                 continue;
             };
-            let addr = DeviceAddr::of(&jid);
+            let addr = DeviceAddr::of(view, &jid);
             let bundle = if jid.device == 0 {
                 match state.contact(&addr.user) {
                     Ok(contact) => Some(contact.take_bundle()),
@@ -118,9 +122,9 @@ impl Messaging {
         iq_result(iq, vec![NodeBuilder::new("list").children(users).build()])
     }
 
-    async fn prekey_digest(&self, device: &Jid, iq: &Node) -> Node {
+    async fn prekey_digest(&self, device: &DeviceAddr, iq: &Node) -> Node {
         let state = self.state.lock().await;
-        let Some(keys) = state.uploads.get(&DeviceAddr::of(device)) else {
+        let Some(keys) = state.uploads.get(device) else {
             return iq_error(iq, 404, "item-not-found");
         };
         let publics: Vec<&[u8]> = keys.prekeys.iter().map(|(_, k)| k.as_slice()).collect();
@@ -151,7 +155,7 @@ impl Messaging {
         iq_result(iq, vec![digest])
     }
 
-    async fn rotate_signed_prekey(&self, device: &Jid, iq: &Node) -> Node {
+    async fn rotate_signed_prekey(&self, device: &DeviceAddr, iq: &Node) -> Node {
         let Some((id, public, signature)) = iq
             .get_optional_child("rotate")
             .and_then(|r| r.get_optional_child("skey"))
@@ -160,7 +164,7 @@ impl Messaging {
             return iq_error(iq, 400, "bad-request");
         };
         let mut state = self.state.lock().await;
-        let Some(keys) = state.uploads.get_mut(&DeviceAddr::of(device)) else {
+        let Some(keys) = state.uploads.get_mut(device) else {
             return iq_error(iq, 404, "item-not-found");
         };
         keys.signed_id = id;

@@ -4,13 +4,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Mutex;
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
 use super::bundle::Bundle;
-use super::directory::AccountDirectory;
+use super::directory::ServerView;
 use super::sim_device::SimDevice;
 use super::stanza::{attr, jid_attr};
 use super::stats::{Counters, MessagingStats};
@@ -67,11 +67,6 @@ impl ReceiptKind {
     }
 }
 
-/// Identifies one registration made by [`Messaging::device_online`], so a
-/// late `device_offline` of an old connection cannot unplug its successor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionToken(u64);
-
 /// A device of an account: the phone-number user and the device number.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct DeviceAddr {
@@ -80,11 +75,23 @@ pub(super) struct DeviceAddr {
 }
 
 impl DeviceAddr {
-    pub fn of(jid: &Jid) -> Self {
+    /// Devices are keyed by phone number; a LID JID is mapped to its phone
+    /// number when the server knows it.
+    pub fn of(view: &dyn ServerView, jid: &Jid) -> Self {
+        let user = if jid.is_lid() {
+            view.phone_of_lid(&jid.user)
+                .unwrap_or_else(|| jid.user.to_string())
+        } else {
+            jid.user.to_string()
+        };
         Self {
-            user: jid.user.to_string(),
+            user,
             device: jid.device,
         }
+    }
+
+    pub fn jid(&self) -> Jid {
+        Jid::pn_device(self.user.as_str(), self.device)
     }
 
     /// The name this device's sessions have in every simulated store.
@@ -141,15 +148,9 @@ pub(super) struct Pending {
     pub body: PendingBody,
 }
 
-pub(super) struct Online {
-    pub token: ConnectionToken,
-    pub tx: mpsc::UnboundedSender<Node>,
-}
-
 #[derive(Default)]
 pub(super) struct DeviceSlot {
     pub queue: VecDeque<Pending>,
-    pub online: Option<Online>,
 }
 
 #[derive(Default)]
@@ -160,7 +161,6 @@ pub(super) struct State {
     pub inbox: HashMap<String, Vec<InboxEntry>>,
     pub inbox_ids: HashSet<(String, String)>,
     pub devices: HashMap<DeviceAddr, DeviceSlot>,
-    pub next_token: u64,
 }
 
 impl State {
@@ -177,16 +177,14 @@ impl State {
 
 pub struct Messaging {
     pub(super) config: MessagingConfig,
-    pub(super) directory: Arc<dyn AccountDirectory>,
     pub(super) state: Mutex<State>,
     pub(super) counters: Counters,
 }
 
 impl Messaging {
-    pub fn new(config: MessagingConfig, directory: Arc<dyn AccountDirectory>) -> Arc<Self> {
+    pub fn new(config: MessagingConfig) -> Arc<Self> {
         Arc::new(Self {
             config,
-            directory,
             state: Mutex::new(State::default()),
             counters: Counters::default(),
         })
@@ -212,61 +210,44 @@ impl Messaging {
 
     /// Answers the `encrypt` and `usync` IQs of a logged-in `device`;
     /// `None` for any other IQ, which stays the core's to answer.
-    pub async fn handle_iq(&self, device: &Jid, iq: &Node) -> Option<Node> {
+    pub async fn handle_iq(&self, view: &dyn ServerView, device: &Jid, iq: &Node) -> Option<Node> {
         match attr(iq, "xmlns").as_deref() {
-            Some("encrypt") => Some(self.handle_encrypt_iq(device, iq).await),
-            Some("usync") => Some(self.handle_usync_iq(device, iq)),
+            Some("encrypt") => Some(self.handle_encrypt_iq(view, device, iq).await),
+            Some("usync") => Some(self.handle_usync_iq(view, device, iq)),
             _ => None,
         }
     }
 
-    /// A logged-in device connected: from now on what is owed to it is
-    /// written to `tx`. Sends the backlog (marked `offline`), then
-    /// `<ib><offline count=N/></ib>`, which ends the client's offline sync.
-    /// Call after `<success>` was sent.
-    pub async fn device_online(
-        &self,
-        device: &Jid,
-        tx: mpsc::UnboundedSender<Node>,
-    ) -> ConnectionToken {
-        let addr = DeviceAddr::of(device);
+    /// What is still owed to `device`, to send right after `<success>`
+    /// (marked `offline`, as the real server marks its backlog); the core
+    /// follows it with `<ib><offline count=N/></ib>`. Items stay queued until
+    /// the device acks them, so an unacked one comes again next login.
+    pub async fn backlog(&self, view: &dyn ServerView, device: &Jid) -> Vec<Node> {
+        let addr = DeviceAddr::of(view, device);
         let mut state = self.state.lock().await;
-        state.next_token += 1;
-        let token = ConnectionToken(state.next_token);
-        state.devices.entry(addr.clone()).or_default().online = Some(Online { token, tx });
-        let sent = self.flush(&mut state, &addr).await;
-        if let Some(online) = state.devices.get(&addr).and_then(|s| s.online.as_ref()) {
-            let end = NodeBuilder::new("ib")
-                .children([NodeBuilder::new("offline")
-                    .attr("count", sent.to_string())
-                    .build()])
-                .build();
-            // A closed channel means the connection is already gone; the
-            // backlog stays queued for the next one.
-            let _ = online.tx.send(end);
+        let queue_len = state.devices.get(&addr).map_or(0, |s| s.queue.len());
+        let mut out = Vec::new();
+        for index in 0..queue_len {
+            if let Some(mut stanza) = self.stanza_of(&mut state, &addr, index).await {
+                stanza.attrs.insert("offline", "1");
+                if stanza.tag == "message" {
+                    Counters::bump(&self.counters.messages_sent_to_devices);
+                }
+                out.push(stanza);
+            }
         }
-        token
-    }
-
-    /// The connection registered with `token` closed.
-    pub async fn device_offline(&self, device: &Jid, token: ConnectionToken) {
-        let mut state = self.state.lock().await;
-        if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(device))
-            && slot.online.as_ref().is_some_and(|o| o.token == token)
-        {
-            slot.online = None;
-        }
+        out
     }
 
     /// The client acknowledged something the mock sent it.
-    pub async fn handle_ack(&self, device: &Jid, ack: &Node) {
+    pub async fn handle_ack(&self, view: &dyn ServerView, device: &Jid, ack: &Node) {
         let (Some(class), Some(id)) = (attr(ack, "class"), attr(ack, "id")) else {
             return;
         };
         Counters::bump(&self.counters.client_acks);
         let ack_type = attr(ack, "type");
         let mut state = self.state.lock().await;
-        if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(device)) {
+        if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(view, device)) {
             slot.queue.retain(|p| {
                 let matches = p.class == class
                     && p.id == id
@@ -279,7 +260,12 @@ impl Messaging {
     /// A client's `<receipt>` for messages contacts sent it. A receipt
     /// proves delivery as much as an ack does, so it settles those messages
     /// too. Answers with the server's `<ack class="receipt">`.
-    pub async fn handle_receipt(&self, device: &Jid, receipt: &Node) -> Vec<Node> {
+    pub async fn handle_receipt(
+        &self,
+        view: &dyn ServerView,
+        device: &Jid,
+        receipt: &Node,
+    ) -> Vec<Node> {
         let Some(id) = attr(receipt, "id") else {
             return Vec::new();
         };
@@ -301,7 +287,7 @@ impl Messaging {
         }
         {
             let mut state = self.state.lock().await;
-            if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(device)) {
+            if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(view, device)) {
                 slot.queue
                     .retain(|p| !(p.class == "message" && ids.contains(&p.id)));
             }
@@ -331,46 +317,30 @@ impl Messaging {
 
     /// Queues `pending` for `addr` and writes it out at once when the device
     /// is online.
-    pub(super) async fn push(&self, state: &mut State, addr: &DeviceAddr, pending: Pending) {
+    pub(super) async fn push(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        addr: &DeviceAddr,
+        pending: Pending,
+    ) {
         let slot = state.devices.entry(addr.clone()).or_default();
         slot.queue.push_back(pending);
         let index = slot.queue.len() - 1;
-        self.send_queued(state, addr, index, false).await;
-    }
-
-    /// Writes every queued item of an online device; returns how many were
-    /// written.
-    pub(super) async fn flush(&self, state: &mut State, addr: &DeviceAddr) -> usize {
-        let queue_len = state.devices.get(addr).map_or(0, |s| s.queue.len());
-        let mut sent = 0;
-        for index in 0..queue_len {
-            if self.send_queued(state, addr, index, true).await {
-                sent += 1;
+        if let Some(stanza) = self.stanza_of(state, addr, index).await {
+            let is_message = stanza.tag == "message";
+            if view.push(&addr.jid(), stanza) && is_message {
+                Counters::bump(&self.counters.messages_sent_to_devices);
             }
         }
-        sent
     }
 
-    /// Writes queue item `index` of `addr` if the device is online,
-    /// encrypting it first when that has not been possible before.
-    async fn send_queued(
-        &self,
-        state: &mut State,
-        addr: &DeviceAddr,
-        index: usize,
-        offline: bool,
-    ) -> bool {
-        let Some(slot) = state.devices.get(addr) else {
-            return false;
-        };
-        let (Some(online), Some(pending)) = (
-            slot.online.as_ref().map(|o| o.tx.clone()),
-            slot.queue.get(index).cloned(),
-        ) else {
-            return false;
-        };
-        let mut stanza = match pending.body {
-            PendingBody::Stanza(node) => node,
+    /// The stanza of queue item `index` of `addr`, encrypting it first when
+    /// that has not been possible before; `None` while it cannot be.
+    async fn stanza_of(&self, state: &mut State, addr: &DeviceAddr, index: usize) -> Option<Node> {
+        let pending = state.devices.get(addr)?.queue.get(index)?.clone();
+        match pending.body {
+            PendingBody::Stanza(node) => Some(node),
             PendingBody::Text { from, text, time } => {
                 match self
                     .encrypt_for_device(state, &from, addr, &pending.id, &text, time)
@@ -384,22 +354,15 @@ impl Messaging {
                         {
                             item.body = PendingBody::Stanza(node.clone());
                         }
-                        node
+                        Some(node)
                     }
-                    Ok(None) => return false,
+                    Ok(None) => None,
                     Err(e) => {
                         tracing::warn!(device = ?addr, id = %pending.id, error = %e, "could not encrypt a contact message for this device; it stays queued");
-                        return false;
+                        None
                     }
                 }
             }
-        };
-        if offline {
-            stanza.attrs.insert("offline", "1");
         }
-        if pending.class == "message" {
-            Counters::bump(&self.counters.messages_sent_to_devices);
-        }
-        online.send(stanza).is_ok()
     }
 }

@@ -4,6 +4,7 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node, NodeContent};
 
 use super::MessagingError;
+use super::directory::ServerView;
 use super::hub::{DeviceAddr, InboxEntry, Messaging, ReceiptKind, State};
 use super::outbound::{receipt_pending, receipt_stanza};
 use super::sim_device::EncKind;
@@ -14,7 +15,12 @@ impl Messaging {
     /// A `<message>` from logged-in `device`. Returns what to write back on
     /// that connection, in order: the server ack (what the client waits for)
     /// and, when enabled, the contacts' delivery receipts.
-    pub async fn handle_message(&self, device: &Jid, message: &Node) -> Vec<Node> {
+    pub async fn handle_message(
+        &self,
+        view: &dyn ServerView,
+        device: &Jid,
+        message: &Node,
+    ) -> Vec<Node> {
         let Some(id) = attr(message, "id") else {
             tracing::warn!(device = %device, "client sent a <message> without id; ignored");
             return Vec::new();
@@ -23,11 +29,11 @@ impl Messaging {
         let time = attr(message, "t")
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(now_secs);
-        let sender = DeviceAddr::of(device);
+        let sender = DeviceAddr::of(view, device);
         let mut replies = Vec::new();
         let mut state = self.state.lock().await;
         for (recipient, enc) in copies(message, chat.as_ref()) {
-            if recipient.user == device.user {
+            if DeviceAddr::of(view, &recipient).user == sender.user {
                 Counters::bump(&self.counters.own_device_copies);
                 continue;
             }

@@ -4,9 +4,10 @@
 //!
 //! The server core hands this module the stanzas of logged-in devices
 //! ([`Messaging::handle_iq`], [`Messaging::handle_message`],
-//! [`Messaging::handle_receipt`], [`Messaging::handle_ack`]) and tells it
-//! when a device comes and goes ([`Messaging::device_online`],
-//! [`Messaging::device_offline`]).
+//! [`Messaging::handle_receipt`], [`Messaging::handle_ack`]) and asks it for
+//! a device's backlog at login ([`Messaging::backlog`]), through
+//! [`SignalHandlers`], its [`crate::StanzaHandlers`] implementation. Every
+//! entry point takes a [`ServerView`]: the core's accounts and connections.
 
 mod admin;
 mod bundle;
@@ -15,6 +16,7 @@ mod encrypt_iq;
 mod hub;
 mod inbound;
 mod outbound;
+mod signal_handlers;
 mod signal_store;
 mod sim_device;
 mod stanza;
@@ -22,8 +24,9 @@ mod stats;
 mod usync_iq;
 
 pub use admin::AdminReply;
-pub use directory::{AccountDevices, AccountDirectory, CompanionDevice, StaticDirectory};
-pub use hub::{ConnectionToken, InboxEntry, Messaging, MessagingConfig, ReceiptKind};
+pub use directory::{AccountDevices, CompanionDevice, ServerView};
+pub use hub::{InboxEntry, Messaging, MessagingConfig, ReceiptKind};
+pub use signal_handlers::SignalHandlers;
 pub use stats::MessagingStats;
 
 use wacore_libsignal::protocol::SignalProtocolError;
@@ -46,6 +49,10 @@ pub enum MessagingError {
     NoDevices(String),
     #[error("message text is empty; give a non-empty text")]
     EmptyText,
+    #[error(
+        "this server was started without the messaging side; use MockServer::start or start_with_messaging"
+    )]
+    NotEnabled,
     #[error("decoded plaintext is not a WhatsApp message: {0}")]
     BadPlaintext(String),
 }

@@ -7,6 +7,7 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
+use super::directory::ServerView;
 use super::hub::{DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, State};
 use super::stanza::{new_message_id, now_secs, user_of};
 use super::stats::Counters;
@@ -18,6 +19,7 @@ impl Messaging {
     /// Returns the message id (`id` when given).
     pub async fn deliver(
         &self,
+        view: &dyn ServerView,
         from: &str,
         to: &str,
         text: &str,
@@ -33,7 +35,7 @@ impl Messaging {
             .unwrap_or_else(new_message_id);
         let time = now_secs();
         let mut state = self.state.lock().await;
-        let targets = self.account_devices(&state, &to_user);
+        let targets = account_devices(view, &state, &to_user);
         if targets.is_empty() {
             return Err(MessagingError::NoDevices(to_user));
         }
@@ -49,7 +51,7 @@ impl Messaging {
                     time,
                 },
             };
-            self.push(&mut state, addr, pending).await;
+            self.push(view, &mut state, addr, pending).await;
         }
         Counters::bump(&self.counters.messages_delivered);
         Ok(id)
@@ -59,6 +61,7 @@ impl Messaging {
     /// of `account`, queued like a message until each device acks it.
     pub async fn receipt(
         &self,
+        view: &dyn ServerView,
         contact: &str,
         account: &str,
         msg_id: &str,
@@ -69,38 +72,17 @@ impl Messaging {
         let account_user =
             user_of(account).ok_or_else(|| MessagingError::BadAddress(account.into()))?;
         let mut state = self.state.lock().await;
-        let targets = self.account_devices(&state, &account_user);
+        let targets = account_devices(view, &state, &account_user);
         if targets.is_empty() {
             return Err(MessagingError::NoDevices(account_user));
         }
         let stanza = receipt_stanza(&contact_user, msg_id, kind);
         for addr in &targets {
             let pending = receipt_pending(msg_id, kind, stanza.clone());
-            self.push(&mut state, addr, pending).await;
+            self.push(view, &mut state, addr, pending).await;
         }
         Counters::bump(&self.counters.receipts_sent);
         Ok(())
-    }
-
-    /// The companion devices of `user` that can receive: those the core's
-    /// registry knows, and any that uploaded keys or connected.
-    pub(super) fn account_devices(&self, state: &State, user: &str) -> BTreeSet<DeviceAddr> {
-        let mut targets = BTreeSet::new();
-        if let Some(account) = self.directory.account(user) {
-            targets.extend(account.companions.iter().map(|c| DeviceAddr {
-                user: user.to_string(),
-                device: c.device,
-            }));
-        }
-        targets.extend(
-            state
-                .uploads
-                .keys()
-                .chain(state.devices.keys())
-                .filter(|a| a.user == user && a.device != 0)
-                .cloned(),
-        );
-        targets
     }
 
     /// The `<message>` contact `from` sends to device `addr`, or `None`
@@ -167,4 +149,24 @@ pub(super) fn receipt_pending(msg_id: &str, kind: ReceiptKind, stanza: Node) -> 
         receipt_type: kind.wire_type(),
         body: PendingBody::Stanza(stanza),
     }
+}
+
+/// The companion devices of account `phone` that can receive: those the
+/// core's registry knows, and any that uploaded keys.
+fn account_devices(view: &dyn ServerView, state: &State, phone: &str) -> BTreeSet<DeviceAddr> {
+    let mut targets = BTreeSet::new();
+    if let Some(account) = view.account(phone) {
+        targets.extend(account.companions.iter().map(|c| DeviceAddr {
+            user: phone.to_string(),
+            device: c.device,
+        }));
+    }
+    targets.extend(
+        state
+            .uploads
+            .keys()
+            .filter(|a| a.user == phone && a.device != 0)
+            .cloned(),
+    );
+    targets
 }

@@ -9,12 +9,12 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 use waproto::whatsapp::{ADVKeyIndexList, ADVSignedKeyIndexList};
 
-use super::directory::AccountDevices;
+use super::directory::{AccountDevices, ServerView};
 use super::hub::Messaging;
 use super::stanza::{attr, iq_error, iq_result, jid_attr, now_secs};
 
 impl Messaging {
-    pub(super) fn handle_usync_iq(&self, device: &Jid, iq: &Node) -> Node {
+    pub(super) fn handle_usync_iq(&self, view: &dyn ServerView, device: &Jid, iq: &Node) -> Node {
         let Some(usync) = iq.get_optional_child("usync") else {
             tracing::warn!(device = %device, "usync IQ without <usync>");
             return iq_error(iq, 400, "bad-request");
@@ -28,7 +28,7 @@ impl Messaging {
             .get_optional_child("list")
             .map(|list| {
                 list.get_children_by_tag("user")
-                    .filter_map(|user| self.usync_user(user, &protocols))
+                    .filter_map(|user| usync_user(view, user, &protocols))
                     .collect()
             })
             .unwrap_or_default();
@@ -50,68 +50,73 @@ impl Messaging {
             ],
         )
     }
+}
 
-    fn usync_user(&self, user: &Node, protocols: &[String]) -> Option<Node> {
-        let contact_query = user
-            .get_optional_child("contact")
-            .and_then(|c| c.content_as_string())
-            .map(|s| s.to_string());
-        let jid = match jid_attr(user, "jid") {
-            Some(jid) => jid.to_non_ad(),
-            None => {
-                let digits = super::stanza::user_of(contact_query.as_deref()?)?;
-                Jid::pn(digits)
-            }
-        };
-        let mut children = Vec::new();
-        for protocol in protocols {
-            match protocol.as_str() {
-                "contact" => {
-                    let mut contact = NodeBuilder::new("contact").attr("type", "in");
-                    if let Some(query) = &contact_query {
-                        contact = contact.string_content(query.as_str());
-                    }
-                    children.push(contact.build());
+fn usync_user(view: &dyn ServerView, user: &Node, protocols: &[String]) -> Option<Node> {
+    let contact_query = user
+        .get_optional_child("contact")
+        .and_then(|c| c.content_as_string())
+        .map(|s| s.to_string());
+    let jid = match jid_attr(user, "jid") {
+        Some(jid) => jid.to_non_ad(),
+        None => {
+            let digits = super::stanza::user_of(contact_query.as_deref()?)?;
+            Jid::pn(digits)
+        }
+    };
+    let mut children = Vec::new();
+    for protocol in protocols {
+        match protocol.as_str() {
+            "contact" => {
+                let mut contact = NodeBuilder::new("contact").attr("type", "in");
+                if let Some(query) = &contact_query {
+                    contact = contact.string_content(query.as_str());
                 }
-                "devices" => children.push(self.devices_node(&jid)),
-                "lid" => children.push(NodeBuilder::new("lid").build()),
-                "status" => children.push(NodeBuilder::new("status").build()),
-                // Other protocols carry profile details no test needs;
-                // clients treat an absent protocol node as "no data".
-                _ => {}
+                children.push(contact.build());
             }
+            "devices" => children.push(devices_node(view, &jid)),
+            "lid" => children.push(NodeBuilder::new("lid").build()),
+            "status" => children.push(NodeBuilder::new("status").build()),
+            // Other protocols carry profile details no test needs;
+            // clients treat an absent protocol node as "no data".
+            _ => {}
         }
-        Some(
-            NodeBuilder::new("user")
-                .attr("jid", jid)
-                .children(children)
-                .build(),
-        )
     }
+    Some(
+        NodeBuilder::new("user")
+            .attr("jid", jid)
+            .children(children)
+            .build(),
+    )
+}
 
-    fn devices_node(&self, user: &Jid) -> Node {
-        let account = self.directory.account(&user.user);
-        let mut devices = vec![NodeBuilder::new("device").attr("id", "0").build()];
-        let mut children = Vec::new();
-        if let Some(account) = account.filter(|a| !a.companions.is_empty()) {
-            devices.extend(account.companions.iter().map(|c| {
-                NodeBuilder::new("device")
-                    .attr("id", c.device.to_string())
-                    .attr("key-index", c.key_index.to_string())
-                    .build()
-            }));
-            children.push(NodeBuilder::new("device-list").children(devices).build());
-            children.push(
-                NodeBuilder::new("key-index-list")
-                    .attr("ts", now_secs().to_string())
-                    .bytes(signed_key_index_list(&account))
-                    .build(),
-            );
-        } else {
-            children.push(NodeBuilder::new("device-list").children(devices).build());
-        }
-        NodeBuilder::new("devices").children(children).build()
+fn devices_node(view: &dyn ServerView, user: &Jid) -> Node {
+    let phone = if user.is_lid() {
+        view.phone_of_lid(&user.user)
+    } else {
+        Some(user.user.to_string())
+    };
+    let account = phone.and_then(|p| view.account(&p));
+    let mut devices = vec![NodeBuilder::new("device").attr("id", "0").build()];
+    let mut children = Vec::new();
+    if let Some(account) = account.filter(|a| !a.companions.is_empty()) {
+        devices.extend(account.companions.iter().map(|c| {
+            NodeBuilder::new("device")
+                .attr("id", c.device.to_string())
+                .attr("key-index", c.key_index.to_string())
+                .build()
+        }));
+        children.push(NodeBuilder::new("device-list").children(devices).build());
+        children.push(
+            NodeBuilder::new("key-index-list")
+                .attr("ts", now_secs().to_string())
+                .bytes(signed_key_index_list(&account))
+                .build(),
+        );
+    } else {
+        children.push(NodeBuilder::new("device-list").children(devices).build());
     }
+    NodeBuilder::new("devices").children(children).build()
 }
 
 /// The ADV key index list that makes clients keep these companions (they
