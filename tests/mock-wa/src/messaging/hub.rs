@@ -1,0 +1,368 @@
+//! Shared state of the messaging side and its public entry points.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, Node};
+
+use super::MessagingError;
+use super::bundle::Bundle;
+use super::directory::ServerView;
+use super::sim_device::SimDevice;
+use super::stanza::{attr, jid_attr};
+use super::stats::{Counters, MessagingStats};
+
+#[derive(Clone, Debug)]
+pub struct MessagingConfig {
+    /// A contact sends a delivery receipt for every message it decrypts.
+    pub auto_delivery_receipts: bool,
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        Self {
+            auto_delivery_receipts: true,
+        }
+    }
+}
+
+/// One message a contact received from an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InboxEntry {
+    pub id: String,
+    /// Sender device JID, e.g. `15550000001:3@s.whatsapp.net`.
+    pub from: String,
+    /// The contact's JID.
+    pub to: String,
+    /// The text, or a bracketed description of non-text content.
+    pub text: String,
+    /// Unix seconds: the stanza's `t` when present, else arrival time.
+    pub time: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivery,
+    Read,
+}
+
+impl ReceiptKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "delivery" | "delivered" => Some(Self::Delivery),
+            "read" => Some(Self::Read),
+            _ => None,
+        }
+    }
+
+    /// The receipt's `type` attribute: a delivery receipt has none.
+    pub fn wire_type(self) -> Option<&'static str> {
+        match self {
+            Self::Delivery => None,
+            Self::Read => Some("read"),
+        }
+    }
+}
+
+/// A device of an account: the phone-number user and the device number.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct DeviceAddr {
+    pub user: String,
+    pub device: u16,
+}
+
+impl DeviceAddr {
+    /// Devices are keyed by phone number; a LID JID is mapped to its phone
+    /// number when the server knows it.
+    pub fn of(view: &dyn ServerView, jid: &Jid) -> Self {
+        let user = if jid.is_lid() {
+            view.phone_of_lid(&jid.user)
+                .unwrap_or_else(|| jid.user.to_string())
+        } else {
+            jid.user.to_string()
+        };
+        Self {
+            user,
+            device: jid.device,
+        }
+    }
+
+    pub fn jid(&self) -> Jid {
+        Jid::pn_device(self.user.as_str(), self.device)
+    }
+
+    /// The name this device's sessions have in every simulated store.
+    pub fn signal_address(&self) -> wacore_libsignal::protocol::ProtocolAddress {
+        super::sim_device::address_of(&self.user, "s.whatsapp.net", self.device)
+    }
+}
+
+/// Keys a device uploaded (`iq xmlns=encrypt type=set`).
+#[derive(Clone, Debug)]
+pub(super) struct UploadedKeys {
+    pub registration_id: u32,
+    pub identity: [u8; 32],
+    pub signed_id: u32,
+    pub signed_public: [u8; 32],
+    pub signed_signature: Vec<u8>,
+    pub prekeys: VecDeque<(u32, [u8; 32])>,
+}
+
+impl UploadedKeys {
+    /// A bundle for a fetch; uses up one one-time prekey when any is left.
+    pub fn take_bundle(&mut self) -> Bundle {
+        Bundle {
+            registration_id: self.registration_id,
+            identity: self.identity,
+            signed_id: self.signed_id,
+            signed_public: self.signed_public,
+            signed_signature: self.signed_signature.clone(),
+            prekey: self.prekeys.pop_front(),
+        }
+    }
+}
+
+/// What is owed to one device, kept until the device acks it.
+#[derive(Clone, Debug)]
+pub(super) enum PendingBody {
+    /// Encrypted once, resent byte for byte as the real server does.
+    Stanza(Node),
+    /// Not yet encryptable: the device has uploaded no keys yet.
+    Text {
+        from: String,
+        text: String,
+        time: u64,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Pending {
+    /// `message` or `receipt`: the `class` of the client's ack.
+    pub class: &'static str,
+    pub id: String,
+    /// A receipt's `type` (`None` for delivery), echoed in the client's ack.
+    pub receipt_type: Option<&'static str>,
+    pub body: PendingBody,
+}
+
+#[derive(Default)]
+pub(super) struct DeviceSlot {
+    pub queue: VecDeque<Pending>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    /// Simulated device 0 of every user that was ever addressed, by user.
+    pub contacts: HashMap<String, SimDevice>,
+    pub uploads: HashMap<DeviceAddr, UploadedKeys>,
+    pub inbox: HashMap<String, Vec<InboxEntry>>,
+    pub inbox_ids: HashSet<(String, String)>,
+    pub devices: HashMap<DeviceAddr, DeviceSlot>,
+}
+
+impl State {
+    pub fn contact(&mut self, user: &str) -> Result<&mut SimDevice, MessagingError> {
+        if !self.contacts.contains_key(user) {
+            let device = SimDevice::new(&format!("{user}@s.whatsapp.net"))?;
+            self.contacts.insert(user.to_string(), device);
+        }
+        self.contacts
+            .get_mut(user)
+            .ok_or_else(|| MessagingError::BadAddress(user.to_string()))
+    }
+}
+
+pub struct Messaging {
+    pub(super) config: MessagingConfig,
+    pub(super) state: Mutex<State>,
+    pub(super) counters: Counters,
+}
+
+impl Messaging {
+    pub fn new(config: MessagingConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            state: Mutex::new(State::default()),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn stats(&self) -> MessagingStats {
+        self.counters.snapshot()
+    }
+
+    /// Everything `contact` (phone number or JID) received, oldest first.
+    pub async fn inbox(&self, contact: &str) -> Vec<InboxEntry> {
+        let Some(user) = super::stanza::user_of(contact) else {
+            return Vec::new();
+        };
+        self.state
+            .lock()
+            .await
+            .inbox
+            .get(&user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Answers the `encrypt` and `usync` IQs of a logged-in `device`;
+    /// `None` for any other IQ, which stays the core's to answer.
+    pub async fn handle_iq(&self, view: &dyn ServerView, device: &Jid, iq: &Node) -> Option<Node> {
+        match attr(iq, "xmlns").as_deref() {
+            Some("encrypt") => Some(self.handle_encrypt_iq(view, device, iq).await),
+            Some("usync") => Some(self.handle_usync_iq(view, device, iq)),
+            _ => None,
+        }
+    }
+
+    /// What is still owed to `device`, to send right after `<success>`
+    /// (marked `offline`, as the real server marks its backlog); the core
+    /// follows it with `<ib><offline count=N/></ib>`. Items stay queued until
+    /// the device acks them, so an unacked one comes again next login.
+    pub async fn backlog(&self, view: &dyn ServerView, device: &Jid) -> Vec<Node> {
+        let addr = DeviceAddr::of(view, device);
+        let mut state = self.state.lock().await;
+        let queue_len = state.devices.get(&addr).map_or(0, |s| s.queue.len());
+        let mut out = Vec::new();
+        for index in 0..queue_len {
+            if let Some(mut stanza) = self.stanza_of(&mut state, &addr, index).await {
+                stanza.attrs.insert("offline", "1");
+                if stanza.tag == "message" {
+                    Counters::bump(&self.counters.messages_sent_to_devices);
+                }
+                out.push(stanza);
+            }
+        }
+        out
+    }
+
+    /// The client acknowledged something the mock sent it.
+    pub async fn handle_ack(&self, view: &dyn ServerView, device: &Jid, ack: &Node) {
+        let (Some(class), Some(id)) = (attr(ack, "class"), attr(ack, "id")) else {
+            return;
+        };
+        Counters::bump(&self.counters.client_acks);
+        let ack_type = attr(ack, "type");
+        let mut state = self.state.lock().await;
+        if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(view, device)) {
+            slot.queue.retain(|p| {
+                let matches = p.class == class
+                    && p.id == id
+                    && (p.class != "receipt" || p.receipt_type == ack_type.as_deref());
+                !matches
+            });
+        }
+    }
+
+    /// A client's `<receipt>` for messages contacts sent it. A receipt
+    /// proves delivery as much as an ack does, so it settles those messages
+    /// too. Answers with the server's `<ack class="receipt">`.
+    pub async fn handle_receipt(
+        &self,
+        view: &dyn ServerView,
+        device: &Jid,
+        receipt: &Node,
+    ) -> Vec<Node> {
+        let Some(id) = attr(receipt, "id") else {
+            return Vec::new();
+        };
+        Counters::bump(&self.counters.receipts_received);
+        let mut ids = vec![id.clone()];
+        if let Some(list) = receipt.get_optional_child("list") {
+            ids.extend(
+                list.get_children_by_tag("item")
+                    .filter_map(|item| attr(item, "id")),
+            );
+        }
+        let receipt_type = attr(receipt, "type");
+        if receipt_type.as_deref() == Some("retry") {
+            tracing::warn!(
+                device = %device,
+                id = %id,
+                "client could not decrypt a contact message and asked for a retry; the mock does not re-encrypt"
+            );
+        }
+        {
+            let mut state = self.state.lock().await;
+            if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(view, device)) {
+                slot.queue
+                    .retain(|p| !(p.class == "message" && ids.contains(&p.id)));
+            }
+        }
+        let mut ack = NodeBuilder::new("ack")
+            .attr("class", "receipt")
+            .attr("id", id);
+        if let Some(to) = jid_attr(receipt, "to") {
+            ack = ack.attr("from", to);
+        }
+        if let Some(t) = receipt_type {
+            ack = ack.attr("type", t);
+        }
+        vec![ack.build()]
+    }
+
+    /// Queues `pending` for `addr` without writing it: the caller hands the
+    /// stanza to the connection itself, in order with its other replies.
+    pub(super) fn enqueue(state: &mut State, addr: &DeviceAddr, pending: Pending) {
+        state
+            .devices
+            .entry(addr.clone())
+            .or_default()
+            .queue
+            .push_back(pending);
+    }
+
+    /// Queues `pending` for `addr` and writes it out at once when the device
+    /// is online.
+    pub(super) async fn push(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        addr: &DeviceAddr,
+        pending: Pending,
+    ) {
+        let slot = state.devices.entry(addr.clone()).or_default();
+        slot.queue.push_back(pending);
+        let index = slot.queue.len() - 1;
+        if let Some(stanza) = self.stanza_of(state, addr, index).await {
+            let is_message = stanza.tag == "message";
+            if view.push(&addr.jid(), stanza) && is_message {
+                Counters::bump(&self.counters.messages_sent_to_devices);
+            }
+        }
+    }
+
+    /// The stanza of queue item `index` of `addr`, encrypting it first when
+    /// that has not been possible before; `None` while it cannot be.
+    async fn stanza_of(&self, state: &mut State, addr: &DeviceAddr, index: usize) -> Option<Node> {
+        let pending = state.devices.get(addr)?.queue.get(index)?.clone();
+        match pending.body {
+            PendingBody::Stanza(node) => Some(node),
+            PendingBody::Text { from, text, time } => {
+                match self
+                    .encrypt_for_device(state, &from, addr, &pending.id, &text, time)
+                    .await
+                {
+                    Ok(Some(node)) => {
+                        if let Some(item) = state
+                            .devices
+                            .get_mut(addr)
+                            .and_then(|s| s.queue.get_mut(index))
+                        {
+                            item.body = PendingBody::Stanza(node.clone());
+                        }
+                        Some(node)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(device = ?addr, id = %pending.id, error = %e, "could not encrypt a contact message for this device; it stays queued");
+                        None
+                    }
+                }
+            }
+        }
+    }
+}

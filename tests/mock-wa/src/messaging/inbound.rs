@@ -1,0 +1,153 @@
+//! Accounts writing to contacts: decrypt the contact's copy, record it, ack.
+
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, Node, NodeContent};
+
+use super::MessagingError;
+use super::directory::ServerView;
+use super::hub::{DeviceAddr, InboxEntry, Messaging, ReceiptKind, State};
+use super::outbound::{receipt_pending, receipt_stanza};
+use super::sim_device::EncKind;
+use super::stanza::{attr, jid_attr, now_secs};
+use super::stats::Counters;
+
+impl Messaging {
+    /// A `<message>` from logged-in `device`. Returns what to write back on
+    /// that connection, in order: the server ack (what the client waits for)
+    /// and, when enabled, the contacts' delivery receipts.
+    pub async fn handle_message(
+        &self,
+        view: &dyn ServerView,
+        device: &Jid,
+        message: &Node,
+    ) -> Vec<Node> {
+        let Some(id) = attr(message, "id") else {
+            tracing::warn!(device = %device, "client sent a <message> without id; ignored");
+            return Vec::new();
+        };
+        let chat = jid_attr(message, "to");
+        let time = attr(message, "t")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(now_secs);
+        let sender = DeviceAddr::of(view, device);
+        let mut replies = Vec::new();
+        let mut state = self.state.lock().await;
+        for (recipient, enc) in copies(message, chat.as_ref()) {
+            if DeviceAddr::of(view, &recipient).user == sender.user {
+                Counters::bump(&self.counters.own_device_copies);
+                continue;
+            }
+            if recipient.device != 0 {
+                tracing::debug!(to = %recipient, "copy for a companion of another account dropped");
+                continue;
+            }
+            match decrypt_copy(&mut state, &sender, &recipient, enc).await {
+                Ok(text) => {
+                    let contact = recipient.user.to_string();
+                    if !state.inbox_ids.insert((contact.clone(), id.clone())) {
+                        Counters::bump(&self.counters.messages_duplicate);
+                        continue;
+                    }
+                    Counters::bump(&self.counters.messages_received);
+                    tracing::debug!(contact = %contact, id = %id, text = %text, "contact received a message");
+                    state
+                        .inbox
+                        .entry(contact.clone())
+                        .or_default()
+                        .push(InboxEntry {
+                            id: id.clone(),
+                            from: device.to_non_ad().to_string(),
+                            to: Jid::pn(contact.as_str()).to_string(),
+                            text,
+                            time,
+                        });
+                    if self.config.auto_delivery_receipts {
+                        let stanza = receipt_stanza(&contact, &id, ReceiptKind::Delivery);
+                        Self::enqueue(
+                            &mut state,
+                            &sender,
+                            receipt_pending(&id, ReceiptKind::Delivery, stanza.clone()),
+                        );
+                        Counters::bump(&self.counters.receipts_sent);
+                        replies.push(stanza);
+                    }
+                }
+                Err(e) => {
+                    Counters::bump(&self.counters.decrypt_failures);
+                    tracing::warn!(device = %device, to = %recipient, id = %id, error = %e, "could not decrypt the contact's copy; acking anyway, as the server does not read messages");
+                }
+            }
+        }
+        drop(state);
+        let mut ack = NodeBuilder::new("ack")
+            .attr("class", "message")
+            .attr("id", id)
+            .attr("t", now_secs().to_string());
+        if let Some(chat) = chat {
+            ack = ack.attr("from", chat);
+        }
+        Counters::bump(&self.counters.messages_acked);
+        replies.insert(0, ack.build());
+        replies
+    }
+}
+
+/// Each `(recipient device, <enc>)` of a message: the `<participants>`
+/// fan-out, or `<enc>` straight under the message for the chat itself.
+fn copies<'a>(message: &'a Node, chat: Option<&Jid>) -> Vec<(Jid, &'a Node)> {
+    let mut out = Vec::new();
+    if let Some(participants) = message.get_optional_child("participants") {
+        for to in participants.get_children_by_tag("to") {
+            if let Some(jid) = jid_attr(to, "jid") {
+                out.extend(to.get_children_by_tag("enc").map(|enc| (jid.clone(), enc)));
+            }
+        }
+    }
+    if let Some(chat) = chat {
+        out.extend(
+            message
+                .get_children_by_tag("enc")
+                .map(|enc| (chat.clone(), enc)),
+        );
+    }
+    out
+}
+
+async fn decrypt_copy(
+    state: &mut State,
+    sender: &DeviceAddr,
+    recipient: &Jid,
+    enc: &Node,
+) -> Result<String, MessagingError> {
+    let enc_type = attr(enc, "type").unwrap_or_default();
+    let kind = EncKind::parse(&enc_type).ok_or_else(|| {
+        MessagingError::BadPlaintext(format!("enc type {enc_type:?} is not a 1:1 Signal message"))
+    })?;
+    let Some(NodeContent::Bytes(ciphertext)) = &enc.content else {
+        return Err(MessagingError::BadPlaintext(
+            "<enc> carries no bytes".into(),
+        ));
+    };
+    let padded = state
+        .contact(&recipient.user)?
+        .decrypt(&sender.signal_address(), kind, ciphertext)
+        .await?;
+    let version = attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2);
+    let message = wacore::messages::decode_plaintext(&padded, version)
+        .map_err(|e| MessagingError::BadPlaintext(e.to_string()))?;
+    Ok(text_of(&message))
+}
+
+fn text_of(message: &waproto::whatsapp::Message) -> String {
+    if let Some(text) = &message.conversation {
+        return text.clone();
+    }
+    if let Some(text) = message
+        .extended_text_message
+        .as_option()
+        .and_then(|m| m.text.clone())
+    {
+        return text;
+    }
+    "[non-text message]".to_string()
+}

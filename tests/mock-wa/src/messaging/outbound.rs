@@ -1,0 +1,172 @@
+//! Contacts writing to accounts: text messages and receipts.
+
+use std::collections::BTreeSet;
+
+use wacore::messages::MessageUtils;
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, Node};
+
+use super::MessagingError;
+use super::directory::ServerView;
+use super::hub::{DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, State};
+use super::stanza::{new_message_id, now_secs, user_of};
+use super::stats::Counters;
+
+impl Messaging {
+    /// Contact `from` sends `text` to every device of account `to` (phone
+    /// number or JID). Devices that are offline get it when they connect;
+    /// every device gets it again on each connect until it acks it.
+    /// Returns the message id (`id` when given).
+    pub async fn deliver(
+        &self,
+        view: &dyn ServerView,
+        from: &str,
+        to: &str,
+        text: &str,
+        id: Option<String>,
+    ) -> Result<String, MessagingError> {
+        let from_user = user_of(from).ok_or_else(|| MessagingError::BadAddress(from.into()))?;
+        let to_user = user_of(to).ok_or_else(|| MessagingError::BadAddress(to.into()))?;
+        if text.is_empty() {
+            return Err(MessagingError::EmptyText);
+        }
+        let id = id
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(new_message_id);
+        let time = now_secs();
+        let mut state = self.state.lock().await;
+        let targets = account_devices(view, &state, &to_user);
+        if targets.is_empty() {
+            return Err(MessagingError::NoDevices(to_user));
+        }
+        state.contact(&from_user)?;
+        for addr in &targets {
+            let pending = Pending {
+                class: "message",
+                id: id.clone(),
+                receipt_type: None,
+                body: PendingBody::Text {
+                    from: from_user.clone(),
+                    text: text.to_string(),
+                    time,
+                },
+            };
+            self.push(view, &mut state, addr, pending).await;
+        }
+        Counters::bump(&self.counters.messages_delivered);
+        Ok(id)
+    }
+
+    /// Contact `contact` sends a receipt for message `msg_id` to every device
+    /// of `account`, queued like a message until each device acks it.
+    pub async fn receipt(
+        &self,
+        view: &dyn ServerView,
+        contact: &str,
+        account: &str,
+        msg_id: &str,
+        kind: ReceiptKind,
+    ) -> Result<(), MessagingError> {
+        let contact_user =
+            user_of(contact).ok_or_else(|| MessagingError::BadAddress(contact.into()))?;
+        let account_user =
+            user_of(account).ok_or_else(|| MessagingError::BadAddress(account.into()))?;
+        let mut state = self.state.lock().await;
+        let targets = account_devices(view, &state, &account_user);
+        if targets.is_empty() {
+            return Err(MessagingError::NoDevices(account_user));
+        }
+        let stanza = receipt_stanza(&contact_user, msg_id, kind);
+        for addr in &targets {
+            let pending = receipt_pending(msg_id, kind, stanza.clone());
+            self.push(view, &mut state, addr, pending).await;
+        }
+        Counters::bump(&self.counters.receipts_sent);
+        Ok(())
+    }
+
+    /// The `<message>` contact `from` sends to device `addr`, or `None`
+    /// while there is neither a session with the device nor keys it uploaded.
+    pub(super) async fn encrypt_for_device(
+        &self,
+        state: &mut State,
+        from: &str,
+        addr: &DeviceAddr,
+        id: &str,
+        text: &str,
+        time: u64,
+    ) -> Result<Option<Node>, MessagingError> {
+        let peer = addr.signal_address();
+        let has_session = state.contact(from)?.has_session(&peer).await;
+        let bundle = if has_session {
+            None
+        } else {
+            match state.uploads.get_mut(addr) {
+                Some(keys) => Some(keys.take_bundle()),
+                None => return Ok(None),
+            }
+        };
+        let message = waproto::whatsapp::Message {
+            conversation: Some(text.to_string()),
+            ..Default::default()
+        };
+        let plaintext = MessageUtils::encode_and_pad(&message);
+        let (kind, ciphertext) = state
+            .contact(from)?
+            .encrypt(&peer, bundle.as_ref(), &plaintext)
+            .await?;
+        Ok(Some(
+            NodeBuilder::new("message")
+                .attr("from", Jid::pn(from))
+                .attr("id", id)
+                .attr("type", "text")
+                .attr("t", time.to_string())
+                .children([NodeBuilder::new("enc")
+                    .attr("v", "2")
+                    .attr("type", kind.as_str())
+                    .bytes(ciphertext)
+                    .build()])
+                .build(),
+        ))
+    }
+}
+
+pub(super) fn receipt_stanza(contact_user: &str, msg_id: &str, kind: ReceiptKind) -> Node {
+    let mut b = NodeBuilder::new("receipt")
+        .attr("from", Jid::pn(contact_user))
+        .attr("id", msg_id)
+        .attr("t", now_secs().to_string());
+    if let Some(t) = kind.wire_type() {
+        b = b.attr("type", t);
+    }
+    b.build()
+}
+
+pub(super) fn receipt_pending(msg_id: &str, kind: ReceiptKind, stanza: Node) -> Pending {
+    Pending {
+        class: "receipt",
+        id: msg_id.to_string(),
+        receipt_type: kind.wire_type(),
+        body: PendingBody::Stanza(stanza),
+    }
+}
+
+/// The companion devices of account `phone` that can receive: those the
+/// core's registry knows, and any that uploaded keys.
+fn account_devices(view: &dyn ServerView, state: &State, phone: &str) -> BTreeSet<DeviceAddr> {
+    let mut targets = BTreeSet::new();
+    if let Some(account) = view.account(phone) {
+        targets.extend(account.companions.iter().map(|c| DeviceAddr {
+            user: phone.to_string(),
+            device: c.device,
+        }));
+    }
+    targets.extend(
+        state
+            .uploads
+            .keys()
+            .filter(|a| a.user == phone && a.device != 0)
+            .cloned(),
+    );
+    targets
+}

@@ -1,0 +1,210 @@
+//! Plugs the messaging side into the server core: [`SignalHandlers`] is
+//! the core's [`StanzaHandlers`], and [`MockHandle`] gains the in-process
+//! messaging controls.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use wacore_binary::{Jid, Node};
+
+use super::MessagingError;
+use super::directory::{AccountDevices, CompanionDevice, ServerView};
+use super::hub::{InboxEntry, Messaging, ReceiptKind};
+use crate::handlers::{AdminRequest, AdminResponse, Ctx, StanzaHandlers};
+use crate::server::MockHandle;
+use crate::state::{Device, PN_SERVER, ServerState, device_jid};
+
+/// The Signal side's stanza handlers.
+pub struct SignalHandlers {
+    messaging: Arc<Messaging>,
+}
+
+impl SignalHandlers {
+    pub fn new(messaging: Arc<Messaging>) -> Self {
+        Self { messaging }
+    }
+}
+
+/// The core's state seen through [`ServerView`].
+struct CoreView<'a>(&'a ServerState);
+
+impl ServerView for CoreView<'_> {
+    fn account(&self, phone: &str) -> Option<AccountDevices> {
+        let companions: Vec<CompanionDevice> = self
+            .0
+            .devices()
+            .into_iter()
+            .filter(|d| d.phone == phone)
+            // The core pairs each device with its device id as ADV key index.
+            .map(|d| CompanionDevice {
+                device: d.device_id,
+                key_index: u32::from(d.device_id),
+            })
+            .collect();
+        (!companions.is_empty()).then(|| AccountDevices {
+            raw_id: raw_id_of(phone),
+            companions,
+        })
+    }
+
+    fn phone_of_lid(&self, lid_user: &str) -> Option<String> {
+        self.0
+            .devices()
+            .into_iter()
+            .find(|d| d.lid.split([':', '@']).next() == Some(lid_user))
+            .map(|d| d.phone)
+    }
+
+    fn push(&self, device: &Jid, node: Node) -> bool {
+        let is_receipt = node.tag == "receipt";
+        let sent = self
+            .0
+            .push(&device_jid(&device.user, device.device, PN_SERVER), node);
+        if sent && is_receipt {
+            self.0.stats.bump(&self.0.stats.receipts_sent);
+        }
+        sent
+    }
+}
+
+/// A stable ADV `raw_id` per account (clients reset a user's devices when
+/// it changes between two device-list answers).
+fn raw_id_of(phone: &str) -> u32 {
+    phone.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn jid_of(device: &Device) -> Jid {
+    Jid::pn_device(device.phone.as_str(), device.device_id)
+}
+
+#[async_trait]
+impl StanzaHandlers for SignalHandlers {
+    async fn message(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        let view = CoreView(&ctx.state);
+        let replies = self
+            .messaging
+            .handle_message(&view, &jid_of(&ctx.device), node)
+            .await;
+        let stats = &ctx.state.stats;
+        for reply in &replies {
+            match reply.tag.as_ref() {
+                "ack" => stats.bump(&stats.messages_acked),
+                "receipt" => stats.bump(&stats.receipts_sent),
+                _ => {}
+            }
+        }
+        replies
+    }
+
+    async fn receipt(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        self.messaging
+            .handle_receipt(&CoreView(&ctx.state), &jid_of(&ctx.device), node)
+            .await
+    }
+
+    async fn ack(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        self.messaging
+            .handle_ack(&CoreView(&ctx.state), &jid_of(&ctx.device), node)
+            .await;
+        Vec::new()
+    }
+
+    async fn encrypt_iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        self.iq(ctx, node).await
+    }
+
+    async fn usync_iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        self.iq(ctx, node).await
+    }
+
+    async fn on_login(&self, ctx: &Ctx) -> Vec<Node> {
+        let backlog = self
+            .messaging
+            .backlog(&CoreView(&ctx.state), &jid_of(&ctx.device))
+            .await;
+        let stats = &ctx.state.stats;
+        for node in &backlog {
+            if node.tag == "receipt" {
+                stats.bump(&stats.receipts_sent);
+            }
+        }
+        backlog
+    }
+
+    async fn admin(&self, state: &Arc<ServerState>, req: &AdminRequest) -> Option<AdminResponse> {
+        let reply = self
+            .messaging
+            .admin(
+                &CoreView(state),
+                &req.method,
+                &req.path,
+                &req.query,
+                &req.body,
+            )
+            .await?;
+        Some(AdminResponse {
+            status: reply.status,
+            body: reply.body,
+        })
+    }
+}
+
+impl SignalHandlers {
+    async fn iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        self.messaging
+            .handle_iq(&CoreView(&ctx.state), &jid_of(&ctx.device), node)
+            .await
+            .into_iter()
+            .collect()
+    }
+}
+
+/// In-process equivalents of the messaging admin routes.
+impl MockHandle {
+    fn messaging_or_err(&self) -> Result<&Arc<Messaging>, MessagingError> {
+        self.messaging().ok_or(MessagingError::NotEnabled)
+    }
+
+    /// What contact `contact` (phone number or JID) received, oldest first.
+    pub async fn inbox(&self, contact: &str) -> Vec<InboxEntry> {
+        match self.messaging() {
+            Some(m) => m.inbox(contact).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// Contact `from` sends `text` to account `to`; returns the message id.
+    pub async fn deliver(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        id: Option<&str>,
+    ) -> Result<String, MessagingError> {
+        self.messaging_or_err()?
+            .deliver(
+                &CoreView(self.state()),
+                from,
+                to,
+                text,
+                id.map(str::to_string),
+            )
+            .await
+    }
+
+    /// Contact `contact` sends a delivery or read receipt for `msg_id` to
+    /// account `account`.
+    pub async fn receipt(
+        &self,
+        contact: &str,
+        account: &str,
+        msg_id: &str,
+        kind: ReceiptKind,
+    ) -> Result<(), MessagingError> {
+        self.messaging_or_err()?
+            .receipt(&CoreView(self.state()), contact, account, msg_id, kind)
+            .await
+    }
+}

@@ -1,0 +1,102 @@
+//! Small helpers to read and build stanzas.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::{Jid, Node, NodeValue, Server};
+
+pub fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs.get(key).map(|v| v.as_str().into_owned())
+}
+
+pub fn jid_attr(node: &Node, key: &str) -> Option<Jid> {
+    match node.attrs.get(key)? {
+        NodeValue::Jid(j) => Some(j.clone()),
+        other => other.as_str().parse().ok(),
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn server_jid() -> Jid {
+    Jid::new("", Server::Pn)
+}
+
+/// `<iq type="result">` answering `iq`, with `children`.
+pub fn iq_result(iq: &Node, children: Vec<Node>) -> Node {
+    let mut b = NodeBuilder::new("iq")
+        .attr("type", "result")
+        .attr("from", server_jid());
+    if let Some(id) = attr(iq, "id") {
+        b = b.attr("id", id);
+    }
+    if !children.is_empty() {
+        b = b.children(children);
+    }
+    b.build()
+}
+
+/// `<iq type="error">` answering `iq`: the form clients parse into a server
+/// error code instead of waiting out a timeout.
+pub fn iq_error(iq: &Node, code: u16, text: &'static str) -> Node {
+    let mut b = NodeBuilder::new("iq")
+        .attr("type", "error")
+        .attr("from", server_jid());
+    if let Some(id) = attr(iq, "id") {
+        b = b.attr("id", id);
+    }
+    b.children([NodeBuilder::new("error")
+        .attr("code", code.to_string())
+        .attr("text", text)
+        .build()])
+        .build()
+}
+
+/// A phone number or user JID reduced to the user part ("15551234567").
+pub fn user_of(address: &str) -> Option<String> {
+    let address = address.trim().trim_start_matches('+');
+    let user = match address.split_once('@') {
+        Some((user, _server)) => user.split([':', '.']).next().unwrap_or(user),
+        None => address,
+    };
+    (!user.is_empty() && user.bytes().all(|b| b.is_ascii_digit())).then(|| user.to_string())
+}
+
+/// A message id in the form WhatsApp clients generate (`3EB0` + hex).
+pub fn new_message_id() -> String {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    format!("3EB0{:016X}", rng.random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_come_from_numbers_and_jids() {
+        assert_eq!(user_of("15551234567").as_deref(), Some("15551234567"));
+        assert_eq!(user_of("+15551234567").as_deref(), Some("15551234567"));
+        assert_eq!(
+            user_of("15551234567@s.whatsapp.net").as_deref(),
+            Some("15551234567")
+        );
+        assert_eq!(
+            user_of("15551234567:3@s.whatsapp.net").as_deref(),
+            Some("15551234567")
+        );
+        assert_eq!(user_of("bob"), None);
+        assert_eq!(user_of(""), None);
+    }
+
+    #[test]
+    fn message_ids_are_unique() {
+        assert_ne!(new_message_id(), new_message_id());
+        assert!(new_message_id().starts_with("3EB0"));
+    }
+}
