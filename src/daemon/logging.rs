@@ -1,6 +1,8 @@
 //! Where logs go: journald with structured fields under systemd, readable
 //! lines on stderr otherwise.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 

@@ -1,0 +1,244 @@
+//! End to end: real walinkd and walink binaries, real sled files, a real
+//! Unix socket, and mock-wa speaking the WhatsApp Web protocol on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, eventually, raw_exchange, stays};
+use mock_wa::Fault;
+use serde_json::json;
+
+const CONNECT: Duration = Duration::from_secs(40);
+
+async fn paired(accounts: &[&str]) -> Env {
+    let mut env = Env::new(accounts).await;
+    env.start_daemon().await;
+    for account in accounts {
+        env.pair(account).await;
+        env.wait_state(account, "connected", CONNECT).await;
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_once_and_restarts_never_ask_for_a_qr_again() {
+    let mut env = Env::new(&["sales"]).await;
+    env.start_daemon().await;
+    let jid = env.pair("sales").await;
+
+    let out = env.walink(&["status", "--json"]).await;
+    assert!(out.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let sales = &status["accounts"][0];
+    assert_eq!(sales["name"], "sales");
+    assert_eq!(sales["jid"], jid.as_str());
+    env.wait_state("sales", "connected", CONNECT).await;
+
+    for (how, signal) in [("SIGTERM", libc::SIGTERM), ("kill -9", libc::SIGKILL)] {
+        let before = env.mock.stats();
+        let exit = env.stop_daemon(signal).await;
+        if signal == libc::SIGTERM {
+            assert!(exit.success(), "clean exit on SIGTERM: {exit}");
+        }
+        env.start_daemon().await;
+        let s = env.wait_state("sales", "connected", CONNECT).await;
+        assert_eq!(s["jid"], jid.as_str(), "same identity after {how}");
+        let after = env.mock.stats();
+        assert_eq!(after.pairings, 1, "no new pairing after {how}");
+        assert!(
+            after.handshakes_ik > before.handshakes_ik,
+            "logged in with the stored key (Noise IK) after {how}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reaches_the_contact_exactly_once() {
+    let env = paired(&["sales"]).await;
+    let out = env
+        .walink(&["send", "sales", "+15551234567", "order shipped"])
+        .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(id.starts_with("3EB0"), "prints the message id: {id}");
+
+    let messaging = env.mock.messaging().expect("mock has messaging");
+    let inbox = eventually(Duration::from_secs(10), "the contact's inbox", || async {
+        let inbox = messaging.inbox("15551234567").await;
+        (!inbox.is_empty()).then_some(inbox)
+    })
+    .await;
+    assert_eq!(inbox.len(), 1, "exactly once: {inbox:?}");
+    assert_eq!(inbox[0].text, "order shipped");
+    assert_eq!(inbox[0].id, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routine_recycles_and_restart_required_reconnect_at_once() {
+    let env = paired(&["sales"]).await;
+    let jid = env.jid("sales").await;
+    let cases = [
+        (Fault::Close, "server recycled the connection"),
+        (Fault::Eof, "server recycled the connection"),
+        (Fault::StreamError(515), "server asked for a restart (515)"),
+    ];
+    for (n, (fault, reason)) in cases.into_iter().enumerate() {
+        let attempts = env.mock.stats().connection_attempts;
+        assert_eq!(env.mock.fault(&jid, fault.clone()), 1, "{fault:?} hit the connection");
+        let s = eventually(CONNECT, &format!("reconnected after {fault:?}"), || async {
+            let s = env.status("sales").await;
+            (s["state"] == "connected" && s["last_disconnect"]["reason"] == reason).then_some(s)
+        })
+        .await;
+        assert_eq!(s["reconnect_attempts"], 0, "no failed attempt, no backoff");
+        assert_eq!(s["next_retry_at"], serde_json::Value::Null);
+        assert_eq!(s["automatic_reconnections"], n as u64 + 1);
+        assert_eq!(
+            env.mock.stats().connection_attempts,
+            attempts + 1,
+            "one new connection for {fault:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_401_stops_and_forgets_the_credentials() {
+    let env = paired(&["sales"]).await;
+    let jid = env.jid("sales").await;
+    env.mock.fault(&jid, Fault::StreamError(401));
+    let s = env.wait_state("sales", "logged_out", CONNECT).await;
+    assert_eq!(s["session"]["exists"], false, "credentials removed");
+    assert_eq!(s["health"]["level"], "critical");
+    assert_eq!(s["recommendations"]["needs_pairing"], true);
+    let attempts = env.mock.stats().connection_attempts;
+    stays(Duration::from_secs(30), "no connection attempt after 401", || async {
+        env.mock.stats().connection_attempts == attempts
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_440_stops_until_told_to_reconnect() {
+    let env = paired(&["sales"]).await;
+    let jid = env.jid("sales").await;
+    env.mock.fault(&jid, Fault::StreamError(440));
+    let s = env.wait_state("sales", "replaced", CONNECT).await;
+    assert_eq!(s["session"]["exists"], true, "credentials kept");
+    let attempts = env.mock.stats().connection_attempts;
+    stays(Duration::from_secs(10), "no retry after 440", || async {
+        env.mock.stats().connection_attempts == attempts
+    })
+    .await;
+    let out = env.walink(&["reconnect", "sales"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(s["jid"], jid.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_follow_the_backoff_schedule() {
+    let mut env = Env::with_connection(&["sales"], "backoff_secs = [1, 2, 4]\njitter = 0.0\n").await;
+    env.start_daemon().await;
+    env.pair("sales").await;
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    let jid = s["jid"].as_str().unwrap().to_string();
+
+    let mut events = walink::ipc::Client::connect(&env.socket()).await.unwrap();
+    let mut stream = events
+        .stream("subscribe", json!({ "account": "sales" }))
+        .await
+        .unwrap();
+    env.mock.refuse(6);
+    env.mock.fault(&jid, Fault::Close);
+
+    // Each failed attempt announces the next one with its delay.
+    let mut delays = Vec::new();
+    while delays.len() < 3 {
+        let item = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("an event within 30 s")
+            .unwrap()
+            .expect("stream open");
+        let walink::ipc::StreamItem::Notification(n) = item else { continue };
+        let p = &n.params;
+        if p["kind"] == "state_changed" && p["state"] == "reconnecting" && !p["next_retry_at"].is_null() {
+            let attempt = p["attempt"].as_u64().unwrap();
+            let delay = p["next_retry_at"].as_u64().unwrap() - p["at"].as_u64().unwrap();
+            delays.push((attempt, delay));
+        }
+    }
+    for ((attempt, delay), (want_attempt, want)) in delays.iter().zip([(1, 1), (2, 2), (3, 4)]) {
+        assert_eq!(*attempt, want_attempt, "{delays:?}");
+        assert!(delay.abs_diff(want) <= 1, "attempt {attempt} waits ~{want}s: {delays:?}");
+    }
+    assert!(env.mock.stats().connections_refused >= 2);
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(s["reconnect_attempts"], 0);
+    assert_eq!(s["jid"], jid.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
+    let mut env = Env::new(&["sales"]).await;
+    env.start_daemon().await;
+    let long = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"status","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let replies = raw_exchange(
+        &env.socket(),
+        &[
+            br#"{"jsonrpc":"2.0","id":1,"method":"status","params":{"account":"nope"}}"#,
+            br#"{"jsonrpc":"2.0","id":2,"method":"send","params":{"account":"sales","to":"12ab","text":"hi"}}"#,
+            br#"{"jsonrpc":"2.0","id":3,"method":"send","params":{"account":"sales","to":"+15551234567","text":"  "}}"#,
+            long.as_bytes(),
+            b"{not json",
+            br#"{"jsonrpc":"2.0","id":6,"method":"frobnicate"}"#,
+            br#"{"jsonrpc":"2.0","id":7,"method":"send","params":{"account":"ghost","to":"+15551234567","text":"hi"}}"#,
+            br#"{"jsonrpc":"2.0","id":8,"method":"status"}"#,
+        ],
+    )
+    .await;
+    let message = |i: usize| replies[i]["error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(message(0).contains("unknown account \"nope\""), "{}", replies[0]);
+    assert!(message(0).contains("sales"), "lists the configured accounts");
+    assert!(message(1).contains("invalid recipient"), "{}", replies[1]);
+    assert!(message(2).contains("empty"), "{}", replies[2]);
+    assert_eq!(replies[3]["error"]["code"], -32600, "{}", replies[3]);
+    assert_eq!(replies[4]["error"]["code"], -32700, "{}", replies[4]);
+    assert_eq!(replies[5]["error"]["code"], -32601, "{}", replies[5]);
+    assert!(message(6).contains("unknown account \"ghost\""), "{}", replies[6]);
+    assert_eq!(replies[7]["result"]["accounts"][0]["name"], "sales", "still serving");
+
+    // A send to an account that is not connected says so.
+    let err = env
+        .call("send", json!({"account": "sales", "to": "+15551234567", "text": "hi"}))
+        .await
+        .unwrap_err();
+    assert!(err["message"].as_str().unwrap().contains("not connected"), "{err}");
+    let exit = env.stop_daemon(libc::SIGTERM).await;
+    assert!(exit.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_on_one_account_never_disturb_another() {
+    let env = paired(&["sales", "support"]).await;
+    let sales = env.jid("sales").await;
+    let support_before = env.status("support").await;
+    assert_ne!(sales, support_before["jid"].as_str().unwrap());
+
+    env.mock.fault(&sales, Fault::Close);
+    eventually(CONNECT, "sales reconnected", || async {
+        let s = env.status("sales").await;
+        (s["state"] == "connected" && s["automatic_reconnections"] == 1).then_some(())
+    })
+    .await;
+    env.mock.fault(&sales, Fault::StreamError(440));
+    env.wait_state("sales", "replaced", CONNECT).await;
+
+    let support = env.status("support").await;
+    assert_eq!(support["state"], "connected");
+    assert_eq!(support["connected_since"], support_before["connected_since"]);
+    assert_eq!(support["automatic_reconnections"], 0);
+}
