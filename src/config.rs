@@ -201,7 +201,7 @@ impl Config {
     /// Parses and validates config text; `path` only names the origin in errors.
     pub fn parse(text: &str, path: &Path, mode: Mode) -> Result<Config, ConfigError> {
         let locator = Locator { text, path };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.from_toml(&e))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.toml_error(&e))?;
         // User-mode defaults need environment variables; only ask for them
         // when the file leaves a path out, so a complete file always loads.
         let needs_defaults = raw
@@ -434,7 +434,10 @@ fn check_backoff(steps: &[u64]) -> Result<(), String> {
     if steps.is_empty() {
         return Err("must list at least one delay in seconds, e.g. [1, 2, 5, 15, 60]".to_owned());
     }
-    if steps.iter().any(|s| !(1..=MAX_BACKOFF_STEP_SECS).contains(s)) {
+    if steps
+        .iter()
+        .any(|s| !(1..=MAX_BACKOFF_STEP_SECS).contains(s))
+    {
         return Err(format!(
             "each delay must be between 1 and {MAX_BACKOFF_STEP_SECS} seconds"
         ));
@@ -480,7 +483,7 @@ impl Locator<'_> {
     /// toml's errors carry a span and a message but not the key path, so the
     /// key is recovered from the text: the table header above the span and
     /// the key on its line (or the field the message names).
-    fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, error: &toml::de::Error) -> ConfigError {
         let offset = error.span().map(|s| s.start).unwrap_or(0);
         let line = self.line_of(offset);
         let lines: Vec<&str> = self.text.lines().collect();
@@ -629,7 +632,8 @@ name = "sales"
 
     #[test]
     fn out_of_range_value_names_file_line_key_and_range() {
-        let text = "[daemon]\nsocket = \"/tmp/s\"\n\n[connection]\nurl = \"wss://a/b\"\n\njitter = 1.5\n";
+        let text =
+            "[daemon]\nsocket = \"/tmp/s\"\n\n[connection]\nurl = \"wss://a/b\"\n\njitter = 1.5\n";
         let (line, key, shown) = invalid(text);
         assert_eq!(line, 7);
         assert_eq!(key, "connection.jitter");
@@ -644,14 +648,20 @@ name = "sales"
         let (line, key, shown) = invalid("[daemon]\nsocket = \"/tmp/s\"\nsokcet_group = \"x\"\n");
         assert_eq!((line, key.as_str()), (3, "daemon.sokcet_group"));
         assert!(shown.contains("unknown key `sokcet_group`"), "{shown}");
-        assert!(shown.contains("socket_group"), "lists allowed keys: {shown}");
+        assert!(
+            shown.contains("socket_group"),
+            "lists allowed keys: {shown}"
+        );
     }
 
     #[test]
     fn unknown_table_is_an_error_naming_it() {
         let (line, key, shown) = invalid("[daemon]\n\n[conection]\nurl = \"wss://x\"\n");
         assert_eq!((line, key.as_str()), (3, "conection"));
-        assert!(shown.contains("connection"), "lists allowed tables: {shown}");
+        assert!(
+            shown.contains("connection"),
+            "lists allowed tables: {shown}"
+        );
     }
 
     #[test]
@@ -665,7 +675,10 @@ name = "sales"
     fn bad_log_target_lists_allowed_values() {
         let (line, key, shown) = invalid("[daemon]\nlog_target = \"syslog\"\n");
         assert_eq!((line, key.as_str()), (2, "daemon.log_target"));
-        assert!(shown.contains("journald") && shown.contains("stderr"), "{shown}");
+        assert!(
+            shown.contains("journald") && shown.contains("stderr"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -677,7 +690,8 @@ name = "sales"
 
     #[test]
     fn account_without_name_is_reported_at_its_table() {
-        let (line, key, shown) = invalid("[[account]]\nname = \"a\"\n\n[[account]]\nenabled = false\n");
+        let (line, key, shown) =
+            invalid("[[account]]\nname = \"a\"\n\n[[account]]\nenabled = false\n");
         assert_eq!(key, "account.name");
         assert!((4..=5).contains(&line), "line {line}");
         assert!(shown.contains("missing field `name`"), "{shown}");
@@ -692,15 +706,17 @@ name = "sales"
         let (line, _, _) = invalid(&format!("[[account]]\nname = \"{}\"\n", "a".repeat(33)));
         assert_eq!(line, 2);
 
-        let (line, key, shown) =
-            invalid("[[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n[[account]]\nname = \"a\"\n");
+        let (line, key, shown) = invalid(
+            "[[account]]\nname = \"a\"\n[[account]]\nname = \"b\"\n[[account]]\nname = \"a\"\n",
+        );
         assert_eq!((line, key.as_str()), (6, "account.name"));
         assert!(shown.contains("unique"), "{shown}");
     }
 
     #[test]
     fn url_scheme_must_be_websocket() {
-        let (line, key, shown) = invalid("[connection]\n\nurl = \"https://web.whatsapp.com/ws/chat\"\n");
+        let (line, key, shown) =
+            invalid("[connection]\n\nurl = \"https://web.whatsapp.com/ws/chat\"\n");
         assert_eq!((line, key.as_str()), (3, "connection.url"));
         assert!(shown.contains("ws:// or wss://"), "{shown}");
         let (_, _, shown) = invalid("[connection]\nurl = \"wss:///ws/chat\"\n");
@@ -743,7 +759,10 @@ name = "sales"
     fn missing_file_says_so() {
         let err = Config::load(Path::new("/nonexistent/walink.toml")).unwrap_err();
         let shown = err.to_string();
-        assert!(shown.starts_with("/nonexistent/walink.toml: cannot read"), "{shown}");
+        assert!(
+            shown.starts_with("/nonexistent/walink.toml: cannot read"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -42,8 +42,13 @@ impl Raw {
     }
 
     async fn expect_eof(&mut self) {
-        let next = timeout(DEADLINE, self.lines.next_line()).await.expect("end in time");
-        assert!(matches!(next, Ok(None)), "expected end of stream, got {next:?}");
+        let next = timeout(DEADLINE, self.lines.next_line())
+            .await
+            .expect("end in time");
+        assert!(
+            matches!(next, Ok(None)),
+            "expected end of stream, got {next:?}"
+        );
     }
 }
 
@@ -63,7 +68,13 @@ async fn request_gets_its_result() {
         .call_typed("status", &json!({"account": "sales"}))
         .await
         .unwrap();
-    assert_eq!(status.accounts, vec![common::account("sales", walink::ipc::protocol::HealthLevel::Healthy)]);
+    assert_eq!(
+        status.accounts,
+        vec![common::account(
+            "sales",
+            walink::ipc::protocol::HealthLevel::Healthy
+        )]
+    );
 }
 
 #[tokio::test]
@@ -86,7 +97,8 @@ async fn malformed_input_gets_errors_and_the_connection_keeps_serving() {
         let message = reply["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected_text), "{message}");
     }
-    raw.send(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"echo\",\"params\":{}}\n").await;
+    raw.send(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"echo\",\"params\":{}}\n")
+        .await;
     assert_eq!(raw.recv().await["result"], json!({}));
 }
 
@@ -105,10 +117,15 @@ async fn unknown_method_is_named_in_the_error() {
     let server = start();
     let mut client = Client::connect(&server.path).await.unwrap();
     let err = client.call("frobnicate", json!({})).await.unwrap_err();
-    let ClientError::Rpc(err) = err else { panic!("{err:?}") };
+    let ClientError::Rpc(err) = err else {
+        panic!("{err:?}")
+    };
     assert_eq!(err.code, code::METHOD_NOT_FOUND);
     assert!(err.message.contains("\"frobnicate\""), "{}", err.message);
-    assert_eq!(client.call("echo", json!({"still": "here"})).await.unwrap(), json!({"still": "here"}));
+    assert_eq!(
+        client.call("echo", json!({"still": "here"})).await.unwrap(),
+        json!({"still": "here"})
+    );
 }
 
 #[tokio::test]
@@ -122,7 +139,13 @@ async fn line_over_the_limit_is_refused_and_the_connection_continues() {
     let reply = raw.recv().await;
     assert_eq!(reply["error"]["code"], json!(code::INVALID_REQUEST));
     assert_eq!(reply["id"], Value::Null);
-    assert!(reply["error"]["message"].as_str().unwrap().contains("65536 bytes"), "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("65536 bytes"),
+        "{reply}"
+    );
 
     // A line exactly at the limit is fine.
     let mut exact = br#"{"jsonrpc":"2.0","id":2,"method":"echo","params":{"x":""#.to_vec();
@@ -163,14 +186,20 @@ async fn notifications_get_no_reply_and_requests_are_answered_in_order() {
     assert_eq!(raw.recv().await["method"], json!("qr"));
     assert_eq!(raw.recv().await["method"], json!("qr"));
     assert_eq!(raw.recv().await["id"], json!(1));
-    assert_eq!(raw.recv().await, json!({"jsonrpc": "2.0", "id": 2, "result": {"n": 2}}));
+    assert_eq!(
+        raw.recv().await,
+        json!({"jsonrpc": "2.0", "id": 2, "result": {"n": 2}})
+    );
 }
 
 #[tokio::test]
 async fn streaming_call_yields_notifications_then_result() {
     let server = start();
     let mut client = Client::connect(&server.path).await.unwrap();
-    let mut stream = client.stream("qr", json!({"account": "sales"})).await.unwrap();
+    let mut stream = client
+        .stream("qr", json!({"account": "sales"}))
+        .await
+        .unwrap();
     let mut codes = Vec::new();
     let result = loop {
         match stream.next().await.unwrap().expect("stream not over yet") {
@@ -196,12 +225,16 @@ async fn client_hang_up_cancels_the_stream() {
     let mut client = Client::connect(&server.path).await.unwrap();
     let mut stream = client.stream("subscribe", json!({})).await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
-    let StreamItem::Notification(first) = first else { panic!("{first:?}") };
+    let StreamItem::Notification(first) = first else {
+        panic!("{first:?}")
+    };
     assert_eq!(first.method, "event");
     assert_eq!(first.params["kind"], json!("state_changed"));
     assert!(server.dropped.try_recv().is_err(), "still streaming");
     drop(client);
-    let signal = timeout(DEADLINE, server.dropped.recv()).await.expect("handler dropped in time");
+    let signal = timeout(DEADLINE, server.dropped.recv())
+        .await
+        .expect("handler dropped in time");
     assert_eq!(signal, Some("dropped"));
 }
 
@@ -217,7 +250,10 @@ async fn half_closed_client_still_gets_its_answers() {
     raw.write.shutdown().await.unwrap();
     assert_eq!(raw.recv().await["method"], json!("qr"));
     assert_eq!(raw.recv().await["method"], json!("qr"));
-    assert_eq!(raw.recv().await["result"]["jid"], json!("15551234567:4@s.whatsapp.net"));
+    assert_eq!(
+        raw.recv().await["result"]["jid"],
+        json!("15551234567:4@s.whatsapp.net")
+    );
     assert_eq!(raw.recv().await["result"], json!("last"));
     raw.expect_eof().await;
 }
@@ -247,14 +283,19 @@ async fn slow_reader_is_told_how_many_notifications_it_missed() {
     }
     assert!(missed > 0, "the flood overflowed the sink");
     assert_eq!(ticks.len() as u64 + missed, total);
-    assert_eq!(ticks, (0..ticks.len() as u64).collect::<Vec<_>>(), "oldest kept, in order");
+    assert_eq!(
+        ticks,
+        (0..ticks.len() as u64).collect::<Vec<_>>(),
+        "oldest kept, in order"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_answers_running_requests_and_stops_serving() {
     let mut server = start();
     let mut raw = Raw::connect(&server.path).await;
-    raw.send(b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"subscribe\"}\n").await;
+    raw.send(b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"subscribe\"}\n")
+        .await;
     assert_eq!(raw.recv().await["method"], json!("event"));
     assert_eq!(raw.recv().await["method"], json!("event"));
     server.shutdown.cancel();
@@ -262,8 +303,14 @@ async fn shutdown_answers_running_requests_and_stops_serving() {
     assert_eq!(reply["id"], json!(5));
     assert_eq!(reply["error"]["code"], json!(code::SHUTTING_DOWN));
     raw.expect_eof().await;
-    assert_eq!(timeout(DEADLINE, server.dropped.recv()).await.unwrap(), Some("dropped"));
-    timeout(DEADLINE, server.task).await.expect("serve returns").unwrap();
+    assert_eq!(
+        timeout(DEADLINE, server.dropped.recv()).await.unwrap(),
+        Some("dropped")
+    );
+    timeout(DEADLINE, server.task)
+        .await
+        .expect("serve returns")
+        .unwrap();
 }
 
 #[tokio::test]
@@ -298,10 +345,15 @@ async fn socket_gets_the_configured_group() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("walink.sock");
     // Our own primary group always exists and chown to it is always allowed.
-    let gid = std::fs::metadata(dir.path()).map(|m| std::os::unix::fs::MetadataExt::gid(&m)).unwrap();
+    let gid = std::fs::metadata(dir.path())
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+        .unwrap();
     let group = group_name(gid);
     let _listener = walink::ipc::bind(&path, Some(&group)).unwrap();
-    assert_eq!(std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&path).unwrap()), gid);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&path).unwrap()),
+        gid
+    );
 }
 
 fn group_name(gid: u32) -> String {

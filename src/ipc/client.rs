@@ -32,7 +32,9 @@ pub enum ClientError {
     },
     #[error("connection to walinkd failed: {0}; see `journalctl -u walink`")]
     Io(#[from] io::Error),
-    #[error("walinkd closed the connection before answering; it may be shutting down or restarting (see `journalctl -u walink`)")]
+    #[error(
+        "walinkd closed the connection before answering; it may be shutting down or restarting (see `journalctl -u walink`)"
+    )]
     Closed,
     #[error("unexpected reply from walinkd: {0}; are walink and walinkd the same version?")]
     Protocol(String),
@@ -135,7 +137,7 @@ impl Client {
             return Ok(StreamItem::Notification(notification));
         }
         let response: Response = decode(value)?;
-        if response.id != Value::from(id) {
+        if response.id != id {
             return Err(ClientError::Protocol(format!(
                 "answer for request {} while waiting for {id}",
                 response.id

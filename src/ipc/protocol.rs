@@ -1023,7 +1023,9 @@ mod tests {
         let paired = serde_json::to_value(Event {
             account: "a".into(),
             at: 1,
-            kind: EventKind::Paired { jid: "1@s.whatsapp.net".into() },
+            kind: EventKind::Paired {
+                jid: "1@s.whatsapp.net".into(),
+            },
         })
         .unwrap();
         assert_eq!(
@@ -1065,28 +1067,64 @@ mod tests {
         assert_eq!(normalize_phone("(49) 30.1234567").unwrap(), "49301234567");
         assert_eq!(normalize_phone(" 4915112345678 ").unwrap(), "4915112345678");
         assert_eq!(normalize_phone("1234567").unwrap(), "1234567");
-        assert_eq!(normalize_phone("123456789012345").unwrap(), "123456789012345");
+        assert_eq!(
+            normalize_phone("123456789012345").unwrap(),
+            "123456789012345"
+        );
         assert_eq!(normalize_phone(""), Err(PhoneError::Empty));
         assert_eq!(normalize_phone("+"), Err(PhoneError::Empty));
-        assert_eq!(normalize_phone("+1 555 12a"), Err(PhoneError::InvalidCharacter('a')));
-        assert_eq!(normalize_phone("++15551234567"), Err(PhoneError::InvalidCharacter('+')));
-        assert_eq!(normalize_phone("0151 1234567"), Err(PhoneError::LeadingZero));
+        assert_eq!(
+            normalize_phone("+1 555 12a"),
+            Err(PhoneError::InvalidCharacter('a'))
+        );
+        assert_eq!(
+            normalize_phone("++15551234567"),
+            Err(PhoneError::InvalidCharacter('+'))
+        );
+        assert_eq!(
+            normalize_phone("0151 1234567"),
+            Err(PhoneError::LeadingZero)
+        );
         assert_eq!(normalize_phone("123456"), Err(PhoneError::Length(6)));
-        assert_eq!(normalize_phone("1234567890123456"), Err(PhoneError::Length(16)));
+        assert_eq!(
+            normalize_phone("1234567890123456"),
+            Err(PhoneError::Length(16))
+        );
         assert!(PhoneError::Length(6).to_string().contains("7 to 15"));
     }
 
     #[test]
     fn recipients_become_jids() {
-        assert_eq!(recipient_jid("+1 555 123 4567").unwrap(), "15551234567@s.whatsapp.net");
-        assert_eq!(recipient_jid("15551234567@s.whatsapp.net").unwrap(), "15551234567@s.whatsapp.net");
-        assert_eq!(recipient_jid("120363012345678901@g.us").unwrap(), "120363012345678901@g.us");
-        assert_eq!(recipient_jid("15551234567-1600000000@g.us").unwrap(), "15551234567-1600000000@g.us");
+        assert_eq!(
+            recipient_jid("+1 555 123 4567").unwrap(),
+            "15551234567@s.whatsapp.net"
+        );
+        assert_eq!(
+            recipient_jid("15551234567@s.whatsapp.net").unwrap(),
+            "15551234567@s.whatsapp.net"
+        );
+        assert_eq!(
+            recipient_jid("120363012345678901@g.us").unwrap(),
+            "120363012345678901@g.us"
+        );
+        assert_eq!(
+            recipient_jid("15551234567-1600000000@g.us").unwrap(),
+            "15551234567-1600000000@g.us"
+        );
         assert_eq!(recipient_jid("123456789@lid").unwrap(), "123456789@lid");
-        assert!(matches!(recipient_jid("1@example.com"), Err(RecipientError::Server(_))));
-        assert_eq!(recipient_jid("1555:2@s.whatsapp.net"), Err(RecipientError::User));
+        assert!(matches!(
+            recipient_jid("1@example.com"),
+            Err(RecipientError::Server(_))
+        ));
+        assert_eq!(
+            recipient_jid("1555:2@s.whatsapp.net"),
+            Err(RecipientError::User)
+        );
         assert_eq!(recipient_jid("@s.whatsapp.net"), Err(RecipientError::User));
-        assert!(matches!(recipient_jid("12"), Err(RecipientError::Phone(PhoneError::Length(2)))));
+        assert!(matches!(
+            recipient_jid("12"),
+            Err(RecipientError::Phone(PhoneError::Length(2)))
+        ));
     }
 
     #[test]
@@ -1100,18 +1138,29 @@ mod tests {
             json!({"account": "sales", "to": "+1 555 123 4567", "text": "hi", "id": "order-7"}),
         )
         .unwrap();
-        let Call::Send(send) = send else { panic!("not a send: {send:?}") };
+        let Call::Send(send) = send else {
+            panic!("not a send: {send:?}")
+        };
         assert_eq!(send.to, "15551234567@s.whatsapp.net");
         assert_eq!(send.id.as_deref(), Some("order-7"));
 
-        let err = Call::parse("send", json!({"account": "s", "to": "12", "text": "hi"})).unwrap_err();
+        let err =
+            Call::parse("send", json!({"account": "s", "to": "12", "text": "hi"})).unwrap_err();
         assert_eq!(err.code, code::INVALID_RECIPIENT);
         assert!(err.message.contains("7 to 15"), "{}", err.message);
 
-        let err = Call::parse("send", json!({"account": "s", "to": "+15551234567", "text": "  "})).unwrap_err();
+        let err = Call::parse(
+            "send",
+            json!({"account": "s", "to": "+15551234567", "text": "  "}),
+        )
+        .unwrap_err();
         assert_eq!(err.code, code::INVALID_MESSAGE);
 
-        let err = Call::parse("send", json!({"account": "s", "to": "+15551234567", "text": "x", "id": "a b"})).unwrap_err();
+        let err = Call::parse(
+            "send",
+            json!({"account": "s", "to": "+15551234567", "text": "x", "id": "a b"}),
+        )
+        .unwrap_err();
         assert_eq!(err.code, code::INVALID_PARAMS);
 
         let err = Call::parse("status", json!({"acount": "sales"})).unwrap_err();
@@ -1125,9 +1174,11 @@ mod tests {
         let err = Call::parse("status", json!([1])).unwrap_err();
         assert!(err.message.contains("must be an object"), "{}", err.message);
 
-        let Call::PairCode(pair) =
-            Call::parse("pair_code", json!({"account": "s", "phone": "+49 151 1234 5678"})).unwrap()
-        else {
+        let Call::PairCode(pair) = Call::parse(
+            "pair_code",
+            json!({"account": "s", "phone": "+49 151 1234 5678"}),
+        )
+        .unwrap() else {
             panic!("not pair_code")
         };
         assert_eq!(pair.phone, "4915112345678");

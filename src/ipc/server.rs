@@ -130,11 +130,7 @@ impl NotificationSink {
 /// clients with a request in progress that the daemon is shutting down,
 /// closes every connection and returns. It never removes the socket file:
 /// the caller that bound it does.
-pub async fn serve(
-    listener: UnixListener,
-    handler: Arc<dyn Handler>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>, shutdown: CancellationToken) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -238,7 +234,11 @@ impl Connection {
             let line = match item {
                 Ok(line) => line,
                 Err(LinesCodecError::MaxLineLengthExceeded) => {
-                    if self.reply(Value::Null, Err(RpcError::line_too_long())).await.is_err() {
+                    if self
+                        .reply(Value::Null, Err(RpcError::line_too_long()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     continue;
@@ -378,8 +378,8 @@ struct Decoded {
 
 /// Checks the JSON-RPC envelope; on failure returns the id to answer with.
 fn decode_request(line: &str) -> Result<Decoded, (Value, RpcError)> {
-    let value: Value = serde_json::from_str(line)
-        .map_err(|e| (Value::Null, RpcError::parse_error(e)))?;
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| (Value::Null, RpcError::parse_error(e)))?;
     let mut object = match value {
         Value::Object(object) => object,
         Value::Array(_) => {
@@ -435,10 +435,7 @@ fn decode_request(line: &str) -> Result<Decoded, (Value, RpcError)> {
             ));
         }
         None => {
-            return Err((
-                reply_id,
-                RpcError::invalid_request("missing \"method\""),
-            ));
+            return Err((reply_id, RpcError::invalid_request("missing \"method\"")));
         }
     };
     let params = object.remove("params").unwrap_or(Value::Null);
@@ -693,8 +690,15 @@ fn check_unix_stream(fd: RawFd) -> io::Result<()> {
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut addr_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: `addr` is a sockaddr_storage, large enough for any address.
-    let rc = unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_storage).cast(), &mut addr_len) };
-    if rc != 0 || kind != libc::SOCK_STREAM || addr.ss_family != libc::AF_UNIX as libc::sa_family_t {
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut addr_len,
+        )
+    };
+    if rc != 0 || kind != libc::SOCK_STREAM || addr.ss_family != libc::AF_UNIX as libc::sa_family_t
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
@@ -729,15 +733,23 @@ mod tests {
         assert!(err.message.contains("a number"), "{}", err.message);
         let (id, err) = decode_request(r#"{"jsonrpc":"2.0","id":7}"#).err().unwrap();
         assert_eq!(id, Value::from(7));
-        assert!(err.message.contains("missing \"method\""), "{}", err.message);
-        let (id, err) = decode_request(r#"{"id":"x","method":"status"}"#).err().unwrap();
+        assert!(
+            err.message.contains("missing \"method\""),
+            "{}",
+            err.message
+        );
+        let (id, err) = decode_request(r#"{"id":"x","method":"status"}"#)
+            .err()
+            .unwrap();
         assert_eq!(id, Value::from("x"));
         assert!(err.message.contains("2.0"), "{}", err.message);
         let (_, err) = decode_request(r#"{"jsonrpc":"2.0","id":[1],"method":"status"}"#)
             .err()
             .unwrap();
         assert!(err.message.contains("\"id\""), "{}", err.message);
-        let ok = decode_request(r#"{"jsonrpc":"2.0","method":"status"}"#).ok().unwrap();
+        let ok = decode_request(r#"{"jsonrpc":"2.0","method":"status"}"#)
+            .ok()
+            .unwrap();
         assert!(ok.id.is_none());
         assert_eq!(ok.params, Value::Null);
     }

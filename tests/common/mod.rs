@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use walink::ipc::protocol::{
-    AccountHealth, AccountState, AccountStatus, Disconnect, Event, EventKind, Health,
-    HealthLevel, HealthResult, QrNotification, Recommendations, RpcError, SessionInfo,
-    StatusResult, notification,
+    AccountHealth, AccountState, AccountStatus, Disconnect, Event, EventKind, Health, HealthLevel,
+    HealthResult, QrNotification, Recommendations, RpcError, SessionInfo, StatusResult,
+    notification,
 };
 use walink::ipc::{Handler, NotificationSink};
 
@@ -85,9 +85,7 @@ fn select(params: &Value) -> Result<Vec<AccountStatus>, RpcError> {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(n, l)| vec![account(n, *l)])
-            .ok_or_else(|| {
-                RpcError::unknown_account(name, &ACCOUNTS.map(|(n, _)| n))
-            }),
+            .ok_or_else(|| RpcError::unknown_account(name, &ACCOUNTS.map(|(n, _)| n))),
     }
 }
 
@@ -147,7 +145,12 @@ impl Handler for Fake {
                 .map_err(RpcError::internal)?;
                 sink.notify(
                     notification::EVENT,
-                    event("sales", EventKind::Paired { jid: "1@s.whatsapp.net".into() }),
+                    event(
+                        "sales",
+                        EventKind::Paired {
+                            jid: "1@s.whatsapp.net".into(),
+                        },
+                    ),
                 )
                 .map_err(RpcError::internal)?;
                 if params.get("account").and_then(Value::as_str) == Some("finite") {
@@ -160,7 +163,8 @@ impl Handler for Fake {
             "flood" => {
                 let count = params.get("count").and_then(Value::as_u64).unwrap_or(1000);
                 for i in 0..count {
-                    sink.notify("tick", json!({ "i": i })).map_err(RpcError::internal)?;
+                    sink.notify("tick", json!({ "i": i }))
+                        .map_err(RpcError::internal)?;
                 }
                 Ok(json!({"sent": count}))
             }
