@@ -5,6 +5,7 @@
 //! not at our source code.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -170,9 +171,22 @@ impl Config {
     /// Defaults for `walinkd --user`: socket in `$XDG_RUNTIME_DIR/walink/`,
     /// state in `$XDG_STATE_HOME/walink` (or `~/.local/state/walink`).
     pub fn user_defaults() -> Result<Config, ConfigError> {
+        Config::user_defaults_from(&|name| std::env::var_os(name))
+    }
+
+    fn user_defaults_from(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+        let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let runtime = var("XDG_RUNTIME_DIR").ok_or(ConfigError::Environment("XDG_RUNTIME_DIR"))?;
+        let state = match var("XDG_STATE_HOME") {
+            Some(dir) => dir,
+            None => var("HOME")
+                .ok_or(ConfigError::Environment("HOME"))?
+                .join(".local")
+                .join("state"),
+        };
         let mut config = Config::default();
-        config.daemon.socket = user_runtime_dir()?.join("walink").join("walink.sock");
-        config.daemon.state_dir = user_state_dir()?.join("walink");
+        config.daemon.socket = runtime.join("walink").join("walink.sock");
+        config.daemon.state_dir = state.join("walink");
         Ok(config)
     }
 
@@ -219,23 +233,6 @@ impl Config {
     /// The account called `name`, if configured.
     pub fn account(&self, name: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.name == name)
-    }
-}
-
-fn user_runtime_dir() -> Result<PathBuf, ConfigError> {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
-        _ => Err(ConfigError::Environment("XDG_RUNTIME_DIR")),
-    }
-}
-
-fn user_state_dir() -> Result<PathBuf, ConfigError> {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    match std::env::var_os("HOME") {
-        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".local").join("state")),
-        _ => Err(ConfigError::Environment("HOME")),
     }
 }
 
@@ -762,6 +759,44 @@ name = "sales"
         assert!(
             shown.starts_with("/nonexistent/walink.toml: cannot read"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn user_defaults_follow_xdg() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let config = Config::user_defaults_from(&env(&[
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("HOME", "/home/ann"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.daemon.socket,
+            Path::new("/run/user/1000/walink/walink.sock")
+        );
+        assert_eq!(
+            config.daemon.state_dir,
+            Path::new("/home/ann/.local/state/walink")
+        );
+
+        let config = Config::user_defaults_from(&env(&[
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("XDG_STATE_HOME", "/srv/state"),
+            ("HOME", "/home/ann"),
+        ]))
+        .unwrap();
+        assert_eq!(config.daemon.state_dir, Path::new("/srv/state/walink"));
+
+        let err = Config::user_defaults_from(&env(&[("HOME", "/home/ann")])).unwrap_err();
+        assert!(
+            err.to_string().contains("XDG_RUNTIME_DIR is not set"),
+            "{err}"
         );
     }
 
