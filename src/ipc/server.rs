@@ -109,6 +109,13 @@ impl NotificationSink {
         }
     }
 
+    /// Counts notifications the handler itself lost (e.g. a lagging
+    /// `tokio::sync::broadcast` receiver), so the client's `lagged`
+    /// notification covers them too.
+    pub fn add_missed(&self, count: u64) {
+        self.missed.fetch_add(count, Ordering::Relaxed);
+    }
+
     /// True once the request is over.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()

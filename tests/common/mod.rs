@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use walink::ipc::protocol::{
     AccountHealth, AccountState, AccountStatus, Disconnect, Event, EventKind, Health, HealthLevel,
     HealthResult, QrNotification, Recommendations, RpcError, SessionInfo, StatusResult,
-    notification,
+    notification, to_result,
 };
 use walink::ipc::{Handler, NotificationSink};
 
@@ -106,9 +106,9 @@ impl Handler for Fake {
         sink: NotificationSink,
     ) -> Result<Value, RpcError> {
         match method {
-            "status" => Ok(json!(StatusResult {
-                accounts: select(&params)?
-            })),
+            "status" => to_result(&StatusResult {
+                accounts: select(&params)?,
+            }),
             "health" => Ok(json!(HealthResult::new(
                 select(&params)?.iter().map(AccountHealth::from).collect()
             ))),
@@ -162,6 +162,8 @@ impl Handler for Fake {
             }
             "flood" => {
                 let count = params.get("count").and_then(Value::as_u64).unwrap_or(1000);
+                // What a handler's own upstream (a broadcast channel) lost.
+                sink.add_missed(params.get("lost").and_then(Value::as_u64).unwrap_or(0));
                 for i in 0..count {
                     sink.notify("tick", json!({ "i": i }))
                         .map_err(RpcError::internal)?;
