@@ -5,6 +5,7 @@
 //! not at our source code.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -175,9 +176,22 @@ impl Config {
     /// Defaults for `walinkd --user`: socket in `$XDG_RUNTIME_DIR/walink/`,
     /// state in `$XDG_STATE_HOME/walink` (or `~/.local/state/walink`).
     pub fn user_defaults() -> Result<Config, ConfigError> {
+        Config::user_defaults_from(&|name| std::env::var_os(name))
+    }
+
+    fn user_defaults_from(env: &dyn Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+        let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let runtime = var("XDG_RUNTIME_DIR").ok_or(ConfigError::Environment("XDG_RUNTIME_DIR"))?;
+        let state = match var("XDG_STATE_HOME") {
+            Some(dir) => dir,
+            None => var("HOME")
+                .ok_or(ConfigError::Environment("HOME"))?
+                .join(".local")
+                .join("state"),
+        };
         let mut config = Config::default();
-        config.daemon.socket = user_runtime_dir()?.join("walink").join("walink.sock");
-        config.daemon.state_dir = user_state_dir()?.join("walink");
+        config.daemon.socket = runtime.join("walink").join("walink.sock");
+        config.daemon.state_dir = state.join("walink");
         Ok(config)
     }
 
@@ -206,7 +220,7 @@ impl Config {
     /// Parses and validates config text; `path` only names the origin in errors.
     pub fn parse(text: &str, path: &Path, mode: Mode) -> Result<Config, ConfigError> {
         let locator = Locator { text, path };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.from_toml(&e))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.toml_error(&e))?;
         // User-mode defaults need environment variables; only ask for them
         // when the file leaves a path out, so a complete file always loads.
         let needs_defaults = raw
@@ -227,25 +241,6 @@ impl Config {
     }
 }
 
-fn user_runtime_dir() -> Result<PathBuf, ConfigError> {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
-        _ => Err(ConfigError::Environment("XDG_RUNTIME_DIR")),
-    }
-}
-
-fn user_state_dir() -> Result<PathBuf, ConfigError> {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    match std::env::var_os("HOME") {
-        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".local").join("state")),
-        _ => Err(ConfigError::Environment("HOME")),
-    }
-}
-
-/// Checks an account name: 1 to 32 of `a-z 0-9 _ -`. The name becomes part of
-/// paths and journald fields, so nothing else is allowed.
 /// Parses `"2.3000.1023456789"` into its three parts.
 fn parse_client_version(text: &str) -> Option<(u32, u32, u32)> {
     let mut parts = text.trim().split('.').map(|p| p.parse::<u32>().ok());
@@ -253,6 +248,8 @@ fn parse_client_version(text: &str) -> Option<(u32, u32, u32)> {
     parts.next().is_none().then_some(version)
 }
 
+/// Checks an account name: 1 to 32 of `a-z 0-9 _ -`. The name becomes part of
+/// paths and journald fields, so nothing else is allowed.
 pub fn validate_account_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_ACCOUNT_NAME_LEN {
         return Err(format!(
@@ -507,7 +504,7 @@ impl Locator<'_> {
     /// toml's errors carry a span and a message but not the key path, so the
     /// key is recovered from the text: the table header above the span and
     /// the key on its line (or the field the message names).
-    fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, error: &toml::de::Error) -> ConfigError {
         let offset = error.span().map(|s| s.start).unwrap_or(0);
         let line = self.line_of(offset);
         let lines: Vec<&str> = self.text.lines().collect();
@@ -786,6 +783,44 @@ name = "sales"
         assert!(
             shown.starts_with("/nonexistent/walink.toml: cannot read"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn user_defaults_follow_xdg() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let config = Config::user_defaults_from(&env(&[
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("HOME", "/home/ann"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.daemon.socket,
+            Path::new("/run/user/1000/walink/walink.sock")
+        );
+        assert_eq!(
+            config.daemon.state_dir,
+            Path::new("/home/ann/.local/state/walink")
+        );
+
+        let config = Config::user_defaults_from(&env(&[
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("XDG_STATE_HOME", "/srv/state"),
+            ("HOME", "/home/ann"),
+        ]))
+        .unwrap();
+        assert_eq!(config.daemon.state_dir, Path::new("/srv/state/walink"));
+
+        let err = Config::user_defaults_from(&env(&[("HOME", "/home/ann")])).unwrap_err();
+        assert!(
+            err.to_string().contains("XDG_RUNTIME_DIR is not set"),
+            "{err}"
         );
     }
 

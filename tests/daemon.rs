@@ -1,11 +1,11 @@
 //! End to end: real walinkd and walink binaries, real sled files, a real
 //! Unix socket, and mock-wa speaking the WhatsApp Web protocol on loopback.
 
-mod common;
+mod harness;
 
 use std::time::Duration;
 
-use common::{Env, eventually, raw_exchange, stays};
+use harness::{Env, eventually, raw_exchange, stays};
 use mock_wa::Fault;
 use serde_json::json;
 

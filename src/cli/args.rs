@@ -29,11 +29,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// State, health, uptime and reconnects of every account, or of one
-    Status { account: Option<String> },
+    Status {
+        /// Account name (all accounts when left out)
+        account: Option<String>,
+    },
     /// Health of every account, or of one; exit 0 healthy, 1 degraded, 2 critical
-    Health { account: Option<String> },
+    Health {
+        /// Account name (all accounts when left out)
+        account: Option<String>,
+    },
     /// Show the pairing QR code, refreshed as it rotates; exit 0 once linked
     Qr {
+        /// Account name from walink.toml
         account: String,
         /// Print each QR payload on its own line instead of drawing it
         #[arg(long)]
@@ -41,28 +48,46 @@ pub enum Command {
     },
     /// Get a code to link the account by typing it on the phone
     PairCode {
+        /// Account name from walink.toml
         account: String,
         /// Phone number of the WhatsApp account, international format (+15551234567)
         phone: String,
     },
     /// Start the account; without a session it waits for pairing
-    Initialize { account: String },
+    Initialize {
+        /// Account name from walink.toml
+        account: String,
+    },
     /// Drop the connection and connect again now
-    Reconnect { account: String },
+    Reconnect {
+        /// Account name from walink.toml
+        account: String,
+    },
     /// Log the account out and delete its session (pairing needed again)
-    ClearSession { account: String },
+    ClearSession {
+        /// Account name from walink.toml
+        account: String,
+    },
     /// Stop and start the account's supervisor
-    Restart { account: String },
+    Restart {
+        /// Account name from walink.toml
+        account: String,
+    },
     /// Send a text message; prints its message id once the server has it
     Send {
+        /// Account name from walink.toml
         account: String,
         /// Phone number (+15551234567) or JID (…@s.whatsapp.net, …@g.us)
         to: String,
+        /// Message text (quote it)
         text: String,
         /// Idempotency key: resending with the same key never sends twice
         #[arg(long, value_name = "KEY")]
         id: Option<String>,
     },
     /// Print account events as they happen, one per line, until interrupted
-    Events { account: Option<String> },
+    Events {
+        /// Account name (all accounts when left out)
+        account: Option<String>,
+    },
 }

@@ -72,7 +72,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -123,8 +127,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
-        Command::Initialize { account } => action(&mut client, &out, method::INITIALIZE, &account).await,
-        Command::Reconnect { account } => action(&mut client, &out, method::RECONNECT, &account).await,
+        Command::Initialize { account } => {
+            action(&mut client, &out, method::INITIALIZE, &account).await
+        }
+        Command::Reconnect { account } => {
+            action(&mut client, &out, method::RECONNECT, &account).await
+        }
         Command::ClearSession { account } => {
             action(&mut client, &out, method::CLEAR_SESSION, &account).await
         }
@@ -277,7 +285,12 @@ async fn health(client: &mut Client, out: &Output, account: Option<String>) -> R
     })
 }
 
-async fn action(client: &mut Client, out: &Output, method: &str, account: &str) -> Result<u8, Failure> {
+async fn action(
+    client: &mut Client,
+    out: &Output,
+    method: &str,
+    account: &str,
+) -> Result<u8, Failure> {
     let what = method.replace('_', "-");
     let result: ActionResult =
         call(client, out, method, json!({ "account": account }), &what).await?;
@@ -309,12 +322,11 @@ async fn qr(client: &mut Client, out: &Output, account: &str, raw: bool) -> Resu
                     continue;
                 }
                 let code: QrNotification = decode(n.params).map_err(fail)?;
-                show_qr(&code, raw, redraw)
-                    .map_err(|why| Failure {
-                        what: "cannot draw the QR code".to_owned(),
-                        why,
-                        code: exit::REFUSED,
-                    })?;
+                show_qr(&code, raw, redraw).map_err(|why| Failure {
+                    what: "cannot draw the QR code".to_owned(),
+                    why,
+                    code: exit::REFUSED,
+                })?;
             }
             StreamItem::Notification(_) => {}
             StreamItem::Result(value) => {
@@ -339,9 +351,8 @@ fn show_qr(code: &QrNotification, raw: bool, redraw: bool) -> Result<(), String>
     if raw {
         let _ = writeln!(stdout, "{}", code.code);
     } else {
-        let picture = qr::render(&code.code).map_err(|e| {
-            format!("{e}; use --raw and render the payload with another tool")
-        })?;
+        let picture = qr::render(&code.code)
+            .map_err(|e| format!("{e}; use --raw and render the payload with another tool"))?;
         if redraw {
             // Clear the screen and home the cursor so each code replaces the last.
             let _ = write!(stdout, "\x1b[2J\x1b[H");

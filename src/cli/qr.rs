@@ -23,13 +23,20 @@ mod tests {
 
     #[test]
     fn renders_a_square_of_half_blocks() {
-        let text = render("2@abcdefghijklmnop,QUJDREVGR0hJSktMTU5PUA==,cXJzdHV2d3h5eg==,MTIzNDU2").unwrap();
+        let text = render("2@abcdefghijklmnop,QUJDREVGR0hJSktMTU5PUA==,cXJzdHV2d3h5eg==,MTIzNDU2")
+            .unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let width = lines[0].chars().count();
-        assert!(width >= 21 + 8, "at least version 1 plus quiet zone: {width}");
+        assert!(
+            width >= 21 + 8,
+            "at least version 1 plus quiet zone: {width}"
+        );
         assert!(lines.iter().all(|l| l.chars().count() == width));
         // Two module rows per text line.
         assert_eq!(lines.len(), width.div_ceil(2));
-        assert!(text.chars().all(|c| matches!(c, ' ' | '▀' | '▄' | '█' | '\n')));
+        assert!(
+            text.chars()
+                .all(|c| matches!(c, ' ' | '▀' | '▄' | '█' | '\n'))
+        );
     }
 }

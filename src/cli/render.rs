@@ -146,7 +146,7 @@ pub fn recommended_commands(name: &str, r: &Recommendations) -> Vec<String> {
 fn state_cell(a: &AccountStatus, now: u64) -> String {
     match (a.state.as_str(), a.next_retry_at) {
         ("reconnecting", Some(at)) => format!(
-            "reconnecting (attempt {}, next {})",
+            "reconnecting #{}, next {}",
             a.reconnect_attempts,
             relative(at, now)
         ),
@@ -397,7 +397,11 @@ mod tests {
             line,
             "1970-01-01 00:00:00 UTC  sales  state_changed attempt=2 reason=network state=reconnecting"
         );
-        let future_kind = event_line(&json!({"account": "a", "at": 0, "kind": "new_thing", "text": "two words"}));
-        assert!(future_kind.ends_with("new_thing text=\"two words\""), "{future_kind}");
+        let future_kind =
+            event_line(&json!({"account": "a", "at": 0, "kind": "new_thing", "text": "two words"}));
+        assert!(
+            future_kind.ends_with("new_thing text=\"two words\""),
+            "{future_kind}"
+        );
     }
 }

@@ -137,7 +137,7 @@ impl Client {
             return Ok(StreamItem::Notification(notification));
         }
         let response: Response = decode(value)?;
-        if response.id != Value::from(id) {
+        if response.id != id {
             return Err(ClientError::Protocol(format!(
                 "answer for request {} while waiting for {id}",
                 response.id

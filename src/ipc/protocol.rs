@@ -318,6 +318,11 @@ pub fn parse_params<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
     serde_json::from_value(params).map_err(RpcError::invalid_params)
 }
 
+/// Serializes a method's result for [`super::server::Handler::handle`].
+pub fn to_result<T: Serialize>(result: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(result).map_err(RpcError::internal)
+}
+
 /// "string", "array", … for error messages.
 pub fn json_kind(value: &Value) -> &'static str {
     match value {

@@ -109,6 +109,13 @@ impl NotificationSink {
         }
     }
 
+    /// Counts notifications the handler itself lost (e.g. a lagging
+    /// `tokio::sync::broadcast` receiver), so the client's `lagged`
+    /// notification covers them too.
+    pub fn add_missed(&self, count: u64) {
+        self.missed.fetch_add(count, Ordering::Relaxed);
+    }
+
     /// True once the request is over.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -191,6 +198,7 @@ async fn serve_connection(
         writer: write,
         pending: VecDeque::new(),
         input_closed: false,
+        written_since_lag_check: 0,
         hangup,
         handler,
         shutdown,
@@ -204,6 +212,7 @@ struct Connection {
     writer: OwnedWriteHalf,
     pending: VecDeque<Result<String, LinesCodecError>>,
     input_closed: bool,
+    written_since_lag_check: usize,
     hangup: HangupWatch,
     handler: Arc<dyn Handler>,
     shutdown: CancellationToken,
@@ -295,7 +304,7 @@ impl Connection {
                 }
                 _ = self.hangup.wait() => return Err(End::ClientGone),
                 result = &mut future => break result,
-                Some(n) = rx.recv() => self.write_notification(&n, &missed).await?,
+                Some(n) = rx.recv() => self.write_notification(&n, rx.is_empty(), &missed).await?,
                 item = self.reader.next_line(), if read_more => match item {
                     Some(item) => self.pending.push_back(item),
                     None => self.input_closed = true,
@@ -304,7 +313,7 @@ impl Connection {
         };
         // Notifications queued before the handler returned go out before its answer.
         while let Ok(n) = rx.try_recv() {
-            self.write_notification(&n, &missed).await?;
+            self.write_notification(&n, rx.is_empty(), &missed).await?;
         }
         match request.id {
             Some(id) => self.reply(id, result).await,
@@ -320,9 +329,18 @@ impl Connection {
     async fn write_notification(
         &mut self,
         n: &Notification,
+        rx_is_empty: bool,
         missed: &AtomicU64,
     ) -> Result<(), End> {
         self.write_json(n).await?;
+        // Dropped notifications were the newest when they were dropped, so
+        // the gap sits after what was queued: report it once the queue has
+        // drained, or after a queue's worth of writes if it never drains.
+        self.written_since_lag_check += 1;
+        if !rx_is_empty && self.written_since_lag_check < SINK_CAPACITY {
+            return Ok(());
+        }
+        self.written_since_lag_check = 0;
         let dropped = missed.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             let lagged = Notification::new(

@@ -1,259 +1,205 @@
-//! Harness for end-to-end tests: the real `walinkd` and `walink` binaries,
-//! real sled files in a temp dir, a real Unix socket, and mock-wa speaking the
-//! WhatsApp Web protocol on loopback, in the test process.
+//! A fake `Handler` and a server on a real Unix socket in a temp dir, shared
+//! by the IPC and CLI tests.
 
-#![allow(dead_code)]
-
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use mock_wa::{MockConfig, MockHandle, MockServer};
 use serde_json::{Value, json};
-use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use walink::ipc::protocol::{
+    AccountHealth, AccountState, AccountStatus, Disconnect, Event, EventKind, Health, HealthLevel,
+    HealthResult, QrNotification, Recommendations, RpcError, SessionInfo, StatusResult,
+    notification, to_result,
+};
+use walink::ipc::{Handler, NotificationSink};
 
-/// A version so the daemon never asks web.whatsapp.com for one.
-const CLIENT_VERSION: &str = "2.3000.1023456789";
+/// How long a test waits for something that should happen at once.
+pub const DEADLINE: Duration = Duration::from_secs(10);
 
-pub struct Env {
-    pub dir: TempDir,
-    pub mock: MockHandle,
-    pub daemon: Option<Child>,
-}
+/// Sends a message on drop, so a test can see a handler future being dropped.
+struct DropSignal(mpsc::UnboundedSender<&'static str>);
 
-/// Polls `probe` until it returns `Some`, or panics with `what` at `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-impl Env {
-    pub async fn new(accounts: &[&str]) -> Env {
-        Self::with_connection(accounts, "").await
-    }
-
-    /// `connection` is extra TOML for the `[connection]` table.
-    pub async fn with_connection(accounts: &[&str], connection: &str) -> Env {
-        let mock = MockServer::start(MockConfig::default())
-            .await
-            .expect("mock-wa starts");
-        let env = Env {
-            dir: tempfile::tempdir().expect("temp dir"),
-            mock,
-            daemon: None,
-        };
-        env.write_config(accounts, connection);
-        env
-    }
-
-    pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("walink.sock")
-    }
-
-    pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("walink.toml")
-    }
-
-    pub fn write_config(&self, accounts: &[&str], connection: &str) {
-        let mut text = format!(
-            "[daemon]\nsocket = {:?}\nstate_dir = {:?}\nlog_target = \"stderr\"\n\n\
-             [connection]\nurl = {:?}\nclient_version = {CLIENT_VERSION:?}\n{connection}\n",
-            self.socket(),
-            self.state_dir(),
-            self.mock.ws_url(),
-        );
-        for name in accounts {
-            text.push_str(&format!("\n[[account]]\nname = {name:?}\n"));
-        }
-        std::fs::write(self.config_path(), text).expect("write config");
-    }
-
-    /// Starts walinkd and waits until its socket answers.
-    pub async fn start_daemon(&mut self) {
-        assert!(self.daemon.is_none(), "daemon already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("walinkd.log"))
-            .expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_walinkd"))
-            .arg("--config")
-            .arg(self.config_path())
-            .env("RUST_LOG", "info,walink=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn walinkd");
-        self.daemon = Some(child);
-        eventually(Duration::from_secs(20), "walinkd answers on its socket", || async {
-            self.call("status", json!({})).await.ok()
-        })
-        .await;
-    }
-
-    /// Stops walinkd with `signal` (SIGTERM for a clean stop, SIGKILL for a
-    /// crash) and waits for it to exit.
-    pub async fn stop_daemon(&mut self, signal: i32) -> std::process::ExitStatus {
-        let mut child = self.daemon.take().expect("daemon running");
-        let pid = child.id().expect("pid") as i32;
-        // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(pid, signal) };
-        tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .expect("walinkd exits within 30 s")
-            .expect("wait for walinkd")
-    }
-
-    pub fn daemon_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("walinkd.log")).unwrap_or_default()
-    }
-
-    /// One JSON-RPC call over the socket; `Err` carries the error object.
-    pub async fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
-        let mut client = walink::ipc::Client::connect(&self.socket())
-            .await
-            .map_err(|e| json!({ "connect": e.to_string() }))?;
-        match client.call(method, params).await {
-            Ok(v) => Ok(v),
-            Err(walink::ipc::ClientError::Rpc(e)) => Err(serde_json::to_value(e).unwrap()),
-            Err(e) => Err(json!({ "client": e.to_string() })),
-        }
-    }
-
-    /// Runs the real CLI against this daemon.
-    pub async fn walink(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_walink"))
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .expect("run walink")
-    }
-
-    pub async fn status(&self, account: &str) -> Value {
-        let v = self
-            .call("status", json!({ "account": account }))
-            .await
-            .expect("status answers");
-        v["accounts"][0].clone()
-    }
-
-    /// Waits until the account is in `state`; returns its status.
-    pub async fn wait_state(&self, account: &str, state: &str, timeout: Duration) -> Value {
-        eventually(timeout, &format!("{account} to be {state}"), || async {
-            let s = self.status(account).await;
-            (s["state"] == state).then_some(s)
-        })
-        .await
-    }
-
-    /// Pairs `account` the way a user does: `walink qr ACCOUNT --raw`, the
-    /// phone scans the first code, and the command exits 0 with the JID.
-    pub async fn pair(&self, account: &str) -> String {
-        let mut qr = Command::new(env!("CARGO_BIN_EXE_walink"))
-            .arg("--socket")
-            .arg(self.socket())
-            .args(["qr", account, "--raw"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn walink qr");
-        let mut lines = BufReader::new(qr.stdout.take().expect("stdout")).lines();
-        let code = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("a QR within 20 s")
-            .expect("read QR")
-            .expect("walink qr printed a QR");
-        let jid = self.mock.scan(&code).await.expect("the phone scans the QR");
-        let mut last = String::new();
-        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
-            .await
-            .expect("walink qr finishes within 40 s")
-        {
-            last = line;
-        }
-        let status = qr.wait().await.expect("walink qr exits");
-        assert!(status.success(), "walink qr failed: {status}");
-        assert_eq!(last, jid, "walink qr prints the linked JID last");
-        jid
-    }
-
-    /// The device JID the account is linked as, from status.
-    pub async fn jid(&self, account: &str) -> String {
-        self.status(account).await["jid"]
-            .as_str()
-            .expect("account has a JID")
-            .to_string()
-    }
-}
-
-impl Drop for Env {
+impl Drop for DropSignal {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.daemon {
-            let _ = child.start_kill();
+        let _ = self.0.send("dropped");
+    }
+}
+
+pub struct Fake {
+    pub dropped: mpsc::UnboundedSender<&'static str>,
+}
+
+pub fn account(name: &str, level: HealthLevel) -> AccountStatus {
+    let connected = level == HealthLevel::Healthy;
+    AccountStatus {
+        name: name.to_owned(),
+        state: if connected {
+            AccountState::Connected
+        } else {
+            AccountState::Reconnecting
+        },
+        jid: Some("15551234567:4@s.whatsapp.net".to_owned()),
+        health: Health {
+            level,
+            reasons: if connected {
+                vec![]
+            } else {
+                vec![format!("{level} because the test says so")]
+            },
+        },
+        connected_since: connected.then_some(1_763_776_000),
+        uptime_secs: connected.then_some(3725),
+        reconnect_attempts: if connected { 0 } else { 3 },
+        automatic_reconnections: 5,
+        last_disconnect: Some(Disconnect {
+            reason: "network".to_owned(),
+            at: 1_763_775_000,
+        }),
+        next_retry_at: (!connected).then_some(4_000_000_000),
+        last_keepalive_rtt_ms: Some(42),
+        session: SessionInfo {
+            exists: true,
+            valid: true,
+            size_bytes: 40_960,
+        },
+        recommendations: Recommendations {
+            should_reconnect: !connected,
+            ..Recommendations::default()
+        },
+    }
+}
+
+/// Accounts the fake knows: their name says their health.
+const ACCOUNTS: [(&str, HealthLevel); 3] = [
+    ("sales", HealthLevel::Healthy),
+    ("slow", HealthLevel::Degraded),
+    ("dead", HealthLevel::Critical),
+];
+
+fn select(params: &Value) -> Result<Vec<AccountStatus>, RpcError> {
+    match params.get("account").and_then(Value::as_str) {
+        None => Ok(ACCOUNTS.iter().map(|(n, l)| account(n, *l)).collect()),
+        Some(name) => ACCOUNTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, l)| vec![account(n, *l)])
+            .ok_or_else(|| RpcError::unknown_account(name, &ACCOUNTS.map(|(n, _)| n))),
+    }
+}
+
+fn event(account: &str, kind: EventKind) -> Event {
+    Event {
+        account: account.to_owned(),
+        at: 1_763_776_000,
+        kind,
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for Fake {
+    async fn handle(
+        &self,
+        method: &str,
+        params: Value,
+        sink: NotificationSink,
+    ) -> Result<Value, RpcError> {
+        match method {
+            "status" => to_result(&StatusResult {
+                accounts: select(&params)?,
+            }),
+            "health" => Ok(json!(HealthResult::new(
+                select(&params)?.iter().map(AccountHealth::from).collect()
+            ))),
+            "echo" => Ok(params),
+            "send" => Ok(json!({"id": "3EB0C0FFEE", "status": "server_ack"})),
+            "qr" => {
+                for code in ["2@first,AAAA,BBBB,CCCC", "2@second,DDDD,EEEE,FFFF"] {
+                    sink.notify(
+                        notification::QR,
+                        QrNotification {
+                            account: "sales".into(),
+                            code: code.into(),
+                            timeout_secs: 20,
+                        },
+                    )
+                    .map_err(RpcError::internal)?;
+                }
+                Ok(json!({"jid": "15551234567:4@s.whatsapp.net"}))
+            }
+            "subscribe" => {
+                let _guard = DropSignal(self.dropped.clone());
+                sink.notify(
+                    notification::EVENT,
+                    event(
+                        "sales",
+                        EventKind::StateChanged {
+                            state: AccountState::Reconnecting,
+                            reason: Some("network".into()),
+                            attempt: Some(2),
+                            next_retry_at: None,
+                        },
+                    ),
+                )
+                .map_err(RpcError::internal)?;
+                sink.notify(
+                    notification::EVENT,
+                    event(
+                        "sales",
+                        EventKind::Paired {
+                            jid: "1@s.whatsapp.net".into(),
+                        },
+                    ),
+                )
+                .map_err(RpcError::internal)?;
+                if params.get("account").and_then(Value::as_str) == Some("finite") {
+                    return Ok(json!({}));
+                }
+                // A live subscription: it ends only when the client leaves.
+                std::future::pending::<()>().await;
+                Ok(Value::Null)
+            }
+            "flood" => {
+                let count = params.get("count").and_then(Value::as_u64).unwrap_or(1000);
+                // What a handler's own upstream (a broadcast channel) lost.
+                sink.add_missed(params.get("lost").and_then(Value::as_u64).unwrap_or(0));
+                for i in 0..count {
+                    sink.notify("tick", json!({ "i": i }))
+                        .map_err(RpcError::internal)?;
+                }
+                Ok(json!({"sent": count}))
+            }
+            other => Err(RpcError::method_not_found(other)),
         }
     }
 }
 
-pub fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+pub struct Server {
+    pub _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub shutdown: CancellationToken,
+    pub dropped: mpsc::UnboundedReceiver<&'static str>,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Checks `probe` keeps returning true for the whole of `duration` (for
-/// "nothing happens" assertions, such as no reconnect after a logout).
-pub async fn stays<F, Fut>(duration: Duration, what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = tokio::time::Instant::now() + duration;
-    while tokio::time::Instant::now() < end {
-        assert!(probe().await, "no longer true: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+/// Binds a socket in a fresh temp dir and serves the fake on it.
+pub fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run").join("walink.sock");
+    let listener = walink::ipc::bind(&path, None).unwrap();
+    let (tx, dropped) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(walink::ipc::serve(
+        listener,
+        Arc::new(Fake { dropped: tx }),
+        shutdown.clone(),
+    ));
+    Server {
+        _dir: dir,
+        path,
+        shutdown,
+        dropped,
+        task,
     }
-}
-
-/// Sends raw lines on a fresh connection and reads one reply line per line.
-pub async fn raw_exchange(socket: &Path, lines: &[&[u8]]) -> Vec<Value> {
-    use tokio::io::AsyncWriteExt;
-    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect");
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read).lines();
-    let mut replies = Vec::new();
-    for line in lines {
-        write.write_all(line).await.expect("write");
-        write.write_all(b"\n").await.expect("write");
-        let reply = tokio::time::timeout(Duration::from_secs(10), reader.next_line())
-            .await
-            .expect("a reply within 10 s")
-            .expect("read reply")
-            .expect("connection stays open");
-        replies.push(serde_json::from_str(&reply).expect("reply is JSON"));
-    }
-    replies
 }

@@ -1,0 +1,259 @@
+//! Harness for end-to-end tests: the real `walinkd` and `walink` binaries,
+//! real sled files in a temp dir, a real Unix socket, and mock-wa speaking the
+//! WhatsApp Web protocol on loopback, in the test process.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use mock_wa::{MockConfig, MockHandle, MockServer};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A version so the daemon never asks web.whatsapp.com for one.
+const CLIENT_VERSION: &str = "2.3000.1023456789";
+
+pub struct Env {
+    pub dir: TempDir,
+    pub mock: MockHandle,
+    pub daemon: Option<Child>,
+}
+
+/// Polls `probe` until it returns `Some`, or panics with `what` at `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Env {
+    pub async fn new(accounts: &[&str]) -> Env {
+        Self::with_connection(accounts, "").await
+    }
+
+    /// `connection` is extra TOML for the `[connection]` table.
+    pub async fn with_connection(accounts: &[&str], connection: &str) -> Env {
+        let mock = MockServer::start(MockConfig::default())
+            .await
+            .expect("mock-wa starts");
+        let env = Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+            mock,
+            daemon: None,
+        };
+        env.write_config(accounts, connection);
+        env
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("walink.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("walink.toml")
+    }
+
+    pub fn write_config(&self, accounts: &[&str], connection: &str) {
+        let mut text = format!(
+            "[daemon]\nsocket = {:?}\nstate_dir = {:?}\nlog_target = \"stderr\"\n\n\
+             [connection]\nurl = {:?}\nclient_version = {CLIENT_VERSION:?}\n{connection}\n",
+            self.socket(),
+            self.state_dir(),
+            self.mock.ws_url(),
+        );
+        for name in accounts {
+            text.push_str(&format!("\n[[account]]\nname = {name:?}\n"));
+        }
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Starts walinkd and waits until its socket answers.
+    pub async fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("walinkd.log"))
+            .expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_walinkd"))
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info,walink=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn walinkd");
+        self.daemon = Some(child);
+        eventually(Duration::from_secs(20), "walinkd answers on its socket", || async {
+            self.call("status", json!({})).await.ok()
+        })
+        .await;
+    }
+
+    /// Stops walinkd with `signal` (SIGTERM for a clean stop, SIGKILL for a
+    /// crash) and waits for it to exit.
+    pub async fn stop_daemon(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.daemon.take().expect("daemon running");
+        let pid = child.id().expect("pid") as i32;
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(pid, signal) };
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("walinkd exits within 30 s")
+            .expect("wait for walinkd")
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("walinkd.log")).unwrap_or_default()
+    }
+
+    /// One JSON-RPC call over the socket; `Err` carries the error object.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
+        let mut client = walink::ipc::Client::connect(&self.socket())
+            .await
+            .map_err(|e| json!({ "connect": e.to_string() }))?;
+        match client.call(method, params).await {
+            Ok(v) => Ok(v),
+            Err(walink::ipc::ClientError::Rpc(e)) => Err(serde_json::to_value(e).unwrap()),
+            Err(e) => Err(json!({ "client": e.to_string() })),
+        }
+    }
+
+    /// Runs the real CLI against this daemon.
+    pub async fn walink(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_walink"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run walink")
+    }
+
+    pub async fn status(&self, account: &str) -> Value {
+        let v = self
+            .call("status", json!({ "account": account }))
+            .await
+            .expect("status answers");
+        v["accounts"][0].clone()
+    }
+
+    /// Waits until the account is in `state`; returns its status.
+    pub async fn wait_state(&self, account: &str, state: &str, timeout: Duration) -> Value {
+        eventually(timeout, &format!("{account} to be {state}"), || async {
+            let s = self.status(account).await;
+            (s["state"] == state).then_some(s)
+        })
+        .await
+    }
+
+    /// Pairs `account` the way a user does: `walink qr ACCOUNT --raw`, the
+    /// phone scans the first code, and the command exits 0 with the JID.
+    pub async fn pair(&self, account: &str) -> String {
+        let mut qr = Command::new(env!("CARGO_BIN_EXE_walink"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(["qr", account, "--raw"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn walink qr");
+        let mut lines = BufReader::new(qr.stdout.take().expect("stdout")).lines();
+        let code = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("a QR within 20 s")
+            .expect("read QR")
+            .expect("walink qr printed a QR");
+        let jid = self.mock.scan(&code).await.expect("the phone scans the QR");
+        let mut last = String::new();
+        while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(40), lines.next_line())
+            .await
+            .expect("walink qr finishes within 40 s")
+        {
+            last = line;
+        }
+        let status = qr.wait().await.expect("walink qr exits");
+        assert!(status.success(), "walink qr failed: {status}");
+        assert_eq!(last, jid, "walink qr prints the linked JID last");
+        jid
+    }
+
+    /// The device JID the account is linked as, from status.
+    pub async fn jid(&self, account: &str) -> String {
+        self.status(account).await["jid"]
+            .as_str()
+            .expect("account has a JID")
+            .to_string()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.daemon {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Checks `probe` keeps returning true for the whole of `duration` (for
+/// "nothing happens" assertions, such as no reconnect after a logout).
+pub async fn stays<F, Fut>(duration: Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < end {
+        assert!(probe().await, "no longer true: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends raw lines on a fresh connection and reads one reply line per line.
+pub async fn raw_exchange(socket: &Path, lines: &[&[u8]]) -> Vec<Value> {
+    use tokio::io::AsyncWriteExt;
+    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).lines();
+    let mut replies = Vec::new();
+    for line in lines {
+        write.write_all(line).await.expect("write");
+        write.write_all(b"\n").await.expect("write");
+        let reply = tokio::time::timeout(Duration::from_secs(10), reader.next_line())
+            .await
+            .expect("a reply within 10 s")
+            .expect("read reply")
+            .expect("connection stays open");
+        replies.push(serde_json::from_str(&reply).expect("reply is JSON"));
+    }
+    replies
+}
