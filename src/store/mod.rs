@@ -15,6 +15,6 @@ mod records;
 #[cfg(test)]
 mod tests;
 
-pub use backend::SledBackend;
+pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
 pub use db::StateDb;
 pub use error::StoreError;
