@@ -41,7 +41,7 @@ impl AccountSnapshot {
     pub fn jid(&self) -> Option<String> {
         let device = self.rows(Kind::Meta).find(|(k, _)| *k == meta::DEVICE)?.1;
         let state: DeviceState = codec::decode(device).ok()?;
-        state.pn.map(|pn| pn.to_string())
+        state.pn?.render()
     }
 
     /// Bytes of keys and values in the snapshot.
