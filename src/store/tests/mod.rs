@@ -14,6 +14,7 @@ mod snapshot;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tempfile::TempDir;
@@ -30,8 +31,20 @@ fn temp_dir() -> TempDir {
     tempfile::tempdir().expect("create a temporary directory")
 }
 
+/// Opens the database at `path`. sled releases its file lock from a
+/// background thread shortly after the last handle of a previous open is
+/// dropped, so a reopen within the same process polls until it is free.
 fn open(path: &Path) -> StateDb {
-    StateDb::open(path).expect("open the state database")
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match StateDb::open(path) {
+            Ok(db) => return db,
+            Err(StoreError::Open { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(err) => panic!("open the state database: {err}"),
+        }
+    }
 }
 
 /// Runs `write` against account `name` of a fresh database, closes the
