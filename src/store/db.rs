@@ -10,6 +10,10 @@ use super::error::StoreError;
 /// Longest account name accepted; it is part of every tree name.
 const MAX_ACCOUNT_NAME: usize = 64;
 
+/// sled's page cache. Its default (1 GiB) is sized for a database server, not
+/// for a daemon on a small VPS; an account's working set is a few MiB.
+const CACHE_BYTES: u64 = 64 << 20;
+
 /// The live state database (one per walinkd), shared by all accounts.
 pub struct StateDb {
     path: PathBuf,
@@ -34,6 +38,7 @@ impl StateDb {
         create_private_dir(path)?;
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| StoreError::Open {
                 path: path.to_owned(),
@@ -63,7 +68,8 @@ impl StateDb {
         Ok(backend)
     }
 
-    /// Names of the accounts that have data in this database, sorted.
+    /// Names of the accounts ever opened in this database (their trees
+    /// exist, possibly empty after [`SledBackend::clear`]), sorted.
     pub fn account_names(&self) -> Vec<String> {
         let meta_suffix = format!(":{}", Kind::Meta.name());
         let mut names: Vec<String> = self

@@ -50,6 +50,20 @@ pub(crate) fn timestamp(value: i64) -> [u8; 8] {
     ((value as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// An index key `timestamp ++ row_key`: iterating the index visits rows
+/// oldest first, and the row key is the index key minus its first 8 bytes.
+pub(crate) fn timed(time: i64, row_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + row_key.len());
+    key.extend_from_slice(&timestamp(time));
+    key.extend_from_slice(row_key);
+    key
+}
+
+/// The row key inside an index key built by [`timed`].
+pub(crate) fn timed_row(index_key: &[u8]) -> &[u8] {
+    index_key.get(8..).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,38 @@
 //! The store layer: the only place that touches sled.
 //!
 //! [`StateDb`] is the live-state database shared by all accounts; each
-//! account gets a [`SledBackend`], the whatsapp-rust `Backend` on trees named
-//! `acct:<account>:<kind>`. Values are encoded by [`codec`] (bincode 2 behind
-//! a schema version byte).
+//! account gets a [`SledBackend`], the whatsapp-rust `Backend` on its own
+//! trees named `acct:<account>:<kind>`, so one account can be wiped,
+//! snapshotted, restored or moved without touching another.
+//!
+//! Values are encoded by [`codec`]: one schema-version byte, then bincode 2.
+//! Keys are ordered encodings (see `keys.rs`): ids are u32 big-endian,
+//! timestamps sign-flipped i64 big-endian, multi-part keys length-prefix each
+//! part, so prefix and range scans select exactly what they mean.
+//!
+//! | tree kind            | key                               | value            |
+//! |----------------------|-----------------------------------|------------------|
+//! | `meta`               | `device`, `device_id_seq`, `latest_sync_key_id` | device record, counter, bytes |
+//! | `identities`         | address                           | 32-byte key      |
+//! | `sessions`           | address                           | bytes            |
+//! | `prekeys`            | id                                | record, uploaded |
+//! | `signed_prekeys`     | id                                | bytes            |
+//! | `sender_keys`        | address                           | bytes            |
+//! | `sync_keys`          | key id                            | sync key         |
+//! | `app_state_versions` | collection                        | hash state       |
+//! | `mutation_macs`      | (collection, index MAC)           | value MAC        |
+//! | `sender_key_devices` | (group, device)                   | has key          |
+//! | `lid_mappings`       | LID                               | mapping          |
+//! | `pn_to_lid`          | phone number                      | LID              |
+//! | `base_keys`          | (address, message id)             | bytes            |
+//! | `device_lists`       | user                              | device list      |
+//! | `group_metadata`     | group                             | bytes            |
+//! | `tc_tokens`          | JID                               | token            |
+//! | `sent_messages`      | (chat, message id)                | payload, time    |
+//! | `sent_by_time`       | time ++ (chat, message id)        | marker           |
+//! | `pending_inbound`    | (chat, sender, id)                | message, time    |
+//! | `msg_secrets`        | (chat, sender, message id)        | secret, times    |
+//! | `msg_secret_expiry`  | deadline ++ (chat, sender, id)    | marker           |
 
 mod backend;
 pub mod codec;
@@ -15,6 +44,6 @@ mod records;
 #[cfg(test)]
 mod tests;
 
-pub use backend::SledBackend;
+pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
 pub use db::StateDb;
 pub use error::StoreError;

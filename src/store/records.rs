@@ -18,7 +18,7 @@ use wacore::store::device::{CachedNoiseCert, CachedServerCertChain, DEVICE_PROPS
 use wacore::store::traits::{
     AppStateSyncKey, DeviceInfo, DeviceListRecord, LidPnMappingEntry, MessageSecret, TcTokenEntry,
 };
-use wacore_binary::Jid;
+use wacore_binary::{Jid, Server};
 
 use super::codec::Record;
 
@@ -303,11 +303,59 @@ impl From<NoiseCert> for CachedNoiseCert {
     }
 }
 
+/// A JID, field by field (the library's own serde form is not ours to version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JidRecord {
+    pub user: String,
+    pub server: String,
+    pub agent: u8,
+    pub device: u16,
+    pub integrator: u16,
+}
+
+impl From<&Jid> for JidRecord {
+    fn from(jid: &Jid) -> Self {
+        let Jid {
+            user,
+            server,
+            agent,
+            device,
+            integrator,
+        } = jid;
+        Self {
+            user: user.to_string(),
+            server: server.as_str().to_owned(),
+            agent: *agent,
+            device: *device,
+            integrator: *integrator,
+        }
+    }
+}
+
+impl JidRecord {
+    pub fn into_jid(self) -> Result<Jid, String> {
+        let server = Server::try_from(self.server.as_str())
+            .map_err(|e| format!("JID server {:?} is invalid: {e}", self.server))?;
+        Ok(Jid {
+            user: self.user.into(),
+            server,
+            agent: self.agent,
+            device: self.device,
+            integrator: self.integrator,
+        })
+    }
+
+    /// The JID's text form, e.g. `15551234567:12@s.whatsapp.net`.
+    pub fn render(self) -> Option<String> {
+        self.into_jid().ok().map(|jid| jid.to_string())
+    }
+}
+
 /// The account's own device: keys, identity and the registration (`pn`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct DeviceState {
-    pub pn: Option<Jid>,
-    pub lid: Option<Jid>,
+    pub pn: Option<JidRecord>,
+    pub lid: Option<JidRecord>,
     pub registration_id: u32,
     pub noise_key: Vec<u8>,
     pub identity_key: Vec<u8>,
@@ -389,8 +437,8 @@ impl From<&Device> for DeviceState {
             read_receipts_disabled,
         } = device;
         Self {
-            pn: pn.clone(),
-            lid: lid.clone(),
+            pn: pn.as_ref().map(JidRecord::from),
+            lid: lid.as_ref().map(JidRecord::from),
             registration_id: *registration_id,
             noise_key: key_pair_bytes(noise_key),
             identity_key: key_pair_bytes(identity_key),
@@ -442,8 +490,8 @@ impl DeviceState {
             None => None,
         };
         Ok(Device {
-            pn: self.pn,
-            lid: self.lid,
+            pn: self.pn.map(JidRecord::into_jid).transpose()?,
+            lid: self.lid.map(JidRecord::into_jid).transpose()?,
             registration_id: self.registration_id,
             noise_key: key_pair_from(&self.noise_key, "noise key")?,
             identity_key: key_pair_from(&self.identity_key, "identity key")?,

@@ -18,14 +18,18 @@ impl AppSyncStore for SledBackend {
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
         let value = self.encode(Kind::SyncKeys, &SyncKey::from(&key))?;
         let latest = self.encode(Kind::Meta, &Blob(key_id.to_vec()))?;
-        let _gate = self.writing();
+        let gate = self.writing();
         let result =
             (self.tree(Kind::SyncKeys), self.tree(Kind::Meta)).transaction(|(keys_tx, meta_tx)| {
                 keys_tx.insert(key_id, value.clone())?;
                 meta_tx.insert(meta::LATEST_SYNC_KEY_ID, latest.clone())?;
                 Ok(())
             });
-        Ok(self.tx_result(Kind::SyncKeys, result)?)
+        self.tx_result(Kind::SyncKeys, result)?;
+        drop(gate);
+        // App-state keys arrive once from the phone; losing one to a crash
+        // leaves a collection undecryptable until the phone resends it.
+        Ok(self.flush()?)
     }
 
     async fn get_version(&self, name: &str) -> Result<HashState> {

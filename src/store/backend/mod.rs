@@ -8,6 +8,11 @@ mod device;
 mod msg_secret;
 mod protocol;
 mod signal;
+mod snapshot;
+mod verify;
+
+pub use snapshot::AccountSnapshot;
+pub use verify::VerifyReport;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};

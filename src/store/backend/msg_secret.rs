@@ -16,10 +16,7 @@ fn row_key(chat: &str, sender: &str, msg_id: &str) -> Vec<u8> {
 /// Index rows exist only for rows with a deadline (`expires_at != 0`), keyed
 /// `deadline ++ row key`, so pruning reads only what has expired.
 fn expiry_key(expires_at: i64, row_key: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + row_key.len());
-    key.extend_from_slice(&keys::timestamp(expires_at));
-    key.extend_from_slice(row_key);
-    key
+    keys::timed(expires_at, row_key)
 }
 
 #[async_trait]
@@ -110,11 +107,7 @@ impl MsgSecretStore for SledBackend {
                 for index_key in &expired {
                     // A row re-put since the scan has a new index entry and stays.
                     let still_indexed = expiry.remove(index_key)?.is_some();
-                    if still_indexed
-                        && rows
-                            .remove(index_key.get(8..).unwrap_or_default())?
-                            .is_some()
-                    {
+                    if still_indexed && rows.remove(keys::timed_row(index_key))?.is_some() {
                         removed += 1;
                     }
                 }

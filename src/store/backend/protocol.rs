@@ -91,11 +91,7 @@ impl SledBackend {
                 for index_key in index_keys {
                     // A message stored again since the scan has a new index entry and stays.
                     let still_indexed = by_time.remove(index_key)?.is_some();
-                    if still_indexed
-                        && rows
-                            .remove(index_key.get(8..).unwrap_or_default())?
-                            .is_some()
-                    {
+                    if still_indexed && rows.remove(keys::timed_row(index_key))?.is_some() {
                         removed += 1;
                     }
                 }
@@ -103,9 +99,18 @@ impl SledBackend {
             },
         );
         let removed = self.tx_result(Kind::SentMessages, result)?;
-        self.sent_count
-            .fetch_sub(removed as usize, Ordering::Relaxed);
+        self.sent_removed(removed as usize);
         Ok(removed)
+    }
+
+    fn sent_removed(&self, n: usize) {
+        // Saturating: a count that drifted low must not wrap to a huge value
+        // and make the next insert evict everything.
+        let _ = self
+            .sent_count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(n))
+            });
     }
 
     /// Drops the oldest sent messages down to 3/4 of the cap once the cap is
@@ -125,13 +130,6 @@ impl SledBackend {
             .map_err(self.sled_err(Kind::SentByTime, "scan"))?;
         self.remove_sent(&oldest).map(drop)
     }
-}
-
-fn sent_index_key(timestamp: i64, row_key: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + row_key.len());
-    key.extend_from_slice(&keys::timestamp(timestamp));
-    key.extend_from_slice(row_key);
-    key
 }
 
 fn pending_key(chat: &str, sender: &str, id: &str) -> Vec<u8> {
@@ -414,12 +412,12 @@ impl ProtocolStore for SledBackend {
                     Some(old) => {
                         let old: SentMessage =
                             abort(self.decode(Kind::SentMessages, &row_key, &old))?;
-                        by_time.remove(sent_index_key(old.timestamp, &row_key))?;
+                        by_time.remove(keys::timed(old.timestamp, &row_key))?;
                         false
                     }
                     None => true,
                 };
-                by_time.insert(sent_index_key(timestamp, &row_key), marker.clone())?;
+                by_time.insert(keys::timed(timestamp, &row_key), marker.clone())?;
                 Ok(is_new)
             },
         );
@@ -438,13 +436,13 @@ impl ProtocolStore for SledBackend {
                     return Ok(None);
                 };
                 let row: SentMessage = abort(self.decode(Kind::SentMessages, &row_key, &bytes))?;
-                by_time.remove(sent_index_key(row.timestamp, &row_key))?;
+                by_time.remove(keys::timed(row.timestamp, &row_key))?;
                 Ok(Some(row.payload))
             },
         );
         let taken = self.tx_result(Kind::SentMessages, result)?;
         if taken.is_some() {
-            self.sent_count.fetch_sub(1, Ordering::Relaxed);
+            self.sent_removed(1);
         }
         Ok(taken)
     }

@@ -117,7 +117,10 @@ impl SignalStore for SledBackend {
             };
             batch.insert(&keys::id(*id), self.encode(Kind::PreKeys, &value)?);
         }
-        Ok(self.apply(Kind::PreKeys, batch)?)
+        self.apply(Kind::PreKeys, batch)?;
+        // Pre-keys are about to be (or were) offered to the server: losing them
+        // in a crash would make the first messages of new contacts undecryptable.
+        Ok(self.flush()?)
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
@@ -152,7 +155,8 @@ impl SignalStore for SledBackend {
             }
             Ok(())
         });
-        Ok(self.tx_result(Kind::PreKeys, result)?)
+        self.tx_result(Kind::PreKeys, result)?;
+        Ok(self.flush()?)
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
@@ -173,7 +177,8 @@ impl SignalStore for SledBackend {
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
-        Ok(self.put(Kind::SignedPreKeys, &keys::id(id), &Blob(record.to_vec()))?)
+        self.put(Kind::SignedPreKeys, &keys::id(id), &Blob(record.to_vec()))?;
+        Ok(self.flush()?)
     }
 
     async fn load_signed_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {

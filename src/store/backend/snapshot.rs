@@ -1,0 +1,169 @@
+//! Whole-account copies: the building block for backups, restore and moving
+//! an account to another host.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+use super::verify::VerifyReport;
+use super::{Kind, SledBackend, meta};
+use crate::store::StoreError;
+use crate::store::codec::{self, Record};
+use crate::store::records::DeviceState;
+
+/// `(key, value)` rows of one tree, in key order.
+type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A consistent copy of every record of one account, values still in their
+/// versioned encoding. Equal account states give equal snapshots (and equal
+/// [`AccountSnapshot::to_bytes`]), so unchanged state can be deduplicated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSnapshot {
+    account: String,
+    /// Tree kind name → its `(key, value)` rows in key order.
+    trees: BTreeMap<String, Rows>,
+}
+
+impl Record for AccountSnapshot {
+    const NAME: &'static str = "account snapshot";
+    const VERSION: u8 = 1;
+}
+
+impl AccountSnapshot {
+    /// The account the snapshot was taken from.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The paired phone-number JID recorded in the snapshot, if any.
+    pub fn jid(&self) -> Option<String> {
+        let device = self.rows(Kind::Meta).find(|(k, _)| *k == meta::DEVICE)?.1;
+        let state: DeviceState = codec::decode(device).ok()?;
+        state.pn?.render()
+    }
+
+    /// Bytes of keys and values in the snapshot.
+    pub fn size_bytes(&self) -> u64 {
+        self.trees
+            .values()
+            .flatten()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+
+    /// Decodes every record of the snapshot; a snapshot is safe to restore
+    /// when the report is valid and names an unknown tree nowhere.
+    pub fn verify(&self) -> VerifyReport {
+        let mut report = VerifyReport::default();
+        for kind in Kind::ALL {
+            for (key, value) in self.rows(kind) {
+                report.check(kind, key, value);
+            }
+        }
+        for name in self.unknown_trees() {
+            report.problem_count += 1;
+            report.problems.push(format!(
+                "unknown tree {name:?} (written by a newer walink?)"
+            ));
+        }
+        report
+    }
+
+    /// Serializes the snapshot (versioned envelope, like every stored value).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        codec::encode(self).map_err(|source| StoreError::Encode {
+            account: self.account.clone(),
+            tree: "snapshot",
+            source,
+        })
+    }
+
+    /// Reads bytes written by [`Self::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        codec::decode(bytes).map_err(|source| StoreError::Decode {
+            account: String::new(),
+            tree: "snapshot",
+            key: "(whole snapshot)".into(),
+            source,
+        })
+    }
+
+    fn rows(&self, kind: Kind) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.trees
+            .get(kind.name())
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    fn unknown_trees(&self) -> impl Iterator<Item = &String> {
+        self.trees
+            .keys()
+            .filter(|name| !Kind::ALL.iter().any(|k| k.name() == name.as_str()))
+    }
+}
+
+impl SledBackend {
+    /// Copies every record of this account. Writers are held off for the
+    /// duration, so the copy never contains half of a multi-row write.
+    pub fn snapshot(&self) -> Result<AccountSnapshot, StoreError> {
+        let _gate = self.exclusive();
+        let mut trees = BTreeMap::new();
+        for kind in Kind::ALL {
+            let rows = self
+                .tree(kind)
+                .iter()
+                .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect::<Result<Rows, _>>()
+                .map_err(self.sled_err(kind, "read"))?;
+            if !rows.is_empty() {
+                trees.insert(kind.name().to_owned(), rows);
+            }
+        }
+        Ok(AccountSnapshot {
+            account: self.account.clone(),
+            trees,
+        })
+    }
+
+    /// Replaces all of this account's data with `snapshot`, in one
+    /// transaction, then flushes. The snapshot is verified first; a damaged
+    /// one is refused and nothing is changed.
+    pub fn restore(&self, snapshot: &AccountSnapshot) -> Result<(), StoreError> {
+        let report = snapshot.verify();
+        if !report.is_valid() {
+            return Err(StoreError::Invalid {
+                account: self.account.clone(),
+                tree: "snapshot",
+                key: format!("(snapshot of {:?})", snapshot.account),
+                reason: format!(
+                    "{} damaged records, first: {}",
+                    report.problem_count,
+                    report.problems.first().map_or("?", String::as_str)
+                ),
+            });
+        }
+        let _gate = self.exclusive();
+        let mut existing = Vec::with_capacity(Kind::ALL.len());
+        for kind in Kind::ALL {
+            existing.push(self.scan_keys(kind, &[])?);
+        }
+        let result = self.trees.as_slice().transaction(|trees| {
+            for (i, kind) in Kind::ALL.iter().enumerate() {
+                for key in &existing[i] {
+                    trees[i].remove(key)?;
+                }
+                for (key, value) in snapshot.rows(*kind) {
+                    trees[i].insert(key, value)?;
+                }
+            }
+            Ok(())
+        });
+        self.tx_result(Kind::Meta, result)?;
+        self.sent_count
+            .store(snapshot.rows(Kind::SentMessages).count(), Ordering::Relaxed);
+        self.flush()
+    }
+}

@@ -1,0 +1,179 @@
+use super::*;
+
+#[test]
+fn tree_kinds_index_their_own_slot() {
+    for (i, kind) in Kind::ALL.iter().enumerate() {
+        assert_eq!(*kind as usize, i, "{kind:?}");
+    }
+}
+
+async fn populate(s: &SledBackend) {
+    s.save(&registered_device()).await.unwrap();
+    s.create().await.unwrap();
+    s.put_session("a@s.whatsapp.net", b"session").await.unwrap();
+    s.put_identity("a@s.whatsapp.net", [1; 32]).await.unwrap();
+    s.store_prekey(1, b"pk", true).await.unwrap();
+    s.store_signed_prekey(1, b"spk").await.unwrap();
+    s.put_sender_key("g@g.us::a", b"sk").await.unwrap();
+    s.set_sync_key(b"k", AppStateSyncKey::default())
+        .await
+        .unwrap();
+    s.set_version("regular", HashState::default())
+        .await
+        .unwrap();
+    s.put_mutation_macs(
+        "regular",
+        1,
+        &[AppStateMutationMAC {
+            index_mac: vec![1],
+            value_mac: vec![2],
+        }],
+    )
+    .await
+    .unwrap();
+    s.set_sender_key_status("g@g.us", &[("d", true)])
+        .await
+        .unwrap();
+    s.put_lid_mapping(&mapping("100", "5511", 1)).await.unwrap();
+    s.save_base_key("a", "m", b"b").await.unwrap();
+    s.update_device_list(DeviceListRecord {
+        user: "5511".into(),
+        devices: vec![DeviceInfo::new(0, None)],
+        timestamp: 1,
+        phash: None,
+        raw_id: None,
+    })
+    .await
+    .unwrap();
+    s.put_group_metadata("g@g.us", b"meta").await.unwrap();
+    s.store_received_tc_token("u", b"t", 5).await.unwrap();
+    s.store_sent_message("c", "m", b"p").await.unwrap();
+    s.store_pending_inbound("c", "s", "i", b"m").await.unwrap();
+    s.put_msg_secrets(vec![secret_entry("m", 1, 99, 1)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn verify_decodes_every_tree_and_reports_damage() {
+    let dir = temp_dir();
+    let db = open(dir.path());
+    let s = db.account("sales").unwrap();
+    let empty = s.verify().unwrap();
+    assert!(empty.is_valid() && !empty.has_device && empty.records == 0);
+
+    populate(&s).await;
+    let report = s.verify().unwrap();
+    assert!(report.is_valid(), "{:?}", report.problems);
+    assert!(report.has_device && report.registered);
+    let populated_trees = Kind::ALL.iter().filter(|k| !s.tree(**k).is_empty()).count();
+    assert_eq!(
+        populated_trees,
+        Kind::ALL.len(),
+        "populate() must touch every tree"
+    );
+    assert!(report.records >= Kind::ALL.len() as u64);
+
+    s.tree(Kind::TcTokens).insert("u", vec![1u8, 0xFF]).unwrap();
+    s.tree(Kind::Meta).insert("device", vec![]).unwrap();
+    let report = s.verify().unwrap();
+    assert!(!report.is_valid());
+    assert_eq!(report.problem_count, 2);
+    assert!(report.has_device && !report.registered);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.starts_with("tc_tokens \"u\"")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.starts_with("meta \"device\"")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[tokio::test]
+async fn snapshot_restores_an_account_exactly() {
+    let dir = temp_dir();
+    let db = open(dir.path());
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let snapshot = s.snapshot().unwrap();
+    assert_eq!(snapshot.account(), "sales");
+    assert_eq!(
+        snapshot.jid().as_deref(),
+        Some("15551234567:12@s.whatsapp.net")
+    );
+    assert!(snapshot.verify().is_valid());
+    assert_eq!(snapshot.size_bytes(), s.size_bytes());
+    // Unchanged state gives identical bytes.
+    let bytes = snapshot.to_bytes().unwrap();
+    assert_eq!(s.snapshot().unwrap().to_bytes().unwrap(), bytes);
+
+    // Damage and extra state after the snapshot are all rolled back.
+    s.put_session("a@s.whatsapp.net", b"newer").await.unwrap();
+    s.put_session("late@s.whatsapp.net", b"late").await.unwrap();
+    s.clear().unwrap();
+    s.put_session("after-clear@s.whatsapp.net", b"x")
+        .await
+        .unwrap();
+
+    let restored = crate::store::AccountSnapshot::from_bytes(&bytes).unwrap();
+    s.restore(&restored).unwrap();
+    assert_eq!(s.snapshot().unwrap(), snapshot);
+    assert!(s.has_credentials());
+    assert!(
+        s.get_session("after-clear@s.whatsapp.net")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.get_session("a@s.whatsapp.net").await.unwrap().unwrap(),
+        Bytes::from_static(b"session")
+    );
+    assert_eq!(
+        s.take_sent_message("c", "m").await.unwrap(),
+        Some(b"p".to_vec())
+    );
+
+    // Another account (or host) can take the snapshot over.
+    let moved = db.account("moved").unwrap();
+    moved.restore(&restored).unwrap();
+    assert_eq!(moved.jid(), s.jid());
+    drop((s, moved, db));
+    let db = open(dir.path());
+    assert!(db.account("moved").unwrap().has_credentials());
+}
+
+#[tokio::test]
+async fn damaged_snapshot_is_refused_and_changes_nothing() {
+    let dir = temp_dir();
+    let db = open(dir.path());
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let before = s.snapshot().unwrap();
+
+    let mut bytes = before.to_bytes().unwrap();
+    let cut = bytes.len() / 2;
+    bytes.truncate(cut);
+    assert!(crate::store::AccountSnapshot::from_bytes(&bytes).is_err());
+
+    // A snapshot that parses but carries an undecodable record.
+    let other = db.account("other").unwrap();
+    other
+        .tree(Kind::Sessions)
+        .insert("x", vec![1u8, 0xFF])
+        .unwrap();
+    let bad = other.snapshot().unwrap();
+    assert!(!bad.verify().is_valid());
+    let err = s.restore(&bad).unwrap_err();
+    assert!(err.to_string().contains("damaged records"), "{err}");
+    assert_eq!(s.snapshot().unwrap(), before);
+}
