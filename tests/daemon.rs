@@ -59,7 +59,11 @@ async fn send_reaches_the_contact_exactly_once() {
     let out = env
         .walink(&["send", "sales", "+15551234567", "order shipped"])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(id.starts_with("3EB0"), "prints the message id: {id}");
 
@@ -85,7 +89,11 @@ async fn routine_recycles_and_restart_required_reconnect_at_once() {
     ];
     for (n, (fault, reason)) in cases.into_iter().enumerate() {
         let attempts = env.mock.stats().connection_attempts;
-        assert_eq!(env.mock.fault(&jid, fault.clone()), 1, "{fault:?} hit the connection");
+        assert_eq!(
+            env.mock.fault(&jid, fault.clone()),
+            1,
+            "{fault:?} hit the connection"
+        );
         let s = eventually(CONNECT, &format!("reconnected after {fault:?}"), || async {
             let s = env.status("sales").await;
             (s["state"] == "connected" && s["last_disconnect"]["reason"] == reason).then_some(s)
@@ -112,9 +120,11 @@ async fn logout_401_stops_and_forgets_the_credentials() {
     assert_eq!(s["health"]["level"], "critical");
     assert_eq!(s["recommendations"]["needs_pairing"], true);
     let attempts = env.mock.stats().connection_attempts;
-    stays(Duration::from_secs(30), "no connection attempt after 401", || async {
-        env.mock.stats().connection_attempts == attempts
-    })
+    stays(
+        Duration::from_secs(30),
+        "no connection attempt after 401",
+        || async { env.mock.stats().connection_attempts == attempts },
+    )
     .await;
 }
 
@@ -131,14 +141,19 @@ async fn replaced_440_stops_until_told_to_reconnect() {
     })
     .await;
     let out = env.walink(&["reconnect", "sales"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = env.wait_state("sales", "connected", CONNECT).await;
     assert_eq!(s["jid"], jid.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_connections_follow_the_backoff_schedule() {
-    let mut env = Env::with_connection(&["sales"], "backoff_secs = [1, 2, 4]\njitter = 0.0\n").await;
+    let mut env =
+        Env::with_connection(&["sales"], "backoff_secs = [1, 2, 4]\njitter = 0.0\n").await;
     env.start_daemon().await;
     env.pair("sales").await;
     let s = env.wait_state("sales", "connected", CONNECT).await;
@@ -160,9 +175,14 @@ async fn refused_connections_follow_the_backoff_schedule() {
             .expect("an event within 30 s")
             .unwrap()
             .expect("stream open");
-        let walink::ipc::StreamItem::Notification(n) = item else { continue };
+        let walink::ipc::StreamItem::Notification(n) = item else {
+            continue;
+        };
         let p = &n.params;
-        if p["kind"] == "state_changed" && p["state"] == "reconnecting" && !p["next_retry_at"].is_null() {
+        if p["kind"] == "state_changed"
+            && p["state"] == "reconnecting"
+            && !p["next_retry_at"].is_null()
+        {
             let attempt = p["attempt"].as_u64().unwrap();
             let delay = p["next_retry_at"].as_u64().unwrap() - p["at"].as_u64().unwrap();
             delays.push((attempt, delay));
@@ -170,7 +190,10 @@ async fn refused_connections_follow_the_backoff_schedule() {
     }
     for ((attempt, delay), (want_attempt, want)) in delays.iter().zip([(1, 1), (2, 2), (3, 4)]) {
         assert_eq!(*attempt, want_attempt, "{delays:?}");
-        assert!(delay.abs_diff(want) <= 1, "attempt {attempt} waits ~{want}s: {delays:?}");
+        assert!(
+            delay.abs_diff(want) <= 1,
+            "attempt {attempt} waits ~{want}s: {delays:?}"
+        );
     }
     assert!(env.mock.stats().connections_refused >= 2);
     let s = env.wait_state("sales", "connected", CONNECT).await;
@@ -200,23 +223,48 @@ async fn bad_input_gets_clear_errors_and_the_daemon_keeps_serving() {
         ],
     )
     .await;
-    let message = |i: usize| replies[i]["error"]["message"].as_str().unwrap_or("").to_string();
-    assert!(message(0).contains("unknown account \"nope\""), "{}", replies[0]);
-    assert!(message(0).contains("sales"), "lists the configured accounts");
+    let message = |i: usize| {
+        replies[i]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        message(0).contains("unknown account \"nope\""),
+        "{}",
+        replies[0]
+    );
+    assert!(
+        message(0).contains("sales"),
+        "lists the configured accounts"
+    );
     assert!(message(1).contains("invalid recipient"), "{}", replies[1]);
     assert!(message(2).contains("empty"), "{}", replies[2]);
     assert_eq!(replies[3]["error"]["code"], -32600, "{}", replies[3]);
     assert_eq!(replies[4]["error"]["code"], -32700, "{}", replies[4]);
     assert_eq!(replies[5]["error"]["code"], -32601, "{}", replies[5]);
-    assert!(message(6).contains("unknown account \"ghost\""), "{}", replies[6]);
-    assert_eq!(replies[7]["result"]["accounts"][0]["name"], "sales", "still serving");
+    assert!(
+        message(6).contains("unknown account \"ghost\""),
+        "{}",
+        replies[6]
+    );
+    assert_eq!(
+        replies[7]["result"]["accounts"][0]["name"], "sales",
+        "still serving"
+    );
 
     // A send to an account that is not connected says so.
     let err = env
-        .call("send", json!({"account": "sales", "to": "+15551234567", "text": "hi"}))
+        .call(
+            "send",
+            json!({"account": "sales", "to": "+15551234567", "text": "hi"}),
+        )
         .await
         .unwrap_err();
-    assert!(err["message"].as_str().unwrap().contains("not connected"), "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("not connected"),
+        "{err}"
+    );
     let exit = env.stop_daemon(libc::SIGTERM).await;
     assert!(exit.success());
 }
@@ -239,6 +287,9 @@ async fn faults_on_one_account_never_disturb_another() {
 
     let support = env.status("support").await;
     assert_eq!(support["state"], "connected");
-    assert_eq!(support["connected_since"], support_before["connected_since"]);
+    assert_eq!(
+        support["connected_since"],
+        support_before["connected_since"]
+    );
     assert_eq!(support["automatic_reconnections"], 0);
 }

@@ -63,6 +63,8 @@ pub struct Attempt {
     pub qr_exhausted: bool,
     /// A temporary ban with its duration.
     pub banned_for: Option<Duration>,
+    /// Why the connection could not be opened, when it could not.
+    pub dial_error: Option<String>,
 }
 
 /// The supervisor's next move after an attempt ended.
@@ -139,7 +141,10 @@ pub fn next_after(attempt: &Attempt) -> Next {
             reason: "connection lost".into(),
         },
         (false, _) => Next::Backoff {
-            reason: "could not connect".into(),
+            reason: match &attempt.dial_error {
+                Some(e) => format!("could not connect: {e}"),
+                None => "could not connect".into(),
+            },
         },
     }
 }

@@ -345,9 +345,15 @@ impl Supervisor {
     }
 
     fn set_state(&self, state: AccountState, reason: Option<String>) {
-        let mut changed = false;
+        self.announce_state(state, reason, false);
+    }
+
+    /// Sets the state and tells subscribers when it changed, or always with
+    /// `force` (each backoff step is news even if the state is not).
+    fn announce_state(&self, state: AccountState, reason: Option<String>, force: bool) {
+        let mut changed = force;
         self.status.send_modify(|s| {
-            changed = s.state != state || s.state_reason != reason;
+            changed |= s.state != state || s.state_reason != reason;
             s.state = state;
             s.state_reason = reason.clone();
             if state != AccountState::Reconnecting {
@@ -523,12 +529,14 @@ impl Supervisor {
         };
         let failures = self.backoff.failures() as u32;
         self.status.send_modify(|s| s.failures = failures);
-        let state = if failures > 0 || self.lost_connection {
-            AccountState::Reconnecting
+        // The retry announced by `decide` is happening now.
+        self.status.send_modify(|s| s.next_retry_at = None);
+        if failures > 0 || self.lost_connection {
+            let reason = self.status.borrow().state_reason.clone();
+            self.set_state(AccountState::Reconnecting, reason);
         } else {
-            AccountState::Connecting
-        };
-        self.set_state(state, None);
+            self.set_state(AccountState::Connecting, None);
+        }
 
         let Some(mut events) = self.session_events.take() else {
             // A session without its event stream cannot be supervised: start over.
@@ -597,6 +605,7 @@ impl Supervisor {
                 after.get_or_insert(flow);
             }
         }
+        attempt.dial_error = session.take_dial_error();
         if self.session.is_some() {
             self.session_events = Some(events);
         }
@@ -655,7 +664,7 @@ impl Supervisor {
             s.next_retry_at = Some(now + delay);
         });
         tracing::info!(account = %self.name, event = "backoff", reason = %reason, attempt = failures, "retrying in {delay:.1?}: {reason}");
-        self.set_state(AccountState::Reconnecting, Some(reason));
+        self.announce_state(AccountState::Reconnecting, Some(reason), true);
         Flow::Wait(delay)
     }
 

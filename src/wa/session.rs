@@ -52,6 +52,7 @@ pub enum SessionError {
 /// A built client plus the subscription that feeds its events to us.
 pub struct Session {
     client: Arc<Client>,
+    dial_error: Arc<std::sync::Mutex<Option<String>>>,
     _subscription: Subscription,
     _raw_nodes: RawNodeLease,
 }
@@ -65,13 +66,12 @@ impl Session {
         let persistence = PersistenceManager::new(backend)
             .await
             .map_err(|e| SessionError::Build(format!("loading the stored session: {e}")))?;
+        let transport = WsTransportFactory::new(settings.url.clone(), settings.connect_timeout);
+        let dial_error = transport.last_error();
         let mut builder = Client::builder()
             .with_runtime(TokioRuntime)
             .with_persistence_manager(Arc::new(persistence))
-            .with_transport_factory(WsTransportFactory::new(
-                settings.url.clone(),
-                settings.connect_timeout,
-            ))
+            .with_transport_factory(transport)
             .with_http_client(UreqHttpClient::new())
             .with_skip_history_sync(true);
         if let Some(version) = settings.client_version {
@@ -89,6 +89,7 @@ impl Session {
         Ok((
             Self {
                 client,
+                dial_error,
                 _subscription: subscription,
                 _raw_nodes: raw_nodes,
             },
@@ -100,6 +101,14 @@ impl Session {
     /// tell why.
     pub async fn run_once(&self) {
         self.client.run().await;
+    }
+
+    /// Why the last dial failed, if it did (taken: the next call says None).
+    pub fn take_dial_error(&self) -> Option<String> {
+        self.dial_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Closes the connection on purpose (flushing pending sends and store).

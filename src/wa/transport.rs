@@ -14,6 +14,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -36,6 +37,9 @@ const EVENT_BUFFER: usize = 256;
 pub struct WsTransportFactory {
     url: String,
     connect_timeout: Duration,
+    /// Why the last dial failed. The library logs only "failed to open
+    /// transport"; the operator needs the cause (refused, timeout, TLS…).
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl WsTransportFactory {
@@ -43,7 +47,25 @@ impl WsTransportFactory {
         Self {
             url: url.into(),
             connect_timeout,
+            last_error: Arc::default(),
         }
+    }
+
+    /// A handle on the last dial error, shared with clones of this factory.
+    pub fn last_error(&self) -> Arc<std::sync::Mutex<Option<String>>> {
+        self.last_error.clone()
+    }
+
+    async fn dial(&self) -> anyhow::Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+        let mut request = self.url.as_str().into_client_request()?;
+        request
+            .headers_mut()
+            .insert("Origin", HeaderValue::from_static(WHATSAPP_WEB_ORIGIN));
+        let connect = tokio_tungstenite::connect_async(request);
+        let (ws, _response) = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out after {:?}", self.connect_timeout))??;
+        Ok(ws)
     }
 }
 
@@ -52,23 +74,13 @@ impl TransportFactory for WsTransportFactory {
     async fn create_transport(
         &self,
     ) -> anyhow::Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>)> {
-        let mut request = self.url.as_str().into_client_request()?;
-        request
-            .headers_mut()
-            .insert("Origin", HeaderValue::from_static(WHATSAPP_WEB_ORIGIN));
-        let (ws, _response) = tokio::time::timeout(
-            self.connect_timeout,
-            tokio_tungstenite::connect_async(request),
-        )
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "connecting to {} timed out after {:?}",
-                self.url,
-                self.connect_timeout
-            )
-        })?
-        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", self.url))?;
+        let dialed = self
+            .dial()
+            .await
+            .map_err(|e| e.context(format!("connecting to {}", self.url)));
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+            dialed.as_ref().err().map(|e| format!("{e:#}"));
+        let ws = dialed?;
         let (sink, mut stream) = ws.split();
         let (tx, rx) = async_channel::bounded(EVENT_BUFFER);
         // Cannot fail: the receiver is still in our hands.
@@ -96,6 +108,11 @@ impl TransportFactory for WsTransportFactory {
                     // Pings are answered by tungstenite itself; text frames are
                     // not part of the WhatsApp protocol.
                     Some(Ok(_)) => {}
+                    // EOF without a close frame is how WhatsApp recycles a
+                    // connection; tungstenite reports it as a protocol error.
+                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                        break DisconnectReason::StreamEnded;
+                    }
                     Some(Err(e)) => break DisconnectReason::ReadError(e.to_string()),
                     None => break DisconnectReason::StreamEnded,
                 }

@@ -106,9 +106,11 @@ impl Env {
             .spawn()
             .expect("spawn walinkd");
         self.daemon = Some(child);
-        eventually(Duration::from_secs(20), "walinkd answers on its socket", || async {
-            self.call("status", json!({})).await.ok()
-        })
+        eventually(
+            Duration::from_secs(20),
+            "walinkd answers on its socket",
+            || async { self.call("status", json!({})).await.ok() },
+        )
         .await;
     }
 
@@ -217,6 +219,9 @@ impl Drop for Env {
         if let Some(child) = &mut self.daemon {
             let _ = child.start_kill();
         }
+        if std::thread::panicking() {
+            eprintln!("---- walinkd log ----\n{}", self.daemon_log());
+        }
     }
 }
 
@@ -241,7 +246,9 @@ where
 /// Sends raw lines on a fresh connection and reads one reply line per line.
 pub async fn raw_exchange(socket: &Path, lines: &[&[u8]]) -> Vec<Value> {
     use tokio::io::AsyncWriteExt;
-    let stream = tokio::net::UnixStream::connect(socket).await.expect("connect");
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect");
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).lines();
     let mut replies = Vec::new();
