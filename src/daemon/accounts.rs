@@ -162,7 +162,7 @@ impl Accounts {
             "accounts"
         };
         if parts.is_empty() {
-            format!("0 accounts")
+            "0 accounts".to_string()
         } else {
             format!("{} {noun}: {}", handles.len(), parts.join(", "))
         }
