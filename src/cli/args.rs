@@ -90,4 +90,9 @@ pub enum Command {
         /// Account name (all accounts when left out)
         account: Option<String>,
     },
+    /// Print the shell completion script for SHELL (needs no daemon)
+    Completions {
+        /// Shell to complete for
+        shell: clap_complete::Shell,
+    },
 }
