@@ -418,6 +418,22 @@ async fn a_bad_config_on_sighup_is_rejected_and_the_running_one_stays() {
     let status = env.call("status", json!({})).await.unwrap();
     assert_eq!(status["accounts"].as_array().unwrap().len(), 2, "{status}");
     assert_eq!(env.status("sales").await["state"], "connected");
+
+    // [daemon] keys cannot move under a running daemon: the reload says so.
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        text.replace("log_target = \"stderr\"", "log_target = \"auto\""),
+    )
+    .unwrap();
+    reload(&env, &mut notify).await;
+    assert!(
+        env.daemon_log()
+            .contains("[daemon] changes take effect at the next start"),
+        "{}",
+        env.daemon_log()
+    );
+    assert!(env.socket().exists(), "still on the same socket");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, DaemonConfig, Mode};
 use crate::ipc;
 use crate::store::StateDb;
 use accounts::Accounts;
@@ -71,12 +72,16 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     let mut hup = signal(SignalKind::hangup())?;
     let watchdog_every = notify::watchdog_interval();
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    // After a stall (a slow reload), one ping, not a burst of catch-up pings
+    // that would hide how long the loop was stuck.
+    watchdog.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut status_tick = tokio::time::interval(STATUS_EVERY);
+    status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&config_path, explicit, mode, &accounts).await,
+            _ = hup.recv() => reload(&config_path, explicit, mode, &config.daemon, &accounts).await,
             _ = watchdog.tick(), if watchdog_every.is_some() => {
                 let deadline = watchdog_every.unwrap_or_default() / 2;
                 if accounts.all_responsive(deadline).await {
@@ -107,10 +112,28 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
 }
 
 /// SIGHUP: applies a new config, or keeps the running one when it is bad.
-async fn reload(path: &Path, explicit: bool, mode: Mode, accounts: &Accounts) {
+async fn reload(
+    path: &Path,
+    explicit: bool,
+    mode: Mode,
+    running: &DaemonConfig,
+    accounts: &Accounts,
+) {
     notify::reloading();
     match load_config(path, explicit, mode) {
         Ok(config) => match accounts.reload(&config).await {
+            Ok(summary) if config.daemon != *running => {
+                // The socket and state are open; moving them under a running
+                // daemon would strand its clients and sessions.
+                tracing::warn!(
+                    event = "reloaded",
+                    "config reloaded: added {:?}, removed {:?}, restarted {:?}; \
+                     [daemon] changes take effect at the next start (systemctl restart walink)",
+                    summary.added,
+                    summary.removed,
+                    summary.restarted
+                )
+            }
             Ok(summary) => tracing::info!(
                 event = "reloaded",
                 "config reloaded: added {:?}, removed {:?}, restarted {:?}",
