@@ -1,14 +1,97 @@
-# walink — build, demo, test, lint.
+# walink — build, demo, test, lint, packages, install.
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+RELEASE := $(TARGET_DIR)/release
 
-.PHONY: all build demo test lint fmt clean
+# `make install` layout (GNU conventions); DESTDIR for staged installs.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+
+.PHONY: all build demo test lint fmt clean check-release completions deb rpm \
+	check-deb check-rpm install uninstall test-system
 
 all: build
 
 ## Release binaries (never built with test-only features).
-build:
-	$(CARGO) build --release --bins
+build: check-release
+	$(CARGO) build --release -p walink --bins
+
+## Fails when the release dependency graph (dev-dependencies excluded)
+## enables any danger-* feature, such as danger-skip-cert-chain-verify.
+check-release:
+	@features=$$($(CARGO) tree -p walink -e features,normal,build --prefix none) || exit 1; \
+	if printf '%s\n' "$$features" | grep 'danger-'; then \
+		echo "check-release: the release build enables the danger-* feature(s) above; keep them in [dev-dependencies]" >&2; \
+		exit 1; \
+	fi; \
+	echo "check-release: no danger-* feature in the release build"
+
+## Shell completions for the packages, from the release walink.
+completions: build
+	mkdir -p $(RELEASE)/completions
+	$(RELEASE)/walink completions bash > $(RELEASE)/completions/walink.bash
+	$(RELEASE)/walink completions zsh > $(RELEASE)/completions/_walink
+	$(RELEASE)/walink completions fish > $(RELEASE)/completions/walink.fish
+
+## Debian package: $(TARGET_DIR)/debian/walink_*.deb
+deb: completions
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb -p walink --no-build
+
+## RPM package: $(TARGET_DIR)/generate-rpm/walink-*.rpm
+rpm: completions
+	@command -v cargo-generate-rpm >/dev/null || $(CARGO) install cargo-generate-rpm --locked
+	$(CARGO) generate-rpm --target-dir $(TARGET_DIR)
+
+## Checks what the packages hold and which scripts they run.
+check-deb: deb
+	scripts/check-packages.sh deb $(TARGET_DIR)
+check-rpm: rpm
+	@command -v rpm >/dev/null || (apt-get install -y rpm || (apt-get update && apt-get install -y rpm))
+	scripts/check-packages.sh rpm $(TARGET_DIR)
+
+## From source: make && sudo make install [PREFIX=/usr/local] [DESTDIR=...].
+## The installed config is never overwritten; uninstall leaves it and the state.
+install:
+	test -x $(RELEASE)/walinkd -a -x $(RELEASE)/walink -a -f $(RELEASE)/completions/walink.bash || \
+		{ echo "build first: make build completions" >&2; exit 1; }
+	install -D -m 755 $(RELEASE)/walinkd $(DESTDIR)$(BINDIR)/walinkd
+	install -D -m 755 $(RELEASE)/walink $(DESTDIR)$(BINDIR)/walink
+	install -d -m 755 $(DESTDIR)$(SYSCONFDIR)/walink
+	test -e $(DESTDIR)$(SYSCONFDIR)/walink/walink.toml || \
+		install -m 644 etc/walink.toml $(DESTDIR)$(SYSCONFDIR)/walink/walink.toml
+	install -d -m 755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/bin/walinkd|$(BINDIR)/walinkd|' -e 's|/etc/walink/|$(SYSCONFDIR)/walink/|' \
+		systemd/walink.service > $(DESTDIR)$(UNITDIR)/walink.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/walink.service
+	install -m 644 systemd/walink.socket $(DESTDIR)$(UNITDIR)/walink.socket
+	install -D -m 644 systemd/walink.sysusers $(DESTDIR)$(SYSUSERSDIR)/walink.conf
+	install -D -m 644 systemd/walink.tmpfiles $(DESTDIR)$(TMPFILESDIR)/walink.conf
+	install -D -m 644 man/walinkd.8 $(DESTDIR)$(MANDIR)/man8/walinkd.8
+	install -D -m 644 man/walink.1 $(DESTDIR)$(MANDIR)/man1/walink.1
+	install -D -m 644 man/walink.toml.5 $(DESTDIR)$(MANDIR)/man5/walink.toml.5
+	install -D -m 644 $(RELEASE)/completions/walink.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/walink
+	install -D -m 644 $(RELEASE)/completions/_walink $(DESTDIR)$(DATADIR)/zsh/site-functions/_walink
+	install -D -m 644 $(RELEASE)/completions/walink.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/walink.fish
+	@echo "installed; as root: systemd-sysusers; systemd-tmpfiles --create; systemctl daemon-reload; systemctl enable --now walink.socket walink.service"
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/walinkd $(DESTDIR)$(BINDIR)/walink \
+		$(DESTDIR)$(UNITDIR)/walink.service $(DESTDIR)$(UNITDIR)/walink.socket \
+		$(DESTDIR)$(SYSUSERSDIR)/walink.conf $(DESTDIR)$(TMPFILESDIR)/walink.conf \
+		$(DESTDIR)$(MANDIR)/man8/walinkd.8 $(DESTDIR)$(MANDIR)/man1/walink.1 \
+		$(DESTDIR)$(MANDIR)/man5/walink.toml.5 \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions/walink \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions/_walink \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/walink.fish
+	@echo "kept $(SYSCONFDIR)/walink/walink.toml and /var/lib/walink (the accounts' sessions); remove them by hand if you mean to"
 
 ## Offline demo: mock WhatsApp server + walinkd + pairing + a message.
 ## Debug build of all targets: the binaries trust mock-wa's test certificate
@@ -35,3 +118,17 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+## End to end under a real systemd: boots a Debian container with
+## systemd-nspawn and installs the .deb (scripts/test-system.sh says what it
+## checks). Needs root and systemd-nspawn; says so and skips otherwise.
+test-system:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "test-system: SKIPPED: needs root (systemd-nspawn boots a container)"; \
+	elif ! command -v systemd-nspawn >/dev/null; then \
+		echo "test-system: SKIPPED: systemd-nspawn is not installed (apt-get install systemd-container debootstrap)"; \
+	else \
+		$(MAKE) deb && \
+		$(CARGO) build --workspace --all-targets && \
+		scripts/test-system.sh "$$(ls -t $(TARGET_DIR)/debian/walink_*.deb | head -n 1)" $(TARGET_DIR)/debug; \
+	fi
