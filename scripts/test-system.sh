@@ -98,129 +98,129 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$leader" ] || fail "the container did not start: $(cat "$work/nspawn.log")"
-in() { nsenter -t "$leader" -a "$@"; }
-booted() { in systemctl is-system-running 2>/dev/null | grep -Eq '^(running|degraded)$'; }
+box() { nsenter -t "$leader" -a "$@"; }
+booted() { box systemctl is-system-running 2>/dev/null | grep -Eq '^(running|degraded)$'; }
 until_ok 60 booted
-echo "container up: $(in systemctl is-system-running || true)"
+echo "container up: $(box systemctl is-system-running || true)"
 
 step "dpkg -i: user, directories, units enabled but not started"
-in dpkg -i /mnt/pkg/walink.deb
-in id walink
-[ "$(in stat -c '%a %U %G' /var/lib/walink)" = "700 walink walink" ] || fail "/var/lib/walink: $(in stat -c '%a %U %G' /var/lib/walink)"
-[ "$(in systemctl is-enabled walink.service)" = enabled ] || fail "walink.service is not enabled"
-[ "$(in systemctl is-enabled walink.socket)" = enabled ] || fail "walink.socket is not enabled"
-[ "$(in systemctl is-active walink.service || true)" = inactive ] || fail "walink.service started by the package"
-in test -f /usr/share/man/man8/walinkd.8.gz
-in test -f /usr/share/bash-completion/completions/walink
+box dpkg -i /mnt/pkg/walink.deb
+box id walink
+[ "$(box stat -c '%a %U %G' /var/lib/walink)" = "700 walink walink" ] || fail "/var/lib/walink: $(box stat -c '%a %U %G' /var/lib/walink)"
+[ "$(box systemctl is-enabled walink.service)" = enabled ] || fail "walink.service is not enabled"
+[ "$(box systemctl is-enabled walink.socket)" = enabled ] || fail "walink.socket is not enabled"
+[ "$(box systemctl is-active walink.service || true)" = inactive ] || fail "walink.service started by the package"
+box test -f /usr/share/man/man8/walinkd.8.gz
+box test -f /usr/share/bash-completion/completions/walink
 
 step "configure: mock-wa, one account; a 5 s watchdog for the test"
 # The shipped file has the [daemon] and [connection] tables with every key
 # commented out: set two keys under [connection] and append the account.
-in sed -i "s|^\[connection\]\$|[connection]\nurl = \"$ws\"\nclient_version = \"2.3000.1023456789\"|" /etc/walink/walink.toml
-in sh -c 'printf "\n[[account]]\nname = \"sales\"\n" >> /etc/walink/walink.toml'
-in grep -q "^url = \"$ws\"" /etc/walink/walink.toml || fail "could not set connection.url"
-in mkdir -p /etc/systemd/system/walink.service.d
-in sh -c 'printf "[Service]\nWatchdogSec=5\nRestartSec=1\n" > /etc/systemd/system/walink.service.d/test.conf'
-in systemctl daemon-reload
+box sed -i "s|^\[connection\]\$|[connection]\nurl = \"$ws\"\nclient_version = \"2.3000.1023456789\"|" /etc/walink/walink.toml
+box sh -c 'printf "\n[[account]]\nname = \"sales\"\n" >> /etc/walink/walink.toml'
+box grep -q "^url = \"$ws\"" /etc/walink/walink.toml || fail "could not set connection.url"
+box mkdir -p /etc/systemd/system/walink.service.d
+box sh -c 'printf "[Service]\nWatchdogSec=5\nRestartSec=1\n" > /etc/systemd/system/walink.service.d/test.conf'
+box systemctl daemon-reload
 
 step "systemctl start walink: active, STATUS= in systemctl status"
-in systemctl start walink.service
-[ "$(in systemctl is-active walink.service)" = active ] || fail "not active"
-status=$(in systemctl status walink.service --no-pager || true)
+box systemctl start walink.service
+[ "$(box systemctl is-active walink.service)" = active ] || fail "not active"
+status=$(box systemctl status walink.service --no-pager || true)
 echo "$status" | head -n 12
 echo "$status" | grep -q 'Status: "1 account: ' || fail "systemctl status shows no STATUS line"
-[ "$(in stat -c '%a %U %G' /run/walink/walink.sock)" = "660 walink walink" ] || fail "socket: $(in stat -c '%a %U %G' /run/walink/walink.sock)"
-[ "$(in stat -c '%a %U %G' /run/walink)" = "750 walink walink" ] || fail "/run/walink: $(in stat -c '%a %U %G' /run/walink)"
+[ "$(box stat -c '%a %U %G' /run/walink/walink.sock)" = "660 walink walink" ] || fail "socket: $(box stat -c '%a %U %G' /run/walink/walink.sock)"
+[ "$(box stat -c '%a %U %G' /run/walink)" = "750 walink walink" ] || fail "/run/walink: $(box stat -c '%a %U %G' /run/walink)"
 
 step "walink status: allowed for the walink group, refused to others"
-in useradd -m -G walink alice
-in useradd -m bob
-in runuser -u alice -- walink status
+box useradd -m -G walink alice
+box useradd -m bob
+box runuser -u alice -- walink status
 set +e
-in runuser -u bob -- walink status >"$work/bob.out" 2>&1
+box runuser -u bob -- walink status >"$work/bob.out" 2>&1
 bob=$?
 set -e
 [ $bob -eq 4 ] || fail "bob (not in group walink) got exit $bob: $(cat "$work/bob.out")"
 echo "bob: exit $bob: $(cat "$work/bob.out")"
 
 step "systemd-analyze security walink.service"
-in systemd-analyze security walink.service --no-pager >"$work/security.txt" 2>&1 || true
+box systemd-analyze security walink.service --no-pager >"$work/security.txt" 2>&1 || true
 exposure=$(grep -o 'Overall exposure level for walink.service: [0-9.]*' "$work/security.txt" | awk '{print $NF}')
 echo "exposure: $exposure"
 [ -n "$exposure" ] || fail "no exposure figure: $(cat "$work/security.txt")"
 awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' || fail "exposure $exposure is above 2.0"
 
 step "watchdog: a walinkd frozen with SIGSTOP is killed and restarted"
-pid=$(in systemctl show -p MainPID --value walink.service)
-restarts=$(in systemctl show -p NRestarts --value walink.service)
-in kill -STOP "$pid"
+pid=$(box systemctl show -p MainPID --value walink.service)
+restarts=$(box systemctl show -p NRestarts --value walink.service)
+box sh -c "kill -STOP $pid"
 watchdog_restarted() {
   local now
-  now=$(in systemctl show -p MainPID --value walink.service)
-  [ "$now" != "$pid" ] && [ "$now" != 0 ] && [ "$(in systemctl is-active walink.service)" = active ]
+  now=$(box systemctl show -p MainPID --value walink.service)
+  [ "$now" != "$pid" ] && [ "$now" != 0 ] && [ "$(box systemctl is-active walink.service)" = active ]
 }
 until_ok 40 watchdog_restarted
-in journalctl -u walink.service --no-pager | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
-echo "restarts: $restarts -> $(in systemctl show -p NRestarts --value walink.service); main pid $pid -> $(in systemctl show -p MainPID --value walink.service)"
+box journalctl -u walink.service --no-pager | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
+echo "restarts: $restarts -> $(box systemctl show -p NRestarts --value walink.service); main pid $pid -> $(box systemctl show -p MainPID --value walink.service)"
 
 step "pair and send (debug walinkd over /usr/bin/walinkd, see the header)"
-in install -m 755 /mnt/pkg/walinkd-debug /usr/bin/walinkd
-in systemctl restart walink.service
-in sh -c 'walink qr sales --raw > /tmp/qr.out 2>&1' &
+box install -m 755 /mnt/pkg/walinkd-debug /usr/bin/walinkd
+box systemctl restart walink.service
+box sh -c 'walink qr sales --raw > /tmp/qr.out 2>&1' &
 qr=$!
-until_ok 30 in test -s /tmp/qr.out
-curl -fsS -X POST --data-binary "$(in head -n 1 /tmp/qr.out)" "$admin/admin/scan" >/dev/null
-wait $qr || fail "walink qr failed: $(in cat /tmp/qr.out)"
-account_state() { in walink status "$1" --json | jq -r '.accounts[0].state'; }
+until_ok 30 box test -s /tmp/qr.out
+curl -fsS -X POST --data-binary "$(box head -n 1 /tmp/qr.out)" "$admin/admin/scan" >/dev/null
+wait $qr || fail "walink qr failed: $(box cat /tmp/qr.out)"
+account_state() { box walink status "$1" --json | jq -r '.accounts[0].state'; }
 state_is() { [ "$(account_state "$1")" = "$2" ]; }
 until_ok 60 state_is sales connected
-in runuser -u alice -- walink send sales +15551234567 "sent under systemd"
+box runuser -u alice -- walink send sales +15551234567 "sent under systemd"
 curl -fsS "$admin/admin/inbox?contact=15551234567" | jq -e '.[] | select(.text == "sent under systemd")' >/dev/null \
   || fail "the contact did not get the message"
-since=$(in walink status sales --json | jq '.accounts[0].connected_since')
+since=$(box walink status sales --json | jq '.accounts[0].connected_since')
 
 step "systemctl reload: an added account starts, sales keeps its connection"
-in sh -c 'printf "\n[[account]]\nname = \"support\"\npair_on_start = true\n" >> /etc/walink/walink.toml'
-in systemctl reload walink.service
+box sh -c 'printf "\n[[account]]\nname = \"support\"\npair_on_start = true\n" >> /etc/walink/walink.toml'
+box systemctl reload walink.service
 until_ok 30 state_is support waiting_for_pairing
-[ "$(in walink status sales --json | jq '.accounts[0].connected_since')" = "$since" ] || fail "sales reconnected on reload"
-in systemctl status walink.service --no-pager | grep -q 'Status: "2 accounts: ' || fail "STATUS= not updated after reload"
+[ "$(box walink status sales --json | jq '.accounts[0].connected_since')" = "$since" ] || fail "sales reconnected on reload"
+box systemctl status walink.service --no-pager | grep -q 'Status: "2 accounts: ' || fail "STATUS= not updated after reload"
 
 step "journalctl -u walink ACCOUNT=...: structured fields"
-in journalctl -u walink.service ACCOUNT=sales -o json --no-pager >"$work/sales.json"
+box journalctl -u walink.service ACCOUNT=sales -o json --no-pager >"$work/sales.json"
 [ -s "$work/sales.json" ] || fail "no journal entries with ACCOUNT=sales"
 jq -r .ACCOUNT "$work/sales.json" | sort -u | grep -qx sales || fail "ACCOUNT=sales returned other accounts"
 jq -r '.EVENT // empty' "$work/sales.json" | grep -qx paired || fail "no EVENT=paired for sales"
-in journalctl -u walink.service ACCOUNT=support -o cat --no-pager | grep -q . || fail "no lines for ACCOUNT=support"
+box journalctl -u walink.service ACCOUNT=support -o cat --no-pager | grep -q . || fail "no lines for ACCOUNT=support"
 echo "ACCOUNT=sales: $(wc -l <"$work/sales.json") entries; events: $(jq -r '.EVENT // empty' "$work/sales.json" | sort -u | tr '\n' ' ')"
-if in journalctl -u walink.service -o cat --no-pager | grep -Eq '2@[A-Za-z0-9+/=]{20,}'; then
+if box journalctl -u walink.service -o cat --no-pager | grep -Eq '2@[A-Za-z0-9+/=]{20,}'; then
   fail "a QR payload reached the journal"
 fi
 
 step "systemctl restart keeps the pairing"
 before=$(curl -fsS "$admin/admin/stats")
-in systemctl restart walink.service
+box systemctl restart walink.service
 until_ok 60 state_is sales connected
 after=$(curl -fsS "$admin/admin/stats")
 [ "$(jq .pairings <<<"$after")" = "$(jq .pairings <<<"$before")" ] || fail "paired again after restart"
 [ "$(jq .handshakes_ik <<<"$after")" -gt "$(jq .handshakes_ik <<<"$before")" ] || fail "no IK login after restart"
 
 step "apt-get remove keeps state and user; reinstall reconnects without pairing"
-in apt-get remove -y walink >/dev/null
-in test ! -e /usr/bin/walinkd || fail "/usr/bin/walinkd still there after remove"
-in test -d /var/lib/walink/state || fail "remove deleted /var/lib/walink"
-in id walink >/dev/null || fail "remove deleted the walink user"
-[ "$(in systemctl is-active walink.service || true)" != active ] || fail "still running after remove"
-in dpkg -i /mnt/pkg/walink.deb >/dev/null
-in install -m 755 /mnt/pkg/walinkd-debug /usr/bin/walinkd
-in systemctl start walink.service
+box apt-get remove -y walink >/dev/null
+box test ! -e /usr/bin/walinkd || fail "/usr/bin/walinkd still there after remove"
+box test -d /var/lib/walink/state || fail "remove deleted /var/lib/walink"
+box id walink >/dev/null || fail "remove deleted the walink user"
+[ "$(box systemctl is-active walink.service || true)" != active ] || fail "still running after remove"
+box dpkg -i /mnt/pkg/walink.deb >/dev/null
+box install -m 755 /mnt/pkg/walinkd-debug /usr/bin/walinkd
+box systemctl start walink.service
 until_ok 60 state_is sales connected
 [ "$(curl -fsS "$admin/admin/stats" | jq .pairings)" = "$(jq .pairings <<<"$before")" ] || fail "paired again after reinstall"
 
 step "apt-get purge removes state, user and config"
-in apt-get purge -y walink >/dev/null
-in test ! -e /var/lib/walink || fail "purge left /var/lib/walink"
-if in id walink >/dev/null 2>&1; then fail "purge left the walink user"; fi
-in test ! -e /etc/walink/walink.toml || fail "purge left /etc/walink/walink.toml"
+box apt-get purge -y walink >/dev/null
+box test ! -e /var/lib/walink || fail "purge left /var/lib/walink"
+if box id walink >/dev/null 2>&1; then fail "purge left the walink user"; fi
+box test ! -e /etc/walink/walink.toml || fail "purge left /etc/walink/walink.toml"
 
 step "PASS in $((SECONDS - started))s; systemd-analyze security walink.service: exposure $exposure"
