@@ -108,6 +108,7 @@ test:
 		echo "cargo-nextest not found; running cargo test"; \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+	@echo "make test: done; the test under a real systemd is separate (it needs root and a release build): make test-system"
 
 lint:
 	$(CARGO) fmt --all -- --check
