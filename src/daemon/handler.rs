@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 
 use super::accounts::Accounts;
 use crate::account::health::{HealthInput, assess};
+use crate::account::state::AccountState;
 use crate::account::{self, AccountEvent, AccountHandle, CommandError, SentStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
@@ -101,13 +102,13 @@ impl DaemonHandler {
         let mut watch = handle.watch();
         {
             let snap = watch.borrow_and_update().clone();
-            if let (account::state::AccountState::Connected, Some(jid)) = (snap.state, &snap.jid) {
+            if let (AccountState::Connected, Some(jid)) = (snap.state, &snap.jid) {
                 return Err(RpcError::already_paired(name, jid));
             }
             if !snap.enabled {
                 return Err(RpcError::invalid_state(
                     name,
-                    wire_state(snap.state),
+                    snap.state,
                     "the account is disabled in the config; enable it and reload",
                 ));
             }
@@ -139,20 +140,22 @@ impl DaemonHandler {
                     return Err(RpcError::invalid_request("client went away"));
                 }
             }
-            use account::state::AccountState as S;
             paired |= snap.jid.is_some();
             match snap.state {
-                S::Connected if snap.jid.is_some() => {
+                AccountState::Connected if snap.jid.is_some() => {
                     return to_value(QrResult {
                         jid: snap.jid.unwrap_or_default(),
                     });
                 }
-                S::Stopped | S::LoggedOut | S::Replaced | S::Failed
+                AccountState::Stopped
+                | AccountState::LoggedOut
+                | AccountState::Replaced
+                | AccountState::Failed
                     if last_code.is_some() || paired =>
                 {
                     return Err(RpcError::invalid_state(
                         name,
-                        wire_state(snap.state),
+                        snap.state,
                         format!(
                             "pairing ended: {}; run `walink qr {name}` again",
                             snap.state_reason.as_deref().unwrap_or("no reason given")
@@ -177,13 +180,12 @@ impl DaemonHandler {
             ));
         }
         let mut watch = handle.watch();
-        if snap.state != account::state::AccountState::WaitingForPairing {
+        if snap.state != AccountState::WaitingForPairing {
             handle
                 .initialize()
                 .await
                 .map_err(|e| command_error(&p.account, e))?;
-            let ready =
-                watch.wait_for(|s| s.state == account::state::AccountState::WaitingForPairing);
+            let ready = watch.wait_for(|s| s.state == AccountState::WaitingForPairing);
             match tokio::time::timeout(PAIRING_READY_TIMEOUT, ready).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => return Err(RpcError::shutting_down()),
@@ -275,7 +277,7 @@ impl Handler for DaemonHandler {
                 if !snap.enabled {
                     return Err(RpcError::invalid_state(
                         &p.account,
-                        wire_state(snap.state),
+                        snap.state,
                         "the account is disabled in the config; enable it and reload",
                     ));
                 }
@@ -321,20 +323,18 @@ fn to_value(v: impl serde::Serialize) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(RpcError::internal)
 }
 
-fn action(account: &str, state: account::state::AccountState) -> Result<Value, RpcError> {
+fn action(account: &str, state: AccountState) -> Result<Value, RpcError> {
     to_value(ActionResult {
         account: account.to_string(),
-        state: wire_state(state),
+        state,
     })
 }
 
 fn command_error(account: &str, e: CommandError) -> RpcError {
     match e {
-        CommandError::NotConnected { state, .. } => {
-            RpcError::not_connected(account, wire_state(state))
-        }
+        CommandError::NotConnected { state, .. } => RpcError::not_connected(account, state),
         CommandError::InvalidState { state, what, .. } => {
-            RpcError::invalid_state(account, wire_state(state), what)
+            RpcError::invalid_state(account, state, what)
         }
         CommandError::Rejected(why) => RpcError::send_failed(why),
         CommandError::Store(why) => RpcError::storage(why),
@@ -363,14 +363,10 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         .map(|d| d.as_secs());
     AccountStatus {
         name: s.name.clone(),
-        state: wire_state(s.state),
+        state: s.state,
         jid: s.jid.clone(),
         health: wire::Health {
-            level: match health.level {
-                account::health::HealthLevel::Healthy => wire::HealthLevel::Healthy,
-                account::health::HealthLevel::Degraded => wire::HealthLevel::Degraded,
-                account::health::HealthLevel::Critical => wire::HealthLevel::Critical,
-            },
+            level: health.level,
             reasons: health.reasons,
         },
         connected_since: secs(s.connected_since),
@@ -391,26 +387,7 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
             valid: s.session_valid,
             size_bytes: s.size_bytes,
         },
-        recommendations: wire::Recommendations {
-            needs_pairing: health.recommendations.needs_pairing,
-            should_reconnect: health.recommendations.should_reconnect,
-            should_clear_session: health.recommendations.should_clear_session,
-            should_restore_backup: health.recommendations.should_restore_backup,
-        },
-    }
-}
-
-fn wire_state(s: account::state::AccountState) -> wire::AccountState {
-    use account::state::AccountState as A;
-    match s {
-        A::Stopped => wire::AccountState::Stopped,
-        A::Connecting => wire::AccountState::Connecting,
-        A::WaitingForPairing => wire::AccountState::WaitingForPairing,
-        A::Connected => wire::AccountState::Connected,
-        A::Reconnecting => wire::AccountState::Reconnecting,
-        A::LoggedOut => wire::AccountState::LoggedOut,
-        A::Replaced => wire::AccountState::Replaced,
-        A::Failed => wire::AccountState::Failed,
+        recommendations: health.recommendations,
     }
 }
 
@@ -431,7 +408,7 @@ fn wire_event(account: &str, event: AccountEvent) -> Event {
             attempt,
             next_retry_at,
         } => EventKind::StateChanged {
-            state: wire_state(state),
+            state,
             reason,
             attempt,
             next_retry_at: secs(next_retry_at),

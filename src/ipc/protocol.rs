@@ -14,6 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// Shared with the account layer, which owns their meaning.
+pub use crate::account::health::{HealthLevel, Recommendations};
+pub use crate::account::state::AccountState;
+
 pub const JSONRPC_VERSION: &str = "2.0";
 
 /// The longest request line the server reads, in bytes (newline excluded).
@@ -373,65 +377,6 @@ pub struct StatusResult {
     pub accounts: Vec<AccountStatus>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountState {
-    Stopped,
-    Connecting,
-    WaitingForPairing,
-    Connected,
-    Reconnecting,
-    LoggedOut,
-    Replaced,
-    Failed,
-}
-
-impl AccountState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountState::Stopped => "stopped",
-            AccountState::Connecting => "connecting",
-            AccountState::WaitingForPairing => "waiting_for_pairing",
-            AccountState::Connected => "connected",
-            AccountState::Reconnecting => "reconnecting",
-            AccountState::LoggedOut => "logged_out",
-            AccountState::Replaced => "replaced",
-            AccountState::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for AccountState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Ordered from best to worst, so the worst of several is their `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthLevel {
-    Healthy,
-    Degraded,
-    Critical,
-}
-
-impl HealthLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthLevel::Healthy => "healthy",
-            HealthLevel::Degraded => "degraded",
-            HealthLevel::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for HealthLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub level: HealthLevel,
@@ -456,14 +401,6 @@ pub struct SessionInfo {
     pub valid: bool,
     /// Size of the account's stored state on disk.
     pub size_bytes: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recommendations {
-    pub needs_pairing: bool,
-    pub should_reconnect: bool,
-    pub should_clear_session: bool,
-    pub should_restore_backup: bool,
 }
 
 /// One account in `status`.
