@@ -208,6 +208,24 @@ impl Messaging {
             .unwrap_or_default()
     }
 
+    /// How many messages and receipts device `device` (e.g.
+    /// `15550000001:1@s.whatsapp.net`) has not acked yet.
+    pub async fn pending(&self, device: &str) -> usize {
+        let Ok(jid) = device.parse::<Jid>() else {
+            return 0;
+        };
+        let addr = DeviceAddr {
+            user: jid.user.to_string(),
+            device: jid.device,
+        };
+        self.state
+            .lock()
+            .await
+            .devices
+            .get(&addr)
+            .map_or(0, |s| s.queue.len())
+    }
+
     /// Answers the `encrypt` and `usync` IQs of a logged-in `device`;
     /// `None` for any other IQ, which stays the core's to answer.
     pub async fn handle_iq(&self, view: &dyn ServerView, device: &Jid, iq: &Node) -> Option<Node> {

@@ -1,0 +1,193 @@
+//! Messaging between whatsapp-rust's own client, unmodified, and the
+//! mock's simulated contacts.
+
+mod common;
+
+use common::{TestClient, init_logging, paired_client};
+use mock_wa::messaging::ReceiptKind;
+use mock_wa::{MockConfig, MockHandle, MockServer};
+use std::time::Duration;
+use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::wacore_binary::Jid;
+
+const CONTACT: &str = "15557654321";
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn start() -> MockHandle {
+    init_logging();
+    MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts")
+}
+
+/// Polls `cond` until it holds, failing after `WAIT`.
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The text of the first message in a `Messages` event, with its id.
+fn incoming_text(event: &Event) -> Option<(String, String, Jid)> {
+    let Event::Messages(batch) = event else {
+        return None;
+    };
+    batch.iter().find_map(|m| {
+        let text = m.message.conversation.clone()?;
+        Some((m.info.id.to_string(), text, m.info.source.sender.clone()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_text_reaches_the_contact_once_and_the_send_is_acked() {
+    let mock = start().await;
+    let (mut client, _jid) = paired_client(&mock).await;
+
+    let first = client
+        .client
+        .send_text(Jid::pn(CONTACT), "hello contact")
+        .await
+        .expect("send completes");
+    let acked = client
+        .wait_event(WAIT, "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == first.message_id => Some(a.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(acked.class.as_deref(), Some("message"));
+    assert_eq!(acked.error, None);
+
+    let inbox = mock.inbox(CONTACT).await;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0].id, first.message_id);
+    assert_eq!(inbox[0].text, "hello contact");
+
+    let receipt = client
+        .wait_event(WAIT, "delivery Receipt", |e| match e {
+            Event::Receipt(r) if r.message_ids.contains(&first.message_id) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(receipt.r#type, ReceiptType::Delivered);
+    assert_eq!(receipt.source.sender.user, CONTACT);
+
+    let second = client
+        .client
+        .send_text(Jid::pn(CONTACT), "and again")
+        .await
+        .expect("second send completes");
+    client
+        .wait_event(WAIT, "second ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == second.message_id => Some(()),
+            _ => None,
+        })
+        .await;
+    let texts: Vec<String> = mock
+        .inbox(CONTACT)
+        .await
+        .into_iter()
+        .map(|e| e.text)
+        .collect();
+    assert_eq!(texts, ["hello contact", "and again"]);
+    let stats = mock.messaging().expect("messaging").stats();
+    assert_eq!(stats.messages_received, 2, "{stats:?}");
+    assert_eq!(stats.decrypt_failures, 0, "{stats:?}");
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_text_reaches_the_client_and_read_receipts_arrive() {
+    let mock = start().await;
+    let (mut client, jid) = paired_client(&mock).await;
+
+    let id = mock
+        .deliver(CONTACT, &jid, "hi from a contact", None)
+        .await
+        .expect("deliver");
+    let (got_id, text, sender) = client.wait_event(WAIT, "Messages", incoming_text).await;
+    assert_eq!(got_id, id);
+    assert_eq!(text, "hi from a contact");
+    assert_eq!(sender.user, CONTACT);
+    let messaging = mock.messaging().expect("messaging").clone();
+    eventually("the client to ack the message", || {
+        let m = messaging.clone();
+        let jid = jid.clone();
+        async move { m.pending(&jid).await == 0 }
+    })
+    .await;
+
+    let sent = client
+        .client
+        .send_text(Jid::pn(CONTACT), "reply")
+        .await
+        .expect("send");
+    mock.receipt(CONTACT, &jid, &sent.message_id, ReceiptKind::Read)
+        .await
+        .expect("read receipt");
+    client
+        .wait_event(WAIT, "read Receipt", |e| match e {
+            Event::Receipt(r)
+                if r.r#type == ReceiptType::Read && r.message_ids.contains(&sent.message_id) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_an_offline_device_arrives_after_it_connects_once() {
+    let mock = start().await;
+    let (client, jid) = paired_client(&mock).await;
+    let backend = client.shutdown().await;
+    mock.wait_for(Duration::from_secs(10), |s| s.connections_open == 0)
+        .await
+        .expect("client disconnects");
+
+    let id = mock
+        .deliver(CONTACT, &jid, "sent while you were away", None)
+        .await
+        .expect("deliver to an offline device");
+    let messaging = mock.messaging().expect("messaging").clone();
+    assert_eq!(messaging.pending(&jid).await, 1);
+
+    let mut again = TestClient::start(&mock.ws_url(), Some(backend)).await;
+    let (got_id, text, _) = again.wait_event(WAIT, "Messages", incoming_text).await;
+    assert_eq!(
+        (got_id.as_str(), text.as_str()),
+        (id.as_str(), "sent while you were away")
+    );
+    eventually("the client to ack the offline message", || {
+        let m = messaging.clone();
+        let jid = jid.clone();
+        async move { m.pending(&jid).await == 0 }
+    })
+    .await;
+    let backend = again.shutdown().await;
+    mock.wait_for(Duration::from_secs(10), |s| s.connections_open == 0)
+        .await
+        .expect("client disconnects");
+
+    // Acked means gone: the next login brings no second copy.
+    let mut third = TestClient::start(&mock.ws_url(), Some(backend)).await;
+    let repeats = third
+        .wait_event(WAIT, "OfflineSyncCompleted", |e| match e {
+            Event::OfflineSyncCompleted(done) => Some(done.count),
+            _ => None,
+        })
+        .await;
+    assert_eq!(repeats, 0);
+    third.shutdown().await;
+}
