@@ -21,6 +21,8 @@ mod signal_store;
 mod sim_device;
 mod stanza;
 mod stats;
+#[cfg(test)]
+mod tests;
 mod usync_iq;
 
 pub use admin::AdminReply;
