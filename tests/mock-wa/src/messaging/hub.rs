@@ -161,6 +161,35 @@ pub(super) struct State {
     pub inbox: HashMap<String, Vec<InboxEntry>>,
     pub inbox_ids: HashSet<(String, String)>,
     pub devices: HashMap<DeviceAddr, DeviceSlot>,
+    /// What contacts sent to each device, to send again when the device
+    /// asks with a retry receipt (it acks even what it cannot decrypt).
+    pub sent: HashMap<(DeviceAddr, String), SentText>,
+    pub sent_order: VecDeque<(DeviceAddr, String)>,
+}
+
+/// A contact message as written, before encryption.
+#[derive(Clone, Debug)]
+pub(super) struct SentText {
+    pub from: String,
+    pub text: String,
+    pub time: u64,
+}
+
+/// Retry receipts come within seconds; this bounds memory in long runs.
+const SENT_KEPT: usize = 50_000;
+
+impl State {
+    pub fn remember_sent(&mut self, addr: &DeviceAddr, id: &str, sent: SentText) {
+        let key = (addr.clone(), id.to_string());
+        if self.sent.insert(key.clone(), sent).is_none() {
+            self.sent_order.push_back(key);
+        }
+        while self.sent_order.len() > SENT_KEPT {
+            if let Some(old) = self.sent_order.pop_front() {
+                self.sent.remove(&old);
+            }
+        }
+    }
 }
 
 impl State {
@@ -297,13 +326,9 @@ impl Messaging {
         }
         let receipt_type = attr(receipt, "type");
         if receipt_type.as_deref() == Some("retry") {
-            tracing::warn!(
-                device = %device,
-                id = %id,
-                "client could not decrypt a contact message and asked for a retry; the mock does not re-encrypt"
-            );
-        }
-        {
+            self.resend_after_retry(view, &DeviceAddr::of(view, device), &id, receipt)
+                .await;
+        } else {
             let mut state = self.state.lock().await;
             if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(view, device)) {
                 slot.queue

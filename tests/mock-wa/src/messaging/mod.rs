@@ -16,6 +16,7 @@ mod encrypt_iq;
 mod hub;
 mod inbound;
 mod outbound;
+mod retry;
 mod signal_handlers;
 mod signal_store;
 mod sim_device;

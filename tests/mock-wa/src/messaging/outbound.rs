@@ -8,7 +8,7 @@ use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
 use super::directory::ServerView;
-use super::hub::{DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, State};
+use super::hub::{DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, SentText, State};
 use super::stanza::{new_message_id, now_secs, user_of};
 use super::stats::Counters;
 
@@ -115,6 +115,15 @@ impl Messaging {
             .contact(from)?
             .encrypt(&peer, bundle.as_ref(), &plaintext)
             .await?;
+        state.remember_sent(
+            addr,
+            id,
+            SentText {
+                from: from.to_string(),
+                text: text.to_string(),
+                time,
+            },
+        );
         Ok(Some(
             NodeBuilder::new("message")
                 .attr("from", Jid::pn(from))

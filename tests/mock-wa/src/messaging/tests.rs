@@ -365,3 +365,111 @@ async fn admin_routes_answer_json() {
         .await;
     assert!(other.is_none(), "other routes stay the core's");
 }
+
+/// A device that lost its keys asks for a retry with fresh ones; the
+/// contact's resend must decrypt with exactly those keys.
+#[tokio::test]
+async fn a_retry_receipt_with_fresh_keys_gets_a_message_the_device_can_decrypt() {
+    use super::signal_store::SignalStore;
+    use wacore_libsignal::protocol::{
+        GenericSignedPreKey, PreKeyId, PreKeyRecord, PreKeySignalMessage, SignedPreKeyId,
+        SignedPreKeyRecord, Timestamp, UsePQRatchet, message_decrypt_prekey,
+    };
+
+    let (messaging, core) = (
+        Messaging::new(MessagingConfig::default()),
+        FakeCore::default(),
+    );
+    upload_keys(&messaging, &core, 2).await;
+    core.set_online(true);
+    messaging
+        .deliver(
+            &core,
+            CONTACT,
+            ACCOUNT,
+            "please decrypt me",
+            Some("R1".into()),
+        )
+        .await
+        .expect("deliver");
+    assert_eq!(core.take_pushed().len(), 1);
+
+    // The device starts over with new keys it has the private halves of.
+    let mut rng = StdRng::seed_from_u64(99);
+    let identity = IdentityKeyPair::generate(&mut rng);
+    let mut client = SignalStore::new(identity.clone(), 555);
+    let signed = KeyPair::generate(&mut rng);
+    let signature = identity
+        .private_key()
+        .calculate_signature(&signed.public_key.serialize(), &mut rng)
+        .expect("sign");
+    client.signed_prekeys.insert(
+        8,
+        SignedPreKeyRecord::new(
+            SignedPreKeyId::from(8),
+            Timestamp::from_epoch_millis(0),
+            &signed,
+            &signature,
+        ),
+    );
+    let one = KeyPair::generate(&mut rng);
+    client
+        .prekeys
+        .insert(77, PreKeyRecord::new(PreKeyId::from(77), &one));
+    let keys = wacore::protocol::retry::build_retry_keys_node(
+        identity.public_key(),
+        77,
+        &one.public_key,
+        8,
+        &signed.public_key,
+        signature.to_vec(),
+        vec![1, 2, 3],
+    );
+    let retry = NodeBuilder::new("receipt")
+        .attr("to", Jid::pn(CONTACT))
+        .attr("id", "R1")
+        .attr("type", "retry")
+        .children([
+            NodeBuilder::new("retry")
+                .attr("v", "1")
+                .attr("id", "R1")
+                .attr("count", "1")
+                .build(),
+            NodeBuilder::new("registration")
+                .bytes(555u32.to_be_bytes().to_vec())
+                .build(),
+            keys,
+        ])
+        .build();
+    messaging.handle_receipt(&core, &device(), &retry).await;
+    assert_eq!(
+        messaging.pending("15550000001:1@s.whatsapp.net").await,
+        1,
+        "a retry does not settle the message"
+    );
+
+    let resent = core.take_pushed();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(attr(&resent[0], "id").as_deref(), Some("R1"));
+    let enc = resent[0].get_optional_child("enc").expect("enc");
+    let Some(wacore_binary::NodeContent::Bytes(bytes)) = &enc.content else {
+        panic!("enc has bytes");
+    };
+    let message = PreKeySignalMessage::try_from(bytes.as_slice()).expect("pkmsg");
+    assert_eq!(message.pre_key_id().map(u32::from), Some(77));
+    let contact_addr = super::sim_device::address_of(CONTACT, "s.whatsapp.net", 0);
+    let plain = message_decrypt_prekey(
+        &message,
+        &contact_addr,
+        &mut client.sessions,
+        &mut client.identities,
+        &mut client.prekeys,
+        &client.signed_prekeys,
+        &mut rng,
+        UsePQRatchet::No,
+    )
+    .await
+    .expect("the device decrypts the resend");
+    let decoded = wacore::messages::decode_plaintext(&plain.plaintext, 2).expect("message");
+    assert_eq!(decoded.conversation.as_deref(), Some("please decrypt me"));
+}
