@@ -474,6 +474,10 @@ impl Connection {
                 self.send(node).await?;
                 Ok(Flow::Continue)
             }
+            Command::Fault(Fault::StreamError(_)) if self.blackholed => {
+                // A blackholed socket says nothing, not even goodbye.
+                Ok(Flow::Stop)
+            }
             Command::Fault(fault) => {
                 info!(peer = %self.peer, device = self.jid(), "injecting fault {fault:?}");
                 match fault {

@@ -1,0 +1,48 @@
+//! Many whatsapp-rust clients against one mock at once.
+
+mod common;
+
+use common::{TestClient, init_logging, paired_client};
+use mock_wa::{MockConfig, MockServer};
+use std::time::Duration;
+
+async fn pair_many(n: usize) {
+    init_logging();
+    let mock = std::sync::Arc::new(
+        MockServer::start(MockConfig::default())
+            .await
+            .expect("mock starts"),
+    );
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mock = mock.clone();
+        tasks.push(tokio::spawn(async move { paired_client(&mock).await }));
+    }
+    let mut clients: Vec<TestClient> = Vec::with_capacity(n);
+    for t in tasks {
+        clients.push(t.await.expect("client task").0);
+    }
+    let stats = mock
+        .wait_for(Duration::from_secs(30), |s| {
+            s.connections_open as usize == n
+        })
+        .await
+        .expect("every client holds one connection");
+    assert_eq!(stats.pairings as usize, n);
+    assert!(stats.logins as usize >= n);
+    assert_eq!(stats.protocol_errors, 0, "{stats:?}");
+    let devices = mock.devices();
+    assert_eq!(devices.len(), n);
+    assert!(devices.iter().all(|d| d.connected));
+    for c in clients {
+        c.shutdown().await;
+    }
+    mock.wait_for(Duration::from_secs(30), |s| s.connections_open == 0)
+        .await
+        .expect("all connections closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_pair_and_stay_connected() {
+    pair_many(50).await;
+}
