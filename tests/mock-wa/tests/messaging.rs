@@ -191,3 +191,28 @@ async fn a_message_for_an_offline_device_arrives_after_it_connects_once() {
     assert_eq!(repeats, 0);
     third.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_writes_to_another_through_the_mock() {
+    let mock = start().await;
+    let (alice, _alice_jid) = paired_client(&mock).await;
+    let (mut bob, bob_jid) = paired_client(&mock).await;
+    let bob_phone = bob_jid.split(':').next().expect("phone").to_string();
+
+    let sent = alice
+        .client
+        .send_text(Jid::pn(bob_phone.as_str()), "hello bob")
+        .await
+        .expect("send");
+    let (got_id, text, sender) = bob.wait_event(WAIT, "Messages", incoming_text).await;
+    assert_eq!(
+        (got_id.as_str(), text.as_str()),
+        (sent.message_id.as_str(), "hello bob")
+    );
+    assert_eq!(sender.user, "15550000001");
+    // Bob's simulated phone got its copy too.
+    let phone_inbox = mock.inbox(&bob_phone).await;
+    assert_eq!(phone_inbox.len(), 1, "{phone_inbox:?}");
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

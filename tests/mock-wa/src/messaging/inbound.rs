@@ -5,7 +5,7 @@ use wacore_binary::{Jid, Node, NodeContent};
 
 use super::MessagingError;
 use super::directory::ServerView;
-use super::hub::{DeviceAddr, InboxEntry, Messaging, ReceiptKind, State};
+use super::hub::{DeviceAddr, InboxEntry, Messaging, Pending, PendingBody, ReceiptKind, State};
 use super::outbound::{receipt_pending, receipt_stanza};
 use super::sim_device::EncKind;
 use super::stanza::{attr, jid_attr, now_secs};
@@ -33,12 +33,29 @@ impl Messaging {
         let mut replies = Vec::new();
         let mut state = self.state.lock().await;
         for (recipient, enc) in copies(message, chat.as_ref()) {
-            if DeviceAddr::of(view, &recipient).user == sender.user {
+            let target = DeviceAddr::of(view, &recipient);
+            let own = target.user == sender.user;
+            if own {
                 Counters::bump(&self.counters.own_device_copies);
-                continue;
             }
             if recipient.device != 0 {
-                tracing::debug!(to = %recipient, "copy for a companion of another account dropped");
+                let forward =
+                    forwarded_copy(message, enc, device, own.then_some(chat.as_ref()).flatten());
+                if is_known_device(view, &state, &target) {
+                    let pending = Pending {
+                        class: "message",
+                        id: id.clone(),
+                        receipt_type: None,
+                        body: PendingBody::Stanza(forward),
+                    };
+                    self.push(view, &mut state, &target, pending).await;
+                } else {
+                    tracing::debug!(to = %recipient, "copy for an unknown companion device dropped");
+                }
+                continue;
+            }
+            if own {
+                // The account's own phone is simulated and reads nothing.
                 continue;
             }
             match decrypt_copy(&mut state, &sender, &recipient, enc).await {
@@ -90,6 +107,36 @@ impl Messaging {
         replies.insert(0, ack.build());
         replies
     }
+}
+
+/// The stanza a companion device gets for its copy: from the sending
+/// device, with the sender's `<device-identity>` (a `pkmsg` from a companion
+/// is checked against it); a copy for the sender's own other devices names
+/// the chat in `recipient`.
+fn forwarded_copy(message: &Node, enc: &Node, sender: &Jid, own_chat: Option<&Jid>) -> Node {
+    let mut b = NodeBuilder::new("message")
+        .attr("from", sender.clone())
+        .attr("t", now_secs().to_string());
+    for key in ["id", "type"] {
+        if let Some(value) = attr(message, key) {
+            b = b.attr(key, value);
+        }
+    }
+    if let Some(chat) = own_chat {
+        b = b.attr("recipient", chat.clone());
+    }
+    let mut children = vec![enc.clone()];
+    if let Some(identity) = message.get_optional_child("device-identity") {
+        children.push(identity.clone());
+    }
+    b.children(children).build()
+}
+
+fn is_known_device(view: &dyn ServerView, state: &State, addr: &DeviceAddr) -> bool {
+    state.uploads.contains_key(addr)
+        || view
+            .account(&addr.user)
+            .is_some_and(|a| a.companions.iter().any(|c| c.device == addr.device))
 }
 
 /// Each `(recipient device, <enc>)` of a message: the `<participants>`
