@@ -4,7 +4,7 @@
 mod common;
 
 use common::{TestClient, init_logging, paired_client};
-use mock_wa::messaging::ReceiptKind;
+use mock_wa::messaging::{MessagingConfig, ReceiptKind};
 use mock_wa::{MockConfig, MockHandle, MockServer};
 use std::time::Duration;
 use whatsapp_rust::types::events::Event;
@@ -194,8 +194,18 @@ async fn a_message_for_an_offline_device_arrives_after_it_connects_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_writes_to_another_through_the_mock() {
-    let mock = start().await;
-    let (alice, _alice_jid) = paired_client(&mock).await;
+    init_logging();
+    // Without the simulated phone's own receipts, only the one Bob's client
+    // sends can reach Alice.
+    let mock = MockServer::start_with_messaging(
+        MockConfig::default(),
+        MessagingConfig {
+            auto_delivery_receipts: false,
+        },
+    )
+    .await
+    .expect("mock starts");
+    let (mut alice, _alice_jid) = paired_client(&mock).await;
     let (mut bob, bob_jid) = paired_client(&mock).await;
     let bob_phone = bob_jid.split(':').next().expect("phone").to_string();
 
@@ -213,6 +223,19 @@ async fn one_account_writes_to_another_through_the_mock() {
     // Bob's simulated phone got its copy too.
     let phone_inbox = mock.inbox(&bob_phone).await;
     assert_eq!(phone_inbox.len(), 1, "{phone_inbox:?}");
+    // Bob's client acknowledges with a delivery receipt, relayed to Alice.
+    let receipt = alice
+        .wait_event(WAIT, "delivery Receipt from bob", |e| match e {
+            Event::Receipt(r)
+                if r.message_ids.contains(&sent.message_id)
+                    && r.source.sender.user == bob_phone =>
+            {
+                Some(r.r#type.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(receipt, ReceiptType::Delivered);
     alice.shutdown().await;
     bob.shutdown().await;
 }

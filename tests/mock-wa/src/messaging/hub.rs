@@ -329,10 +329,22 @@ impl Messaging {
             self.resend_after_retry(view, &DeviceAddr::of(view, device), &id, receipt)
                 .await;
         } else {
+            let sender = DeviceAddr::of(view, device);
             let mut state = self.state.lock().await;
-            if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(view, device)) {
+            if let Some(slot) = state.devices.get_mut(&sender) {
                 slot.queue
                     .retain(|p| !(p.class == "message" && ids.contains(&p.id)));
+            }
+            if let Some(to) = jid_attr(receipt, "to") {
+                self.forward_receipt(
+                    view,
+                    &mut state,
+                    &sender,
+                    &to,
+                    &ids,
+                    receipt_type.as_deref(),
+                )
+                .await;
             }
         }
         let mut ack = NodeBuilder::new("ack")
@@ -345,6 +357,39 @@ impl Messaging {
             ack = ack.attr("type", t);
         }
         vec![ack.build()]
+    }
+
+    /// A receipt one account's device sends for another account's message
+    /// goes to every device of that account, as the real server relays it.
+    async fn forward_receipt(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        sender: &DeviceAddr,
+        to: &Jid,
+        ids: &[String],
+        receipt_type: Option<&str>,
+    ) {
+        // A passive companion reports delivery as "inactive".
+        let Some(kind) = (match receipt_type {
+            None | Some("inactive") => Some(ReceiptKind::Delivery),
+            Some("read") => Some(ReceiptKind::Read),
+            _ => None,
+        }) else {
+            return;
+        };
+        let target = DeviceAddr::of(view, to);
+        if target.user == sender.user {
+            return;
+        }
+        let devices = super::outbound::account_devices(view, state, &target.user);
+        for id in ids {
+            let stanza = super::outbound::receipt_stanza(&sender.user, id, kind);
+            for addr in &devices {
+                let pending = super::outbound::receipt_pending(id, kind, stanza.clone());
+                self.push(view, state, addr, pending).await;
+            }
+        }
     }
 
     /// Queues `pending` for `addr` without writing it: the caller hands the

@@ -162,7 +162,11 @@ pub(super) fn receipt_pending(msg_id: &str, kind: ReceiptKind, stanza: Node) -> 
 
 /// The companion devices of account `phone` that can receive: those the
 /// core's registry knows, and any that uploaded keys.
-fn account_devices(view: &dyn ServerView, state: &State, phone: &str) -> BTreeSet<DeviceAddr> {
+pub(super) fn account_devices(
+    view: &dyn ServerView,
+    state: &State,
+    phone: &str,
+) -> BTreeSet<DeviceAddr> {
     let mut targets = BTreeSet::new();
     if let Some(account) = view.account(phone) {
         targets.extend(account.companions.iter().map(|c| DeviceAddr {
