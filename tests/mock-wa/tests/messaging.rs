@@ -239,3 +239,108 @@ async fn one_account_writes_to_another_through_the_mock() {
     alice.shutdown().await;
     bob.shutdown().await;
 }
+
+/// One HTTP/1.1 request to the admin API; returns status and JSON body.
+async fn admin_http(
+    mock: &MockHandle,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = mock.admin_url().trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("admin connects");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("http response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, serde_json::from_str(body).expect("json body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_delivers_lists_the_inbox_and_sends_receipts() {
+    let mock = start().await;
+    let (mut client, jid) = paired_client(&mock).await;
+
+    let (status, body) = admin_http(
+        &mock,
+        "POST",
+        "/admin/deliver",
+        Some(serde_json::json!({"from": CONTACT, "to": jid, "text": "via http", "id": "HTTP1"})),
+    )
+    .await;
+    assert_eq!((status, body), (200, serde_json::json!({"id": "HTTP1"})));
+    let (got_id, text, _) = client.wait_event(WAIT, "Messages", incoming_text).await;
+    assert_eq!((got_id.as_str(), text.as_str()), ("HTTP1", "via http"));
+
+    let sent = client
+        .client
+        .send_text(Jid::pn(CONTACT), "answer")
+        .await
+        .expect("send");
+    client
+        .wait_event(WAIT, "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
+            _ => None,
+        })
+        .await;
+    let (status, inbox) = admin_http(
+        &mock,
+        "GET",
+        &format!("/admin/inbox?contact=%2B{CONTACT}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(inbox.as_array().map(Vec::len), Some(1), "{inbox}");
+    assert_eq!(inbox[0]["id"], sent.message_id.as_str());
+    assert_eq!(inbox[0]["text"], "answer");
+
+    let (status, _) = admin_http(
+        &mock,
+        "POST",
+        "/admin/receipt",
+        Some(
+            serde_json::json!({"from": CONTACT, "to": jid, "id": sent.message_id, "kind": "read"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    client
+        .wait_event(WAIT, "read Receipt", |e| match e {
+            Event::Receipt(r)
+                if r.r#type == ReceiptType::Read && r.message_ids.contains(&sent.message_id) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+
+    let (status, stats) = admin_http(&mock, "GET", "/admin/messaging/stats", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["messages_received"], 1, "{stats}");
+    let (status, core_stats) = admin_http(&mock, "GET", "/admin/stats", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        core_stats["messages_acked"].as_u64() >= Some(1),
+        "{core_stats}"
+    );
+    assert!(
+        core_stats["receipts_sent"].as_u64() >= Some(2),
+        "{core_stats}"
+    );
+    client.shutdown().await;
+}

@@ -423,6 +423,35 @@ impl Messaging {
         }
     }
 
+    /// Sends the queued messages of `addr` that could not be encrypted
+    /// before (it had uploaded no keys), now that it may have.
+    pub(super) async fn send_unencrypted(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        addr: &DeviceAddr,
+    ) {
+        let waiting: Vec<usize> = state
+            .devices
+            .get(addr)
+            .map(|slot| {
+                slot.queue
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| matches!(p.body, PendingBody::Text { .. }))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for index in waiting {
+            if let Some(stanza) = self.stanza_of(state, addr, index).await
+                && view.push(&addr.jid(), stanza)
+            {
+                Counters::bump(&self.counters.messages_sent_to_devices);
+            }
+        }
+    }
+
     /// The stanza of queue item `index` of `addr`, encrypting it first when
     /// that has not been possible before; `None` while it cannot be.
     async fn stanza_of(&self, state: &mut State, addr: &DeviceAddr, index: usize) -> Option<Node> {

@@ -473,3 +473,21 @@ async fn a_retry_receipt_with_fresh_keys_gets_a_message_the_device_can_decrypt()
     let decoded = wacore::messages::decode_plaintext(&plain.plaintext, 2).expect("message");
     assert_eq!(decoded.conversation.as_deref(), Some("please decrypt me"));
 }
+
+#[tokio::test]
+async fn a_message_waiting_for_keys_goes_out_once_the_device_uploads_them() {
+    let (messaging, core) = (
+        Messaging::new(MessagingConfig::default()),
+        FakeCore::default(),
+    );
+    core.set_online(true);
+    messaging
+        .deliver(&core, CONTACT, ACCOUNT, "early", Some("E".into()))
+        .await
+        .expect("deliver to a known device without keys");
+    assert!(core.take_pushed().is_empty(), "nothing to encrypt with yet");
+    upload_keys(&messaging, &core, 1).await;
+    let pushed = core.take_pushed();
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(attr(&pushed[0], "id").as_deref(), Some("E"));
+}
