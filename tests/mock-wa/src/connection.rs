@@ -66,15 +66,6 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
         reject(tcp).await;
         return;
     }
-    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == WS_PATH {
-            Ok(resp)
-        } else {
-            let mut err = ErrorResponse::new(Some(format!("no websocket at {}", req.uri().path())));
-            *err.status_mut() = StatusCode::NOT_FOUND;
-            Err(err)
-        }
-    };
     let ws = match tokio_tungstenite::accept_hdr_async(tcp, check_path).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -116,6 +107,19 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
     }
     state.close_connection(conn.handle.conn_id);
     state.stats.drop_one(&state.stats.connections_open);
+}
+
+/// Upgrade callback: only [`WS_PATH`] gets a WebSocket.
+// The signature is tungstenite's `Callback`; its error type is not ours to shrink.
+#[allow(clippy::result_large_err)]
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    if req.uri().path() == WS_PATH {
+        Ok(resp)
+    } else {
+        let mut err = ErrorResponse::new(Some(format!("no websocket at {}", req.uri().path())));
+        *err.status_mut() = StatusCode::NOT_FOUND;
+        Err(err)
+    }
 }
 
 /// Turns a refused client away with an HTTP 503 instead of an upgrade.
@@ -232,12 +236,9 @@ impl Connection {
                     &encrypted_static,
                     &encrypted_payload,
                 )?;
-                let known = pending.as_ref().is_some_and(|p| {
-                    self.state
-                        .devices()
-                        .iter()
-                        .any(|d| d.noise_public == p.client_static)
-                });
+                let known = pending
+                    .as_ref()
+                    .is_some_and(|p| self.state.knows_noise_key(&p.client_static));
                 match pending {
                     Some(p) if known && self.state.config.accept_ik => {
                         let (hello, done) = p.accept(&self.state.identity)?;
