@@ -411,7 +411,7 @@ impl Connection {
     async fn on_iq(&mut self, node: Node) -> Result<Flow, ConnError> {
         let state = self.state.clone();
         let stats = &state.stats;
-        let replies = match iq::answer(&self.state, &node) {
+        let replies = match iq::answer(&self.state, self.device.as_ref(), &node) {
             IqAnswer::ClientReply => Vec::new(),
             IqAnswer::Ping(reply) => {
                 stats.bump(&stats.pings);

@@ -267,3 +267,49 @@ async fn only_the_chat_path_upgrades() {
     let wrong = mock.ws_url().replace("/ws/chat", "/other");
     assert!(tokio_tungstenite::connect_async(wrong).await.is_err());
 }
+
+/// 1,000 simultaneous connections (override with `MOCK_WA_RAW_CONNECTIONS`),
+/// each through a full XX handshake, holding its socket while every one of
+/// them gets its ping answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connections_at_once() {
+    let n: usize = std::env::var("MOCK_WA_RAW_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let url = mock.ws_url();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let mut c = Raw::connect(&url, b"", b"WA\x06\x03").await;
+            c.recv().await.expect("pair-device");
+            (i, c)
+        });
+    }
+    let mut clients = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        clients.push(done.expect("connection task"));
+    }
+    let stats = mock
+        .wait_for(Duration::from_secs(60), |s| {
+            s.connections_open as usize == n
+        })
+        .await
+        .expect("all connections open at once");
+    assert_eq!(stats.handshakes_xx as usize, n);
+    for (i, c) in &mut clients {
+        c.send(&iq(&format!("ping-{i}"), "w:p", None)).await;
+    }
+    for (i, c) in &mut clients {
+        let reply = c.recv_id(&format!("ping-{i}")).await;
+        assert_eq!(attr(&reply, "type").as_deref(), Some("result"));
+    }
+    let stats = mock.stats();
+    assert_eq!(stats.pings as usize, n);
+    assert_eq!(stats.protocol_errors, 0);
+    assert_eq!(stats.connections_open as usize, n);
+}
