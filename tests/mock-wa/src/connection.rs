@@ -89,6 +89,7 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
         offer: None,
         blackholed: false,
         peer,
+        refs_expire: None,
     };
     match conn.run().await {
         Ok(()) | Err(ConnError::Closed) => debug!(peer = %conn.peer, "connection ended"),
@@ -148,6 +149,16 @@ struct Connection {
     offer: Option<PairOffer>,
     blackholed: bool,
     peer: String,
+    /// When the last pairing ref of an unpaired connection expires.
+    refs_expire: Option<tokio::time::Instant>,
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What ended the main loop.
@@ -182,6 +193,9 @@ impl Connection {
             })?;
             let node = pairing::issue_refs(&self.state, &self.handle, &reg);
             self.send(node).await?;
+            let cfg = &self.state.config;
+            let last = cfg.qr_ttl * cfg.qr_refs.saturating_sub(1) as u32;
+            self.refs_expire = Some(tokio::time::Instant::now() + cfg.qr_first_ttl + last);
         } else {
             return Err(ConnError::Payload(
                 "neither a login (username) nor a registration (devicePairingData)".into(),
@@ -189,8 +203,16 @@ impl Connection {
         }
 
         loop {
+            // Unpaired connections end when their last ref expired, as the
+            // real server's do; a scan in progress keeps it open.
+            let refs_expire = self.refs_expire.filter(|_| self.offer.is_none());
             let flow = tokio::select! {
                 msg = self.source.next() => self.on_ws(msg).await?,
+                () = sleep_until_opt(refs_expire) => {
+                    info!(peer = %self.peer, "all pairing refs expired, closing");
+                    self.close(CloseCode::Normal).await;
+                    Flow::Stop
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await?,
                     None => Flow::Stop,

@@ -313,3 +313,21 @@ async fn a_thousand_connections_at_once() {
     assert_eq!(stats.protocol_errors, 0);
     assert_eq!(stats.connections_open as usize, n);
 }
+
+#[tokio::test]
+async fn an_unpaired_connection_ends_when_its_refs_are_exhausted() {
+    let mock = MockServer::start(MockConfig {
+        qr_refs: 2,
+        qr_first_ttl: Duration::from_millis(200),
+        qr_ttl: Duration::from_millis(100),
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock starts");
+    let mut c = Raw::connect(&mock.ws_url(), b"", b"WA\x06\x03").await;
+    c.recv().await.expect("pair-device");
+    assert!(c.recv().await.is_none(), "server closes after the last ref");
+    mock.wait_for(STEP, |s| s.connections_open == 0)
+        .await
+        .expect("connection closed");
+}
