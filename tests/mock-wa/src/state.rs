@@ -197,6 +197,11 @@ impl ServerState {
         lock(&self.devices).get(jid).cloned()
     }
 
+    /// Whether some registered device authenticates with this Noise key.
+    pub fn knows_noise_key(&self, key: &[u8; 32]) -> bool {
+        lock(&self.devices).values().any(|d| &d.noise_public == key)
+    }
+
     /// All registered devices, sorted by JID.
     pub fn devices(&self) -> Vec<Device> {
         let mut all: Vec<Device> = lock(&self.devices).values().cloned().collect();

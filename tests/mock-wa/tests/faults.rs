@@ -130,3 +130,24 @@ async fn blackhole_is_detected_by_keepalive_and_the_client_reconnects() {
     assert!(after.handshakes_ik > before.handshakes_ik);
     client.shutdown().await;
 }
+
+/// Without faults the session stays up: keepalive pings are answered and
+/// nothing the client sends in steady state is unknown to the mock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_pings_are_answered_and_the_session_stays_up() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let (client, _jid) = paired_client(&mock).await;
+    let before = mock.stats();
+    let after = mock
+        .wait_for(Duration::from_secs(75), |s| s.pings >= before.pings + 2)
+        .await
+        .expect("two keepalive pings within 75 s");
+    assert_eq!(after.logins, before.logins, "no reconnect: {after:?}");
+    assert_eq!(after.connections_open, 1);
+    assert_eq!(after.unknown_iqs, 0, "{after:?}");
+    assert_eq!(after.protocol_errors, 0, "{after:?}");
+    client.shutdown().await;
+}

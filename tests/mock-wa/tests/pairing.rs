@@ -42,3 +42,27 @@ async fn qr_pairing_then_restart_logs_in_via_ik_without_qr() {
     assert_eq!(again.client.pn().map(|j| j.to_string()), Some(jid));
     again.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_removes_the_device_and_its_next_login_fails() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let (client, _jid) = paired_client(&mock).await;
+    client.client.logout().await;
+    assert!(
+        mock.devices().is_empty(),
+        "remove-companion-device was honoured"
+    );
+    let backend = client.shutdown().await;
+
+    let mut again = TestClient::start(&mock.ws_url(), Some(backend)).await;
+    again
+        .wait_event(Duration::from_secs(60), "LoggedOut", |e| {
+            matches!(e, whatsapp_rust::types::events::Event::LoggedOut(_)).then_some(())
+        })
+        .await;
+    assert_eq!(mock.stats().login_failures, 1);
+    again.shutdown().await;
+}

@@ -42,7 +42,12 @@ async fn pair_many(n: usize) {
         .expect("all connections closed");
 }
 
+/// 50 clients by default; `MOCK_WA_CLIENTS=N` runs N (see README).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_clients_pair_and_stay_connected() {
-    pair_many(50).await;
+async fn many_clients_pair_and_stay_connected() {
+    let n = std::env::var("MOCK_WA_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    pair_many(n).await;
 }
