@@ -88,7 +88,7 @@ impl StanzaHandlers for SignalHandlers {
             .handle_message(&view, &jid_of(&ctx.device), node)
             .await;
         let stats = &ctx.state.stats;
-        for reply in replies.iter().filter(|r| r.tag == "ack") {
+        if replies.iter().any(|r| r.tag == "ack") {
             stats.bump(&stats.messages_acked);
         }
         replies
