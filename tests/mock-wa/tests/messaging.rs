@@ -344,3 +344,41 @@ async fn the_admin_api_delivers_lists_the_inbox_and_sends_receipts() {
     );
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_that_lost_its_session_gets_the_message_through_a_retry() {
+    let mock = start().await;
+    let (mut client, _jid) = paired_client(&mock).await;
+    let messaging = mock.messaging().expect("messaging").clone();
+
+    let first = client
+        .client
+        .send_text(Jid::pn(CONTACT), "before")
+        .await
+        .expect("send");
+    client
+        .wait_event(WAIT, "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == first.message_id => Some(()),
+            _ => None,
+        })
+        .await;
+    messaging.forget_sessions(CONTACT).await;
+
+    let second = client
+        .client
+        .send_text(Jid::pn(CONTACT), "after the contact lost its session")
+        .await
+        .expect("send");
+    eventually("the retried message in the contact's inbox", || {
+        let m = messaging.clone();
+        async move { m.inbox(CONTACT).await.len() == 2 }
+    })
+    .await;
+    let inbox = mock.inbox(CONTACT).await;
+    assert_eq!(inbox[1].id, second.message_id);
+    assert_eq!(inbox[1].text, "after the contact lost its session");
+    let stats = messaging.stats();
+    assert_eq!(stats.decrypt_failures, 1, "{stats:?}");
+    assert_eq!(stats.messages_received, 2, "{stats:?}");
+    client.shutdown().await;
+}

@@ -165,6 +165,8 @@ pub(super) struct State {
     /// asks with a retry receipt (it acks even what it cannot decrypt).
     pub sent: HashMap<(DeviceAddr, String), SentText>,
     pub sent_order: VecDeque<(DeviceAddr, String)>,
+    /// Retry receipts a contact sent per message id.
+    pub retries: HashMap<(String, String), u8>,
 }
 
 /// A contact message as written, before encryption.
@@ -235,6 +237,18 @@ impl Messaging {
             .get(&user)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Contact `contact` loses every Signal session (as after a reinstall,
+    /// keeping its keys): the next message a client sends on an old session
+    /// fails to decrypt, and the contact asks for a retry.
+    pub async fn forget_sessions(&self, contact: &str) {
+        let Some(user) = super::stanza::user_of(contact) else {
+            return;
+        };
+        if let Some(device) = self.state.lock().await.contacts.get_mut(&user) {
+            device.forget_all_sessions();
+        }
     }
 
     /// How many messages and receipts device `device` (e.g.

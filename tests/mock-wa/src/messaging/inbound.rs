@@ -91,7 +91,14 @@ impl Messaging {
                 }
                 Err(e) => {
                     Counters::bump(&self.counters.decrypt_failures);
-                    tracing::warn!(device = %device, to = %recipient, id = %id, error = %e, "could not decrypt the contact's copy; acking anyway, as the server does not read messages");
+                    tracing::warn!(device = %device, to = %recipient, id = %id, error = %e, "could not decrypt the contact's copy; acking it, and the contact asks for a retry");
+                    match self.retry_receipt(&mut state, &sender, &recipient.user, &id) {
+                        Ok(Some(stanza)) => replies.push(stanza),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(device = %device, id = %id, error = %e, "cannot build a retry receipt")
+                        }
+                    }
                 }
             }
         }
@@ -106,6 +113,64 @@ impl Messaging {
         Counters::bump(&self.counters.messages_acked);
         replies.insert(0, ack.build());
         replies
+    }
+}
+
+/// A client gives up after this many retries of one message (WA Web's cap).
+const MAX_RETRIES: u8 = 5;
+
+impl Messaging {
+    /// What the contact's phone does when it cannot decrypt: drop the session
+    /// with the sender and send a retry receipt carrying a fresh bundle, so
+    /// the client starts a new session and sends the message again.
+    fn retry_receipt(
+        &self,
+        state: &mut State,
+        sender: &DeviceAddr,
+        contact: &str,
+        id: &str,
+    ) -> Result<Option<Node>, MessagingError> {
+        let count = state
+            .retries
+            .entry((contact.to_string(), id.to_string()))
+            .or_insert(0);
+        *count += 1;
+        let count = *count;
+        if count >= MAX_RETRIES {
+            return Ok(None);
+        }
+        let device = state.contact(contact)?;
+        device.forget_session(&sender.signal_address());
+        let bundle = device.take_bundle();
+        let stanza = NodeBuilder::new("receipt")
+            .attr("from", Jid::pn(contact))
+            .attr("id", id)
+            .attr("type", "retry")
+            .attr("t", now_secs().to_string())
+            .children([
+                NodeBuilder::new("retry")
+                    .attr("v", "1")
+                    .attr("id", id)
+                    .attr("count", count.to_string())
+                    .attr("t", now_secs().to_string())
+                    .build(),
+                NodeBuilder::new("registration")
+                    .bytes(bundle.registration_id.to_be_bytes().to_vec())
+                    .build(),
+                bundle.to_keys_node(),
+            ])
+            .build();
+        Self::enqueue(
+            state,
+            sender,
+            Pending {
+                class: "receipt",
+                id: id.to_string(),
+                receipt_type: Some("retry"),
+                body: PendingBody::Stanza(stanza.clone()),
+            },
+        );
+        Ok(Some(stanza))
     }
 }
 

@@ -491,3 +491,94 @@ async fn a_message_waiting_for_keys_goes_out_once_the_device_uploads_them() {
     assert_eq!(pushed.len(), 1);
     assert_eq!(attr(&pushed[0], "id").as_deref(), Some("E"));
 }
+
+/// A contact that cannot decrypt asks for a retry with a fresh bundle; the
+/// client's new session from that bundle gets the message through once.
+#[tokio::test]
+async fn an_undecryptable_message_gets_a_retry_receipt_whose_keys_work() {
+    use super::bundle::{Bundle, child_bytes, id_from_bytes, key_32};
+    use super::signal_store::SignalStore;
+    use wacore_libsignal::protocol::{UsePQRatchet, message_encrypt, process_prekey_bundle};
+
+    let (messaging, core) = (
+        Messaging::new(MessagingConfig::default()),
+        FakeCore::default(),
+    );
+    let message_with = |enc_type: &str, bytes: Vec<u8>| {
+        NodeBuilder::new("message")
+            .attr("to", Jid::pn(CONTACT))
+            .attr("id", "BROKEN")
+            .attr("type", "text")
+            .children([NodeBuilder::new("enc")
+                .attr("v", "2")
+                .attr("type", enc_type.to_string())
+                .bytes(bytes)
+                .build()])
+            .build()
+    };
+
+    let replies = messaging
+        .handle_message(&core, &device(), &message_with("msg", vec![3; 60]))
+        .await;
+    assert_eq!(replies.len(), 2, "ack and retry receipt");
+    assert_eq!(attr(&replies[0], "class").as_deref(), Some("message"));
+    let retry = &replies[1];
+    assert_eq!(attr(retry, "type").as_deref(), Some("retry"));
+    assert!(messaging.inbox(CONTACT).await.is_empty());
+
+    let keys = retry.get_optional_child("keys").expect("keys");
+    let skey = keys.get_optional_child("skey").expect("skey");
+    let key = keys.get_optional_child("key").expect("key");
+    let bundle = Bundle {
+        registration_id: id_from_bytes(child_bytes(retry, "registration").expect("reg"))
+            .expect("reg id"),
+        identity: key_32(child_bytes(keys, "identity").expect("identity")).expect("32"),
+        signed_id: id_from_bytes(child_bytes(skey, "id").expect("id")).expect("id"),
+        signed_public: key_32(child_bytes(skey, "value").expect("value")).expect("32"),
+        signed_signature: child_bytes(skey, "signature").expect("sig").to_vec(),
+        prekey: Some((
+            id_from_bytes(child_bytes(key, "id").expect("id")).expect("id"),
+            key_32(child_bytes(key, "value").expect("value")).expect("32"),
+        )),
+    };
+
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut client = SignalStore::new(IdentityKeyPair::generate(&mut rng), 4242);
+    let contact_addr = super::sim_device::address_of(CONTACT, "s.whatsapp.net", 0);
+    process_prekey_bundle(
+        &contact_addr,
+        &mut client.sessions,
+        &mut client.identities,
+        &bundle.to_libsignal(0).expect("bundle"),
+        &mut rng,
+        UsePQRatchet::No,
+    )
+    .await
+    .expect("session from the retry keys");
+    let padded = wacore::messages::MessageUtils::encode_and_pad(&waproto::whatsapp::Message {
+        conversation: Some("second try".into()),
+        ..Default::default()
+    });
+    let ciphertext = message_encrypt(
+        &padded,
+        &contact_addr,
+        &mut client.sessions,
+        &mut client.identities,
+    )
+    .await
+    .expect("encrypt");
+    let replies = messaging
+        .handle_message(
+            &core,
+            &device(),
+            &message_with("pkmsg", ciphertext.serialize().to_vec()),
+        )
+        .await;
+    assert_eq!(attr(&replies[1], "type"), None, "now a delivery receipt");
+    let inbox = messaging.inbox(CONTACT).await;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(
+        (inbox[0].id.as_str(), inbox[0].text.as_str()),
+        ("BROKEN", "second try")
+    );
+}
