@@ -93,6 +93,10 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
     };
     match conn.run().await {
         Ok(()) | Err(ConnError::Closed) => debug!(peer = %conn.peer, "connection ended"),
+        // The peer went away (reset, broken pipe): not the client's protocol fault.
+        Err(e @ ConnError::Ws(_)) => {
+            info!(peer = %conn.peer, device = conn.jid(), "connection lost: {e}");
+        }
         Err(e) => {
             state.stats.bump(&state.stats.protocol_errors);
             warn!(peer = %conn.peer, device = conn.jid(), "connection ended: {e}");

@@ -2,30 +2,38 @@
 
 mod common;
 
-use common::{TestClient, init_logging, paired_client};
+use common::{TestClient, init_logging, paired_client_within};
 use mock_wa::{MockConfig, MockServer};
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn pair_many(n: usize) {
     init_logging();
-    let mock = std::sync::Arc::new(
-        MockServer::start(MockConfig::default())
-            .await
-            .expect("mock starts"),
+    // Generous for the clients' own work (each generates and uploads its
+    // prekeys on two shared cores); the server side alone is exercised at
+    // 1,000 connections in tests/raw.rs.
+    let step = Duration::from_secs(60) + Duration::from_millis(300) * n as u32;
+    let mock = Arc::new(
+        MockServer::start(MockConfig {
+            pair_timeout: step,
+            ..MockConfig::default()
+        })
+        .await
+        .expect("mock starts"),
     );
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
         let mock = mock.clone();
-        tasks.push(tokio::spawn(async move { paired_client(&mock).await }));
+        tasks.push(tokio::spawn(async move {
+            paired_client_within(&mock, step).await
+        }));
     }
     let mut clients: Vec<TestClient> = Vec::with_capacity(n);
     for t in tasks {
         clients.push(t.await.expect("client task").0);
     }
     let stats = mock
-        .wait_for(Duration::from_secs(30), |s| {
-            s.connections_open as usize == n
-        })
+        .wait_for(step, |s| s.connections_open as usize == n)
         .await
         .expect("every client holds one connection");
     assert_eq!(stats.pairings as usize, n);
@@ -37,7 +45,7 @@ async fn pair_many(n: usize) {
     for c in clients {
         c.shutdown().await;
     }
-    mock.wait_for(Duration::from_secs(30), |s| s.connections_open == 0)
+    mock.wait_for(step, |s| s.connections_open == 0)
         .await
         .expect("all connections closed");
 }

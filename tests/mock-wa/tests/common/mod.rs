@@ -174,15 +174,24 @@ impl TestClient {
 
 /// A fresh client paired through a QR scan and connected.
 pub async fn paired_client(mock: &mock_wa::MockHandle) -> (TestClient, String) {
+    paired_client_within(mock, Duration::from_secs(60)).await
+}
+
+/// [`paired_client`] with a deadline for each step (QR, then Connected);
+/// many clients in one process share two cores and need longer.
+pub async fn paired_client_within(
+    mock: &mock_wa::MockHandle,
+    step: Duration,
+) -> (TestClient, String) {
     let mut c = TestClient::start(&mock.ws_url(), None).await;
     let qr = c
-        .wait_event(Duration::from_secs(30), "PairingQrCode", |e| match e {
+        .wait_event(step, "PairingQrCode", |e| match e {
             Event::PairingQrCode(q) => Some(q.code.clone()),
             _ => None,
         })
         .await;
     let jid = mock.scan(&qr).await.expect("scan pairs the device");
-    c.wait_connected(Duration::from_secs(60)).await;
+    c.wait_connected(step).await;
     (c, jid)
 }
 
