@@ -382,3 +382,67 @@ async fn a_contact_that_lost_its_session_gets_the_message_through_a_retry() {
     assert_eq!(stats.messages_received, 2, "{stats:?}");
     client.shutdown().await;
 }
+
+/// A second device of the same account, paired with `scan_for`.
+async fn second_device(mock: &MockHandle, phone: &str) -> (TestClient, String) {
+    let mut c = TestClient::start(&mock.ws_url(), None).await;
+    let qr = c
+        .wait_event(WAIT, "PairingQrCode", |e| match e {
+            Event::PairingQrCode(q) => Some(q.code.clone()),
+            _ => None,
+        })
+        .await;
+    let jid = mock.scan_for(&qr, phone).await.expect("scan pairs");
+    c.wait_connected(Duration::from_secs(60)).await;
+    (c, jid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_of_an_account_gets_contact_messages_and_its_own_sent_ones() {
+    let mock = start().await;
+    let (mut first, first_jid) = paired_client(&mock).await;
+    let phone = first_jid.split(':').next().expect("phone").to_string();
+    let (mut second, second_jid) = second_device(&mock, &phone).await;
+    assert_ne!(first_jid, second_jid);
+
+    let id = mock
+        .deliver(CONTACT, &phone, "to both devices", None)
+        .await
+        .expect("deliver");
+    for client in [&mut first, &mut second] {
+        let (got_id, text, _) = client.wait_event(WAIT, "Messages", incoming_text).await;
+        assert_eq!(
+            (got_id.as_str(), text.as_str()),
+            (id.as_str(), "to both devices")
+        );
+    }
+
+    // What one device sends shows up on the other as sent by the account.
+    // The second device sends: it learned the account's device list after
+    // both were paired (the core sends no device-change notifications).
+    let sent = second
+        .client
+        .send_text(Jid::pn(CONTACT), "from the second device")
+        .await
+        .expect("send");
+    let synced = first
+        .wait_event(WAIT, "own sent message", |e| match e {
+            Event::Messages(batch) => batch.iter().find_map(|m| {
+                (m.info.id == sent.message_id).then(|| {
+                    let inner = m
+                        .message
+                        .device_sent_message
+                        .as_option()
+                        .and_then(|d| d.message.as_option())
+                        .and_then(|msg| msg.conversation.clone())
+                        .or_else(|| m.message.conversation.clone());
+                    (m.info.source.is_from_me, inner)
+                })
+            }),
+            _ => None,
+        })
+        .await;
+    assert_eq!(synced, (true, Some("from the second device".to_string())));
+    first.shutdown().await;
+    second.shutdown().await;
+}
