@@ -33,7 +33,7 @@ impl Default for MessagingConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InboxEntry {
     pub id: String,
-    /// Sender device JID, e.g. `15550000001:3@s.whatsapp.net`.
+    /// The sending account's user JID, e.g. `15550000001@s.whatsapp.net`.
     pub from: String,
     /// The contact's JID.
     pub to: String,
