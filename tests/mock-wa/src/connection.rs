@@ -97,6 +97,10 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
         Err(e @ ConnError::Ws(_)) => {
             info!(peer = %conn.peer, device = conn.jid(), "connection lost: {e}");
         }
+        Err(e @ ConnError::HandshakeTimeout(_)) => {
+            state.stats.bump(&state.stats.handshake_timeouts);
+            info!(peer = %conn.peer, "connection ended: {e}");
+        }
         Err(e) => {
             state.stats.bump(&state.stats.protocol_errors);
             warn!(peer = %conn.peer, device = conn.jid(), "connection ended: {e}");

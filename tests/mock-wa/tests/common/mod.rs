@@ -28,6 +28,15 @@ type WsSink = futures_util::stream::SplitSink<
 
 struct WsTransport {
     sink: Mutex<WsSink>,
+    /// The read half lives in this task; ending it is what closes the socket
+    /// when the client drops the transport (e.g. after its own timeout).
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WsTransport {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 #[whatsapp_rust::async_trait]
@@ -56,7 +65,7 @@ impl TransportFactory for WsFactory {
         let (sink, mut source) = ws.split();
         let (tx, rx) = async_channel::unbounded();
         let _ = tx.send(TransportEvent::Connected).await;
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let reason = loop {
                 match source.next().await {
                     Some(Ok(Message::Binary(b))) => {
@@ -80,6 +89,7 @@ impl TransportFactory for WsFactory {
         Ok((
             Arc::new(WsTransport {
                 sink: Mutex::new(sink),
+                reader,
             }),
             rx,
         ))
