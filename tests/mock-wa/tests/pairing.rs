@@ -1,0 +1,68 @@
+//! Pairing through a QR scan and logging in again without one.
+
+mod common;
+
+use common::{TestClient, init_logging, paired_client};
+use mock_wa::{MockConfig, MockServer};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_pairing_then_restart_logs_in_via_ik_without_qr() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let (client, jid) = paired_client(&mock).await;
+    assert_eq!(jid, "15550000001:1@s.whatsapp.net");
+    let pn = client
+        .client
+        .pn()
+        .expect("client knows its JID after pairing");
+    assert_eq!(pn.to_string(), jid);
+    let before = mock.stats();
+    assert_eq!(before.pairings, 1);
+    assert!(before.logins >= 1, "{before:?}");
+    assert_eq!(mock.devices().len(), 1);
+    assert!(mock.devices()[0].connected);
+
+    let backend = client.shutdown().await;
+    mock.wait_for(Duration::from_secs(10), |s| s.connections_open == 0)
+        .await
+        .expect("client disconnects");
+
+    let mut again = TestClient::start(&mock.ws_url(), Some(backend)).await;
+    again.wait_connected(Duration::from_secs(60)).await;
+    let after = mock.stats();
+    assert_eq!(after.pairings, 1, "no second pairing: {after:?}");
+    assert!(
+        after.handshakes_ik > before.handshakes_ik,
+        "IK login: {after:?}"
+    );
+    assert_eq!(after.logins, before.logins + 1);
+    assert_eq!(again.client.pn().map(|j| j.to_string()), Some(jid));
+    again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_removes_the_device_and_its_next_login_fails() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let (client, _jid) = paired_client(&mock).await;
+    client.client.logout().await;
+    assert!(
+        mock.devices().is_empty(),
+        "remove-companion-device was honoured"
+    );
+    let backend = client.shutdown().await;
+
+    let mut again = TestClient::start(&mock.ws_url(), Some(backend)).await;
+    again
+        .wait_event(Duration::from_secs(60), "LoggedOut", |e| {
+            matches!(e, whatsapp_rust::types::events::Event::LoggedOut(_)).then_some(())
+        })
+        .await;
+    assert_eq!(mock.stats().login_failures, 1);
+    again.shutdown().await;
+}
