@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use super::accounts::Accounts;
 use crate::account::health::{HealthInput, assess};
 use crate::account::state::AccountState;
-use crate::account::{self, AccountEvent, AccountHandle, CommandError, SentStatus, Snapshot};
+use crate::account::{AccountEvent, AccountHandle, CommandError, SentStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
     MessageStatus, PairCodeResult, QrNotification, QrResult, RpcError, SendResult, StatusResult,
