@@ -90,7 +90,7 @@ async fn routine_recycles_and_restart_required_reconnect_at_once() {
     for (n, (fault, reason)) in cases.into_iter().enumerate() {
         let attempts = env.mock.stats().connection_attempts;
         assert_eq!(
-            env.mock.fault(&jid, fault.clone()),
+            env.mock.fault(&jid, fault),
             1,
             "{fault:?} hit the connection"
         );
