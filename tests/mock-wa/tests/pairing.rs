@@ -66,3 +66,29 @@ async fn logout_removes_the_device_and_its_next_login_fails() {
     assert_eq!(mock.stats().login_failures, 1);
     again.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_ik_falls_back_to_xxfallback_and_still_logs_in() {
+    init_logging();
+    let mock = MockServer::start(MockConfig {
+        accept_ik: false,
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock starts");
+    let (client, jid) = paired_client(&mock).await;
+    let backend = client.shutdown().await;
+    let before = mock.stats();
+
+    let mut again = TestClient::start(&mock.ws_url(), Some(backend)).await;
+    again.wait_connected(Duration::from_secs(60)).await;
+    let after = mock.stats();
+    assert_eq!(
+        after.handshakes_xx_fallback,
+        before.handshakes_xx_fallback + 1
+    );
+    assert_eq!(after.handshakes_ik, before.handshakes_ik);
+    assert_eq!(after.logins, before.logins + 1);
+    assert_eq!(again.client.pn().map(|j| j.to_string()), Some(jid));
+    again.shutdown().await;
+}
