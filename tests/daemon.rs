@@ -314,23 +314,35 @@ async fn user_mode_needs_no_config_and_keeps_its_state_private() {
         .spawn()
         .unwrap();
     let socket = runtime.join("walink/walink.sock");
-    let out = eventually(Duration::from_secs(20), "walink status in user mode", || async {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walink"))
-            .args(["status", "--json"])
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .env_remove("WALINK_SOCKET")
-            .output()
-            .await
-            .unwrap();
-        out.status.success().then_some(out)
-    })
+    let out = eventually(
+        Duration::from_secs(20),
+        "walink status in user mode",
+        || async {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walink"))
+                .args(["status", "--json"])
+                .env("XDG_RUNTIME_DIR", &runtime)
+                .env_remove("WALINK_SOCKET")
+                .output()
+                .await
+                .unwrap();
+            out.status.success().then_some(out)
+        },
+    )
     .await;
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["accounts"], json!([]), "no config, no account");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&socket), 0o660, "socket is 0660");
-    assert_eq!(mode(&state_home.join("walink")), 0o700, "state dir is private");
-    assert_eq!(mode(&state_home.join("walink/state")), 0o700, "database is private");
+    assert_eq!(
+        mode(&state_home.join("walink")),
+        0o700,
+        "state dir is private"
+    );
+    assert_eq!(
+        mode(&state_home.join("walink/state")),
+        0o700,
+        "database is private"
+    );
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(daemon.id().unwrap() as i32, libc::SIGTERM) };
     assert!(daemon.wait().await.unwrap().success());
