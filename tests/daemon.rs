@@ -94,14 +94,16 @@ async fn routine_recycles_and_restart_required_reconnect_at_once() {
             1,
             "{fault:?} hit the connection"
         );
+        let reconnections = n as u64 + 1;
         let s = eventually(CONNECT, &format!("reconnected after {fault:?}"), || async {
             let s = env.status("sales").await;
-            (s["state"] == "connected" && s["last_disconnect"]["reason"] == reason).then_some(s)
+            (s["state"] == "connected" && s["automatic_reconnections"] == reconnections)
+                .then_some(s)
         })
         .await;
+        assert_eq!(s["last_disconnect"]["reason"], reason);
         assert_eq!(s["reconnect_attempts"], 0, "no failed attempt, no backoff");
         assert_eq!(s["next_retry_at"], serde_json::Value::Null);
-        assert_eq!(s["automatic_reconnections"], n as u64 + 1);
         assert_eq!(
             env.mock.stats().connection_attempts,
             attempts + 1,
