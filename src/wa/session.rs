@@ -23,6 +23,9 @@ use whatsapp_rust_ureq_http_client::UreqHttpClient;
 use super::events::{Forwarder, WaEvent};
 use super::transport::WsTransportFactory;
 
+/// How long a logout may wait for the server before we just disconnect.
+const LOGOUT_GRACE: Duration = Duration::from_secs(10);
+
 /// Connection settings shared by every account.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
@@ -122,9 +125,16 @@ impl Session {
         self.client.reconnect_immediately().await;
     }
 
-    /// Asks the server to remove this device, then disconnects.
+    /// Asks the server to remove this device, then disconnects. Bounded: a
+    /// server that does not answer must not hold the account's supervisor
+    /// (and with it the watchdog) hostage; the local disconnect happens anyway.
     pub async fn logout(&self) {
-        self.client.logout().await;
+        if tokio::time::timeout(LOGOUT_GRACE, self.client.logout())
+            .await
+            .is_err()
+        {
+            self.client.disconnect().await;
+        }
     }
 
     pub fn is_connected(&self) -> bool {
