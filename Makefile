@@ -2,7 +2,7 @@
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: all build demo test lint fmt clean
+.PHONY: all build demo test lint fmt clean bench
 
 all: build
 
@@ -25,6 +25,11 @@ test:
 		echo "cargo-nextest not found; running cargo test"; \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## Speed and memory figures (release build, mock-wa on loopback); results in
+## target/bench/results.json. BENCH_ACCOUNTS=100,500 sets the scale runs.
+bench:
+	$(CARGO) bench --bench walink
 
 lint:
 	$(CARGO) fmt --all -- --check
