@@ -350,3 +350,33 @@ async fn user_mode_needs_no_config_and_keeps_its_state_private() {
     assert!(daemon.wait().await.unwrap().success());
     assert!(!socket.exists(), "the socket it bound is removed on exit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_is_named_precisely_and_touches_nothing() {
+    let env = Env::new(&["sales"]).await;
+    let config = env.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[connection]\n", "[connection]\njitter = 1.5\n"),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walinkd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "walinkd refuses a bad config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().position(|l| l == "[connection]").unwrap() + 2;
+    assert!(
+        err.contains(&format!(
+            "{}:{line}: connection.jitter = 1.5: must be between 0.0 and 0.9",
+            config.display()
+        )),
+        "names file, line, key and what is allowed: {err}"
+    );
+    assert!(!env.state_dir().exists(), "no state created");
+    assert!(!env.socket().exists(), "no socket bound");
+}
