@@ -345,16 +345,22 @@ impl MessageStore {
             .map_err(ConflictableTransactionError::Abort)
     }
 
-    /// Makes every write so far durable on disk.
+    /// Makes every write so far durable on disk. sled's `flush_async` can
+    /// hang when several run at once (as concurrent sends do), so the
+    /// blocking flush runs off the async workers instead; concurrent flushes
+    /// then share sled's one fsync.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db
-            .flush_async()
+        let db = self.db.clone();
+        let flushed = tokio::task::spawn_blocking(move || db.flush())
             .await
-            .map(drop)
-            .map_err(|source| StoreError::Database {
+            .map_err(|e| StoreError::Database {
                 op: "flush messages to disk",
-                source,
-            })
+                source: sled::Error::ReportableBug(format!("the flush task failed: {e}")),
+            })?;
+        flushed.map(drop).map_err(|source| StoreError::Database {
+            op: "flush messages to disk",
+            source,
+        })
     }
 
     // -----------------------------------------------------------------------

@@ -337,3 +337,39 @@ async fn retention_drops_the_oldest_and_never_pending_sends() {
     assert_eq!(left, ["o3", "o0"]);
     assert!(store.outgoing("o1").unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_all_complete_in_sequence_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in 0..50 {
+                store
+                    .enqueue(&format!("c{c}-{i}"), "1@s.whatsapp.net", "x", None, 1)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await
+    .expect("400 concurrent enqueues finish");
+    let pending = store.pending().unwrap();
+    assert_eq!(pending.len(), 400);
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Each client's messages keep the order it queued them in.
+    for c in 0..8 {
+        let mine: Vec<u32> = pending
+            .iter()
+            .filter_map(|r| r.id.strip_prefix(&format!("c{c}-"))?.parse().ok())
+            .collect();
+        assert_eq!(mine, (0..50).collect::<Vec<u32>>());
+    }
+}
