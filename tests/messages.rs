@@ -408,6 +408,12 @@ async fn queued_while_disconnected_goes_out_on_reconnect() {
     assert_eq!(pending["messages"][0]["id"], id.as_str());
     assert_eq!(pending["messages"][0]["status"], "queued");
     assert_eq!(env.status("sales").await["outbox"]["queued"], 1);
+    let detail = env.walink(&["status", "sales"]).await;
+    let detail = String::from_utf8(detail.stdout).unwrap();
+    assert!(
+        detail.contains("1 waiting to be sent, 0 failed"),
+        "{detail}"
+    );
     let table = env.walink(&["outbox", "sales"]).await;
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains(&id) && table.contains("queued"), "{table}");

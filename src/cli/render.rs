@@ -278,6 +278,13 @@ pub fn status_detail(a: &AccountStatus, now: u64) -> String {
             "none (not paired)".to_owned()
         },
     ));
+    rows.push((
+        "outbox",
+        format!(
+            "{} waiting to be sent, {} failed",
+            a.outbox.queued, a.outbox.failed
+        ),
+    ));
     for command in recommended_commands(&a.name, &a.recommendations) {
         rows.push(("recommended", command));
     }
