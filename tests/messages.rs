@@ -468,7 +468,11 @@ async fn a_subscriber_that_stops_reading_does_not_slow_senders() {
         )
         .await
         .unwrap();
-    assert_eq!(reply["status"], "server_ack");
+    // The contact's delivery receipt may be handled before the server ack.
+    assert!(
+        ["server_ack", "delivered"].contains(&reply["status"].as_str().unwrap()),
+        "{reply}"
+    );
     assert!(
         sent.elapsed() < Duration::from_secs(10),
         "a waiting send took {:?} next to a stalled subscriber",
