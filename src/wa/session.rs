@@ -40,7 +40,7 @@ pub enum SessionError {
     Build(String),
     #[error("not connected to WhatsApp: wait for the account to reconnect, then retry")]
     NotConnected,
-    #[error("invalid recipient {0:?}: expected a phone number with country code or a JID")]
+    #[error("invalid recipient {0:?}: expected a JID such as 15551234567@s.whatsapp.net")]
     BadRecipient(String),
     #[error("WhatsApp refused the message: {0}")]
     Send(String),
@@ -148,7 +148,8 @@ impl Session {
             .map(|j| j.to_string())
     }
 
-    /// Sends a text and returns the WhatsApp message id. With `message_id`,
+    /// Sends a text to `to`, a JID (the IPC layer normalizes phone numbers),
+    /// and returns the WhatsApp message id. With `message_id`,
     /// the same id is reused, so a retried send is recognised as the same
     /// message by the recipient instead of arriving twice.
     pub async fn send_text(
@@ -160,7 +161,9 @@ impl Session {
         if !self.is_connected() {
             return Err(SessionError::NotConnected);
         }
-        let jid = recipient_jid(to)?;
+        let jid: Jid = to
+            .parse()
+            .map_err(|_| SessionError::BadRecipient(to.to_string()))?;
         let message = whatsapp_rust::waproto::whatsapp::Message {
             conversation: Some(text.to_string()),
             ..Default::default()
@@ -199,42 +202,5 @@ impl Session {
             .await
             .map_err(|e| SessionError::Keepalive(e.to_string()))?;
         Ok(start.elapsed())
-    }
-}
-
-/// Accepts `+15551234567`, `15551234567` or a full JID.
-pub fn recipient_jid(to: &str) -> Result<Jid, SessionError> {
-    let bad = || SessionError::BadRecipient(to.to_string());
-    if to.contains('@') {
-        return to.parse::<Jid>().map_err(|_| bad());
-    }
-    let digits = to.strip_prefix('+').unwrap_or(to);
-    if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    format!("{digits}@s.whatsapp.net")
-        .parse::<Jid>()
-        .map_err(|_| bad())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recipients_accept_numbers_and_jids() {
-        assert_eq!(
-            recipient_jid("+15551234567").unwrap().to_string(),
-            "15551234567@s.whatsapp.net"
-        );
-        assert_eq!(
-            recipient_jid("15551234567@s.whatsapp.net")
-                .unwrap()
-                .to_string(),
-            "15551234567@s.whatsapp.net"
-        );
-        for bad in ["", "+1", "12ab5678", "1234567890123456"] {
-            assert!(recipient_jid(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{TestClient, init_logging, paired_client};
-use mock_wa::{MockConfig, MockServer};
+use mock_wa::{MockConfig, MockServer, PairError};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,4 +65,75 @@ async fn logout_removes_the_device_and_its_next_login_fails() {
         .await;
     assert_eq!(mock.stats().login_failures, 1);
     again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_ik_falls_back_to_xxfallback_and_still_logs_in() {
+    init_logging();
+    let mock = MockServer::start(MockConfig {
+        accept_ik: false,
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock starts");
+    let (client, jid) = paired_client(&mock).await;
+    let backend = client.shutdown().await;
+    let before = mock.stats();
+
+    let mut again = TestClient::start(&mock.ws_url(), Some(backend)).await;
+    again.wait_connected(Duration::from_secs(60)).await;
+    let after = mock.stats();
+    assert_eq!(
+        after.handshakes_xx_fallback,
+        before.handshakes_xx_fallback + 1
+    );
+    assert_eq!(after.handshakes_ik, before.handshakes_ik);
+    assert_eq!(after.logins, before.logins + 1);
+    assert_eq!(again.client.pn().map(|j| j.to_string()), Some(jid));
+    again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_of_wrong_qr_payloads_are_rejected_without_pairing() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let mut c = TestClient::start(&mock.ws_url(), None).await;
+    let qr = c
+        .wait_event(Duration::from_secs(30), "PairingQrCode", |e| match e {
+            whatsapp_rust::types::events::Event::PairingQrCode(q) => Some(q.code.clone()),
+            _ => None,
+        })
+        .await;
+    let parts: Vec<&str> = qr.split(',').collect();
+
+    assert!(matches!(
+        mock.scan("ref-only").await,
+        Err(PairError::BadQr(_))
+    ));
+    let unknown_ref = [&["2@nope"][..], &parts[1..]].concat().join(",");
+    assert!(matches!(
+        mock.scan(&unknown_ref).await,
+        Err(PairError::UnknownRef)
+    ));
+    // The identity key of another device in place of this one's.
+    let other_identity = "BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=";
+    let mut swapped = parts.clone();
+    swapped[2] = other_identity;
+    assert!(matches!(
+        mock.scan(&swapped.join(",")).await,
+        Err(PairError::KeyMismatch)
+    ));
+    assert_eq!(mock.stats().pairings, 0);
+
+    // None of that used up the ref: the real QR still pairs.
+    let jid = mock.scan(&qr).await.expect("the genuine QR pairs");
+    c.wait_connected(Duration::from_secs(60)).await;
+    assert_eq!(c.client.pn().map(|j| j.to_string()), Some(jid));
+    assert!(
+        matches!(mock.scan(&qr).await, Err(PairError::UnknownRef)),
+        "a ref pairs once"
+    );
+    c.shutdown().await;
 }
