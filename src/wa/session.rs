@@ -21,6 +21,7 @@ use whatsapp_rust::{Client, Jid, RawNodeLease, SendOptions, TokioRuntime};
 use whatsapp_rust_ureq_http_client::UreqHttpClient;
 
 use super::events::{Forwarder, WaEvent};
+use super::inbox::{DurableInbox, InboxSink};
 use super::transport::WsTransportFactory;
 
 /// How long a logout may wait for the server before we just disconnect.
@@ -62,9 +63,12 @@ pub struct Session {
 
 impl Session {
     /// Builds the client over `backend` and returns the stream of its events.
+    /// With `inbox`, received messages are acknowledged to the server only
+    /// once `inbox` has stored them.
     pub async fn build(
         backend: Arc<dyn Backend>,
         settings: &ConnectionSettings,
+        inbox: Option<Arc<dyn InboxSink>>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<WaEvent>), SessionError> {
         let persistence = PersistenceManager::new(backend)
             .await
@@ -79,6 +83,9 @@ impl Session {
             .with_skip_history_sync(true);
         if let Some(version) = settings.client_version {
             builder = builder.with_version_override(version);
+        }
+        if let Some(inbox) = inbox {
+            builder = builder.with_inbound_durability_hook_arc(Arc::new(DurableInbox(inbox)));
         }
         let client = builder
             .build()
