@@ -137,8 +137,13 @@ impl Sender {
     }
 }
 
-/// The inbox as the library's durability hook sees it.
-pub(crate) struct StoreInbox(pub(crate) Arc<MessageStore>);
+/// The inbox as the library's durability hook sees it. It also announces
+/// each message it stores for the first time: a redelivery after a crash is
+/// stored once and announced once.
+pub(crate) struct StoreInbox {
+    pub(crate) store: Arc<MessageStore>,
+    pub(crate) events: broadcast::Sender<AccountEvent>,
+}
 
 #[async_trait::async_trait]
 impl InboxSink for StoreInbox {
@@ -155,10 +160,23 @@ impl InboxSink for StoreInbox {
                 description: m.description.clone(),
             })
             .collect();
-        self.0
+        let stored = self
+            .store
             .store_inbound(&batch, now_ms())
             .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        for record in stored {
+            let m = record.message;
+            let _ = self.events.send(AccountEvent::Message(IncomingMessage {
+                id: m.id,
+                chat: m.chat,
+                sender: m.sender,
+                from_me: m.from_me,
+                timestamp: m.timestamp,
+                text: m.text,
+                description: m.description,
+            }));
+        }
+        Ok(())
     }
 }

@@ -560,7 +560,10 @@ impl Supervisor {
             return Ok(session.clone());
         }
         let backend: Arc<dyn wacore::store::traits::Backend> = self.backend.clone();
-        let inbox = Arc::new(StoreInbox(self.messages.clone()));
+        let inbox = Arc::new(StoreInbox {
+            store: self.messages.clone(),
+            events: self.events.clone(),
+        });
         let (session, events) = Session::build(backend, &self.settings.connection, Some(inbox))
             .await
             .map_err(|e| e.to_string())?;

@@ -161,6 +161,10 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                 from: r.source.chat.to_string(),
             })
         }
+        // Messages the durability hook committed were announced by the
+        // inbox when first stored; only the ones that bypass it (newsletters,
+        // placeholder recoveries) are news here.
+        Event::Messages(batch) if batch.hook_committed => Vec::new(),
         Event::Messages(batch) => batch
             .messages
             .iter()
