@@ -14,7 +14,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
-.PHONY: all build demo test lint fmt clean check-release completions deb rpm \
+.PHONY: all build demo test lint fmt clean bench check-release completions deb rpm \
 	check-deb check-rpm install uninstall test-system
 
 all: build
@@ -109,6 +109,11 @@ test:
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 	@echo "make test: done; the test under a real systemd is separate (it needs root and a release build): make test-system"
+
+## Speed and memory figures (release build, mock-wa on loopback); results in
+## target/bench/results.json. BENCH_ACCOUNTS=100,500 sets the scale runs.
+bench:
+	$(CARGO) bench --bench walink
 
 lint:
 	$(CARGO) fmt --all -- --check

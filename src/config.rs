@@ -97,6 +97,10 @@ pub struct AccountConfig {
     pub name: String,
     pub enabled: bool,
     pub pair_on_start: bool,
+    /// Messages older than this many days are deleted; `None` keeps them.
+    pub retention_days: Option<u32>,
+    /// At most this many messages are kept per direction; `None`: no limit.
+    pub retention_max_messages: Option<u64>,
 }
 
 impl Default for ConnectionConfig {
@@ -301,6 +305,8 @@ struct RawAccount {
     name: Spanned<String>,
     enabled: Option<bool>,
     pair_on_start: Option<bool>,
+    retention_days: Option<Spanned<i64>>,
+    retention_max_messages: Option<Spanned<i64>>,
 }
 
 impl RawConfig {
@@ -412,10 +418,44 @@ impl RawConfig {
                     "is already used by another [[account]]; names must be unique",
                 ));
             }
+            let retention_days = account
+                .retention_days
+                .map(|days| {
+                    u32::try_from(*days.get_ref())
+                        .ok()
+                        .filter(|d| (1..=36_500).contains(d))
+                        .ok_or_else(|| {
+                            at.invalid(
+                                days.span(),
+                                "account.retention_days",
+                                Some(days.get_ref().to_string()),
+                                "must be a number of days from 1 to 36500 (leave it out to keep messages forever)",
+                            )
+                        })
+                })
+                .transpose()?;
+            let retention_max_messages = account
+                .retention_max_messages
+                .map(|max| {
+                    u64::try_from(*max.get_ref())
+                        .ok()
+                        .filter(|m| *m >= 1)
+                        .ok_or_else(|| {
+                            at.invalid(
+                                max.span(),
+                                "account.retention_max_messages",
+                                Some(max.get_ref().to_string()),
+                                "must be at least 1 (leave it out for no limit)",
+                            )
+                        })
+                })
+                .transpose()?;
             config.accounts.push(AccountConfig {
                 name: name.into_inner(),
                 enabled: account.enabled.unwrap_or(true),
                 pair_on_start: account.pair_on_start.unwrap_or(false),
+                retention_days,
+                retention_max_messages,
             });
         }
         Ok(config)
@@ -629,7 +669,9 @@ name = "sales"
             vec![AccountConfig {
                 name: "sales".into(),
                 enabled: true,
-                pair_on_start: false
+                pair_on_start: false,
+                retention_days: None,
+                retention_max_messages: None
             }]
         );
     }
@@ -732,6 +774,21 @@ name = "sales"
         );
         assert_eq!((line, key.as_str()), (6, "account.name"));
         assert!(shown.contains("unique"), "{shown}");
+    }
+
+    #[test]
+    fn retention_limits_are_checked() {
+        let config = parse(
+            "[[account]]\nname = \"a\"\nretention_days = 30\nretention_max_messages = 5000\n",
+        )
+        .unwrap();
+        assert_eq!(config.accounts[0].retention_days, Some(30));
+        assert_eq!(config.accounts[0].retention_max_messages, Some(5000));
+        let (line, key, shown) = invalid("[[account]]\nname = \"a\"\nretention_days = 0\n");
+        assert_eq!((line, key.as_str()), (3, "account.retention_days"));
+        assert!(shown.contains("1 to 36500"), "{shown}");
+        let (line, key, _) = invalid("[[account]]\nname = \"a\"\n\nretention_max_messages = -3\n");
+        assert_eq!((line, key.as_str()), (4, "account.retention_max_messages"));
     }
 
     #[test]

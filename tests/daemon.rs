@@ -90,18 +90,20 @@ async fn routine_recycles_and_restart_required_reconnect_at_once() {
     for (n, (fault, reason)) in cases.into_iter().enumerate() {
         let attempts = env.mock.stats().connection_attempts;
         assert_eq!(
-            env.mock.fault(&jid, fault.clone()),
+            env.mock.fault(&jid, fault),
             1,
             "{fault:?} hit the connection"
         );
+        let reconnections = n as u64 + 1;
         let s = eventually(CONNECT, &format!("reconnected after {fault:?}"), || async {
             let s = env.status("sales").await;
-            (s["state"] == "connected" && s["last_disconnect"]["reason"] == reason).then_some(s)
+            (s["state"] == "connected" && s["automatic_reconnections"] == reconnections)
+                .then_some(s)
         })
         .await;
+        assert_eq!(s["last_disconnect"]["reason"], reason);
         assert_eq!(s["reconnect_attempts"], 0, "no failed attempt, no backoff");
         assert_eq!(s["next_retry_at"], serde_json::Value::Null);
-        assert_eq!(s["automatic_reconnections"], n as u64 + 1);
         assert_eq!(
             env.mock.stats().connection_attempts,
             attempts + 1,
@@ -292,4 +294,89 @@ async fn faults_on_one_account_never_disturb_another() {
         support_before["connected_since"]
     );
     assert_eq!(support["automatic_reconnections"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_mode_needs_no_config_and_keeps_its_state_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("run");
+    let state_home = dir.path().join("state");
+    let config_home = dir.path().join("config");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_walinkd"))
+        .arg("--user")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("XDG_STATE_HOME", &state_home)
+        .env("XDG_CONFIG_HOME", &config_home)
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let socket = runtime.join("walink/walink.sock");
+    let out = eventually(
+        Duration::from_secs(20),
+        "walink status in user mode",
+        || async {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walink"))
+                .args(["status", "--json"])
+                .env("XDG_RUNTIME_DIR", &runtime)
+                .env_remove("WALINK_SOCKET")
+                .output()
+                .await
+                .unwrap();
+            out.status.success().then_some(out)
+        },
+    )
+    .await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["accounts"], json!([]), "no config, no account");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o660, "socket is 0660");
+    assert_eq!(
+        mode(&state_home.join("walink")),
+        0o700,
+        "state dir is private"
+    );
+    assert_eq!(
+        mode(&state_home.join("walink/state")),
+        0o700,
+        "database is private"
+    );
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(daemon.id().unwrap() as i32, libc::SIGTERM) };
+    assert!(daemon.wait().await.unwrap().success());
+    assert!(!socket.exists(), "the socket it bound is removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_is_named_precisely_and_touches_nothing() {
+    let env = Env::new(&["sales"]).await;
+    let config = env.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[connection]\n", "[connection]\njitter = 1.5\n"),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walinkd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "walinkd refuses a bad config");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().position(|l| l == "[connection]").unwrap() + 2;
+    assert!(
+        err.contains(&format!(
+            "{}:{line}: connection.jitter = 1.5: must be between 0.0 and 0.9",
+            config.display()
+        )),
+        "names file, line, key and what is allowed: {err}"
+    );
+    assert!(!env.state_dir().exists(), "no state created");
+    assert!(!env.socket().exists(), "no socket bound");
 }

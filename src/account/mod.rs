@@ -3,9 +3,11 @@
 
 pub mod backoff;
 pub mod health;
+mod outbox;
 pub mod state;
 pub mod supervisor;
 
+pub use crate::store::DeliveryStatus;
 pub use supervisor::{
-    AccountEvent, AccountHandle, AccountSpec, CommandError, Qr, SentStatus, Settings, Snapshot,
+    AccountEvent, AccountHandle, AccountSpec, CommandError, Qr, Settings, Snapshot,
 };

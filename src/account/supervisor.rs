@@ -6,13 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::backoff::{Backoff, jitter_sample};
+use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
-use crate::store::SledBackend;
-use crate::wa::{ConnectionSettings, IncomingMessage, ReceiptStatus, Session, WaEvent};
+use crate::store::{DeliveryStatus, Enqueued, MessageStore, Retention, SledBackend};
+use crate::wa::{
+    ConnectionSettings, IncomingMessage, ReceiptStatus, Session, WaEvent, message_id_for_key,
+    new_message_id,
+};
 
 /// A connection this long resets the backoff schedule (DESIGN.md).
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -23,6 +27,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 const SIZE_EVERY: Duration = Duration::from_secs(60);
 /// Subscribers that fall further behind than this lose events (and are told).
 const EVENT_BUFFER: usize = 1024;
+/// How often old messages are pruned (accounts with a retention limit).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// Settings every supervisor shares.
 #[derive(Debug, Clone)]
@@ -38,6 +44,8 @@ pub struct AccountSpec {
     pub name: String,
     pub enabled: bool,
     pub pair_on_start: bool,
+    /// How much message history to keep.
+    pub retention: Retention,
 }
 
 /// The current QR payload; in memory only, never logged or stored.
@@ -76,15 +84,6 @@ pub struct Snapshot {
     pub qr: Option<Qr>,
 }
 
-/// Delivery progress of a sent message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SentStatus {
-    ServerAck,
-    Delivered,
-    Read,
-    Failed,
-}
-
 /// What subscribers of an account see.
 #[derive(Debug, Clone)]
 pub enum AccountEvent {
@@ -102,7 +101,7 @@ pub enum AccountEvent {
     MessageStatus {
         id: String,
         chat: String,
-        status: SentStatus,
+        status: DeliveryStatus,
         reason: Option<String>,
     },
 }
@@ -137,16 +136,7 @@ enum Command {
     Reconnect(Reply<AccountState>),
     Restart(Reply<AccountState>),
     ClearSession(Reply<AccountState>),
-    Send {
-        to: String,
-        text: String,
-        id: Option<String>,
-        reply: Reply<String>,
-    },
-    PairCode {
-        phone: String,
-        reply: Reply<String>,
-    },
+    PairCode { phone: String, reply: Reply<String> },
     Ping(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
@@ -157,14 +147,23 @@ pub struct AccountHandle {
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Snapshot>,
     events: broadcast::Sender<AccountEvent>,
+    messages: Arc<MessageStore>,
+    /// Tells the connection's outbox sender that something was queued.
+    kick: Arc<Notify>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl AccountHandle {
     /// Starts the supervisor. Enabled accounts with credentials connect at
     /// once, without a QR; others wait for `initialize` (or pair at start
     /// when configured to).
-    pub fn spawn(spec: AccountSpec, backend: Arc<SledBackend>, settings: Arc<Settings>) -> Self {
+    pub fn spawn(
+        spec: AccountSpec,
+        backend: Arc<SledBackend>,
+        messages: Arc<MessageStore>,
+        settings: Arc<Settings>,
+    ) -> Self {
         let session_exists = backend.has_credentials();
         let snapshot = Snapshot {
             name: spec.name.clone(),
@@ -191,7 +190,10 @@ impl AccountHandle {
         } else {
             Flow::Idle
         };
+        let kick = Arc::new(Notify::new());
         let supervisor = Supervisor {
+            messages: messages.clone(),
+            kick: kick.clone(),
             name: spec.name.clone(),
             backoff: Backoff::new(settings.backoff_steps.clone(), settings.jitter),
             settings,
@@ -204,13 +206,28 @@ impl AccountHandle {
             lost_connection: false,
         };
         let task = tokio::spawn(supervisor.run(start));
+        let retention = (spec.retention != Retention::default()).then(|| {
+            tokio::spawn(prune_forever(
+                spec.name.clone(),
+                messages.clone(),
+                spec.retention,
+            ))
+        });
         Self {
             spec,
             commands,
             status,
             events,
+            messages,
+            kick,
             task: std::sync::Mutex::new(Some(task)),
+            retention,
         }
+    }
+
+    /// The account's outbox and inbox.
+    pub fn messages(&self) -> &Arc<MessageStore> {
+        &self.messages
     }
 
     pub fn spec(&self) -> &AccountSpec {
@@ -246,21 +263,38 @@ impl AccountHandle {
         self.ask(Command::ClearSession).await
     }
 
-    /// Sends a text; resolves with the message id once it is on the wire.
-    /// The server ack arrives later as a `MessageStatus` event.
+    /// Queues a text for `to` and resolves once it is durable; it goes out
+    /// whenever the account is connected. With an idempotency `key`, the id
+    /// derives from it and a message already queued under it is returned
+    /// instead of being queued again. Progress arrives as `MessageStatus`
+    /// events.
     pub async fn send(
         &self,
         to: String,
         text: String,
-        id: Option<String>,
-    ) -> Result<String, CommandError> {
-        self.ask(|reply| Command::Send {
-            to,
-            text,
-            id,
-            reply,
-        })
-        .await
+        key: Option<String>,
+    ) -> Result<Enqueued, CommandError> {
+        if !self.spec.enabled {
+            return Err(CommandError::InvalidState {
+                account: self.spec.name.clone(),
+                state: self.snapshot().state,
+                what: "the account is disabled in the config; enable it and reload".into(),
+            });
+        }
+        let id = match &key {
+            Some(key) => message_id_for_key(&self.spec.name, key),
+            None => new_message_id(&self.spec.name),
+        };
+        let enqueued = self
+            .messages
+            .enqueue(&id, &to, &text, key.as_deref(), now_ms())
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        if enqueued.created {
+            outbox::announce(&self.events, &id, &to, DeliveryStatus::Queued, None);
+            self.kick.notify_one();
+        }
+        Ok(enqueued)
     }
 
     pub async fn pair_code(&self, phone: String) -> Result<String, CommandError> {
@@ -285,6 +319,9 @@ impl AccountHandle {
         if let Some(task) = task {
             let _ = task.await;
         }
+        if let Some(retention) = &self.retention {
+            retention.abort();
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
@@ -308,7 +345,29 @@ enum Flow {
     Exit,
 }
 
+/// Applies the account's retention now and then, off the async workers
+/// (a large prune is many sled writes).
+async fn prune_forever(account: String, messages: Arc<MessageStore>, retention: Retention) {
+    let mut every = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        every.tick().await;
+        let store = messages.clone();
+        match tokio::task::spawn_blocking(move || store.prune(retention, now_ms())).await {
+            Ok(Ok(pruned)) if pruned.inbox + pruned.outbox > 0 => {
+                tracing::info!(account = %account, inbox = pruned.inbox, outbox = pruned.outbox, "pruned old messages");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(account = %account, error = %e, "pruning old messages failed");
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 struct Supervisor {
+    messages: Arc<MessageStore>,
+    kick: Arc<Notify>,
     name: String,
     settings: Arc<Settings>,
     backend: Arc<SledBackend>,
@@ -449,13 +508,6 @@ impl Supervisor {
                 let _ = reply.send(result.map(|()| AccountState::Stopped));
                 ok.then_some(Flow::Idle)
             }
-            Command::Send { reply, .. } => {
-                let _ = reply.send(Err(CommandError::NotConnected {
-                    account: self.name.clone(),
-                    state,
-                }));
-                None
-            }
             Command::PairCode { reply, .. } => {
                 let _ = reply.send(Err(CommandError::InvalidState {
                     account: self.name.clone(),
@@ -508,7 +560,11 @@ impl Supervisor {
             return Ok(session.clone());
         }
         let backend: Arc<dyn wacore::store::traits::Backend> = self.backend.clone();
-        let (session, events) = Session::build(backend, &self.settings.connection)
+        let inbox = Arc::new(StoreInbox {
+            store: self.messages.clone(),
+            events: self.events.clone(),
+        });
+        let (session, events) = Session::build(backend, &self.settings.connection, Some(inbox))
             .await
             .map_err(|e| e.to_string())?;
         let session = Arc::new(session);
@@ -556,6 +612,7 @@ impl Supervisor {
         let runner = session.clone();
         let run = async move { runner.run_once().await };
         tokio::pin!(run);
+        let mut sender: Option<JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = &mut run => break,
@@ -563,6 +620,19 @@ impl Supervisor {
                     if matches!(ev, WaEvent::Connected) {
                         connected_at = Some(Instant::now());
                         stable.as_mut().reset(tokio::time::Instant::now() + STABLE_AFTER);
+                        if let Some(old) = sender.take() {
+                            old.abort();
+                        }
+                        sender = Some(tokio::spawn(
+                            Sender {
+                                account: self.name.clone(),
+                                store: self.messages.clone(),
+                                session: session.clone(),
+                                kick: self.kick.clone(),
+                                events: self.events.clone(),
+                            }
+                            .run(),
+                        ));
                     }
                     if let Some(flow) = self.on_event(ev, &mut attempt, &session).await {
                         after.get_or_insert(flow);
@@ -597,6 +667,10 @@ impl Supervisor {
                 }
                 _ = size_every.tick() => self.refresh_session_facts(),
             }
+        }
+        // What the sender had not sent yet stays queued for the next connection.
+        if let Some(sender) = sender {
+            sender.abort();
         }
         // The library dispatches the end-of-connection events before `run`
         // returns; collect them so the decision sees the whole story.
@@ -735,33 +809,17 @@ impl Supervisor {
                 }
             }
             WaEvent::TemporaryBan { expire } => attempt.banned_for = Some(expire),
-            WaEvent::ServerAck { id, error } => {
-                let (status, reason) = match error {
-                    None => (SentStatus::ServerAck, None),
-                    Some(code) => (
-                        SentStatus::Failed,
-                        Some(format!("server refused the message (error {code})")),
-                    ),
-                };
-                let _ = self.events.send(AccountEvent::MessageStatus {
-                    id,
-                    chat: String::new(),
-                    status,
-                    reason,
-                });
-            }
+            WaEvent::ServerAck { id, error } => self.on_server_ack(id, error),
             WaEvent::Receipt { ids, status, from } => {
                 let status = match status {
-                    ReceiptStatus::Delivered => SentStatus::Delivered,
-                    ReceiptStatus::Read => SentStatus::Read,
+                    ReceiptStatus::Delivered => DeliveryStatus::Delivered,
+                    ReceiptStatus::Read => DeliveryStatus::Read,
                 };
                 for id in ids {
-                    let _ = self.events.send(AccountEvent::MessageStatus {
-                        id,
-                        chat: from.clone(),
-                        status,
-                        reason: None,
-                    });
+                    if !self.set_status(&id, status, None) {
+                        // Not ours (sent by another device of the account).
+                        outbox::announce(&self.events, &id, &from, status, None);
+                    }
                 }
             }
             WaEvent::Message(m) => {
@@ -770,6 +828,39 @@ impl Supervisor {
             }
         }
         None
+    }
+
+    /// Returns whether `id` is an outbox message.
+    fn set_status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) -> bool {
+        apply_status(&self.name, &self.messages, &self.events, id, status, reason)
+    }
+
+    /// An ack ends a message's time in the outbox; a nack fails it, unless
+    /// the server only asked to try again later.
+    fn on_server_ack(&self, id: String, error: Option<String>) {
+        let Some(code) = error else {
+            if !self.set_status(&id, DeliveryStatus::ServerAck, None) {
+                outbox::announce(&self.events, &id, "", DeliveryStatus::ServerAck, None);
+            }
+            return;
+        };
+        let reason = format!("server refused the message (error {code})");
+        if is_transient_nack(&code) {
+            match self.messages.retry_later(&id, reason, now_ms()) {
+                Ok(Some(_)) => self.kick.notify_one(),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(account = %self.name, error = %e, "recording a nack failed");
+                }
+            }
+        } else if !self.set_status(&id, DeliveryStatus::Failed, Some(reason.clone())) {
+            let _ = self.events.send(AccountEvent::MessageStatus {
+                id,
+                chat: String::new(),
+                status: DeliveryStatus::Failed,
+                reason: Some(reason),
+            });
+        }
     }
 
     async fn command_during_attempt(
@@ -810,29 +901,6 @@ impl Supervisor {
                 let _ = reply.send(result.map(|()| AccountState::Stopped));
                 Some(Flow::Idle)
             }
-            Command::Send {
-                to,
-                text,
-                id,
-                reply,
-            } => {
-                if state != AccountState::Connected {
-                    let _ = reply.send(Err(CommandError::NotConnected {
-                        account: self.name.clone(),
-                        state,
-                    }));
-                    return None;
-                }
-                let session = session.clone();
-                tokio::spawn(async move {
-                    let result = session
-                        .send_text(&to, &text, id)
-                        .await
-                        .map_err(|e| CommandError::Rejected(e.to_string()));
-                    let _ = reply.send(result);
-                });
-                None
-            }
             Command::PairCode { phone, reply } => {
                 if state != AccountState::WaitingForPairing {
                     let _ = reply.send(Err(CommandError::InvalidState {
@@ -865,4 +933,10 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Nack codes that mean "not now" rather than "never": the message is sent
+/// again later under the same id.
+fn is_transient_nack(code: &str) -> bool {
+    matches!(code, "408" | "429" | "500" | "503")
 }

@@ -74,6 +74,7 @@ pub enum Command {
         account: String,
     },
     /// Send a text message; prints its message id once the server has it
+    /// (with --no-wait, once it is queued durably)
     Send {
         /// Account name from walink.toml
         account: String,
@@ -84,6 +85,37 @@ pub enum Command {
         /// Idempotency key: resending with the same key never sends twice
         #[arg(long, value_name = "KEY")]
         id: Option<String>,
+        /// Return as soon as the message is queued; it goes out when the
+        /// account is connected (`walink outbox ACCOUNT` shows it)
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Messages waiting to be sent, and those that failed
+    Outbox {
+        /// Account name from walink.toml
+        account: String,
+        /// Every stored sent message, newest first, with its delivery status
+        #[arg(long)]
+        all: bool,
+    },
+    /// Received messages, newest first
+    Messages {
+        /// Account name from walink.toml
+        account: String,
+        /// Only this chat (phone number or JID)
+        #[arg(long, value_name = "JID")]
+        chat: Option<String>,
+        /// Messages per page (1 to 1000)
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: usize,
+        /// Older than this cursor (printed at the end of the previous page)
+        #[arg(long, value_name = "CURSOR")]
+        before: Option<u64>,
+    },
+    /// Chats with received messages: last message time and count
+    Chats {
+        /// Account name from walink.toml
+        account: String,
     },
     /// Print account events as they happen, one per line, until interrupted
     Events {

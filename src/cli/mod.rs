@@ -22,8 +22,9 @@ pub use socket::default_socket;
 use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, StreamItem, decode};
 use crate::ipc::protocol::{
-    self, ActionResult, HealthLevel, HealthResult, Lagged, PairCodeResult, QrNotification,
-    QrResult, SendResult, StatusResult, method, notification,
+    self, ActionResult, ChatsResult, HealthLevel, HealthResult, Lagged, MessagesResult,
+    OutboxResult, PairCodeResult, QrNotification, QrResult, SendResult, StatusResult, method,
+    notification,
 };
 
 /// Exit statuses.
@@ -146,17 +147,65 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             to,
             text,
             id,
+            no_wait,
         } => {
             let result: SendResult = call(
                 &mut client,
                 &out,
                 method::SEND,
-                json!({"account": account, "to": to, "text": text, "id": id}),
+                json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait}),
                 "send",
             )
             .await?;
             if !out.json {
                 println!("{}", result.id);
+            }
+            Ok(exit::OK)
+        }
+        Command::Outbox { account, all } => {
+            let result: OutboxResult = call(
+                &mut client,
+                &out,
+                method::OUTBOX,
+                json!({"account": account, "all": all}),
+                "outbox",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::outbox_table(&result.messages, now()));
+            }
+            Ok(exit::OK)
+        }
+        Command::Messages {
+            account,
+            chat,
+            limit,
+            before,
+        } => {
+            let result: MessagesResult = call(
+                &mut client,
+                &out,
+                method::MESSAGES,
+                json!({"account": account, "chat": chat, "limit": limit, "before": before}),
+                "messages",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::messages_table(&result, &account));
+            }
+            Ok(exit::OK)
+        }
+        Command::Chats { account } => {
+            let result: ChatsResult = call(
+                &mut client,
+                &out,
+                method::CHATS,
+                json!({ "account": account }),
+                "chats",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::chats_table(&result.chats));
             }
             Ok(exit::OK)
         }
@@ -184,7 +233,10 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Reconnect { account }
         | Command::ClearSession { account }
         | Command::Restart { account }
-        | Command::Send { account, .. } => Some(account.as_str()),
+        | Command::Send { account, .. }
+        | Command::Outbox { account, .. }
+        | Command::Messages { account, .. }
+        | Command::Chats { account } => Some(account.as_str()),
     };
     if let Some(name) = account {
         validate_account_name(name)
@@ -200,6 +252,18 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
                 .map_err(|why| Failure::usage(&format!("invalid recipient {to:?}"), why))?;
             if text.trim().is_empty() {
                 return Err(Failure::usage("invalid message", "the text is empty"));
+            }
+        }
+        Command::Messages { chat, limit, .. } => {
+            if let Some(chat) = chat {
+                protocol::recipient_jid(chat)
+                    .map_err(|why| Failure::usage(&format!("invalid chat {chat:?}"), why))?;
+            }
+            if !(1..=protocol::MAX_PAGE).contains(limit) {
+                return Err(Failure::usage(
+                    "invalid --limit",
+                    format!("must be 1 to {}", protocol::MAX_PAGE),
+                ));
             }
         }
         _ => {}

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::ipc::protocol::{AccountHealth, AccountStatus, Health, Recommendations};
+use crate::ipc::protocol::{
+    AccountHealth, AccountStatus, ChatInfo, Health, MessagesResult, OutboxMessage, Recommendations,
+};
 
 /// Columns separated by two spaces, each as wide as its widest cell.
 pub struct Table {
@@ -276,6 +278,13 @@ pub fn status_detail(a: &AccountStatus, now: u64) -> String {
             "none (not paired)".to_owned()
         },
     ));
+    rows.push((
+        "outbox",
+        format!(
+            "{} waiting to be sent, {} failed",
+            a.outbox.queued, a.outbox.failed
+        ),
+    ));
     for command in recommended_commands(&a.name, &a.recommendations) {
         rows.push(("recommended", command));
     }
@@ -290,6 +299,88 @@ pub fn status_detail(a: &AccountStatus, now: u64) -> String {
         let _ = writeln!(out, "{label:width$}{value}");
     }
     out
+}
+
+/// One line of text for a table cell: newlines shown as `⏎`, long text cut.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c == '\n' { '⏎' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let cut: String = flat.chars().take(max - 1).collect();
+    format!("{cut}…")
+}
+
+/// `walink outbox`.
+pub fn outbox_table(messages: &[OutboxMessage], now: u64) -> String {
+    if messages.is_empty() {
+        return "the outbox is empty: nothing waiting, nothing failed\n".to_owned();
+    }
+    let mut table = Table::new(&["ID", "TO", "STATUS", "QUEUED", "ATTEMPTS", "TEXT", "ERROR"]);
+    for m in messages {
+        table.row(vec![
+            m.id.clone(),
+            m.to.clone(),
+            m.status.to_string(),
+            relative(m.created_at, now),
+            m.attempts.to_string(),
+            one_line(&m.text, 40),
+            or_dash(m.last_error.clone()),
+        ]);
+    }
+    table.render()
+}
+
+/// `walink messages`, with how to get the next page.
+pub fn messages_table(page: &MessagesResult, account: &str) -> String {
+    if page.messages.is_empty() {
+        return "no messages\n".to_owned();
+    }
+    let mut table = Table::new(&["CURSOR", "TIME", "CHAT", "SENDER", "ID", "TEXT"]);
+    for m in &page.messages {
+        let body = match (&m.text, &m.description) {
+            (Some(text), _) => one_line(text, 60),
+            (None, Some(what)) => format!("[{what}]"),
+            (None, None) => "-".to_owned(),
+        };
+        let sender = if m.from_me {
+            "me".to_owned()
+        } else {
+            m.sender.clone()
+        };
+        table.row(vec![
+            m.cursor.to_string(),
+            timestamp(m.timestamp),
+            m.chat.clone(),
+            sender,
+            m.id.clone(),
+            body,
+        ]);
+    }
+    let mut out = table.render();
+    if let Some(cursor) = page.next_cursor {
+        let _ = writeln!(out, "\nolder: walink messages {account} --before {cursor}");
+    }
+    out
+}
+
+/// `walink chats`.
+pub fn chats_table(chats: &[ChatInfo]) -> String {
+    if chats.is_empty() {
+        return "no messages received yet\n".to_owned();
+    }
+    let mut table = Table::new(&["CHAT", "MESSAGES", "LAST MESSAGE"]);
+    for c in chats {
+        table.row(vec![
+            c.chat.clone(),
+            c.count.to_string(),
+            timestamp(c.last_message_at),
+        ]);
+    }
+    table.render()
 }
 
 /// `walink health`.

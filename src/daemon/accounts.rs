@@ -10,7 +10,7 @@ use tokio::sync::RwLock;
 
 use crate::account::{AccountHandle, AccountSpec, Settings};
 use crate::config::{AccountConfig, Config};
-use crate::store::{StateDb, StoreError};
+use crate::store::{Retention, StateDb, StoreError};
 use crate::wa::ConnectionSettings;
 
 pub struct Accounts {
@@ -24,6 +24,12 @@ fn spec(account: &AccountConfig) -> AccountSpec {
         name: account.name.clone(),
         enabled: account.enabled,
         pair_on_start: account.pair_on_start,
+        retention: Retention {
+            max_age: account
+                .retention_days
+                .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
+            max_messages: account.retention_max_messages,
+        },
     }
 }
 
@@ -59,7 +65,8 @@ impl Accounts {
         let mut handles = BTreeMap::new();
         for account in &config.accounts {
             let backend = db.account(&account.name)?;
-            let handle = AccountHandle::spawn(spec(account), backend, settings.clone());
+            let messages = db.messages(&account.name)?;
+            let handle = AccountHandle::spawn(spec(account), backend, messages, settings.clone());
             handles.insert(account.name.clone(), Arc::new(handle));
         }
         Ok(Self {
@@ -120,7 +127,8 @@ impl Accounts {
                 None => summary.added.push(name.to_string()),
             }
             let backend = self.db.account(name)?;
-            let handle = AccountHandle::spawn(new_spec, backend, new_settings.clone());
+            let messages = self.db.messages(name)?;
+            let handle = AccountHandle::spawn(new_spec, backend, messages, new_settings.clone());
             handles.insert(name.to_string(), Arc::new(handle));
         }
         Ok(summary)

@@ -9,17 +9,19 @@ use tokio::sync::broadcast;
 
 use super::accounts::Accounts;
 use crate::account::health::{HealthInput, assess};
-use crate::account::{self, AccountEvent, AccountHandle, CommandError, SentStatus, Snapshot};
+use crate::account::state::AccountState;
+use crate::account::{AccountEvent, AccountHandle, CommandError, DeliveryStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
     MessageStatus, PairCodeResult, QrNotification, QrResult, RpcError, SendResult, StatusResult,
     notification, unix_secs,
 };
 use crate::ipc::{Handler, NotificationSink};
-use crate::wa::message_id_for_key;
 
 /// How long `send` waits for the server to acknowledge a message.
 const SEND_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most messages `outbox --all` lists.
+const OUTBOX_ALL_LIMIT: usize = 1000;
 /// How long `pair_code` waits for a pairing connection to come up.
 const PAIRING_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -53,47 +55,155 @@ impl DaemonHandler {
 
     async fn send(&self, p: wire::SendParams) -> Result<Value, RpcError> {
         let handle = self.account(&p.account).await?;
-        // Subscribe before sending: the ack can arrive before `send` returns.
+        let snap = handle.snapshot();
+        if p.wait && !snap.session_exists {
+            // Waiting could only time out: nothing is sent before pairing.
+            return Err(RpcError::not_connected(&p.account, snap.state));
+        }
+        // Subscribe before queuing: the ack can arrive before `send` returns.
         let mut events = handle.subscribe();
-        let id =
-            p.id.as_deref()
-                .map(|key| message_id_for_key(&p.account, key));
-        let id = handle
-            .send(p.to.clone(), p.text, id)
+        let enqueued = handle
+            .send(p.to.clone(), p.text, p.id)
             .await
             .map_err(|e| command_error(&p.account, e))?;
+        let record = enqueued.record;
+        let id = record.id.clone();
+        if record.status == DeliveryStatus::Failed {
+            return Err(RpcError::send_failed(format!(
+                "message {id} failed earlier: {}",
+                record.last_error.as_deref().unwrap_or("no reason recorded")
+            )));
+        }
+        if !p.wait || !record.status.is_pending() {
+            return to_value(SendResult {
+                id,
+                status: wire_status(record.status),
+            });
+        }
+        let messages = handle.messages().clone();
         let wait = async {
             loop {
-                match events.recv().await {
-                    Ok(AccountEvent::MessageStatus {
-                        id: acked,
-                        status,
-                        reason,
-                        ..
-                    }) if acked == id => {
-                        return match status {
-                            SentStatus::Failed => Err(RpcError::send_failed(
-                                reason.unwrap_or_else(|| "refused by the server".into()),
-                            )),
-                            other => Ok(wire_status(other)),
-                        };
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                let status = match events.recv().await {
+                    Ok(AccountEvent::MessageStatus { id: of, status, .. }) if of == id => status,
+                    // Missed events: the store has the truth.
+                    Err(broadcast::error::RecvError::Lagged(_)) => match messages.outgoing(&id) {
+                        Ok(Some(r)) => r.status,
+                        _ => continue,
+                    },
+                    Ok(_) => continue,
                     Err(broadcast::error::RecvError::Closed) => {
                         return Err(RpcError::shutting_down());
                     }
+                };
+                match status {
+                    DeliveryStatus::Queued | DeliveryStatus::Sent => {}
+                    DeliveryStatus::Failed => {
+                        let reason = messages
+                            .outgoing(&id)
+                            .ok()
+                            .flatten()
+                            .and_then(|r| r.last_error)
+                            .unwrap_or_else(|| "refused by the server".into());
+                        return Err(RpcError::send_failed(reason));
+                    }
+                    done => return Ok(wire_status(done)),
                 }
             }
         };
-        let status = tokio::time::timeout(SEND_ACK_TIMEOUT, wait)
-            .await
-            .map_err(|_| {
-                RpcError::timeout(format!(
-                    "message {id} was sent but the server did not acknowledge it within {}s; it may still be delivered",
-                    SEND_ACK_TIMEOUT.as_secs()
-                ))
-            })??;
+        let status = match tokio::time::timeout(SEND_ACK_TIMEOUT, wait).await {
+            Ok(result) => result?,
+            Err(_) => {
+                let now = messages.outgoing(&id).ok().flatten();
+                let (status, attempts) = now
+                    .as_ref()
+                    .map_or((DeliveryStatus::Queued, 0), |r| (r.status, r.attempts));
+                let state = handle.snapshot().state;
+                return Err(RpcError::timeout(format!(
+                    "message {id} is {} (account {} is {state}, {attempts} attempts) and the server has not acknowledged it within {}s; it stays in the outbox and goes out when the account is connected: see `walink outbox {}`",
+                    wire_status(status),
+                    p.account,
+                    SEND_ACK_TIMEOUT.as_secs(),
+                    p.account,
+                )));
+            }
+        };
         to_value(SendResult { id, status })
+    }
+
+    async fn outbox(&self, p: wire::OutboxParams) -> Result<Value, RpcError> {
+        let handle = self.account(&p.account).await?;
+        let store = handle.messages();
+        let records = if p.all {
+            store.recent_outgoing(OUTBOX_ALL_LIMIT)
+        } else {
+            store.pending().and_then(|mut pending| {
+                pending.extend(store.failed()?);
+                pending.sort_by_key(|r| r.seq);
+                Ok(pending)
+            })
+        }
+        .map_err(RpcError::storage)?;
+        let messages = records
+            .into_iter()
+            .map(|r| wire::OutboxMessage {
+                id: r.id,
+                to: r.to,
+                text: r.text,
+                status: wire_status(r.status),
+                created_at: r.created_at / 1000,
+                updated_at: r.updated_at / 1000,
+                attempts: r.attempts,
+                last_error: r.last_error,
+            })
+            .collect();
+        to_value(wire::OutboxResult { messages })
+    }
+
+    async fn messages(&self, p: wire::MessagesParams) -> Result<Value, RpcError> {
+        let handle = self.account(&p.account).await?;
+        let page = handle
+            .messages()
+            .messages(
+                p.chat.as_deref(),
+                p.before,
+                p.limit.unwrap_or(wire::DEFAULT_PAGE),
+            )
+            .map_err(RpcError::storage)?;
+        let messages = page
+            .messages
+            .into_iter()
+            .map(|r| wire::StoredMessage {
+                cursor: r.seq,
+                id: r.message.id,
+                chat: r.message.chat,
+                sender: r.message.sender,
+                from_me: r.message.from_me,
+                timestamp: r.message.timestamp.max(0) as u64,
+                received_at: r.received_at / 1000,
+                text: r.message.text,
+                description: r.message.description,
+            })
+            .collect();
+        to_value(wire::MessagesResult {
+            messages,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn chats(&self, account: &str) -> Result<Value, RpcError> {
+        let handle = self.account(account).await?;
+        let chats = handle
+            .messages()
+            .chats()
+            .map_err(RpcError::storage)?
+            .into_iter()
+            .map(|c| wire::ChatInfo {
+                chat: c.chat,
+                count: c.count,
+                last_message_at: c.last_timestamp.max(0) as u64,
+            })
+            .collect();
+        to_value(wire::ChatsResult { chats })
     }
 
     async fn qr(&self, name: &str, sink: NotificationSink) -> Result<Value, RpcError> {
@@ -101,13 +211,13 @@ impl DaemonHandler {
         let mut watch = handle.watch();
         {
             let snap = watch.borrow_and_update().clone();
-            if let (account::state::AccountState::Connected, Some(jid)) = (snap.state, &snap.jid) {
+            if let (AccountState::Connected, Some(jid)) = (snap.state, &snap.jid) {
                 return Err(RpcError::already_paired(name, jid));
             }
             if !snap.enabled {
                 return Err(RpcError::invalid_state(
                     name,
-                    wire_state(snap.state),
+                    snap.state,
                     "the account is disabled in the config; enable it and reload",
                 ));
             }
@@ -139,20 +249,22 @@ impl DaemonHandler {
                     return Err(RpcError::invalid_request("client went away"));
                 }
             }
-            use account::state::AccountState as S;
             paired |= snap.jid.is_some();
             match snap.state {
-                S::Connected if snap.jid.is_some() => {
+                AccountState::Connected if snap.jid.is_some() => {
                     return to_value(QrResult {
                         jid: snap.jid.unwrap_or_default(),
                     });
                 }
-                S::Stopped | S::LoggedOut | S::Replaced | S::Failed
+                AccountState::Stopped
+                | AccountState::LoggedOut
+                | AccountState::Replaced
+                | AccountState::Failed
                     if last_code.is_some() || paired =>
                 {
                     return Err(RpcError::invalid_state(
                         name,
-                        wire_state(snap.state),
+                        snap.state,
                         format!(
                             "pairing ended: {}; run `walink qr {name}` again",
                             snap.state_reason.as_deref().unwrap_or("no reason given")
@@ -177,13 +289,12 @@ impl DaemonHandler {
             ));
         }
         let mut watch = handle.watch();
-        if snap.state != account::state::AccountState::WaitingForPairing {
+        if snap.state != AccountState::WaitingForPairing {
             handle
                 .initialize()
                 .await
                 .map_err(|e| command_error(&p.account, e))?;
-            let ready =
-                watch.wait_for(|s| s.state == account::state::AccountState::WaitingForPairing);
+            let ready = watch.wait_for(|s| s.state == AccountState::WaitingForPairing);
             match tokio::time::timeout(PAIRING_READY_TIMEOUT, ready).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => return Err(RpcError::shutting_down()),
@@ -258,7 +369,18 @@ impl Handler for DaemonHandler {
         match Call::parse(method, params)? {
             Call::Status(f) => {
                 let accounts = self.selected(f.account.as_deref()).await?;
-                let accounts = accounts.iter().map(|h| status_of(&h.snapshot())).collect();
+                let accounts = accounts
+                    .iter()
+                    .map(|h| {
+                        let mut status = status_of(&h.snapshot());
+                        let counts = h.messages().counts();
+                        status.outbox = wire::OutboxCounts {
+                            queued: counts.queued,
+                            failed: counts.failed,
+                        };
+                        status
+                    })
+                    .collect();
                 to_value(StatusResult { accounts })
             }
             Call::Health(f) => {
@@ -275,7 +397,7 @@ impl Handler for DaemonHandler {
                 if !snap.enabled {
                     return Err(RpcError::invalid_state(
                         &p.account,
-                        wire_state(snap.state),
+                        snap.state,
                         "the account is disabled in the config; enable it and reload",
                     ));
                 }
@@ -313,6 +435,9 @@ impl Handler for DaemonHandler {
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p).await,
             Call::Subscribe(f) => self.subscribe(f.account.as_deref(), sink).await,
+            Call::Outbox(p) => self.outbox(p).await,
+            Call::Messages(p) => self.messages(p).await,
+            Call::Chats(p) => self.chats(&p.account).await,
         }
     }
 }
@@ -321,20 +446,18 @@ fn to_value(v: impl serde::Serialize) -> Result<Value, RpcError> {
     serde_json::to_value(v).map_err(RpcError::internal)
 }
 
-fn action(account: &str, state: account::state::AccountState) -> Result<Value, RpcError> {
+fn action(account: &str, state: AccountState) -> Result<Value, RpcError> {
     to_value(ActionResult {
         account: account.to_string(),
-        state: wire_state(state),
+        state,
     })
 }
 
 fn command_error(account: &str, e: CommandError) -> RpcError {
     match e {
-        CommandError::NotConnected { state, .. } => {
-            RpcError::not_connected(account, wire_state(state))
-        }
+        CommandError::NotConnected { state, .. } => RpcError::not_connected(account, state),
         CommandError::InvalidState { state, what, .. } => {
-            RpcError::invalid_state(account, wire_state(state), what)
+            RpcError::invalid_state(account, state, what)
         }
         CommandError::Rejected(why) => RpcError::send_failed(why),
         CommandError::Store(why) => RpcError::storage(why),
@@ -363,14 +486,10 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         .map(|d| d.as_secs());
     AccountStatus {
         name: s.name.clone(),
-        state: wire_state(s.state),
+        state: s.state,
         jid: s.jid.clone(),
         health: wire::Health {
-            level: match health.level {
-                account::health::HealthLevel::Healthy => wire::HealthLevel::Healthy,
-                account::health::HealthLevel::Degraded => wire::HealthLevel::Degraded,
-                account::health::HealthLevel::Critical => wire::HealthLevel::Critical,
-            },
+            level: health.level,
             reasons: health.reasons,
         },
         connected_since: secs(s.connected_since),
@@ -391,35 +510,19 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
             valid: s.session_valid,
             size_bytes: s.size_bytes,
         },
-        recommendations: wire::Recommendations {
-            needs_pairing: health.recommendations.needs_pairing,
-            should_reconnect: health.recommendations.should_reconnect,
-            should_clear_session: health.recommendations.should_clear_session,
-            should_restore_backup: health.recommendations.should_restore_backup,
-        },
+        recommendations: health.recommendations,
+        outbox: wire::OutboxCounts::default(),
     }
 }
 
-fn wire_state(s: account::state::AccountState) -> wire::AccountState {
-    use account::state::AccountState as A;
+fn wire_status(s: DeliveryStatus) -> MessageStatus {
     match s {
-        A::Stopped => wire::AccountState::Stopped,
-        A::Connecting => wire::AccountState::Connecting,
-        A::WaitingForPairing => wire::AccountState::WaitingForPairing,
-        A::Connected => wire::AccountState::Connected,
-        A::Reconnecting => wire::AccountState::Reconnecting,
-        A::LoggedOut => wire::AccountState::LoggedOut,
-        A::Replaced => wire::AccountState::Replaced,
-        A::Failed => wire::AccountState::Failed,
-    }
-}
-
-fn wire_status(s: SentStatus) -> MessageStatus {
-    match s {
-        SentStatus::ServerAck => MessageStatus::ServerAck,
-        SentStatus::Delivered => MessageStatus::Delivered,
-        SentStatus::Read => MessageStatus::Read,
-        SentStatus::Failed => MessageStatus::Failed,
+        DeliveryStatus::Queued => MessageStatus::Queued,
+        DeliveryStatus::Sent => MessageStatus::Sent,
+        DeliveryStatus::ServerAck => MessageStatus::ServerAck,
+        DeliveryStatus::Delivered => MessageStatus::Delivered,
+        DeliveryStatus::Read => MessageStatus::Read,
+        DeliveryStatus::Failed => MessageStatus::Failed,
     }
 }
 
@@ -431,7 +534,7 @@ fn wire_event(account: &str, event: AccountEvent) -> Event {
             attempt,
             next_retry_at,
         } => EventKind::StateChanged {
-            state: wire_state(state),
+            state,
             reason,
             attempt,
             next_retry_at: secs(next_retry_at),

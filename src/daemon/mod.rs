@@ -38,11 +38,29 @@ pub fn state_db_path(state_dir: &Path) -> PathBuf {
     state_dir.join("state")
 }
 
+/// Creates the state directory readable by its owner only: it holds the keys
+/// of every linked account. An existing one keeps its mode (systemd's
+/// StateDirectoryMode= or the administrator decides).
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| {
+            format!(
+                "cannot create the state directory {}; check daemon.state_dir and its parent's permissions",
+                dir.display()
+            )
+        })
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Result<()> {
     let config = load_config(&config_path, explicit, mode)?;
     logging::init(config.daemon.log_target);
 
+    create_private_dir(&config.daemon.state_dir)?;
     let db = StateDb::open(&state_db_path(&config.daemon.state_dir))?;
     let accounts = Arc::new(Accounts::start(db, &config)?);
     let (listener, bound_socket) = match ipc::systemd_listener()

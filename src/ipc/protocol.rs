@@ -14,6 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// Shared with the account layer, which owns their meaning.
+pub use crate::account::health::{HealthLevel, Recommendations};
+pub use crate::account::state::AccountState;
+
 pub const JSONRPC_VERSION: &str = "2.0";
 
 /// The longest request line the server reads, in bytes (newline excluded).
@@ -31,6 +35,9 @@ pub mod method {
     pub const QR: &str = "qr";
     pub const PAIR_CODE: &str = "pair_code";
     pub const SUBSCRIBE: &str = "subscribe";
+    pub const OUTBOX: &str = "outbox";
+    pub const MESSAGES: &str = "messages";
+    pub const CHATS: &str = "chats";
 
     /// Every method the daemon answers, in the order the docs list them.
     pub const ALL: &[&str] = &[
@@ -44,6 +51,9 @@ pub mod method {
         QR,
         PAIR_CODE,
         SUBSCRIBE,
+        OUTBOX,
+        MESSAGES,
+        CHATS,
     ];
 }
 
@@ -373,65 +383,6 @@ pub struct StatusResult {
     pub accounts: Vec<AccountStatus>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountState {
-    Stopped,
-    Connecting,
-    WaitingForPairing,
-    Connected,
-    Reconnecting,
-    LoggedOut,
-    Replaced,
-    Failed,
-}
-
-impl AccountState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountState::Stopped => "stopped",
-            AccountState::Connecting => "connecting",
-            AccountState::WaitingForPairing => "waiting_for_pairing",
-            AccountState::Connected => "connected",
-            AccountState::Reconnecting => "reconnecting",
-            AccountState::LoggedOut => "logged_out",
-            AccountState::Replaced => "replaced",
-            AccountState::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for AccountState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Ordered from best to worst, so the worst of several is their `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthLevel {
-    Healthy,
-    Degraded,
-    Critical,
-}
-
-impl HealthLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthLevel::Healthy => "healthy",
-            HealthLevel::Degraded => "degraded",
-            HealthLevel::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for HealthLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub level: HealthLevel,
@@ -458,14 +409,6 @@ pub struct SessionInfo {
     pub size_bytes: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recommendations {
-    pub needs_pairing: bool,
-    pub should_reconnect: bool,
-    pub should_clear_session: bool,
-    pub should_restore_backup: bool,
-}
-
 /// One account in `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountStatus {
@@ -488,6 +431,17 @@ pub struct AccountStatus {
     pub last_keepalive_rtt_ms: Option<u64>,
     pub session: SessionInfo,
     pub recommendations: Recommendations,
+    /// Messages waiting to be sent, and messages given up on.
+    #[serde(default)]
+    pub outbox: OutboxCounts,
+}
+
+/// `status` → `outbox`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxCounts {
+    /// Queued or sent, not yet acknowledged by the server.
+    pub queued: u64,
+    pub failed: u64,
 }
 
 /// `health` result.
@@ -541,6 +495,14 @@ pub struct SendParams {
     /// a retried send is delivered once.
     #[serde(default)]
     pub id: Option<String>,
+    /// Wait for the server's ack (default). `false` answers as soon as the
+    /// message is queued durably.
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `send` result.
@@ -579,6 +541,96 @@ impl fmt::Display for MessageStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Params of `outbox`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxParams {
+    pub account: String,
+    /// Also the messages that are done (acked, delivered, read), newest first.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// One message of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub to: String,
+    pub text: String,
+    pub status: MessageStatus,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub attempts: u32,
+    /// Why the last attempt failed, or why the message `failed`.
+    pub last_error: Option<String>,
+}
+
+/// `outbox` result: pending (queued, sent) and failed messages, oldest
+/// first; with `all`, every stored message, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxResult {
+    pub messages: Vec<OutboxMessage>,
+}
+
+/// Params of `messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesParams {
+    pub account: String,
+    /// Only this chat (a JID).
+    #[serde(default)]
+    pub chat: Option<String>,
+    /// Page size, 1 to [`MAX_PAGE`]; default [`DEFAULT_PAGE`].
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page: only older messages.
+    #[serde(default)]
+    pub before: Option<u64>,
+}
+
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 1000;
+
+/// One received message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Position in the account's inbox; pass it as `before` to page.
+    pub cursor: u64,
+    pub id: String,
+    pub chat: String,
+    pub sender: String,
+    pub from_me: bool,
+    /// When the sender sent it (Unix seconds).
+    pub timestamp: u64,
+    /// When walink stored it (Unix seconds).
+    pub received_at: u64,
+    pub text: Option<String>,
+    pub description: Option<String>,
+}
+
+/// `messages` result, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagesResult {
+    pub messages: Vec<StoredMessage>,
+    /// `before` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatInfo {
+    pub chat: String,
+    pub count: u64,
+    /// Time of the newest message (Unix seconds).
+    pub last_message_at: u64,
+}
+
+/// `chats` result, most recently active first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatsResult {
+    pub chats: Vec<ChatInfo>,
 }
 
 /// Params of the `qr` notifications pushed during a `qr` call.
@@ -711,10 +763,17 @@ pub enum Call {
     /// `phone` is already normalized to digits (see [`normalize_phone`]).
     PairCode(PairCodeParams),
     Subscribe(AccountFilter),
+    Outbox(OutboxParams),
+    Messages(MessagesParams),
+    Chats(AccountParams),
 }
 
 /// Longest idempotency key accepted by `send`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+/// Longest text accepted by `send`, in bytes. WhatsApp takes 65,536
+/// characters, but a request line is at most [`MAX_LINE_BYTES`], so this
+/// leaves room for the rest of the request and names the real limit.
+pub const MAX_TEXT_BYTES: usize = 60 * 1024;
 
 impl Call {
     pub fn parse(method: &str, params: Value) -> Result<Call, RpcError> {
@@ -736,10 +795,33 @@ impl Call {
                         "text is empty; give the text to send",
                     ));
                 }
+                if send.text.len() > MAX_TEXT_BYTES {
+                    return Err(RpcError::invalid_message(format!(
+                        "text is {} bytes; at most {MAX_TEXT_BYTES} are accepted, split it",
+                        send.text.len()
+                    )));
+                }
                 if let Some(key) = &send.id {
                     check_idempotency_key(key).map_err(RpcError::invalid_params)?;
                 }
                 Call::Send(send)
+            }
+            method::OUTBOX => Call::Outbox(parse_params(params)?),
+            method::CHATS => Call::Chats(parse_params(params)?),
+            method::MESSAGES => {
+                let mut p: MessagesParams = parse_params(params)?;
+                if let Some(chat) = &p.chat {
+                    p.chat = Some(
+                        recipient_jid(chat)
+                            .map_err(|why| RpcError::invalid_params(format!("chat: {why}")))?,
+                    );
+                }
+                if p.limit.is_some_and(|l| !(1..=MAX_PAGE).contains(&l)) {
+                    return Err(RpcError::invalid_params(format!(
+                        "limit must be 1 to {MAX_PAGE}"
+                    )));
+                }
+                Call::Messages(p)
             }
             method::PAIR_CODE => {
                 let mut pair: PairCodeParams = parse_params(params)?;
@@ -759,8 +841,11 @@ impl Call {
             | Call::Reconnect(p)
             | Call::ClearSession(p)
             | Call::Restart(p)
-            | Call::Qr(p) => Some(&p.account),
+            | Call::Qr(p)
+            | Call::Chats(p) => Some(&p.account),
             Call::Send(s) => Some(&s.account),
+            Call::Outbox(p) => Some(&p.account),
+            Call::Messages(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),
         }
     }
@@ -894,6 +979,10 @@ mod tests {
                 should_reconnect: true,
                 ..Recommendations::default()
             },
+            outbox: OutboxCounts {
+                queued: 3,
+                failed: 1,
+            },
         }
     }
 
@@ -920,7 +1009,8 @@ mod tests {
                     "should_reconnect": true,
                     "should_clear_session": false,
                     "should_restore_backup": false
-                }
+                },
+                "outbox": {"queued": 3, "failed": 1}
             })
         );
         let back: AccountStatus = serde_json::from_value(value).unwrap();
@@ -1148,6 +1238,24 @@ mod tests {
         };
         assert_eq!(send.to, "15551234567@s.whatsapp.net");
         assert_eq!(send.id.as_deref(), Some("order-7"));
+        assert!(send.wait, "waits for the ack unless told not to");
+
+        let err = Call::parse(
+            "send",
+            json!({"account": "s", "to": "+15551234567", "text": "x".repeat(MAX_TEXT_BYTES + 1)}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, code::INVALID_MESSAGE);
+        assert!(err.message.contains("at most"), "{}", err.message);
+
+        let err = Call::parse("messages", json!({"account": "s", "limit": 0})).unwrap_err();
+        assert_eq!(err.code, code::INVALID_PARAMS);
+        let Call::Messages(m) =
+            Call::parse("messages", json!({"account": "s", "chat": "+15551234567"})).unwrap()
+        else {
+            panic!("not messages")
+        };
+        assert_eq!(m.chat.as_deref(), Some("15551234567@s.whatsapp.net"));
 
         let err =
             Call::parse("send", json!({"account": "s", "to": "12", "text": "hi"})).unwrap_err();

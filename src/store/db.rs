@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::backend::{Kind, SledBackend};
 use super::error::StoreError;
+use super::messages::MessageStore;
 
 /// Longest account name accepted; it is part of every tree name.
 const MAX_ACCOUNT_NAME: usize = 64;
@@ -21,6 +22,8 @@ pub struct StateDb {
     /// One backend per account name, so every user of an account shares the
     /// same in-process counters and write gate.
     accounts: Mutex<HashMap<String, Arc<SledBackend>>>,
+    /// One message store per account name, for the same reason.
+    messages: Mutex<HashMap<String, Arc<MessageStore>>>,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -48,6 +51,7 @@ impl StateDb {
             path: path.to_owned(),
             db,
             accounts: Mutex::new(HashMap::new()),
+            messages: Mutex::new(HashMap::new()),
         })
     }
 
@@ -66,6 +70,18 @@ impl StateDb {
         let backend = Arc::new(SledBackend::open(&self.db, name)?);
         accounts.insert(name.to_owned(), Arc::clone(&backend));
         Ok(backend)
+    }
+
+    /// The outbox and inbox of account `name` (created empty on first use).
+    pub fn messages(&self, name: &str) -> Result<Arc<MessageStore>, StoreError> {
+        validate_account_name(name)?;
+        let mut stores = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(store) = stores.get(name) {
+            return Ok(Arc::clone(store));
+        }
+        let store = Arc::new(MessageStore::open(&self.db, name)?);
+        stores.insert(name.to_owned(), Arc::clone(&store));
+        Ok(store)
     }
 
     /// Names of the accounts ever opened in this database (their trees

@@ -33,12 +33,16 @@
 //! | `pending_inbound`    | (chat, sender, id)                | message, time    |
 //! | `msg_secrets`        | (chat, sender, message id)        | secret, times    |
 //! | `msg_secret_expiry`  | deadline ++ (chat, sender, id)    | marker           |
+//!
+//! Messages (outbox, inbox) have their own trees, listed in `messages.rs`;
+//! they are history, not session, so `clear` leaves them alone.
 
 mod backend;
 pub mod codec;
 mod db;
 mod error;
 mod keys;
+pub mod messages;
 mod records;
 
 #[cfg(test)]
@@ -47,3 +51,7 @@ mod tests;
 pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
 pub use db::StateDb;
 pub use error::StoreError;
+pub use messages::{
+    ChatSummary, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageStore, OutboxCounts,
+    OutboxRecord, Page, Pruned, Retention,
+};

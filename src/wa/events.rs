@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wacore::proto_helpers::MessageExt;
-use wacore::types::events::{Event, EventHandler, EventInterest, EventKind};
+use wacore::types::events::{Event, EventHandler, EventInterest, EventKind, InboundMessage};
 use wacore::types::presence::ReceiptType;
 
 /// What happened on an account's connection.
@@ -161,21 +161,14 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                 from: r.source.chat.to_string(),
             })
         }
+        // Messages the durability hook committed were announced by the
+        // inbox when first stored; only the ones that bypass it (newsletters,
+        // placeholder recoveries) are news here.
+        Event::Messages(batch) if batch.hook_committed => Vec::new(),
         Event::Messages(batch) => batch
             .messages
             .iter()
-            .map(|m| {
-                let info = &m.info;
-                WaEvent::Message(IncomingMessage {
-                    id: info.id.to_string(),
-                    chat: info.source.chat.to_string(),
-                    sender: info.source.sender.to_string(),
-                    from_me: info.source.is_from_me,
-                    timestamp: info.timestamp.timestamp(),
-                    text: m.message.text_content().map(str::to_string),
-                    description: describe(&m.message),
-                })
-            })
+            .map(|m| WaEvent::Message(incoming(m)))
             .collect(),
         // The library reports 503/429/515 only in its logs; the raw
         // `<stream:error>` is the one place their codes are visible, and the
@@ -191,6 +184,20 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                 .unwrap_or_default()
         }
         _ => Vec::new(),
+    }
+}
+
+/// A decrypted message reduced to walink's view of it.
+pub(crate) fn incoming(m: &InboundMessage) -> IncomingMessage {
+    let info = &m.info;
+    IncomingMessage {
+        id: info.id.to_string(),
+        chat: info.source.chat.to_string(),
+        sender: info.source.sender.to_string(),
+        from_me: info.source.is_from_me,
+        timestamp: info.timestamp.timestamp(),
+        text: m.message.text_content().map(str::to_string),
+        description: describe(&m.message),
     }
 }
 

@@ -14,7 +14,33 @@ pub fn message_id_for_key(account: &str, key: &str) -> String {
     hasher.update(account.as_bytes());
     hasher.update(b"\0");
     hasher.update(key.as_bytes());
-    let digest = hasher.finalize();
+    shaped(&hasher.finalize())
+}
+
+/// A fresh id for a send without an idempotency key: unique per process by
+/// a counter, across restarts by the clock, and across hosts by the hasher's
+/// random seed.
+pub fn new_message_id(account: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
+    seed.write_u128(nanos);
+    let mut hasher = Sha256::new();
+    hasher.update(b"walink-fresh\0");
+    hasher.update(account.as_bytes());
+    hasher.update(nanos.to_be_bytes());
+    hasher.update(std::process::id().to_be_bytes());
+    hasher.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    hasher.update(seed.finish().to_be_bytes());
+    shaped(&hasher.finalize())
+}
+
+fn shaped(digest: &[u8]) -> String {
     let mut id = String::with_capacity(22);
     id.push_str("3EB0");
     for byte in &digest[..9] {
@@ -39,6 +65,17 @@ mod tests {
             a[4..]
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+        );
+    }
+
+    #[test]
+    fn fresh_ids_have_the_same_shape_and_never_repeat() {
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| new_message_id("sales")).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 22 && id.starts_with("3EB0"))
         );
     }
 }

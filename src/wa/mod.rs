@@ -2,10 +2,12 @@
 //! the translation of library events into walink events.
 
 pub mod events;
+pub mod inbox;
 pub mod message_id;
 pub mod session;
 pub mod transport;
 
 pub use events::{IncomingMessage, ReceiptStatus, WaEvent};
-pub use message_id::message_id_for_key;
+pub use inbox::InboxSink;
+pub use message_id::{message_id_for_key, new_message_id};
 pub use session::{ConnectionSettings, Session, SessionError};

@@ -21,7 +21,11 @@ use whatsapp_rust::{Client, Jid, RawNodeLease, SendOptions, TokioRuntime};
 use whatsapp_rust_ureq_http_client::UreqHttpClient;
 
 use super::events::{Forwarder, WaEvent};
+use super::inbox::{DurableInbox, InboxSink};
 use super::transport::WsTransportFactory;
+
+/// How long a logout may wait for the server before we just disconnect.
+const LOGOUT_GRACE: Duration = Duration::from_secs(10);
 
 /// Connection settings shared by every account.
 #[derive(Debug, Clone)]
@@ -39,7 +43,7 @@ pub enum SessionError {
     Build(String),
     #[error("not connected to WhatsApp: wait for the account to reconnect, then retry")]
     NotConnected,
-    #[error("invalid recipient {0:?}: expected a phone number with country code or a JID")]
+    #[error("invalid recipient {0:?}: expected a JID such as 15551234567@s.whatsapp.net")]
     BadRecipient(String),
     #[error("WhatsApp refused the message: {0}")]
     Send(String),
@@ -59,9 +63,12 @@ pub struct Session {
 
 impl Session {
     /// Builds the client over `backend` and returns the stream of its events.
+    /// With `inbox`, received messages are acknowledged to the server only
+    /// once `inbox` has stored them.
     pub async fn build(
         backend: Arc<dyn Backend>,
         settings: &ConnectionSettings,
+        inbox: Option<Arc<dyn InboxSink>>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<WaEvent>), SessionError> {
         let persistence = PersistenceManager::new(backend)
             .await
@@ -76,6 +83,9 @@ impl Session {
             .with_skip_history_sync(true);
         if let Some(version) = settings.client_version {
             builder = builder.with_version_override(version);
+        }
+        if let Some(inbox) = inbox {
+            builder = builder.with_inbound_durability_hook_arc(Arc::new(DurableInbox(inbox)));
         }
         let client = builder
             .build()
@@ -122,9 +132,16 @@ impl Session {
         self.client.reconnect_immediately().await;
     }
 
-    /// Asks the server to remove this device, then disconnects.
+    /// Asks the server to remove this device, then disconnects. Bounded: a
+    /// server that does not answer must not hold the account's supervisor
+    /// (and with it the watchdog) hostage; the local disconnect happens anyway.
     pub async fn logout(&self) {
-        self.client.logout().await;
+        if tokio::time::timeout(LOGOUT_GRACE, self.client.logout())
+            .await
+            .is_err()
+        {
+            self.client.disconnect().await;
+        }
     }
 
     pub fn is_connected(&self) -> bool {
@@ -141,7 +158,8 @@ impl Session {
             .map(|j| j.to_string())
     }
 
-    /// Sends a text and returns the WhatsApp message id. With `message_id`,
+    /// Sends a text to `to`, a JID (the IPC layer normalizes phone numbers),
+    /// and returns the WhatsApp message id. With `message_id`,
     /// the same id is reused, so a retried send is recognised as the same
     /// message by the recipient instead of arriving twice.
     pub async fn send_text(
@@ -153,7 +171,9 @@ impl Session {
         if !self.is_connected() {
             return Err(SessionError::NotConnected);
         }
-        let jid = recipient_jid(to)?;
+        let jid: Jid = to
+            .parse()
+            .map_err(|_| SessionError::BadRecipient(to.to_string()))?;
         let message = whatsapp_rust::waproto::whatsapp::Message {
             conversation: Some(text.to_string()),
             ..Default::default()
@@ -192,42 +212,5 @@ impl Session {
             .await
             .map_err(|e| SessionError::Keepalive(e.to_string()))?;
         Ok(start.elapsed())
-    }
-}
-
-/// Accepts `+15551234567`, `15551234567` or a full JID.
-pub fn recipient_jid(to: &str) -> Result<Jid, SessionError> {
-    let bad = || SessionError::BadRecipient(to.to_string());
-    if to.contains('@') {
-        return to.parse::<Jid>().map_err(|_| bad());
-    }
-    let digits = to.strip_prefix('+').unwrap_or(to);
-    if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    format!("{digits}@s.whatsapp.net")
-        .parse::<Jid>()
-        .map_err(|_| bad())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recipients_accept_numbers_and_jids() {
-        assert_eq!(
-            recipient_jid("+15551234567").unwrap().to_string(),
-            "15551234567@s.whatsapp.net"
-        );
-        assert_eq!(
-            recipient_jid("15551234567@s.whatsapp.net")
-                .unwrap()
-                .to_string(),
-            "15551234567@s.whatsapp.net"
-        );
-        for bad in ["", "+1", "12ab5678", "1234567890123456"] {
-            assert!(recipient_jid(bad).is_err(), "{bad}");
-        }
     }
 }

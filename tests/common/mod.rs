@@ -68,6 +68,7 @@ pub fn account(name: &str, level: HealthLevel) -> AccountStatus {
             should_reconnect: !connected,
             ..Recommendations::default()
         },
+        outbox: Default::default(),
     }
 }
 

@@ -66,15 +66,6 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
         reject(tcp).await;
         return;
     }
-    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == WS_PATH {
-            Ok(resp)
-        } else {
-            let mut err = ErrorResponse::new(Some(format!("no websocket at {}", req.uri().path())));
-            *err.status_mut() = StatusCode::NOT_FOUND;
-            Err(err)
-        }
-    };
     let ws = match tokio_tungstenite::accept_hdr_async(tcp, check_path).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -98,9 +89,18 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
         offer: None,
         blackholed: false,
         peer,
+        refs_expire: None,
     };
     match conn.run().await {
         Ok(()) | Err(ConnError::Closed) => debug!(peer = %conn.peer, "connection ended"),
+        // The peer went away (reset, broken pipe): not the client's protocol fault.
+        Err(e @ ConnError::Ws(_)) => {
+            info!(peer = %conn.peer, device = conn.jid(), "connection lost: {e}");
+        }
+        Err(e @ ConnError::HandshakeTimeout(_)) => {
+            state.stats.bump(&state.stats.handshake_timeouts);
+            info!(peer = %conn.peer, "connection ended: {e}");
+        }
         Err(e) => {
             state.stats.bump(&state.stats.protocol_errors);
             warn!(peer = %conn.peer, device = conn.jid(), "connection ended: {e}");
@@ -116,6 +116,19 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
     }
     state.close_connection(conn.handle.conn_id);
     state.stats.drop_one(&state.stats.connections_open);
+}
+
+/// Upgrade callback: only [`WS_PATH`] gets a WebSocket.
+// The signature is tungstenite's `Callback`; its error type is not ours to shrink.
+#[allow(clippy::result_large_err)]
+fn check_path(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    if req.uri().path() == WS_PATH {
+        Ok(resp)
+    } else {
+        let mut err = ErrorResponse::new(Some(format!("no websocket at {}", req.uri().path())));
+        *err.status_mut() = StatusCode::NOT_FOUND;
+        Err(err)
+    }
 }
 
 /// Turns a refused client away with an HTTP 503 instead of an upgrade.
@@ -144,6 +157,16 @@ struct Connection {
     offer: Option<PairOffer>,
     blackholed: bool,
     peer: String,
+    /// When the last pairing ref of an unpaired connection expires.
+    refs_expire: Option<tokio::time::Instant>,
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What ended the main loop.
@@ -178,6 +201,9 @@ impl Connection {
             })?;
             let node = pairing::issue_refs(&self.state, &self.handle, &reg);
             self.send(node).await?;
+            let cfg = &self.state.config;
+            let last = cfg.qr_ttl * cfg.qr_refs.saturating_sub(1) as u32;
+            self.refs_expire = Some(tokio::time::Instant::now() + cfg.qr_first_ttl + last);
         } else {
             return Err(ConnError::Payload(
                 "neither a login (username) nor a registration (devicePairingData)".into(),
@@ -185,8 +211,16 @@ impl Connection {
         }
 
         loop {
+            // Unpaired connections end when their last ref expired, as the
+            // real server's do; a scan in progress keeps it open.
+            let refs_expire = self.refs_expire.filter(|_| self.offer.is_none());
             let flow = tokio::select! {
                 msg = self.source.next() => self.on_ws(msg).await?,
+                () = sleep_until_opt(refs_expire) => {
+                    info!(peer = %self.peer, "all pairing refs expired, closing");
+                    self.close(CloseCode::Normal).await;
+                    Flow::Stop
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd).await?,
                     None => Flow::Stop,
@@ -232,12 +266,9 @@ impl Connection {
                     &encrypted_static,
                     &encrypted_payload,
                 )?;
-                let known = pending.as_ref().is_some_and(|p| {
-                    self.state
-                        .devices()
-                        .iter()
-                        .any(|d| d.noise_public == p.client_static)
-                });
+                let known = pending
+                    .as_ref()
+                    .is_some_and(|p| self.state.knows_noise_key(&p.client_static));
                 match pending {
                     Some(p) if known && self.state.config.accept_ik => {
                         let (hello, done) = p.accept(&self.state.identity)?;
@@ -410,7 +441,7 @@ impl Connection {
     async fn on_iq(&mut self, node: Node) -> Result<Flow, ConnError> {
         let state = self.state.clone();
         let stats = &state.stats;
-        let replies = match iq::answer(&self.state, &node) {
+        let replies = match iq::answer(&self.state, self.device.as_ref(), &node) {
             IqAnswer::ClientReply => Vec::new(),
             IqAnswer::Ping(reply) => {
                 stats.bump(&stats.pings);
@@ -473,6 +504,10 @@ impl Connection {
                 self.offer = Some(*offer);
                 self.send(node).await?;
                 Ok(Flow::Continue)
+            }
+            Command::Fault(Fault::StreamError(_)) if self.blackholed => {
+                // A blackholed socket says nothing, not even goodbye.
+                Ok(Flow::Stop)
             }
             Command::Fault(fault) => {
                 info!(peer = %self.peer, device = self.jid(), "injecting fault {fault:?}");

@@ -5,7 +5,7 @@
 
 use crate::handlers::{iq_error, iq_result};
 use crate::nodefmt::{attr, child};
-use crate::state::ServerState;
+use crate::state::{Device, ServerState};
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 
@@ -23,9 +23,8 @@ pub enum IqAnswer {
     Unknown(Node),
 }
 
-/// Decides how to answer `node` (an `<iq>`) from a logged-in device.
-pub fn answer(state: &ServerState, node: &Node) -> IqAnswer {
-    let _ = state;
+/// Decides how to answer `node` (an `<iq>`) from `device` (`None` before login).
+pub fn answer(state: &ServerState, device: Option<&Device>, node: &Node) -> IqAnswer {
     let ty = attr(node, "type").unwrap_or_default();
     if ty == "result" || ty == "error" {
         return IqAnswer::ClientReply;
@@ -51,7 +50,9 @@ pub fn answer(state: &ServerState, node: &Node) -> IqAnswer {
         ("privacy", "get") => IqAnswer::Reply(privacy(node)),
         ("privacy", "set") => IqAnswer::Reply(iq_result(node, Vec::new())),
         ("w:sync:app:state", "set") => IqAnswer::Reply(app_state(node)),
-        ("md", "set") | ("md", "get") => IqAnswer::Reply(iq_result(node, Vec::new())),
+        ("md", "set") if first == Some("remove-companion-device") => {
+            IqAnswer::Reply(remove_companion(state, device, node))
+        }
         ("w:m", _)
         | ("w:mex", _)
         | ("status", _)
@@ -131,4 +132,24 @@ fn app_state(node: &Node) -> Node {
         node,
         vec![NodeBuilder::new("sync").children(collections).build()],
     )
+}
+
+/// Logout: the device asks to be removed. Only devices of the same account
+/// may be removed.
+fn remove_companion(state: &ServerState, device: Option<&Device>, node: &Node) -> Node {
+    let Some(device) = device else {
+        return iq_error(node, 401, "not-authorized");
+    };
+    let target = child(node, "remove-companion-device")
+        .and_then(|c| attr(c, "jid"))
+        .unwrap_or_else(|| device.jid.clone());
+    let same_account = target
+        .split(['@', ':'])
+        .next()
+        .is_some_and(|user| user == device.phone);
+    if !same_account {
+        return iq_error(node, 403, "forbidden");
+    }
+    state.remove_device(&target);
+    iq_result(node, Vec::new())
 }

@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use mock_wa::{MockConfig, MockServer};
 use std::io::Write as _;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(about = "WhatsApp Web protocol mock server for tests and benchmarks")]
@@ -18,6 +19,15 @@ struct Args {
     /// Number of pair-device refs a new device gets.
     #[arg(long, default_value_t = 6)]
     qr_refs: usize,
+    /// Seconds the first pair-device ref stays valid.
+    #[arg(long, default_value_t = 60)]
+    qr_first_ttl_secs: u64,
+    /// Seconds each later pair-device ref stays valid.
+    #[arg(long, default_value_t = 20)]
+    qr_ttl_secs: u64,
+    /// Refuse Noise IK from known devices so they log in via XXfallback.
+    #[arg(long)]
+    no_ik: bool,
 }
 
 #[tokio::main]
@@ -34,6 +44,9 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         admin_listen: args.admin,
         qr_refs: args.qr_refs,
+        qr_first_ttl: Duration::from_secs(args.qr_first_ttl_secs),
+        qr_ttl: Duration::from_secs(args.qr_ttl_secs),
+        accept_ik: !args.no_ik,
         ..MockConfig::default()
     };
     let mock = MockServer::start(config)

@@ -127,11 +127,13 @@ pub async fn scan(state: &ServerState, qr: &str, phone: Option<&str>) -> Result<
     let pending = {
         let mut map = state.pairing_refs.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, r| r.expires > Instant::now());
+        let r = map.get(&ref_str).ok_or(PairError::UnknownRef)?;
+        // A QR with foreign keys must not use up the ref of the real device.
+        if r.noise_public != noise || r.identity_public != identity {
+            return Err(PairError::KeyMismatch);
+        }
         map.remove(&ref_str).ok_or(PairError::UnknownRef)?
     };
-    if pending.noise_public != noise || pending.identity_public != identity {
-        return Err(PairError::KeyMismatch);
-    }
     // Other refs of this connection must not pair it a second time.
     state
         .pairing_refs

@@ -71,6 +71,8 @@ pub enum Fault {
     StreamError(u16),
 }
 
+const STREAM_ERROR_CODES: &str = "401, 409, 429, 440, 503, 515, 516";
+
 impl Fault {
     /// Parses the admin API's `kind` and optional `code`.
     pub fn parse(kind: &str, code: Option<u16>) -> Result<Self, String> {
@@ -79,11 +81,11 @@ impl Fault {
             "eof" => Ok(Fault::Eof),
             "blackhole" => Ok(Fault::Blackhole),
             "stream-error" => match code {
-                Some(c @ (401 | 440 | 503 | 515 | 516)) => Ok(Fault::StreamError(c)),
+                Some(c @ (401 | 409 | 429 | 440 | 503 | 515 | 516)) => Ok(Fault::StreamError(c)),
                 Some(c) => Err(format!(
-                    "stream-error code {c} is not one of 401, 440, 503, 515, 516"
+                    "stream-error code {c} is not one of {STREAM_ERROR_CODES}"
                 )),
-                None => Err("stream-error needs a code (401, 440, 503, 515 or 516)".into()),
+                None => Err(format!("stream-error needs a code ({STREAM_ERROR_CODES})")),
             },
             other => Err(format!(
                 "fault kind {other:?} is not one of close, eof, blackhole, stream-error"
@@ -193,6 +195,11 @@ impl ServerState {
     /// The registered device with this JID.
     pub fn device(&self, jid: &str) -> Option<Device> {
         lock(&self.devices).get(jid).cloned()
+    }
+
+    /// Whether some registered device authenticates with this Noise key.
+    pub fn knows_noise_key(&self, key: &[u8; 32]) -> bool {
+        lock(&self.devices).values().any(|d| &d.noise_public == key)
     }
 
     /// All registered devices, sorted by JID.

@@ -65,6 +65,9 @@ counters! {
     unknown_iqs,
     /// Connections closed because the client broke the protocol.
     protocol_errors,
+    /// Connections closed because the client did not finish the Noise
+    /// handshake in time (usually an overloaded or vanished client).
+    handshake_timeouts,
 }
 
 impl Stats {

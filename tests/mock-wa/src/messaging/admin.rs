@@ -44,8 +44,9 @@ struct ReceiptRequest {
 }
 
 impl Messaging {
-    /// Serves `GET /admin/inbox?contact=N`, `POST /admin/deliver` and
-    /// `POST /admin/receipt`; `None` for any other route.
+    /// Serves `GET /admin/inbox?contact=N`, `POST /admin/deliver`,
+    /// `POST /admin/receipt` and `GET /admin/messaging/stats`; `None` for
+    /// any other route.
     /// `query` holds the decoded query-string pairs.
     pub async fn admin(
         &self,
@@ -59,6 +60,7 @@ impl Messaging {
             ("GET", "/admin/inbox") => Some(self.admin_inbox(query).await),
             ("POST", "/admin/deliver") => Some(self.admin_deliver(view, body).await),
             ("POST", "/admin/receipt") => Some(self.admin_receipt(view, body).await),
+            ("GET", "/admin/messaging/stats") => Some(AdminReply::ok(json!(self.stats()))),
             _ => None,
         }
     }

@@ -61,34 +61,58 @@ impl Bundle {
             NodeBuilder::new("identity")
                 .bytes(self.identity.to_vec())
                 .build(),
-            NodeBuilder::new("skey")
-                .children([
-                    NodeBuilder::new("id")
-                        .bytes(id_to_3_bytes(self.signed_id))
-                        .build(),
-                    NodeBuilder::new("value")
-                        .bytes(self.signed_public.to_vec())
-                        .build(),
-                    NodeBuilder::new("signature")
-                        .bytes(self.signed_signature.clone())
-                        .build(),
-                ])
-                .build(),
+            self.signed_node(),
         ];
-        if let Some((id, public)) = self.prekey {
-            children.push(
-                NodeBuilder::new("key")
-                    .children([
-                        NodeBuilder::new("id").bytes(id_to_3_bytes(id)).build(),
-                        NodeBuilder::new("value").bytes(public.to_vec()).build(),
-                    ])
-                    .build(),
-            );
+        if let Some(key) = self.prekey_node() {
+            children.push(key);
         }
         NodeBuilder::new("user")
             .attr("jid", jid.clone())
             .children(children)
             .build()
+    }
+
+    /// The `<keys>` element of a retry receipt.
+    pub fn to_keys_node(&self) -> Node {
+        let mut children = vec![
+            NodeBuilder::new("type").bytes(vec![KEY_TYPE_DJB]).build(),
+            NodeBuilder::new("identity")
+                .bytes(self.identity.to_vec())
+                .build(),
+        ];
+        if let Some(key) = self.prekey_node() {
+            children.push(key);
+        }
+        children.push(self.signed_node());
+        NodeBuilder::new("keys").children(children).build()
+    }
+
+    fn signed_node(&self) -> Node {
+        NodeBuilder::new("skey")
+            .children([
+                NodeBuilder::new("id")
+                    .bytes(id_to_3_bytes(self.signed_id))
+                    .build(),
+                NodeBuilder::new("value")
+                    .bytes(self.signed_public.to_vec())
+                    .build(),
+                NodeBuilder::new("signature")
+                    .bytes(self.signed_signature.clone())
+                    .build(),
+            ])
+            .build()
+    }
+
+    fn prekey_node(&self) -> Option<Node> {
+        let (id, public) = self.prekey?;
+        Some(
+            NodeBuilder::new("key")
+                .children([
+                    NodeBuilder::new("id").bytes(id_to_3_bytes(id)).build(),
+                    NodeBuilder::new("value").bytes(public.to_vec()).build(),
+                ])
+                .build(),
+        )
     }
 
     /// The libsignal form, to start a session with this device.

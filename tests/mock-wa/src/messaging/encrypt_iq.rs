@@ -28,7 +28,7 @@ impl Messaging {
             (Some("get"), Some("digest")) => self.prekey_digest(device, iq).await,
             (Some("set"), Some("rotate")) => self.rotate_signed_prekey(device, iq).await,
             (Some("set"), _) if iq.get_optional_child("registration").is_some() => {
-                self.prekey_upload(device, iq).await
+                self.prekey_upload(view, device, iq).await
             }
             _ => iq_error(iq, 501, "feature-not-implemented"),
         }
@@ -47,7 +47,7 @@ impl Messaging {
         )
     }
 
-    async fn prekey_upload(&self, device: &DeviceAddr, iq: &Node) -> Node {
+    async fn prekey_upload(&self, view: &dyn ServerView, device: &DeviceAddr, iq: &Node) -> Node {
         let Some(uploaded) = parse_upload(iq) else {
             tracing::warn!(device = ?device, "malformed prekey upload");
             return iq_error(iq, 400, "bad-request");
@@ -83,6 +83,7 @@ impl Messaging {
             }
         }
         tracing::debug!(device = ?device, prekeys = state.uploads.get(&addr).map_or(0, |k| k.prekeys.len()), "prekeys uploaded");
+        self.send_unencrypted(view, &mut state, &addr).await;
         iq_result(iq, Vec::new())
     }
 

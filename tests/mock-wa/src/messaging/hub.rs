@@ -33,7 +33,7 @@ impl Default for MessagingConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InboxEntry {
     pub id: String,
-    /// Sender device JID, e.g. `15550000001:3@s.whatsapp.net`.
+    /// The sending account's user JID, e.g. `15550000001@s.whatsapp.net`.
     pub from: String,
     /// The contact's JID.
     pub to: String,
@@ -161,6 +161,37 @@ pub(super) struct State {
     pub inbox: HashMap<String, Vec<InboxEntry>>,
     pub inbox_ids: HashSet<(String, String)>,
     pub devices: HashMap<DeviceAddr, DeviceSlot>,
+    /// What contacts sent to each device, to send again when the device
+    /// asks with a retry receipt (it acks even what it cannot decrypt).
+    pub sent: HashMap<(DeviceAddr, String), SentText>,
+    pub sent_order: VecDeque<(DeviceAddr, String)>,
+    /// Retry receipts a contact sent per message id.
+    pub retries: HashMap<(String, String), u8>,
+}
+
+/// A contact message as written, before encryption.
+#[derive(Clone, Debug)]
+pub(super) struct SentText {
+    pub from: String,
+    pub text: String,
+    pub time: u64,
+}
+
+/// Retry receipts come within seconds; this bounds memory in long runs.
+const SENT_KEPT: usize = 50_000;
+
+impl State {
+    pub fn remember_sent(&mut self, addr: &DeviceAddr, id: &str, sent: SentText) {
+        let key = (addr.clone(), id.to_string());
+        if self.sent.insert(key.clone(), sent).is_none() {
+            self.sent_order.push_back(key);
+        }
+        while self.sent_order.len() > SENT_KEPT {
+            if let Some(old) = self.sent_order.pop_front() {
+                self.sent.remove(&old);
+            }
+        }
+    }
 }
 
 impl State {
@@ -206,6 +237,36 @@ impl Messaging {
             .get(&user)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Contact `contact` loses every Signal session (as after a reinstall,
+    /// keeping its keys): the next message a client sends on an old session
+    /// fails to decrypt, and the contact asks for a retry.
+    pub async fn forget_sessions(&self, contact: &str) {
+        let Some(user) = super::stanza::user_of(contact) else {
+            return;
+        };
+        if let Some(device) = self.state.lock().await.contacts.get_mut(&user) {
+            device.forget_all_sessions();
+        }
+    }
+
+    /// How many messages and receipts device `device` (e.g.
+    /// `15550000001:1@s.whatsapp.net`) has not acked yet.
+    pub async fn pending(&self, device: &str) -> usize {
+        let Ok(jid) = device.parse::<Jid>() else {
+            return 0;
+        };
+        let addr = DeviceAddr {
+            user: jid.user.to_string(),
+            device: jid.device,
+        };
+        self.state
+            .lock()
+            .await
+            .devices
+            .get(&addr)
+            .map_or(0, |s| s.queue.len())
     }
 
     /// Answers the `encrypt` and `usync` IQs of a logged-in `device`;
@@ -279,17 +340,25 @@ impl Messaging {
         }
         let receipt_type = attr(receipt, "type");
         if receipt_type.as_deref() == Some("retry") {
-            tracing::warn!(
-                device = %device,
-                id = %id,
-                "client could not decrypt a contact message and asked for a retry; the mock does not re-encrypt"
-            );
-        }
-        {
+            self.resend_after_retry(view, &DeviceAddr::of(view, device), &id, receipt)
+                .await;
+        } else {
+            let sender = DeviceAddr::of(view, device);
             let mut state = self.state.lock().await;
-            if let Some(slot) = state.devices.get_mut(&DeviceAddr::of(view, device)) {
+            if let Some(slot) = state.devices.get_mut(&sender) {
                 slot.queue
                     .retain(|p| !(p.class == "message" && ids.contains(&p.id)));
+            }
+            if let Some(to) = jid_attr(receipt, "to") {
+                self.forward_receipt(
+                    view,
+                    &mut state,
+                    &sender,
+                    &to,
+                    &ids,
+                    receipt_type.as_deref(),
+                )
+                .await;
             }
         }
         let mut ack = NodeBuilder::new("ack")
@@ -302,6 +371,39 @@ impl Messaging {
             ack = ack.attr("type", t);
         }
         vec![ack.build()]
+    }
+
+    /// A receipt one account's device sends for another account's message
+    /// goes to every device of that account, as the real server relays it.
+    async fn forward_receipt(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        sender: &DeviceAddr,
+        to: &Jid,
+        ids: &[String],
+        receipt_type: Option<&str>,
+    ) {
+        // A passive companion reports delivery as "inactive".
+        let Some(kind) = (match receipt_type {
+            None | Some("inactive") => Some(ReceiptKind::Delivery),
+            Some("read") => Some(ReceiptKind::Read),
+            _ => None,
+        }) else {
+            return;
+        };
+        let target = DeviceAddr::of(view, to);
+        if target.user == sender.user {
+            return;
+        }
+        let devices = super::outbound::account_devices(view, state, &target.user);
+        for id in ids {
+            let stanza = super::outbound::receipt_stanza(&sender.user, id, kind);
+            for addr in &devices {
+                let pending = super::outbound::receipt_pending(id, kind, stanza.clone());
+                self.push(view, state, addr, pending).await;
+            }
+        }
     }
 
     /// Queues `pending` for `addr` without writing it: the caller hands the
@@ -330,6 +432,35 @@ impl Messaging {
         if let Some(stanza) = self.stanza_of(state, addr, index).await {
             let is_message = stanza.tag == "message";
             if view.push(&addr.jid(), stanza) && is_message {
+                Counters::bump(&self.counters.messages_sent_to_devices);
+            }
+        }
+    }
+
+    /// Sends the queued messages of `addr` that could not be encrypted
+    /// before (it had uploaded no keys), now that it may have.
+    pub(super) async fn send_unencrypted(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        addr: &DeviceAddr,
+    ) {
+        let waiting: Vec<usize> = state
+            .devices
+            .get(addr)
+            .map(|slot| {
+                slot.queue
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| matches!(p.body, PendingBody::Text { .. }))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for index in waiting {
+            if let Some(stanza) = self.stanza_of(state, addr, index).await
+                && view.push(&addr.jid(), stanza)
+            {
                 Counters::bump(&self.counters.messages_sent_to_devices);
             }
         }

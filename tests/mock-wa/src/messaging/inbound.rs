@@ -5,7 +5,7 @@ use wacore_binary::{Jid, Node, NodeContent};
 
 use super::MessagingError;
 use super::directory::ServerView;
-use super::hub::{DeviceAddr, InboxEntry, Messaging, ReceiptKind, State};
+use super::hub::{DeviceAddr, InboxEntry, Messaging, Pending, PendingBody, ReceiptKind, State};
 use super::outbound::{receipt_pending, receipt_stanza};
 use super::sim_device::EncKind;
 use super::stanza::{attr, jid_attr, now_secs};
@@ -33,12 +33,29 @@ impl Messaging {
         let mut replies = Vec::new();
         let mut state = self.state.lock().await;
         for (recipient, enc) in copies(message, chat.as_ref()) {
-            if DeviceAddr::of(view, &recipient).user == sender.user {
+            let target = DeviceAddr::of(view, &recipient);
+            let own = target.user == sender.user;
+            if own {
                 Counters::bump(&self.counters.own_device_copies);
-                continue;
             }
             if recipient.device != 0 {
-                tracing::debug!(to = %recipient, "copy for a companion of another account dropped");
+                let forward =
+                    forwarded_copy(message, enc, device, own.then_some(chat.as_ref()).flatten());
+                if is_known_device(view, &state, &target) {
+                    let pending = Pending {
+                        class: "message",
+                        id: id.clone(),
+                        receipt_type: None,
+                        body: PendingBody::Stanza(forward),
+                    };
+                    self.push(view, &mut state, &target, pending).await;
+                } else {
+                    tracing::debug!(to = %recipient, "copy for an unknown companion device dropped");
+                }
+                continue;
+            }
+            if own {
+                // The account's own phone is simulated and reads nothing.
                 continue;
             }
             match decrypt_copy(&mut state, &sender, &recipient, enc).await {
@@ -74,7 +91,14 @@ impl Messaging {
                 }
                 Err(e) => {
                     Counters::bump(&self.counters.decrypt_failures);
-                    tracing::warn!(device = %device, to = %recipient, id = %id, error = %e, "could not decrypt the contact's copy; acking anyway, as the server does not read messages");
+                    tracing::warn!(device = %device, to = %recipient, id = %id, error = %e, "could not decrypt the contact's copy; acking it, and the contact asks for a retry");
+                    match self.retry_receipt(&mut state, &sender, &recipient.user, &id) {
+                        Ok(Some(stanza)) => replies.push(stanza),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(device = %device, id = %id, error = %e, "cannot build a retry receipt")
+                        }
+                    }
                 }
             }
         }
@@ -90,6 +114,94 @@ impl Messaging {
         replies.insert(0, ack.build());
         replies
     }
+}
+
+/// A client gives up after this many retries of one message (WA Web's cap).
+const MAX_RETRIES: u8 = 5;
+
+impl Messaging {
+    /// What the contact's phone does when it cannot decrypt: drop the session
+    /// with the sender and send a retry receipt carrying a fresh bundle, so
+    /// the client starts a new session and sends the message again.
+    fn retry_receipt(
+        &self,
+        state: &mut State,
+        sender: &DeviceAddr,
+        contact: &str,
+        id: &str,
+    ) -> Result<Option<Node>, MessagingError> {
+        let count = state
+            .retries
+            .entry((contact.to_string(), id.to_string()))
+            .or_insert(0);
+        *count += 1;
+        let count = *count;
+        if count >= MAX_RETRIES {
+            return Ok(None);
+        }
+        let device = state.contact(contact)?;
+        device.forget_session(&sender.signal_address());
+        let bundle = device.take_bundle();
+        let stanza = NodeBuilder::new("receipt")
+            .attr("from", Jid::pn(contact))
+            .attr("id", id)
+            .attr("type", "retry")
+            .attr("t", now_secs().to_string())
+            .children([
+                NodeBuilder::new("retry")
+                    .attr("v", "1")
+                    .attr("id", id)
+                    .attr("count", count.to_string())
+                    .attr("t", now_secs().to_string())
+                    .build(),
+                NodeBuilder::new("registration")
+                    .bytes(bundle.registration_id.to_be_bytes().to_vec())
+                    .build(),
+                bundle.to_keys_node(),
+            ])
+            .build();
+        Self::enqueue(
+            state,
+            sender,
+            Pending {
+                class: "receipt",
+                id: id.to_string(),
+                receipt_type: Some("retry"),
+                body: PendingBody::Stanza(stanza.clone()),
+            },
+        );
+        Ok(Some(stanza))
+    }
+}
+
+/// The stanza a companion device gets for its copy: from the sending
+/// device, with the sender's `<device-identity>` (a `pkmsg` from a companion
+/// is checked against it); a copy for the sender's own other devices names
+/// the chat in `recipient`.
+fn forwarded_copy(message: &Node, enc: &Node, sender: &Jid, own_chat: Option<&Jid>) -> Node {
+    let mut b = NodeBuilder::new("message")
+        .attr("from", sender.clone())
+        .attr("t", now_secs().to_string());
+    for key in ["id", "type"] {
+        if let Some(value) = attr(message, key) {
+            b = b.attr(key, value);
+        }
+    }
+    if let Some(chat) = own_chat {
+        b = b.attr("recipient", chat.clone());
+    }
+    let mut children = vec![enc.clone()];
+    if let Some(identity) = message.get_optional_child("device-identity") {
+        children.push(identity.clone());
+    }
+    b.children(children).build()
+}
+
+fn is_known_device(view: &dyn ServerView, state: &State, addr: &DeviceAddr) -> bool {
+    state.uploads.contains_key(addr)
+        || view
+            .account(&addr.user)
+            .is_some_and(|a| a.companions.iter().any(|c| c.device == addr.device))
 }
 
 /// Each `(recipient device, <enc>)` of a message: the `<participants>`

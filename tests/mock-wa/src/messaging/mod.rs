@@ -16,11 +16,14 @@ mod encrypt_iq;
 mod hub;
 mod inbound;
 mod outbound;
+mod retry;
 mod signal_handlers;
 mod signal_store;
 mod sim_device;
 mod stanza;
 mod stats;
+#[cfg(test)]
+mod tests;
 mod usync_iq;
 
 pub use admin::AdminReply;

@@ -8,7 +8,7 @@ use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
 use super::directory::ServerView;
-use super::hub::{DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, State};
+use super::hub::{DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, SentText, State};
 use super::stanza::{new_message_id, now_secs, user_of};
 use super::stats::Counters;
 
@@ -115,6 +115,15 @@ impl Messaging {
             .contact(from)?
             .encrypt(&peer, bundle.as_ref(), &plaintext)
             .await?;
+        state.remember_sent(
+            addr,
+            id,
+            SentText {
+                from: from.to_string(),
+                text: text.to_string(),
+                time,
+            },
+        );
         Ok(Some(
             NodeBuilder::new("message")
                 .attr("from", Jid::pn(from))
@@ -153,7 +162,11 @@ pub(super) fn receipt_pending(msg_id: &str, kind: ReceiptKind, stanza: Node) -> 
 
 /// The companion devices of account `phone` that can receive: those the
 /// core's registry knows, and any that uploaded keys.
-fn account_devices(view: &dyn ServerView, state: &State, phone: &str) -> BTreeSet<DeviceAddr> {
+pub(super) fn account_devices(
+    view: &dyn ServerView,
+    state: &State,
+    phone: &str,
+) -> BTreeSet<DeviceAddr> {
     let mut targets = BTreeSet::new();
     if let Some(account) = view.account(phone) {
         targets.extend(account.companions.iter().map(|c| DeviceAddr {

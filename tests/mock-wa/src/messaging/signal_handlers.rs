@@ -88,12 +88,8 @@ impl StanzaHandlers for SignalHandlers {
             .handle_message(&view, &jid_of(&ctx.device), node)
             .await;
         let stats = &ctx.state.stats;
-        for reply in &replies {
-            match reply.tag.as_ref() {
-                "ack" => stats.bump(&stats.messages_acked),
-                "receipt" => stats.bump(&stats.receipts_sent),
-                _ => {}
-            }
+        if replies.iter().any(|r| r.tag == "ack") {
+            stats.bump(&stats.messages_acked);
         }
         replies
     }
@@ -120,17 +116,9 @@ impl StanzaHandlers for SignalHandlers {
     }
 
     async fn on_login(&self, ctx: &Ctx) -> Vec<Node> {
-        let backlog = self
-            .messaging
+        self.messaging
             .backlog(&CoreView(&ctx.state), &jid_of(&ctx.device))
-            .await;
-        let stats = &ctx.state.stats;
-        for node in &backlog {
-            if node.tag == "receipt" {
-                stats.bump(&stats.receipts_sent);
-            }
-        }
-        backlog
+            .await
     }
 
     async fn admin(&self, state: &Arc<ServerState>, req: &AdminRequest) -> Option<AdminResponse> {

@@ -137,6 +137,10 @@ impl Sessions {
     pub fn remove(&mut self, address: &ProtocolAddress) {
         self.0.remove(address);
     }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 #[async_trait]

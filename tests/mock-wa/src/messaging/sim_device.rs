@@ -142,6 +142,10 @@ impl SimDevice {
         self.store.sessions.remove(peer);
     }
 
+    pub fn forget_all_sessions(&mut self) {
+        self.store.sessions.clear();
+    }
+
     pub async fn has_session(&self, peer: &ProtocolAddress) -> bool {
         matches!(self.store.sessions.has_session(peer).await, Ok(true))
     }

@@ -2,12 +2,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wacore_binary::builder::NodeBuilder;
-use wacore_binary::{Jid, Node, NodeValue, Server};
+use wacore_binary::{Jid, Node, NodeValue};
 
-pub fn attr(node: &Node, key: &str) -> Option<String> {
-    node.attrs.get(key).map(|v| v.as_str().into_owned())
-}
+pub use crate::handlers::{iq_error, iq_result};
+pub use crate::nodefmt::attr;
 
 pub fn jid_attr(node: &Node, key: &str) -> Option<Jid> {
     match node.attrs.get(key)? {
@@ -21,40 +19,6 @@ pub fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-pub fn server_jid() -> Jid {
-    Jid::new("", Server::Pn)
-}
-
-/// `<iq type="result">` answering `iq`, with `children`.
-pub fn iq_result(iq: &Node, children: Vec<Node>) -> Node {
-    let mut b = NodeBuilder::new("iq")
-        .attr("type", "result")
-        .attr("from", server_jid());
-    if let Some(id) = attr(iq, "id") {
-        b = b.attr("id", id);
-    }
-    if !children.is_empty() {
-        b = b.children(children);
-    }
-    b.build()
-}
-
-/// `<iq type="error">` answering `iq`: the form clients parse into a server
-/// error code instead of waiting out a timeout.
-pub fn iq_error(iq: &Node, code: u16, text: &'static str) -> Node {
-    let mut b = NodeBuilder::new("iq")
-        .attr("type", "error")
-        .attr("from", server_jid());
-    if let Some(id) = attr(iq, "id") {
-        b = b.attr("id", id);
-    }
-    b.children([NodeBuilder::new("error")
-        .attr("code", code.to_string())
-        .attr("text", text)
-        .build()])
-        .build()
 }
 
 /// A phone number or user JID reduced to the user part ("15551234567").

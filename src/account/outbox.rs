@@ -1,0 +1,182 @@
+//! The account's durable messages seen from a connection: a sender that
+//! drains the outbox while connected, status changes that reach both the
+//! store and subscribers, and the inbox that stores what arrives before the
+//! library acknowledges it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, broadcast};
+
+use super::supervisor::AccountEvent;
+use crate::store::{DeliveryStatus, Inbound, MessageStore};
+use crate::wa::{InboxSink, IncomingMessage, Session, SessionError};
+
+/// A message that failed this many times to go out is given up on.
+const MAX_ATTEMPTS: u32 = 10;
+/// Pause after a send the library refused before trying the outbox again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Moves message `id` to `status` in the store and tells subscribers, when
+/// that is progress. Returns whether the id belongs to the outbox.
+pub(crate) fn apply_status(
+    account: &str,
+    store: &MessageStore,
+    events: &broadcast::Sender<AccountEvent>,
+    id: &str,
+    status: DeliveryStatus,
+    reason: Option<String>,
+) -> bool {
+    match store.advance(id, status, reason, now_ms()) {
+        Ok(Some(record)) => {
+            announce(events, &record.id, &record.to, status, record.last_error);
+            true
+        }
+        Ok(None) => matches!(store.outgoing(id), Ok(Some(_))),
+        Err(e) => {
+            tracing::error!(account = %account, error = %e, "recording a message status failed");
+            true
+        }
+    }
+}
+
+pub(crate) fn announce(
+    events: &broadcast::Sender<AccountEvent>,
+    id: &str,
+    chat: &str,
+    status: DeliveryStatus,
+    last_error: Option<String>,
+) {
+    let _ = events.send(AccountEvent::MessageStatus {
+        id: id.to_owned(),
+        chat: chat.to_owned(),
+        status,
+        reason: (status == DeliveryStatus::Failed)
+            .then_some(last_error)
+            .flatten(),
+    });
+}
+
+/// Sends the outbox over one connection, oldest first, one message at a
+/// time, so messages to the same chat arrive in the order they were queued.
+/// Ends when the connection is gone; the next connection starts a new one.
+pub(crate) struct Sender {
+    pub(crate) account: String,
+    pub(crate) store: Arc<MessageStore>,
+    pub(crate) session: Arc<Session>,
+    pub(crate) kick: Arc<Notify>,
+    pub(crate) events: broadcast::Sender<AccountEvent>,
+}
+
+impl Sender {
+    pub(crate) async fn run(self) {
+        // Sent on this connection and waiting for the server's ack; a message
+        // sent on an earlier connection (or by an earlier walinkd) without an
+        // ack is sent again, under the same id.
+        let mut in_flight: HashSet<String> = HashSet::new();
+        loop {
+            let pending = match self.store.pending() {
+                Ok(pending) => pending,
+                Err(e) => {
+                    tracing::error!(account = %self.account, error = %e, "reading the outbox failed");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    continue;
+                }
+            };
+            let mut pause = false;
+            for record in pending {
+                if record.status == DeliveryStatus::Sent && in_flight.contains(&record.id) {
+                    continue;
+                }
+                let sent = self
+                    .session
+                    .send_text(&record.to, &record.text, Some(record.id.clone()))
+                    .await;
+                match sent {
+                    Ok(_) => {
+                        in_flight.insert(record.id.clone());
+                        self.status(&record.id, DeliveryStatus::Sent, None);
+                    }
+                    Err(SessionError::NotConnected) => return,
+                    Err(e @ SessionError::BadRecipient(_)) => {
+                        self.status(&record.id, DeliveryStatus::Failed, Some(e.to_string()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %self.account, id = %record.id, error = %e, "sending failed; will retry");
+                        if record.attempts + 1 >= MAX_ATTEMPTS {
+                            let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {e}");
+                            self.status(&record.id, DeliveryStatus::Failed, Some(reason));
+                        } else if let Err(e) =
+                            self.store.retry_later(&record.id, e.to_string(), now_ms())
+                        {
+                            tracing::error!(account = %self.account, error = %e, "recording a failed send failed");
+                        }
+                        pause = true;
+                        break;
+                    }
+                }
+            }
+            if pause {
+                tokio::time::sleep(RETRY_AFTER).await;
+            } else {
+                self.kick.notified().await;
+            }
+        }
+    }
+
+    fn status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) {
+        apply_status(&self.account, &self.store, &self.events, id, status, reason);
+    }
+}
+
+/// The inbox as the library's durability hook sees it. It also announces
+/// each message it stores for the first time: a redelivery after a crash is
+/// stored once and announced once.
+pub(crate) struct StoreInbox {
+    pub(crate) store: Arc<MessageStore>,
+    pub(crate) events: broadcast::Sender<AccountEvent>,
+}
+
+#[async_trait::async_trait]
+impl InboxSink for StoreInbox {
+    async fn store(&self, batch: &[IncomingMessage]) -> Result<(), String> {
+        let batch: Vec<Inbound> = batch
+            .iter()
+            .map(|m| Inbound {
+                id: m.id.clone(),
+                chat: m.chat.clone(),
+                sender: m.sender.clone(),
+                from_me: m.from_me,
+                timestamp: m.timestamp,
+                text: m.text.clone(),
+                description: m.description.clone(),
+            })
+            .collect();
+        let stored = self
+            .store
+            .store_inbound(&batch, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        for record in stored {
+            let m = record.message;
+            let _ = self.events.send(AccountEvent::Message(IncomingMessage {
+                id: m.id,
+                chat: m.chat,
+                sender: m.sender,
+                from_me: m.from_me,
+                timestamp: m.timestamp,
+                text: m.text,
+                description: m.description,
+            }));
+        }
+        Ok(())
+    }
+}

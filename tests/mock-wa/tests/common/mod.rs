@@ -1,0 +1,216 @@
+//! Drives whatsapp-rust's own Bot, unmodified, against the mock: a small
+//! WebSocket transport on tokio-tungstenite, an HTTP stub (no media in these
+//! tests) and the library's in-memory store.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+use whatsapp_rust::async_channel;
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::bytes::Bytes;
+use whatsapp_rust::types::events::Event;
+use whatsapp_rust::wacore::net::{
+    DisconnectReason, HttpClient, HttpRequest, HttpResponse, Transport, TransportEvent,
+    TransportFactory,
+};
+use whatsapp_rust::wacore::store::InMemoryBackend;
+use whatsapp_rust::wacore::store::traits::Backend;
+use whatsapp_rust::{Client, TokioRuntime};
+
+type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+struct WsTransport {
+    sink: Mutex<WsSink>,
+    /// The read half lives in this task; ending it is what closes the socket
+    /// when the client drops the transport (e.g. after its own timeout).
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WsTransport {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+#[whatsapp_rust::async_trait]
+impl Transport for WsTransport {
+    async fn send(&self, data: Bytes) -> anyhow::Result<()> {
+        self.sink.lock().await.send(Message::Binary(data)).await?;
+        Ok(())
+    }
+
+    async fn disconnect(&self) {
+        let _ = self.sink.lock().await.close().await;
+    }
+}
+
+/// Connects to a fixed `ws://` URL for every connection attempt.
+pub struct WsFactory {
+    pub url: String,
+}
+
+#[whatsapp_rust::async_trait]
+impl TransportFactory for WsFactory {
+    async fn create_transport(
+        &self,
+    ) -> anyhow::Result<(Arc<dyn Transport>, async_channel::Receiver<TransportEvent>)> {
+        let (ws, _) = tokio_tungstenite::connect_async(&self.url).await?;
+        let (sink, mut source) = ws.split();
+        let (tx, rx) = async_channel::unbounded();
+        let _ = tx.send(TransportEvent::Connected).await;
+        let reader = tokio::spawn(async move {
+            let reason = loop {
+                match source.next().await {
+                    Some(Ok(Message::Binary(b))) => {
+                        if tx.send(TransportEvent::DataReceived(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        break DisconnectReason::ServerClose {
+                            code: frame.as_ref().map(|f| u16::from(f.code)),
+                            reason: frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                        };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break DisconnectReason::ReadError(e.to_string()),
+                    None => break DisconnectReason::StreamEnded,
+                }
+            };
+            let _ = tx.send(TransportEvent::Disconnected(reason)).await;
+        });
+        Ok((
+            Arc::new(WsTransport {
+                sink: Mutex::new(sink),
+                reader,
+            }),
+            rx,
+        ))
+    }
+}
+
+/// No media in these tests: every HTTP request fails.
+pub struct NoHttp;
+
+#[whatsapp_rust::async_trait]
+impl HttpClient for NoHttp {
+    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
+        anyhow::bail!("HTTP is not available in mock-wa tests ({})", request.url)
+    }
+}
+
+/// A running whatsapp-rust Bot plus the stream of its events.
+pub struct TestClient {
+    pub handle: BotHandle,
+    pub client: Arc<Client>,
+    pub backend: Arc<dyn Backend>,
+    events: mpsc::UnboundedReceiver<Arc<Event>>,
+}
+
+impl TestClient {
+    /// Starts a bot on `backend` (pass the previous client's to "restart").
+    pub async fn start(url: &str, backend: Option<Arc<dyn Backend>>) -> Self {
+        let backend = backend.unwrap_or_else(|| Arc::new(InMemoryBackend::new()));
+        let (tx, events) = mpsc::unbounded_channel();
+        let bot = Bot::builder()
+            .with_backend_arc(backend.clone())
+            .with_transport_factory(WsFactory {
+                url: url.to_owned(),
+            })
+            .with_http_client(NoHttp)
+            .with_runtime(TokioRuntime)
+            .with_version((2, 3000, 1_000_000_000))
+            .skip_history_sync()
+            .on_event(move |event, _client| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(event);
+                }
+            })
+            .build()
+            .await
+            .expect("bot builds");
+        let handle = bot.spawn();
+        let client = handle.client();
+        Self {
+            handle,
+            client,
+            backend,
+            events,
+        }
+    }
+
+    /// Consumes events until `pick` returns `Some`, failing after `timeout`.
+    pub async fn wait_event<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(event)) => {
+                    if let Some(v) = pick(&event) {
+                        return v;
+                    }
+                }
+                Ok(None) => panic!("event stream ended while waiting for {what}"),
+                Err(_) => panic!("no {what} event within {timeout:?}"),
+            }
+        }
+    }
+
+    pub async fn wait_connected(&mut self, timeout: Duration) {
+        self.wait_event(timeout, "Connected", |e| {
+            matches!(e, Event::Connected(_)).then_some(())
+        })
+        .await
+    }
+
+    pub async fn shutdown(self) -> Arc<dyn Backend> {
+        let backend = self.backend.clone();
+        self.handle.shutdown().await;
+        backend
+    }
+}
+
+/// A fresh client paired through a QR scan and connected.
+pub async fn paired_client(mock: &mock_wa::MockHandle) -> (TestClient, String) {
+    paired_client_within(mock, Duration::from_secs(60)).await
+}
+
+/// [`paired_client`] with a deadline for each step (QR, then Connected);
+/// many clients in one process share two cores and need longer.
+pub async fn paired_client_within(
+    mock: &mock_wa::MockHandle,
+    step: Duration,
+) -> (TestClient, String) {
+    let mut c = TestClient::start(&mock.ws_url(), None).await;
+    let qr = c
+        .wait_event(step, "PairingQrCode", |e| match e {
+            Event::PairingQrCode(q) => Some(q.code.clone()),
+            _ => None,
+        })
+        .await;
+    let jid = mock.scan(&qr).await.expect("scan pairs the device");
+    c.wait_connected(step).await;
+    (c, jid)
+}
+
+/// Log output for debugging a failing test: `RUST_LOG=mock_wa=debug`.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
