@@ -109,8 +109,15 @@ impl TransportFactory for WsTransportFactory {
                     // not part of the WhatsApp protocol.
                     Some(Ok(_)) => {}
                     // EOF without a close frame is how WhatsApp recycles a
-                    // connection; tungstenite reports it as a protocol error.
+                    // connection; tungstenite reports it as a protocol error,
+                    // or as a reset when the server closed with our last
+                    // bytes still unread in its buffer.
                     Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                        break DisconnectReason::StreamEnded;
+                    }
+                    Some(Err(WsError::Io(e)))
+                        if e.kind() == std::io::ErrorKind::ConnectionReset =>
+                    {
                         break DisconnectReason::StreamEnded;
                     }
                     Some(Err(e)) => break DisconnectReason::ReadError(e.to_string()),
