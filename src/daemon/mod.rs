@@ -57,6 +57,12 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Result<()> {
+    // Before anything can serve a client: a SIGTERM or SIGHUP that arrives
+    // while starting is then handled once the loop runs, instead of killing
+    // the process with the default action.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let config = load_config(&config_path, explicit, mode)?;
     logging::init(config.daemon.log_target);
 
@@ -85,9 +91,6 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
         "walinkd ready: {status_line}"
     );
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let watchdog_every = notify::watchdog_interval();
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
     // After a stall (a slow reload), one ping, not a burst of catch-up pings
