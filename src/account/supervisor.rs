@@ -764,7 +764,7 @@ impl Supervisor {
             }
             WaEvent::QrExhausted => {
                 attempt.qr_exhausted = true;
-                session.end_connection().await;
+                end_connection_soon(session);
             }
             WaEvent::PairCode { .. } => {}
             WaEvent::Paired { jid } => {
@@ -800,14 +800,10 @@ impl Supervisor {
             }
             WaEvent::LoggedOut { .. } => attempt.logged_out = true,
             WaEvent::Replaced => attempt.replaced = true,
-            WaEvent::StreamError { code } => {
-                attempt.stream_error = Some(code);
-                // 401/440 arrive as stream errors too; the library may not
-                // close on every code, so a terminal one ends the attempt here.
-                if matches!(code, 401 | 440) {
-                    session.end_connection().await;
-                }
-            }
+            // The library closes the connection itself on 401 and conflicts
+            // (and the server closes after any stream error); ending it from
+            // here as well raced the library's own teardown.
+            WaEvent::StreamError { code } => attempt.stream_error = Some(code),
             WaEvent::TemporaryBan { expire } => attempt.banned_for = Some(expire),
             WaEvent::ServerAck { id, error } => self.on_server_ack(id, error),
             WaEvent::Receipt { ids, status, from } => {
@@ -877,7 +873,7 @@ impl Supervisor {
             Command::Reconnect(reply) => {
                 self.lost_connection = false;
                 self.backoff.reset();
-                session.end_connection().await;
+                end_connection_soon(session);
                 let _ = reply.send(Ok(AccountState::Reconnecting));
                 Some(Flow::Connect)
             }
@@ -939,4 +935,13 @@ impl Supervisor {
 /// again later under the same id.
 fn is_transient_nack(code: &str) -> bool {
     matches!(code, "408" | "429" | "500" | "503")
+}
+
+/// Ends the current connection from a task of its own. The library's
+/// teardown waits on its own locks and flushes (it was seen to hang while the
+/// library was already closing after a 401); the supervisor must stay free to
+/// see `run` return and to answer the watchdog.
+fn end_connection_soon(session: &Arc<Session>) {
+    let session = session.clone();
+    tokio::spawn(async move { session.end_connection().await });
 }
