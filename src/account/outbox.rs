@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, broadcast};
 
 use super::supervisor::AccountEvent;
-use crate::store::{DeliveryStatus, Inbound, MessageStore};
+use crate::store::{DeliveryStatus, MessageStore};
 use crate::wa::{InboxSink, IncomingMessage, Session, SessionError};
 
 /// A message that failed this many times to go out is given up on.
@@ -148,34 +148,13 @@ pub(crate) struct StoreInbox {
 #[async_trait::async_trait]
 impl InboxSink for StoreInbox {
     async fn store(&self, batch: &[IncomingMessage]) -> Result<(), String> {
-        let batch: Vec<Inbound> = batch
-            .iter()
-            .map(|m| Inbound {
-                id: m.id.clone(),
-                chat: m.chat.clone(),
-                sender: m.sender.clone(),
-                from_me: m.from_me,
-                timestamp: m.timestamp,
-                text: m.text.clone(),
-                description: m.description.clone(),
-            })
-            .collect();
         let stored = self
             .store
-            .store_inbound(&batch, now_ms())
+            .store_inbound(batch, now_ms())
             .await
             .map_err(|e| e.to_string())?;
         for record in stored {
-            let m = record.message;
-            let _ = self.events.send(AccountEvent::Message(IncomingMessage {
-                id: m.id,
-                chat: m.chat,
-                sender: m.sender,
-                from_me: m.from_me,
-                timestamp: m.timestamp,
-                text: m.text,
-                description: m.description,
-            }));
+            let _ = self.events.send(AccountEvent::Message(record.message));
         }
         Ok(())
     }

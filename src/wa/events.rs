@@ -60,19 +60,9 @@ pub enum ReceiptStatus {
     Read,
 }
 
-/// An incoming message, reduced to what walink stores and shows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncomingMessage {
-    pub id: String,
-    pub chat: String,
-    pub sender: String,
-    pub from_me: bool,
-    pub timestamp: i64,
-    /// The text, for text messages.
-    pub text: Option<String>,
-    /// What it is, for anything else ("image", "sticker", …).
-    pub description: Option<String>,
-}
+/// An incoming message, reduced to what walink stores and shows: the same
+/// shape the inbox keeps, so nothing is copied field by field between layers.
+pub use crate::store::Inbound as IncomingMessage;
 
 /// Forwards library events into a channel. The library calls handlers
 /// synchronously on its own tasks, so this never blocks: the channel is
