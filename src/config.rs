@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::net::{IpFamily, Proxy};
+
 /// Where the system service keeps its socket.
 pub const SYSTEM_SOCKET: &str = "/run/walink/walink.sock";
 /// Where the system service keeps its state.
@@ -56,6 +58,8 @@ pub struct DaemonConfig {
     /// daemon's own group.
     pub socket_group: Option<String>,
     pub log_target: LogTarget,
+    /// Where to serve Prometheus metrics over HTTP; `None`: no listener.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -77,6 +81,9 @@ pub struct ConnectionConfig {
     /// fetching the current one from web.whatsapp.com at connect time. For
     /// offline use (a mock server); real deployments leave it unset.
     pub client_version: Option<(u32, u32, u32)>,
+    pub ip_family: IpFamily,
+    /// The proxy every account uses unless its own `proxy` says otherwise.
+    pub proxy: Option<Proxy>,
 }
 
 impl ConnectionConfig {
@@ -101,6 +108,29 @@ pub struct AccountConfig {
     pub retention_days: Option<u32>,
     /// At most this many messages are kept per direction; `None`: no limit.
     pub retention_max_messages: Option<u64>,
+    pub proxy: AccountProxy,
+}
+
+/// An account's own proxy setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AccountProxy {
+    /// `connection.proxy`, if any.
+    #[default]
+    Inherit,
+    /// `proxy = "none"`: no proxy even when `connection.proxy` is set.
+    Direct,
+    Use(Proxy),
+}
+
+impl AccountConfig {
+    /// The proxy this account dials through, given the daemon-wide one.
+    pub fn effective_proxy(&self, connection: &ConnectionConfig) -> Option<Proxy> {
+        match &self.proxy {
+            AccountProxy::Inherit => connection.proxy.clone(),
+            AccountProxy::Direct => None,
+            AccountProxy::Use(proxy) => Some(proxy.clone()),
+        }
+    }
 }
 
 impl Default for ConnectionConfig {
@@ -111,6 +141,8 @@ impl Default for ConnectionConfig {
             backoff_secs: DEFAULT_BACKOFF_SECS.to_vec(),
             jitter: DEFAULT_JITTER,
             client_version: None,
+            ip_family: IpFamily::Auto,
+            proxy: None,
         }
     }
 }
@@ -124,6 +156,7 @@ impl Default for Config {
                 state_dir: PathBuf::from(SYSTEM_STATE_DIR),
                 socket_group: Some(DEFAULT_SOCKET_GROUP.to_owned()),
                 log_target: LogTarget::Auto,
+                metrics_listen: None,
             },
             connection: ConnectionConfig::default(),
             accounts: Vec::new(),
@@ -287,6 +320,7 @@ struct RawDaemon {
     state_dir: Option<Spanned<String>>,
     socket_group: Option<Spanned<String>>,
     log_target: Option<LogTarget>,
+    metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -297,6 +331,9 @@ struct RawConnection {
     backoff_secs: Option<Spanned<Vec<u64>>>,
     jitter: Option<Spanned<f64>>,
     client_version: Option<Spanned<String>>,
+    ip_family: Option<IpFamily>,
+    proxy: Option<Spanned<String>>,
+    proxy_credentials_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +344,8 @@ struct RawAccount {
     pair_on_start: Option<bool>,
     retention_days: Option<Spanned<i64>>,
     retention_max_messages: Option<Spanned<i64>>,
+    proxy: Option<Spanned<String>>,
+    proxy_credentials_file: Option<Spanned<String>>,
 }
 
 impl RawConfig {
@@ -337,6 +376,17 @@ impl RawConfig {
             }
             if let Some(target) = d.log_target {
                 config.daemon.log_target = target;
+            }
+            if let Some(listen) = d.metrics_listen {
+                let parsed = listen.get_ref().parse().map_err(|_| {
+                    at.invalid(
+                        listen.span(),
+                        "daemon.metrics_listen",
+                        Some(format!("{:?}", listen.get_ref())),
+                        "must be an IP address and port such as \"127.0.0.1:9464\"",
+                    )
+                })?;
+                config.daemon.metrics_listen = Some(parsed);
             }
         }
         if let Some(c) = self.connection {
@@ -397,6 +447,14 @@ impl RawConfig {
                 })?;
                 config.connection.client_version = Some(parsed);
             }
+            if let Some(family) = c.ip_family {
+                config.connection.ip_family = family;
+            }
+            config.connection.proxy =
+                match parse_proxy(c.proxy, c.proxy_credentials_file, "connection", at)? {
+                    AccountProxy::Use(proxy) => Some(proxy),
+                    _ => None,
+                };
         }
         let mut seen = HashSet::new();
         for account in self.account {
@@ -450,12 +508,14 @@ impl RawConfig {
                         })
                 })
                 .transpose()?;
+            let proxy = parse_proxy(account.proxy, account.proxy_credentials_file, "account", at)?;
             config.accounts.push(AccountConfig {
                 name: name.into_inner(),
                 enabled: account.enabled.unwrap_or(true),
                 pair_on_start: account.pair_on_start.unwrap_or(false),
                 retention_days,
                 retention_max_messages,
+                proxy,
             });
         }
         Ok(config)
@@ -477,6 +537,40 @@ fn absolute_path(
         ));
     }
     Ok(path)
+}
+
+/// `proxy` and `proxy_credentials_file` of `table`. `"none"` (only meaningful
+/// for an account) turns the daemon-wide proxy off.
+fn parse_proxy(
+    proxy: Option<Spanned<String>>,
+    credentials_file: Option<Spanned<String>>,
+    table: &str,
+    at: &Locator<'_>,
+) -> Result<AccountProxy, ConfigError> {
+    let file = credentials_file
+        .map(|f| {
+            absolute_path(&f, &format!("{table}.proxy_credentials_file"), at).map(|p| (p, f.span()))
+        })
+        .transpose()?;
+    let Some(proxy) = proxy else {
+        return match file {
+            Some((_, span)) => Err(at.invalid(
+                span,
+                &format!("{table}.proxy_credentials_file"),
+                None,
+                "is set but there is no proxy; add proxy = \"socks5://HOST:PORT\" (or http://) to the same table",
+            )),
+            None => Ok(AccountProxy::Inherit),
+        };
+    };
+    if proxy.get_ref() == "none" {
+        return Ok(AccountProxy::Direct);
+    }
+    // The value may hold a password: errors name the key, never echo it.
+    let mut parsed = Proxy::parse(proxy.get_ref())
+        .map_err(|why| at.invalid(proxy.span(), &format!("{table}.proxy"), None, &why))?;
+    parsed.credentials_file = file.map(|(path, _)| path);
+    Ok(AccountProxy::Use(parsed))
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -671,7 +765,8 @@ name = "sales"
                 enabled: true,
                 pair_on_start: false,
                 retention_days: None,
-                retention_max_messages: None
+                retention_max_messages: None,
+                proxy: AccountProxy::Inherit,
             }]
         );
     }
@@ -879,6 +974,56 @@ name = "sales"
             err.to_string().contains("XDG_RUNTIME_DIR is not set"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn network_keys_parse_and_never_echo_a_proxy_password() {
+        let config = parse(
+            "[daemon]\nmetrics_listen = \"127.0.0.1:9464\"\n\
+             [connection]\nip_family = \"ipv4\"\nproxy = \"socks5://u:hunter2@10.0.0.1:1080\"\n\
+             [[account]]\nname = \"a\"\n\
+             [[account]]\nname = \"b\"\nproxy = \"none\"\n\
+             [[account]]\nname = \"c\"\nproxy = \"http://p:3128\"\nproxy_credentials_file = \"/etc/walink/proxy\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.daemon.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(config.connection.ip_family, IpFamily::Ipv4);
+        let eff: Vec<Option<String>> = config
+            .accounts
+            .iter()
+            .map(|a| a.effective_proxy(&config.connection).map(|p| p.to_string()))
+            .collect();
+        assert_eq!(
+            eff,
+            [
+                Some("socks5://10.0.0.1:1080".to_string()),
+                None,
+                Some("http://p:3128".to_string())
+            ]
+        );
+        assert_eq!(
+            config.accounts[2]
+                .effective_proxy(&config.connection)
+                .unwrap()
+                .credentials_file,
+            Some(PathBuf::from("/etc/walink/proxy"))
+        );
+
+        let (line, key, shown) = invalid("[connection]\n\nproxy = \"ftp://u:hunter2@p:21\"\n");
+        assert_eq!((line, key.as_str()), (3, "connection.proxy"));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let (_, key, shown) = invalid("[connection]\nip_family = \"ipv5\"\n");
+        assert_eq!(key, "connection.ip_family");
+        assert!(shown.contains("ipv4") && shown.contains("auto"), "{shown}");
+        let (_, key, shown) =
+            invalid("[[account]]\nname = \"a\"\nproxy_credentials_file = \"/x\"\n");
+        assert_eq!(key, "account.proxy_credentials_file");
+        assert!(shown.contains("no proxy"), "{shown}");
+        let (_, key, _) = invalid("[daemon]\nmetrics_listen = \"localhost:80\"\n");
+        assert_eq!(key, "daemon.metrics_listen");
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct HealthInput<'a> {
     pub keepalive_rtt_ms: Option<u64>,
     /// Why the account is in its state (last disconnect or failure reason).
     pub state_reason: Option<&'a str>,
+    /// Verdict of a failed network check (`walink diagnose`).
+    pub network_problem: Option<&'a str>,
 }
 
 pub fn assess(input: &HealthInput<'_>) -> Health {
@@ -85,6 +87,14 @@ pub fn assess(input: &HealthInput<'_>) -> Health {
             &mut reasons,
         );
         rec.should_restore_backup = true;
+    }
+
+    if let Some(problem) = input.network_problem {
+        raise(
+            HealthLevel::Degraded,
+            format!("network check: {problem}; run `walink diagnose` for the details"),
+            &mut reasons,
+        );
     }
 
     match input.state {
@@ -178,6 +188,7 @@ mod tests {
             session_valid: true,
             keepalive_rtt_ms: Some(40),
             state_reason: None,
+            network_problem: None,
         }
     }
 
@@ -234,6 +245,19 @@ mod tests {
         let h = assess(&i);
         assert_eq!(h.level, HealthLevel::Critical);
         assert!(h.recommendations.should_restore_backup);
+    }
+
+    #[test]
+    fn a_failed_network_check_degrades_with_its_verdict() {
+        let mut i = input(AccountState::Stopped);
+        i.network_problem = Some("tcp_ipv4 failed: connection refused");
+        let h = assess(&i);
+        assert_eq!(h.level, HealthLevel::Degraded);
+        assert!(
+            h.reasons[0].contains("connection refused"),
+            "{:?}",
+            h.reasons
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use crate::store::{DeliveryStatus, Enqueued, MessageStore, Retention, SledBackend};
 use crate::wa::{
-    ConnectionSettings, IncomingMessage, ReceiptStatus, Session, WaEvent, message_id_for_key,
-    new_message_id,
+    ConnectionSettings, DiagnoseReport, IncomingMessage, ReceiptStatus, Session, WaEvent, diagnose,
+    message_id_for_key, new_message_id,
 };
 
 /// A connection this long resets the backoff schedule (DESIGN.md).
@@ -29,9 +29,12 @@ const SIZE_EVERY: Duration = Duration::from_secs(60);
 const EVENT_BUFFER: usize = 1024;
 /// How often old messages are pruned (accounts with a retention limit).
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
+/// Failed attempts in a row after which the network path is checked step by
+/// step (`walink diagnose`), so health says *where* it breaks.
+const DIAGNOSE_AFTER_FAILURES: u32 = 3;
 
 /// Settings every supervisor shares.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub connection: ConnectionSettings,
     pub backoff_steps: Vec<Duration>,
@@ -46,6 +49,8 @@ pub struct AccountSpec {
     pub pair_on_start: bool,
     /// How much message history to keep.
     pub retention: Retention,
+    /// The proxy this account dials through (its own or the daemon's).
+    pub proxy: Option<crate::net::Proxy>,
 }
 
 /// The current QR payload; in memory only, never logged or stored.
@@ -82,6 +87,12 @@ pub struct Snapshot {
     pub session_valid: bool,
     pub size_bytes: u64,
     pub qr: Option<Qr>,
+    /// The verdict of the last failed network check, until the account
+    /// connects or a check passes.
+    pub network_problem: Option<String>,
+    /// Messages received and messages the server acknowledged, since start.
+    pub messages_in: u64,
+    pub messages_out: u64,
 }
 
 /// What subscribers of an account see.
@@ -146,10 +157,12 @@ pub struct AccountHandle {
     spec: AccountSpec,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Snapshot>,
+    status_tx: Arc<watch::Sender<Snapshot>>,
     events: broadcast::Sender<AccountEvent>,
     messages: Arc<MessageStore>,
     /// Tells the connection's outbox sender that something was queued.
     kick: Arc<Notify>,
+    connection: ConnectionSettings,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     retention: Option<JoinHandle<()>>,
 }
@@ -181,8 +194,19 @@ impl AccountHandle {
             session_valid: backend.load_device().is_ok(),
             size_bytes: backend.size_bytes(),
             qr: None,
+            network_problem: None,
+            messages_in: 0,
+            messages_out: 0,
         };
         let (status_tx, status) = watch::channel(snapshot);
+        let status_tx = Arc::new(status_tx);
+        let settings = if settings.connection.proxy == spec.proxy {
+            settings
+        } else {
+            let mut own = (*settings).clone();
+            own.connection.proxy = spec.proxy.clone();
+            Arc::new(own)
+        };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (commands, commands_rx) = mpsc::channel(64);
         let start = if spec.enabled && (session_exists || spec.pair_on_start) {
@@ -191,6 +215,7 @@ impl AccountHandle {
             Flow::Idle
         };
         let kick = Arc::new(Notify::new());
+        let connection = settings.connection.clone();
         let supervisor = Supervisor {
             messages: messages.clone(),
             kick: kick.clone(),
@@ -198,7 +223,7 @@ impl AccountHandle {
             backoff: Backoff::new(settings.backoff_steps.clone(), settings.jitter),
             settings,
             backend,
-            status: status_tx,
+            status: status_tx.clone(),
             events: events.clone(),
             commands: commands_rx,
             session: None,
@@ -217,9 +242,11 @@ impl AccountHandle {
             spec,
             commands,
             status,
+            status_tx,
             events,
             messages,
             kick,
+            connection,
             task: std::sync::Mutex::new(Some(task)),
             retention,
         }
@@ -245,6 +272,16 @@ impl AccountHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<AccountEvent> {
         self.events.subscribe()
+    }
+
+    /// The connection settings this account dials with (its own proxy included).
+    pub fn connection(&self) -> ConnectionSettings {
+        self.connection.clone()
+    }
+
+    /// Records the outcome of a network check in the account's health.
+    pub fn record_network_check(&self, report: &DiagnoseReport) {
+        record_network_check(&self.status_tx, &self.spec.name, report);
     }
 
     pub async fn initialize(&self) -> Result<AccountState, CommandError> {
@@ -371,7 +408,7 @@ struct Supervisor {
     name: String,
     settings: Arc<Settings>,
     backend: Arc<SledBackend>,
-    status: watch::Sender<Snapshot>,
+    status: Arc<watch::Sender<Snapshot>>,
     events: broadcast::Sender<AccountEvent>,
     commands: mpsc::Receiver<Command>,
     backoff: Backoff,
@@ -733,6 +770,15 @@ impl Supervisor {
         };
         self.record_disconnect(&reason, now);
         let failures = self.backoff.failures() as u32;
+        if failures == DIAGNOSE_AFTER_FAILURES {
+            let status = self.status.clone();
+            let settings = self.settings.connection.clone();
+            let name = self.name.clone();
+            tokio::spawn(async move {
+                let report = diagnose(&settings, Some(&name)).await;
+                record_network_check(&status, &name, &report);
+            });
+        }
         self.status.send_modify(|s| {
             s.failures = failures;
             s.next_retry_at = Some(now + delay);
@@ -783,6 +829,7 @@ impl Supervisor {
                 self.status.send_modify(|s| {
                     s.connected_since = Some(SystemTime::now());
                     s.failures = 0;
+                    s.network_problem = None;
                     s.qr = None;
                     if automatic {
                         s.automatic_reconnections += 1;
@@ -820,6 +867,7 @@ impl Supervisor {
             }
             WaEvent::Message(m) => {
                 tracing::debug!(account = %self.name, event = "message_received", "message received");
+                self.status.send_modify(|s| s.messages_in += 1);
                 let _ = self.events.send(AccountEvent::Message(m));
             }
         }
@@ -835,6 +883,7 @@ impl Supervisor {
     /// the server only asked to try again later.
     fn on_server_ack(&self, id: String, error: Option<String>) {
         let Some(code) = error else {
+            self.status.send_modify(|s| s.messages_out += 1);
             if !self.set_status(&id, DeliveryStatus::ServerAck, None) {
                 outbox::announce(&self.events, &id, "", DeliveryStatus::ServerAck, None);
             }
@@ -927,6 +976,29 @@ impl Supervisor {
                 let _ = reply.send(());
                 Some(Flow::Exit)
             }
+        }
+    }
+}
+
+/// Puts a check's verdict into the snapshot (and so into health) and the log.
+fn record_network_check(status: &watch::Sender<Snapshot>, account: &str, report: &DiagnoseReport) {
+    match report.failure() {
+        Some(step) => {
+            tracing::warn!(
+                account = %account,
+                event = "network_check_failed",
+                step = %step.step,
+                reason = %step.detail,
+                "network check failed: {}{}",
+                report.verdict,
+                step.hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+            );
+            let verdict = report.verdict.clone();
+            status.send_modify(|s| s.network_problem = Some(verdict));
+        }
+        None => {
+            tracing::info!(account = %account, event = "network_check_passed", "network check passed: {}", report.verdict);
+            status.send_modify(|s| s.network_problem = None);
         }
     }
 }

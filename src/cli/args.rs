@@ -32,6 +32,13 @@ pub enum Command {
     Status {
         /// Account name (all accounts when left out)
         account: Option<String>,
+        /// Keep refreshing (q or Ctrl-C quits); when stdout is not a
+        /// terminal, print a line per account each time it changes
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes with --watch (events refresh at once)
+        #[arg(long, value_name = "SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
     },
     /// Health of every account, or of one; exit 0 healthy, 1 degraded, 2 critical
     Health {
@@ -120,6 +127,12 @@ pub enum Command {
     /// Print account events as they happen, one per line, until interrupted
     Events {
         /// Account name (all accounts when left out)
+        account: Option<String>,
+    },
+    /// Check the network path to WhatsApp step by step (DNS, TCP per IP
+    /// family, proxy, TLS, WebSocket, Noise hello); exit 1 when a step fails
+    Diagnose {
+        /// Use this account's settings (its proxy); the daemon's when left out
         account: Option<String>,
     },
     /// Print the shell completion script for SHELL (needs no daemon)

@@ -8,6 +8,7 @@ mod args;
 mod qr;
 mod render;
 mod socket;
+mod watch;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -22,9 +23,9 @@ pub use socket::default_socket;
 use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, StreamItem, decode};
 use crate::ipc::protocol::{
-    self, ActionResult, ChatsResult, HealthLevel, HealthResult, Lagged, MessagesResult,
-    OutboxResult, PairCodeResult, QrNotification, QrResult, SendResult, StatusResult, method,
-    notification,
+    self, ActionResult, ChatsResult, DiagnoseReport, HealthLevel, HealthResult, Lagged,
+    MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, SendResult,
+    StatusResult, method, notification,
 };
 
 /// Exit statuses.
@@ -112,7 +113,30 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         .map_err(|e| Failure::client("cannot connect to walinkd", e))?;
     let out = Output { json: cli.json };
     match cli.command {
-        Command::Status { account } => status(&mut client, &out, account).await,
+        Command::Status {
+            account,
+            watch: true,
+            interval,
+        } => {
+            drop(client);
+            let every = std::time::Duration::from_secs(interval);
+            watch::watch(&socket, account, every, out.json).await
+        }
+        Command::Status { account, .. } => status(&mut client, &out, account).await,
+        Command::Diagnose { account } => {
+            let report: DiagnoseReport = call(
+                &mut client,
+                &out,
+                method::DIAGNOSE,
+                account_filter(account),
+                "diagnose",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::diagnose_report(&report));
+            }
+            Ok(if report.ok { exit::OK } else { exit::DEGRADED })
+        }
         Command::Health { account } => health(&mut client, &out, account).await,
         Command::Qr { account, raw } => qr(&mut client, &out, &account, raw).await,
         Command::PairCode { account, phone } => {
@@ -223,9 +247,10 @@ fn completions(shell: clap_complete::Shell) -> u8 {
 /// same shared rules (account names, phone numbers, recipients).
 fn check_arguments(command: &Command) -> Result<(), Failure> {
     let account = match command {
-        Command::Status { account } | Command::Health { account } | Command::Events { account } => {
-            account.as_deref()
-        }
+        Command::Status { account, .. }
+        | Command::Health { account }
+        | Command::Events { account }
+        | Command::Diagnose { account } => account.as_deref(),
         Command::Completions { .. } => None,
         Command::Qr { account, .. }
         | Command::PairCode { account, .. }

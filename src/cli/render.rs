@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::ipc::protocol::{
-    AccountHealth, AccountStatus, ChatInfo, Health, MessagesResult, OutboxMessage, Recommendations,
+    AccountHealth, AccountStatus, ChatInfo, DiagnoseReport, Health, MessagesResult, OutboxMessage,
+    Recommendations, StepStatus,
 };
 
 /// Columns separated by two spaces, each as wide as its widest cell.
@@ -121,7 +122,7 @@ pub fn size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-fn or_dash(value: Option<String>) -> String {
+pub fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".to_owned())
 }
 
@@ -411,6 +412,44 @@ pub fn health_table(accounts: &[AccountHealth]) -> String {
             }
         }
     }
+    out
+}
+
+/// `walink diagnose`: one line per step, its hint under it, then the verdict.
+pub fn diagnose_report(r: &DiagnoseReport) -> String {
+    let mut out = format!("Checking {}", r.url);
+    if let Some(account) = &r.account {
+        let _ = write!(out, " for account {account}");
+    }
+    let _ = writeln!(
+        out,
+        " (ip_family {}, {})",
+        r.ip_family,
+        r.proxy
+            .as_deref()
+            .map(|p| format!("proxy {p}"))
+            .unwrap_or_else(|| "no proxy".into())
+    );
+    let mut table = Table::new(&["STEP", "RESULT", "TIME", "DETAIL"]);
+    let mut hints = Vec::new();
+    for step in &r.steps {
+        table.row(vec![
+            step.step.clone(),
+            step.status.to_string(),
+            step.duration_ms
+                .map(|ms| format!("{ms} ms"))
+                .unwrap_or_else(|| "-".into()),
+            step.detail.clone(),
+        ]);
+        if let (Some(hint), StepStatus::Failed | StepStatus::Warning) = (&step.hint, step.status) {
+            hints.push(format!("{}: {hint}", step.step));
+        }
+    }
+    out.push_str(&table.render());
+    for hint in hints {
+        let _ = writeln!(out, "  → {hint}");
+    }
+    let _ = writeln!(out, "{}: {}", if r.ok { "OK" } else { "FAILED" }, r.verdict);
     out
 }
 

@@ -19,8 +19,9 @@ pub struct Accounts {
     handles: RwLock<BTreeMap<String, Arc<AccountHandle>>>,
 }
 
-fn spec(account: &AccountConfig) -> AccountSpec {
+fn spec(account: &AccountConfig, config: &Config) -> AccountSpec {
     AccountSpec {
+        proxy: account.effective_proxy(&config.connection),
         name: account.name.clone(),
         enabled: account.enabled,
         pair_on_start: account.pair_on_start,
@@ -40,6 +41,8 @@ pub fn settings(config: &Config) -> Settings {
             url: c.url.clone(),
             connect_timeout: c.connect_timeout(),
             client_version: c.client_version,
+            ip_family: c.ip_family,
+            proxy: c.proxy.clone(),
         },
         backoff_steps: c
             .backoff_secs
@@ -66,7 +69,8 @@ impl Accounts {
         for account in &config.accounts {
             let backend = db.account(&account.name)?;
             let messages = db.messages(&account.name)?;
-            let handle = AccountHandle::spawn(spec(account), backend, messages, settings.clone());
+            let handle =
+                AccountHandle::spawn(spec(account, config), backend, messages, settings.clone());
             handles.insert(account.name.clone(), Arc::new(handle));
         }
         Ok(Self {
@@ -88,6 +92,33 @@ impl Accounts {
         self.handles.read().await.values().cloned().collect()
     }
 
+    /// The daemon-wide connection settings (accounts may have their own proxy).
+    pub async fn connection(&self) -> ConnectionSettings {
+        self.settings.read().await.connection.clone()
+    }
+
+    /// Checks the network path once per distinct set of connection settings
+    /// (the proxy may differ per account) and records the verdict in the
+    /// health of every enabled account that dials that way.
+    pub async fn check_network(&self) {
+        let mut groups: Vec<(ConnectionSettings, Vec<Arc<AccountHandle>>)> = Vec::new();
+        for handle in self.all().await.into_iter().filter(|h| h.spec().enabled) {
+            let connection = handle.connection();
+            match groups.iter_mut().find(|(c, _)| *c == connection) {
+                Some((_, members)) => members.push(handle),
+                None => groups.push((connection, vec![handle])),
+            }
+        }
+        let checks = groups.into_iter().map(|(connection, members)| async move {
+            let account = (members.len() == 1).then(|| members[0].spec().name.clone());
+            let report = crate::wa::diagnose(&connection, account.as_deref()).await;
+            for handle in &members {
+                handle.record_network_check(&report);
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+
     /// Applies a new config. Connection settings that changed restart every
     /// account (they all dial with them); otherwise only accounts whose own
     /// entry changed are restarted.
@@ -95,7 +126,7 @@ impl Accounts {
         let new_settings = Arc::new(settings(config));
         let settings_changed = {
             let old = self.settings.read().await;
-            format!("{:?}", **old) != format!("{new_settings:?}")
+            **old != *new_settings
         };
         *self.settings.write().await = new_settings.clone();
         let mut handles = self.handles.write().await;
@@ -117,7 +148,7 @@ impl Accounts {
             summary.removed.push(name);
         }
         for (name, account) in wanted {
-            let new_spec = spec(account);
+            let new_spec = spec(account, config);
             match handles.get(name) {
                 Some(handle) if *handle.spec() == new_spec && !settings_changed => continue,
                 Some(handle) => {

@@ -438,6 +438,18 @@ impl Handler for DaemonHandler {
             Call::Outbox(p) => self.outbox(p).await,
             Call::Messages(p) => self.messages(p).await,
             Call::Chats(p) => self.chats(&p.account).await,
+            Call::Diagnose(f) => {
+                let report = match f.account.as_deref() {
+                    Some(name) => {
+                        let handle = self.account(name).await?;
+                        let report = crate::wa::diagnose(&handle.connection(), Some(name)).await;
+                        handle.record_network_check(&report);
+                        report
+                    }
+                    None => crate::wa::diagnose(&self.accounts.connection().await, None).await,
+                };
+                to_value(report)
+            }
         }
     }
 }
@@ -479,6 +491,7 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         session_valid: s.session_valid,
         keepalive_rtt_ms: s.keepalive_rtt_ms,
         state_reason: s.state_reason.as_deref(),
+        network_problem: s.network_problem.as_deref(),
     });
     let uptime = s
         .connected_since

@@ -81,6 +81,12 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     let shutdown = CancellationToken::new();
     let handler = Arc::new(DaemonHandler::new(accounts.clone()));
     let server = tokio::spawn(ipc::serve(listener, handler, shutdown.clone()));
+    // In the background: a slow DNS or a black-holed route must not delay
+    // readiness; the verdict lands in health and the log when it is in.
+    let start_check = {
+        let accounts = accounts.clone();
+        tokio::spawn(async move { accounts.check_network().await })
+    };
 
     let mut status_line = accounts.summary_line().await;
     notify::ready(&status_line);
@@ -124,6 +130,7 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     tracing::info!(event = "stopping", "walinkd stopping");
     notify::stopping();
     shutdown.cancel();
+    start_check.abort();
     accounts.stop_all().await;
     let _ = server.await;
     if let Some(path) = bound_socket {

@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 /// Shared with the account layer, which owns their meaning.
 pub use crate::account::health::{HealthLevel, Recommendations};
 pub use crate::account::state::AccountState;
+/// `diagnose` result types, owned by the probe that fills them.
+pub use crate::wa::diagnose::{DiagnoseReport, DiagnoseStep, StepStatus};
 
 pub const JSONRPC_VERSION: &str = "2.0";
 
@@ -38,6 +40,7 @@ pub mod method {
     pub const OUTBOX: &str = "outbox";
     pub const MESSAGES: &str = "messages";
     pub const CHATS: &str = "chats";
+    pub const DIAGNOSE: &str = "diagnose";
 
     /// Every method the daemon answers, in the order the docs list them.
     pub const ALL: &[&str] = &[
@@ -54,6 +57,7 @@ pub mod method {
         OUTBOX,
         MESSAGES,
         CHATS,
+        DIAGNOSE,
     ];
 }
 
@@ -766,6 +770,9 @@ pub enum Call {
     Outbox(OutboxParams),
     Messages(MessagesParams),
     Chats(AccountParams),
+    /// Checks the network path to WhatsApp with the account's settings
+    /// (or the daemon's when no account is given).
+    Diagnose(AccountFilter),
 }
 
 /// Longest idempotency key accepted by `send`.
@@ -786,6 +793,7 @@ impl Call {
             method::RESTART => Call::Restart(parse_params(params)?),
             method::QR => Call::Qr(parse_params(params)?),
             method::SUBSCRIBE => Call::Subscribe(parse_params(params)?),
+            method::DIAGNOSE => Call::Diagnose(parse_params(params)?),
             method::SEND => {
                 let mut send: SendParams = parse_params(params)?;
                 send.to = recipient_jid(&send.to)
@@ -836,7 +844,9 @@ impl Call {
     /// The account the call is about; `None` for "all accounts".
     pub fn account(&self) -> Option<&str> {
         match self {
-            Call::Status(f) | Call::Health(f) | Call::Subscribe(f) => f.account.as_deref(),
+            Call::Status(f) | Call::Health(f) | Call::Subscribe(f) | Call::Diagnose(f) => {
+                f.account.as_deref()
+            }
             Call::Initialize(p)
             | Call::Reconnect(p)
             | Call::ClearSession(p)

@@ -1,12 +1,14 @@
 //! The only place that touches whatsapp-rust: transport, client wiring and
 //! the translation of library events into walink events.
 
+pub mod diagnose;
 pub mod events;
 pub mod inbox;
 pub mod message_id;
 pub mod session;
 pub mod transport;
 
+pub use diagnose::{DiagnoseReport, DiagnoseStep, StepStatus, diagnose};
 pub use events::{IncomingMessage, ReceiptStatus, WaEvent};
 pub use inbox::InboxSink;
 pub use message_id::{message_id_for_key, new_message_id};

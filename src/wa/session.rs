@@ -23,18 +23,30 @@ use whatsapp_rust_ureq_http_client::UreqHttpClient;
 use super::events::{Forwarder, WaEvent};
 use super::inbox::{DurableInbox, InboxSink};
 use super::transport::WsTransportFactory;
+use crate::net::{Dialer, IpFamily, Proxy};
 
 /// How long a logout may wait for the server before we just disconnect.
 const LOGOUT_GRACE: Duration = Duration::from_secs(10);
 
-/// Connection settings shared by every account.
-#[derive(Debug, Clone)]
+/// Connection settings shared by every account (the proxy may be the
+/// account's own).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionSettings {
     pub url: String,
     pub connect_timeout: Duration,
+    pub ip_family: IpFamily,
+    pub proxy: Option<Proxy>,
     /// Pins the WhatsApp Web version instead of fetching it from
     /// web.whatsapp.com: needed offline (tests, mock servers).
     pub client_version: Option<(u32, u32, u32)>,
+}
+
+impl ConnectionSettings {
+    /// A dialer for these settings. Each session keeps its own, so what it
+    /// learns about the IP families lasts across that account's reconnects.
+    pub fn dialer(&self) -> Dialer {
+        Dialer::new(self.ip_family, self.proxy.clone(), self.connect_timeout)
+    }
 }
 
 #[derive(Debug, Error)]
@@ -73,7 +85,11 @@ impl Session {
         let persistence = PersistenceManager::new(backend)
             .await
             .map_err(|e| SessionError::Build(format!("loading the stored session: {e}")))?;
-        let transport = WsTransportFactory::new(settings.url.clone(), settings.connect_timeout);
+        let transport = WsTransportFactory::with_dialer(
+            settings.url.clone(),
+            settings.connect_timeout,
+            settings.dialer(),
+        );
         let dial_error = transport.last_error();
         let mut builder = Client::builder()
             .with_runtime(TokioRuntime)

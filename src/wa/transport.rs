@@ -1,8 +1,8 @@
 //! The WebSocket byte pipe under whatsapp-rust, on tokio-tungstenite.
 //!
 //! It is ours rather than the library's transport so the URL (a loopback
-//! mock in tests), the connect timeout and, later, proxies come from walink's
-//! config. Framing and Noise stay in the library: this only moves bytes and
+//! mock in tests), the connect timeout, the IP family and the proxy come
+//! from walink's config. Framing and Noise stay in the library: this only moves bytes and
 //! reports how the stream ended, which the supervisor needs to tell a routine
 //! recycle from a failure.
 
@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -23,7 +24,12 @@ use wacore::net::{
 };
 use whatsapp_rust::bytes::Bytes;
 
-type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+use crate::net::proxy::split_host_port;
+use crate::net::{Dialer, IpFamily, tls};
+
+/// A WebSocket over TCP, with or without TLS.
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type WsSink = SplitSink<WsStream, Message>;
 
 /// How long a polite close may take before we drop the socket: a
 /// black-holed peer never answers the close frame.
@@ -32,11 +38,73 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// waits when full, which pushes back on the server instead of growing memory.
 const EVENT_BUFFER: usize = 256;
 
+/// Where the WebSocket lives, taken apart for dialing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Endpoint {
+    /// Parses a `ws://` or `wss://` URL (config validation already checked it).
+    pub fn parse(url: &str) -> Result<Endpoint, String> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("wss://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            (false, rest)
+        } else {
+            return Err(format!("{url:?} does not start with ws:// or wss://"));
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = split_host_port(authority)
+            .or_else(|| {
+                let host = authority.trim_start_matches('[').trim_end_matches(']');
+                (!host.is_empty() && !authority.ends_with(':'))
+                    .then(|| (host.to_owned(), default_port))
+            })
+            .ok_or_else(|| format!("{url:?} names no host"))?;
+        Ok(Endpoint {
+            url: url.to_owned(),
+            host,
+            port,
+            tls,
+        })
+    }
+}
+
+/// The WebSocket upgrade request WhatsApp expects (its web origin).
+pub fn upgrade_request(url: &str) -> Result<Request, WsError> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Origin", HeaderValue::from_static(WHATSAPP_WEB_ORIGIN));
+    Ok(request)
+}
+
+/// Dials, runs TLS for `wss://`, and upgrades to a WebSocket: what every
+/// connection does. `diagnose` runs the same steps one by one.
+pub async fn open(endpoint: &Endpoint, dialer: &Dialer) -> anyhow::Result<WsStream> {
+    let tcp = dialer.connect(&endpoint.host, endpoint.port).await?;
+    let stream = if endpoint.tls {
+        let (tls, _) = tls::connect(tcp, &endpoint.host, dialer.timeout).await?;
+        MaybeTlsStream::Rustls(tls)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let (ws, _response) =
+        tokio_tungstenite::client_async(upgrade_request(&endpoint.url)?, stream).await?;
+    Ok(ws)
+}
+
 /// Creates one WebSocket connection per call, to a fixed URL.
 #[derive(Debug, Clone)]
 pub struct WsTransportFactory {
     url: String,
     connect_timeout: Duration,
+    dialer: Dialer,
     /// Why the last dial failed. The library logs only "failed to open
     /// transport"; the operator needs the cause (refused, timeout, TLS…).
     last_error: Arc<std::sync::Mutex<Option<String>>>,
@@ -44,9 +112,19 @@ pub struct WsTransportFactory {
 
 impl WsTransportFactory {
     pub fn new(url: impl Into<String>, connect_timeout: Duration) -> Self {
+        Self::with_dialer(
+            url,
+            connect_timeout,
+            Dialer::new(IpFamily::Auto, None, connect_timeout),
+        )
+    }
+
+    /// Dials with `dialer` (IP family policy, proxy).
+    pub fn with_dialer(url: impl Into<String>, connect_timeout: Duration, dialer: Dialer) -> Self {
         Self {
             url: url.into(),
             connect_timeout,
+            dialer,
             last_error: Arc::default(),
         }
     }
@@ -56,16 +134,11 @@ impl WsTransportFactory {
         self.last_error.clone()
     }
 
-    async fn dial(&self) -> anyhow::Result<WebSocketStream<MaybeTlsStream<TcpStream>>> {
-        let mut request = self.url.as_str().into_client_request()?;
-        request
-            .headers_mut()
-            .insert("Origin", HeaderValue::from_static(WHATSAPP_WEB_ORIGIN));
-        let connect = tokio_tungstenite::connect_async(request);
-        let (ws, _response) = tokio::time::timeout(self.connect_timeout, connect)
+    async fn dial(&self) -> anyhow::Result<WsStream> {
+        let endpoint = Endpoint::parse(&self.url).map_err(anyhow::Error::msg)?;
+        tokio::time::timeout(self.connect_timeout, open(&endpoint, &self.dialer))
             .await
-            .map_err(|_| anyhow::anyhow!("timed out after {:?}", self.connect_timeout))??;
-        Ok(ws)
+            .map_err(|_| anyhow::anyhow!("timed out after {:?}", self.connect_timeout))?
     }
 }
 
