@@ -14,8 +14,8 @@ use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use crate::store::{DeliveryStatus, Enqueued, MessageStore, Retention, SledBackend};
 use crate::wa::{
-    ConnectionSettings, DiagnoseReport, IncomingMessage, ReceiptStatus, Session, WaEvent, diagnose,
-    message_id_for_key, new_message_id,
+    ConnectionSettings, DiagnoseReport, InboxSink, IncomingMessage, ReceiptStatus, Session,
+    WaEvent, diagnose, message_id_for_key, new_message_id,
 };
 
 /// A connection this long resets the backoff schedule (DESIGN.md).
@@ -597,9 +597,12 @@ impl Supervisor {
             return Ok(session.clone());
         }
         let backend: Arc<dyn wacore::store::traits::Backend> = self.backend.clone();
-        let inbox = Arc::new(StoreInbox {
-            store: self.messages.clone(),
-            events: self.events.clone(),
+        let inbox = Arc::new(CountingInbox {
+            inner: Arc::new(StoreInbox {
+                store: self.messages.clone(),
+                events: self.events.clone(),
+            }),
+            status: self.status.clone(),
         });
         let (session, events) = Session::build(backend, &self.settings.connection, Some(inbox))
             .await
@@ -977,6 +980,22 @@ impl Supervisor {
                 Some(Flow::Exit)
             }
         }
+    }
+}
+
+/// Counts what the inbox stored, for `walink_messages_received_total`.
+struct CountingInbox {
+    inner: Arc<dyn InboxSink>,
+    status: Arc<watch::Sender<Snapshot>>,
+}
+
+#[async_trait::async_trait]
+impl InboxSink for CountingInbox {
+    async fn store(&self, batch: &[IncomingMessage]) -> Result<(), String> {
+        self.inner.store(batch).await?;
+        let n = batch.len() as u64;
+        self.status.send_modify(|s| s.messages_in += n);
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 
 use std::path::{Path, PathBuf};
@@ -79,6 +80,12 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
         }
     };
     let shutdown = CancellationToken::new();
+    if let Some(addr) = config.daemon.metrics_listen {
+        let listener = metrics::bind(addr).await?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(event = "metrics", listen = %bound, "serving Prometheus metrics at http://{bound}/metrics");
+        tokio::spawn(metrics::serve(listener, accounts.clone(), shutdown.clone()));
+    }
     let handler = Arc::new(DaemonHandler::new(accounts.clone()));
     let server = tokio::spawn(ipc::serve(listener, handler, shutdown.clone()));
     // In the background: a slow DNS or a black-holed route must not delay

@@ -404,7 +404,22 @@ async fn connect_families(
             continue;
         }
         if mine.is_empty() {
-            steps.skip(step, format!("no {record} record, so no {label} to try"));
+            // Fine while the other family has addresses to try; a failure
+            // when this family was the only hope.
+            let other_exists = policy == IpFamily::Auto && addrs.iter().any(|a| a.is_ipv6() != v6);
+            if other_exists {
+                steps.skip(step, format!("no {record} record, so no {label} to try"));
+            } else {
+                steps.push(
+                    step,
+                    StepStatus::Failed,
+                    None,
+                    format!("no {record} record, so no {label} address to connect to"),
+                    Some(format!(
+                        "ip_family = \"{policy}\" leaves nothing to dial: set ip_family = \"auto\", or check the host's DNS records"
+                    )),
+                );
+            }
             outcomes.push((step, None));
             continue;
         }

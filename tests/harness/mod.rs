@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A version so the daemon never asks web.whatsapp.com for one.
-const CLIENT_VERSION: &str = "2.3000.1023456789";
+pub const CLIENT_VERSION: &str = "2.3000.1023456789";
 
 pub struct Env {
     pub dir: TempDir,
