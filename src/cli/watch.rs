@@ -178,12 +178,14 @@ fn screen(accounts: &[AccountStatus], events: &BTreeMap<String, String>, now: u6
             ));
         }
     }
-    // Home, then each line cleared to its end, then the rest of the screen:
-    // no full clear, so the picture does not flicker.
+    // Home, then each line cut to the width (a wrapped line would push the
+    // picture down) and cleared to its end, then the rest of the screen: no
+    // full clear, so the picture does not flicker.
+    let width = columns();
     let mut framed = String::from("\x1b[H");
     for line in out.lines() {
-        framed.push_str(line);
-        framed.push_str("\x1b[K\r\n");
+        framed.extend(line.chars().take(width));
+        framed.push_str("\x1b[K\n");
     }
     framed.push_str("\x1b[J");
     framed
@@ -191,6 +193,18 @@ fn screen(accounts: &[AccountStatus], events: &BTreeMap<String, String>, now: u6
 
 /// With `json`, each change prints the whole `status` result as one JSON
 /// line (uptimes left as they were at the change).
+/// The terminal's width, 80 when it cannot be asked.
+fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize; it is read only on success.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
+}
+
 pub async fn watch(
     socket: &Path,
     account: Option<String>,

@@ -202,7 +202,13 @@ impl Dialer {
         match &self.proxy {
             None => self.direct(host, port).await.map(|(s, _)| s),
             Some(proxy) => {
-                let mut stream = self
+                // The family policy is about the path to WhatsApp, which the
+                // proxy dials; the proxy itself is reached however works.
+                let to_proxy = Dialer {
+                    family: IpFamily::Auto,
+                    ..self.clone()
+                };
+                let mut stream = to_proxy
                     .direct(&proxy.host, proxy.port)
                     .await
                     .map_err(|e| DialError::ProxyUnreachable {
