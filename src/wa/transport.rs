@@ -247,3 +247,25 @@ impl Drop for WsTransport {
         self.reader.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_take_default_ports_and_bracketed_ipv6() {
+        let e = Endpoint::parse("wss://web.whatsapp.com/ws/chat").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls),
+            ("web.whatsapp.com", 443, true)
+        );
+        let e = Endpoint::parse("ws://127.0.0.1:4000/ws/chat").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.tls), ("127.0.0.1", 4000, false));
+        let e = Endpoint::parse("ws://[::1]:4000/ws/chat").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 4000));
+        let e = Endpoint::parse("ws://[::1]/x").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 80));
+        assert!(Endpoint::parse("https://x/y").is_err());
+        assert!(Endpoint::parse("ws://host:/y").is_err());
+    }
+}
