@@ -11,10 +11,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::net::{IpFamily, Proxy};
 use serde::Deserialize;
 use toml::Spanned;
-
-pub use crate::net::{IpFamily, Proxy};
 
 /// Where the system service keeps its socket.
 pub const SYSTEM_SOCKET: &str = "/run/walink/walink.sock";
@@ -108,29 +107,20 @@ pub struct AccountConfig {
     pub retention_days: Option<u32>,
     /// At most this many messages are kept per direction; `None`: no limit.
     pub retention_max_messages: Option<u64>,
-    pub proxy: AccountProxy,
+    /// The proxy this account dials through: its own `proxy`, else
+    /// `connection.proxy`; `None` also for `proxy = "none"`.
+    pub proxy: Option<Proxy>,
 }
 
-/// An account's own proxy setting.
+/// An account's own proxy setting, as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum AccountProxy {
+enum AccountProxy {
     /// `connection.proxy`, if any.
     #[default]
     Inherit,
     /// `proxy = "none"`: no proxy even when `connection.proxy` is set.
     Direct,
     Use(Proxy),
-}
-
-impl AccountConfig {
-    /// The proxy this account dials through, given the daemon-wide one.
-    pub fn effective_proxy(&self, connection: &ConnectionConfig) -> Option<Proxy> {
-        match &self.proxy {
-            AccountProxy::Inherit => connection.proxy.clone(),
-            AccountProxy::Direct => None,
-            AccountProxy::Use(proxy) => Some(proxy.clone()),
-        }
-    }
 }
 
 impl Default for ConnectionConfig {
@@ -508,7 +498,13 @@ impl RawConfig {
                         })
                 })
                 .transpose()?;
-            let proxy = parse_proxy(account.proxy, account.proxy_credentials_file, "account", at)?;
+            // [connection] was read above, so its proxy is known here.
+            let proxy =
+                match parse_proxy(account.proxy, account.proxy_credentials_file, "account", at)? {
+                    AccountProxy::Inherit => config.connection.proxy.clone(),
+                    AccountProxy::Direct => None,
+                    AccountProxy::Use(proxy) => Some(proxy),
+                };
             config.accounts.push(AccountConfig {
                 name: name.into_inner(),
                 enabled: account.enabled.unwrap_or(true),
@@ -766,7 +762,7 @@ name = "sales"
                 pair_on_start: false,
                 retention_days: None,
                 retention_max_messages: None,
-                proxy: AccountProxy::Inherit,
+                proxy: None,
             }]
         );
     }
@@ -994,7 +990,7 @@ name = "sales"
         let eff: Vec<Option<String>> = config
             .accounts
             .iter()
-            .map(|a| a.effective_proxy(&config.connection).map(|p| p.to_string()))
+            .map(|a| a.proxy.as_ref().map(|p| p.to_string()))
             .collect();
         assert_eq!(
             eff,
@@ -1005,10 +1001,7 @@ name = "sales"
             ]
         );
         assert_eq!(
-            config.accounts[2]
-                .effective_proxy(&config.connection)
-                .unwrap()
-                .credentials_file,
+            config.accounts[2].proxy.as_ref().unwrap().credentials_file,
             Some(PathBuf::from("/etc/walink/proxy"))
         );
 

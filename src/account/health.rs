@@ -61,10 +61,10 @@ pub struct HealthInput<'a> {
     pub session_exists: bool,
     pub session_valid: bool,
     pub keepalive_rtt_ms: Option<u64>,
-    /// Why the account is in its state (last disconnect or failure reason).
-    pub state_reason: Option<&'a str>,
     /// Verdict of a failed network check (`walink diagnose`).
     pub network_problem: Option<&'a str>,
+    /// Why the account is in its state (last disconnect or failure reason).
+    pub state_reason: Option<&'a str>,
 }
 
 pub fn assess(input: &HealthInput<'_>) -> Health {
@@ -187,9 +187,22 @@ mod tests {
             session_exists: true,
             session_valid: true,
             keepalive_rtt_ms: Some(40),
-            state_reason: None,
             network_problem: None,
+            state_reason: None,
         }
+    }
+
+    #[test]
+    fn a_failed_network_check_degrades_with_its_verdict() {
+        let mut i = input(AccountState::Stopped);
+        i.network_problem = Some("tcp_ipv4 failed: connection refused");
+        let h = assess(&i);
+        assert_eq!(h.level, HealthLevel::Degraded);
+        assert!(
+            h.reasons[0].contains("connection refused"),
+            "{:?}",
+            h.reasons
+        );
     }
 
     #[test]
@@ -245,19 +258,6 @@ mod tests {
         let h = assess(&i);
         assert_eq!(h.level, HealthLevel::Critical);
         assert!(h.recommendations.should_restore_backup);
-    }
-
-    #[test]
-    fn a_failed_network_check_degrades_with_its_verdict() {
-        let mut i = input(AccountState::Stopped);
-        i.network_problem = Some("tcp_ipv4 failed: connection refused");
-        let h = assess(&i);
-        assert_eq!(h.level, HealthLevel::Degraded);
-        assert!(
-            h.reasons[0].contains("connection refused"),
-            "{:?}",
-            h.reasons
-        );
     }
 
     #[test]

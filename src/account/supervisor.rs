@@ -83,16 +83,16 @@ pub struct Snapshot {
     pub last_disconnect: Option<(String, SystemTime)>,
     pub next_retry_at: Option<SystemTime>,
     pub keepalive_rtt_ms: Option<u64>,
-    pub session_exists: bool,
-    pub session_valid: bool,
-    pub size_bytes: u64,
-    pub qr: Option<Qr>,
     /// The verdict of the last failed network check, until the account
     /// connects or a check passes.
     pub network_problem: Option<String>,
     /// Messages received and messages the server acknowledged, since start.
     pub messages_in: u64,
     pub messages_out: u64,
+    pub session_exists: bool,
+    pub session_valid: bool,
+    pub size_bytes: u64,
+    pub qr: Option<Qr>,
 }
 
 /// What subscribers of an account see.
@@ -177,6 +177,14 @@ impl AccountHandle {
         messages: Arc<MessageStore>,
         settings: Arc<Settings>,
     ) -> Self {
+        // The account's own proxy, when it has one, replaces the daemon's.
+        let settings = if settings.connection.proxy == spec.proxy {
+            settings
+        } else {
+            let mut own = (*settings).clone();
+            own.connection.proxy = spec.proxy.clone();
+            Arc::new(own)
+        };
         let session_exists = backend.has_credentials();
         let snapshot = Snapshot {
             name: spec.name.clone(),
@@ -190,23 +198,16 @@ impl AccountHandle {
             last_disconnect: None,
             next_retry_at: None,
             keepalive_rtt_ms: None,
+            network_problem: None,
+            messages_in: 0,
+            messages_out: 0,
             session_exists,
             session_valid: backend.load_device().is_ok(),
             size_bytes: backend.size_bytes(),
             qr: None,
-            network_problem: None,
-            messages_in: 0,
-            messages_out: 0,
         };
         let (status_tx, status) = watch::channel(snapshot);
         let status_tx = Arc::new(status_tx);
-        let settings = if settings.connection.proxy == spec.proxy {
-            settings
-        } else {
-            let mut own = (*settings).clone();
-            own.connection.proxy = spec.proxy.clone();
-            Arc::new(own)
-        };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (commands, commands_rx) = mpsc::channel(64);
         let start = if spec.enabled && (session_exists || spec.pair_on_start) {
@@ -274,16 +275,6 @@ impl AccountHandle {
         self.events.subscribe()
     }
 
-    /// The connection settings this account dials with (its own proxy included).
-    pub fn connection(&self) -> ConnectionSettings {
-        self.connection.clone()
-    }
-
-    /// Records the outcome of a network check in the account's health.
-    pub fn record_network_check(&self, report: &DiagnoseReport) {
-        record_network_check(&self.status_tx, &self.spec.name, report);
-    }
-
     pub async fn initialize(&self) -> Result<AccountState, CommandError> {
         self.ask(Command::Initialize).await
     }
@@ -343,6 +334,16 @@ impl AccountHandle {
     pub async fn ping(&self) -> bool {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Ping(tx)).await.is_ok() && rx.await.is_ok()
+    }
+
+    /// The connection settings this account dials with (its own proxy included).
+    pub fn connection(&self) -> ConnectionSettings {
+        self.connection.clone()
+    }
+
+    /// Records the outcome of a network check in the account's health.
+    pub fn record_network_check(&self, report: &DiagnoseReport) {
+        record_network_check(&self.status_tx, &self.spec.name, report);
     }
 
     /// Disconnects cleanly and ends the supervisor.

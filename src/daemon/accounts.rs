@@ -19,9 +19,9 @@ pub struct Accounts {
     handles: RwLock<BTreeMap<String, Arc<AccountHandle>>>,
 }
 
-fn spec(account: &AccountConfig, config: &Config) -> AccountSpec {
+fn spec(account: &AccountConfig) -> AccountSpec {
     AccountSpec {
-        proxy: account.effective_proxy(&config.connection),
+        proxy: account.proxy.clone(),
         name: account.name.clone(),
         enabled: account.enabled,
         pair_on_start: account.pair_on_start,
@@ -69,8 +69,7 @@ impl Accounts {
         for account in &config.accounts {
             let backend = db.account(&account.name)?;
             let messages = db.messages(&account.name)?;
-            let handle =
-                AccountHandle::spawn(spec(account, config), backend, messages, settings.clone());
+            let handle = AccountHandle::spawn(spec(account), backend, messages, settings.clone());
             handles.insert(account.name.clone(), Arc::new(handle));
         }
         Ok(Self {
@@ -148,7 +147,7 @@ impl Accounts {
             summary.removed.push(name);
         }
         for (name, account) in wanted {
-            let new_spec = spec(account, config);
+            let new_spec = spec(account);
             match handles.get(name) {
                 Some(handle) if *handle.spec() == new_spec && !settings_changed => continue,
                 Some(handle) => {

@@ -490,8 +490,8 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         session_exists: s.session_exists,
         session_valid: s.session_valid,
         keepalive_rtt_ms: s.keepalive_rtt_ms,
-        state_reason: s.state_reason.as_deref(),
         network_problem: s.network_problem.as_deref(),
+        state_reason: s.state_reason.as_deref(),
     });
     let uptime = s
         .connected_since

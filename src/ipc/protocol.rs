@@ -37,10 +37,10 @@ pub mod method {
     pub const QR: &str = "qr";
     pub const PAIR_CODE: &str = "pair_code";
     pub const SUBSCRIBE: &str = "subscribe";
+    pub const DIAGNOSE: &str = "diagnose";
     pub const OUTBOX: &str = "outbox";
     pub const MESSAGES: &str = "messages";
     pub const CHATS: &str = "chats";
-    pub const DIAGNOSE: &str = "diagnose";
 
     /// Every method the daemon answers, in the order the docs list them.
     pub const ALL: &[&str] = &[
@@ -54,10 +54,10 @@ pub mod method {
         QR,
         PAIR_CODE,
         SUBSCRIBE,
+        DIAGNOSE,
         OUTBOX,
         MESSAGES,
         CHATS,
-        DIAGNOSE,
     ];
 }
 
@@ -767,12 +767,12 @@ pub enum Call {
     /// `phone` is already normalized to digits (see [`normalize_phone`]).
     PairCode(PairCodeParams),
     Subscribe(AccountFilter),
-    Outbox(OutboxParams),
-    Messages(MessagesParams),
-    Chats(AccountParams),
     /// Checks the network path to WhatsApp with the account's settings
     /// (or the daemon's when no account is given).
     Diagnose(AccountFilter),
+    Outbox(OutboxParams),
+    Messages(MessagesParams),
+    Chats(AccountParams),
 }
 
 /// Longest idempotency key accepted by `send`.
