@@ -380,21 +380,41 @@ async fn connect_families(
     timeout: Duration,
     steps: &mut Steps,
 ) -> Option<TcpStream> {
+    let allowed = |v6: bool| match policy {
+        IpFamily::Auto => true,
+        IpFamily::Ipv4 => !v6,
+        IpFamily::Ipv6 => v6,
+    };
+    let of_family = |v6: bool| -> Vec<SocketAddr> {
+        addrs
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv6() == v6)
+            .collect()
+    };
+    // Both families at once: a black-holed one then costs one timeout, not
+    // one on top of the other's.
+    let probe = |v6: bool| {
+        let mine = of_family(v6);
+        async move {
+            if !allowed(v6) || mine.is_empty() {
+                return None;
+            }
+            let start = Instant::now();
+            let result = tokio::time::timeout(timeout, race(&interleave(&mine, v6))).await;
+            Some((result, start.elapsed()))
+        }
+    };
+    let (v4_probe, v6_probe) = tokio::join!(probe(false), probe(true));
+    let mut probes = [v4_probe, v6_probe].into_iter();
     let mut outcomes = Vec::new();
     for (v6, step, label, record) in [
         (false, "tcp_ipv4", "IPv4", "A"),
         (true, "tcp_ipv6", "IPv6", "AAAA"),
     ] {
-        let mine: Vec<SocketAddr> = addrs
-            .iter()
-            .copied()
-            .filter(|a| a.is_ipv6() == v6)
-            .collect();
-        let allowed = match policy {
-            IpFamily::Auto => true,
-            IpFamily::Ipv4 => !v6,
-            IpFamily::Ipv6 => v6,
-        };
+        let probed = probes.next().flatten();
+        let mine = of_family(v6);
+        let allowed = allowed(v6);
         if !allowed {
             steps.skip(
                 step,
@@ -423,9 +443,10 @@ async fn connect_families(
             outcomes.push((step, None));
             continue;
         }
-        let start = Instant::now();
-        let result = tokio::time::timeout(timeout, race(&interleave(&mine, v6))).await;
-        let took = Some(start.elapsed());
+        let Some((result, took)) = probed else {
+            continue;
+        };
+        let took = Some(took);
         match result {
             Ok(Ok((stream, addr))) => {
                 steps.push(
