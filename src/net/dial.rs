@@ -308,6 +308,20 @@ mod tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
 
+        // An address that never answers (TEST-NET-1) gets only a head start:
+        // the next address is tried alongside it and wins.
+        let black_hole = a("192.0.2.1:9");
+        let started = std::time::Instant::now();
+        let (_, addr) = tokio::time::timeout(
+            Duration::from_secs(5),
+            race(&[black_hole, a(&format!("127.0.0.1:{port}"))]),
+        )
+        .await
+        .expect("not held up by the silent address")
+        .unwrap();
+        assert_eq!(addr.port(), port);
+        assert!(started.elapsed() < Duration::from_secs(2));
+
         let dialer = Dialer::new(IpFamily::Auto, None, Duration::from_secs(5));
         dialer.connect("127.0.0.1", port).await.unwrap();
         assert_eq!(*dialer.worked_last.lock().unwrap(), Some(false));

@@ -611,3 +611,53 @@ async fn noise_hello(ws: &mut WsStream, timeout: Duration) -> Result<(), (String
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_working_family_turns_the_other_failure_into_a_warning() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        // Refused where ::1 exists, unreachable where it does not: a failure either way.
+        let closed_v6: SocketAddr = "[::1]:1".parse().unwrap();
+        let mut steps = Steps { steps: Vec::new() };
+        let stream = connect_families(
+            IpFamily::Auto,
+            &[closed_v6, open],
+            Duration::from_secs(2),
+            &mut steps,
+        )
+        .await;
+        assert!(stream.is_some(), "IPv4 works");
+        let [v4, v6] = &steps.steps[..] else {
+            panic!("{:?}", steps.steps)
+        };
+        assert_eq!((v4.step.as_str(), v4.status), ("tcp_ipv4", StepStatus::Ok));
+        assert_eq!(
+            (v6.step.as_str(), v6.status),
+            ("tcp_ipv6", StepStatus::Warning)
+        );
+        assert!(
+            v6.hint.as_deref().unwrap().contains("ip_family = \"ipv4\""),
+            "{v6:?}"
+        );
+
+        let mut steps = Steps { steps: Vec::new() };
+        let stream = connect_families(
+            IpFamily::Auto,
+            &[closed_v6],
+            Duration::from_secs(2),
+            &mut steps,
+        )
+        .await;
+        assert!(stream.is_none());
+        assert_eq!(steps.steps[0].status, StepStatus::Skipped, "no A record");
+        assert_eq!(
+            steps.steps[1].status,
+            StepStatus::Failed,
+            "the only family failed"
+        );
+    }
+}
