@@ -1013,8 +1013,14 @@ fn record_network_check(status: &watch::Sender<Snapshot>, account: &str, report:
                 report.verdict,
                 step.hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
             );
+            // A connected account proves the path works; the probe's
+            // failure (a blip, a proxy's connection limit) is only logged.
             let verdict = report.verdict.clone();
-            status.send_modify(|s| s.network_problem = Some(verdict));
+            status.send_modify(|s| {
+                if s.state != AccountState::Connected {
+                    s.network_problem = Some(verdict);
+                }
+            });
         }
         None => {
             tracing::info!(account = %account, event = "network_check_passed", "network check passed: {}", report.verdict);
