@@ -5,6 +5,7 @@
 
 mod accounts;
 mod app_sync;
+mod backup;
 mod device;
 mod durability;
 mod msg_secret;
