@@ -142,3 +142,76 @@ impl RawStorage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Config, Mode};
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/walink/walink.toml"), Mode::System)
+    }
+
+    #[test]
+    fn defaults_and_shipped_config_agree() {
+        assert_eq!(parse("").unwrap().storage, StorageConfig::default());
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/walink.toml");
+        assert_eq!(
+            Config::load(&shipped).unwrap().storage,
+            StorageConfig::default()
+        );
+    }
+
+    #[test]
+    fn values_are_read_and_checked() {
+        let c = parse(
+            "[storage]\nsnapshot_interval_secs = 30\nsnapshot_generations = 3\n\
+             validate_interval_secs = 5\nsize_warn_mib = 10\nsize_critical_mib = 20\n\
+             key_file = \"/etc/walink/walink.key\"\n",
+        )
+        .unwrap()
+        .storage;
+        assert_eq!(c.snapshot_interval(), Duration::from_secs(30));
+        assert_eq!(c.snapshot_generations, 3);
+        assert_eq!(c.validate_interval(), Duration::from_secs(5));
+        assert_eq!((c.size_warn_mib, c.size_critical_mib), (10, 20));
+        assert_eq!(
+            c.key_file.as_deref(),
+            Some(Path::new("/etc/walink/walink.key"))
+        );
+
+        for (text, key, says) in [
+            (
+                "snapshot_generations = 0",
+                "storage.snapshot_generations",
+                "between 1 and 1000",
+            ),
+            (
+                "snapshot_interval_secs = 0",
+                "storage.snapshot_interval_secs",
+                "between 1 and",
+            ),
+            (
+                "key_file = \"walink.key\"",
+                "storage.key_file",
+                "absolute path",
+            ),
+            (
+                "size_warn_mib = 50\nsize_critical_mib = 10",
+                "storage.size_critical_mib",
+                "at least storage.size_warn_mib",
+            ),
+        ] {
+            let err = parse(&format!("[storage]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains(says), "{text}: {err}");
+        }
+        let err = parse("[storage]\nkeyfile = \"/k\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keyfile"), "{err}");
+    }
+}
