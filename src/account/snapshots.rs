@@ -202,6 +202,7 @@ impl Snapshots {
         .map_err(|e| CommandError::Store(e.to_string()))?
         .map_err(|e| CommandError::Store(e.to_string()))?;
         let generation = info.id;
+        let name = self.inner.name().to_owned();
         let state = self
             .inner
             .handle
@@ -212,6 +213,11 @@ impl Snapshots {
                     .map_err(|e| e.to_string())
             }))
             .await?;
+        // Asked for: the account is wanted again, so it is restored by
+        // itself again too when it gets damaged.
+        if let Err(e) = self.inner.backups.set_cleared(&name, false) {
+            tracing::warn!(account = %name, error = %e, "clearing the cleared mark failed: {e}");
+        }
         self.inner.announce_restore(generation);
         self.inner.validate().await;
         Ok((info, state, skipped))

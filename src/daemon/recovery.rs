@@ -148,6 +148,15 @@ pub fn open_stores(
         let Some(why) = damage(&backend, &backups)? else {
             continue;
         };
+        let name = backend.account_name();
+        let verify = restorable(&backend);
+        let (info, snapshot, skipped) = match backups.newest_valid(name, &verify) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(account = %name, event = "restore_failed", error = %e, "account {name}: {why}, and {e}; it starts as it is");
+                continue;
+            }
+        };
         if !copied_aside {
             let _ = db.flush();
             let copy = aside_name(live_path);
@@ -160,7 +169,19 @@ pub fn open_stores(
             tracing::warn!(event = "state_damaged", copy = %copy.display(), "kept a copy of the damaged live state in {}", copy.display());
             copied_aside = true;
         }
-        restore(&backend, &backups, &why)?;
+        for reason in &skipped {
+            tracing::warn!(account = %name, reason = %reason, "skipped a backup generation: {reason}");
+        }
+        backend.restore(&snapshot)?;
+        tracing::warn!(
+            account = %name,
+            event = "restored_from_backup",
+            generation = info.id,
+            reason = %why,
+            "account {name}: {why}; restored backup generation {} (skipped {} newer)",
+            info.id,
+            skipped.len()
+        );
     }
     Ok((db, backups))
 }
@@ -189,31 +210,4 @@ fn damage(backend: &SledBackend, backups: &BackupDb) -> anyhow::Result<Option<St
         return Ok(Some("its credentials are missing".into()));
     }
     Ok(None)
-}
-
-fn restore(backend: &SledBackend, backups: &BackupDb, why: &str) -> anyhow::Result<()> {
-    let name = backend.account_name();
-    let verify = restorable(backend);
-    match backups.newest_valid(name, &verify) {
-        Ok((info, snapshot, skipped)) => {
-            for reason in &skipped {
-                tracing::warn!(account = %name, reason = %reason, "skipped a backup generation: {reason}");
-            }
-            backend.restore(&snapshot)?;
-            tracing::warn!(
-                account = %name,
-                event = "restored_from_backup",
-                generation = info.id,
-                reason = %why,
-                "account {name}: {why}; restored backup generation {} (skipped {} newer)",
-                info.id,
-                skipped.len()
-            );
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(account = %name, event = "restore_failed", error = %e, "account {name}: {why}, and {e}; it starts without them");
-            Ok(())
-        }
-    }
 }

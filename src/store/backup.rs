@@ -142,6 +142,12 @@ impl BackupDb {
     /// Opens (or creates) the backup database in directory `path`; with a
     /// `sealer`, new generations are sealed with it.
     pub fn open(path: &std::path::Path, sealer: Option<Arc<Sealer>>) -> Result<Self, BackupError> {
+        use std::os::unix::fs::DirBuilderExt;
+        // Backups hold the same keys as the live state: owner only.
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path);
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)

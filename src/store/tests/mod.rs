@@ -10,6 +10,7 @@ mod device;
 mod durability;
 mod msg_secret;
 mod protocol;
+mod sealed;
 mod signal;
 mod snapshot;
 
