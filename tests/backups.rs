@@ -38,13 +38,20 @@ async fn paired_with(storage: &str) -> (Env, String) {
     (env, jid)
 }
 
-/// Damages a sled database directory the way a bad disk or a crash during
-/// a write would: the main file cut short, then bytes flipped in what is left.
+/// Cuts a sled database's main file short, as a crash in the middle of a
+/// write or a full disk would.
+fn truncate_files(dir: &Path) {
+    let db = dir.join("db");
+    let bytes = std::fs::read(&db).expect("read the live db file");
+    std::fs::write(&db, &bytes[..bytes.len() * 2 / 3]).expect("write the cut db file");
+}
+
+/// Damages a sled database directory the way a bad disk would: the main
+/// file cut short, then bytes flipped in what is left and in its snapshots.
 fn damage_files(dir: &Path) {
+    truncate_files(dir);
     let db = dir.join("db");
     let mut bytes = std::fs::read(&db).expect("read the live db file");
-    let len = bytes.len();
-    bytes.truncate(len * 2 / 3);
     for i in (0..bytes.len()).step_by(97) {
         bytes[i] ^= 0x5A;
     }
@@ -156,9 +163,20 @@ async fn snapshots_keep_a_damaged_session_alive_without_a_new_pairing() {
     assert!(session["last_backup_at"].as_u64().is_some());
     assert!(session["validated_at"].as_u64().is_some());
 
-    // The live database is damaged while walinkd is stopped.
-    env.stop_daemon(libc::SIGTERM).await;
+    // A crash cut the live database short: sled recovers what it can, and
+    // whatever it is, the account comes back as itself.
+    env.stop_daemon(libc::SIGKILL).await;
     let live = env.state_dir().join("state");
+    truncate_files(&live);
+    env.start_daemon().await;
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(s["jid"], jid.as_str(), "same identity after a cut file");
+    assert_eq!(env.mock.stats().pairings, 1, "no new pairing");
+    let restored_before = restored_lines(&env.daemon_log()).len();
+
+    // The live database is damaged while walinkd is stopped.
+    let kept = ids(&backups(&env).await);
+    env.stop_daemon(libc::SIGTERM).await;
     damage_files(&live);
     env.start_daemon().await;
     let s = env.wait_state("sales", "connected", CONNECT).await;
@@ -166,18 +184,26 @@ async fn snapshots_keep_a_damaged_session_alive_without_a_new_pairing() {
     assert_eq!(env.mock.stats().pairings, 1, "no new pairing");
     let log = env.daemon_log();
     let restored = restored_lines(&log);
-    assert_eq!(restored.len(), 1, "one restore logged: {restored:?}");
+    assert_eq!(
+        restored.len(),
+        restored_before + 1,
+        "one restore logged: {restored:?}"
+    );
     assert!(
-        restored[0].contains(&format!("generation={}", kept[0])),
+        restored[restored_before].contains(&format!("generation={}", kept[0])),
         "the newest generation is used: {}",
-        restored[0]
+        restored[restored_before]
     );
     let aside: Vec<String> = std::fs::read_dir(env.state_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("state.damaged-"))
         .collect();
-    assert_eq!(aside.len(), 1, "the damaged state is kept aside: {aside:?}");
+    assert_eq!(
+        aside.len(),
+        restored_before + 1,
+        "the damaged state is kept aside: {aside:?}"
+    );
 
     // Damaged again, and the newest generation is damaged too: the one
     // before it is used.
@@ -191,11 +217,11 @@ async fn snapshots_keep_a_damaged_session_alive_without_a_new_pairing() {
     assert_eq!(env.mock.stats().pairings, 1, "still no new pairing");
     let log = env.daemon_log();
     let restored = restored_lines(&log);
-    assert_eq!(restored.len(), 2, "{restored:?}");
+    assert_eq!(restored.len(), restored_before + 2, "{restored:?}");
     assert!(
-        restored[1].contains(&format!("generation={}", newest[1])),
+        restored[restored_before + 1].contains(&format!("generation={}", newest[1])),
         "the previous generation is used: {}",
-        restored[1]
+        restored[restored_before + 1]
     );
     assert!(
         log.contains("checksum mismatch"),
