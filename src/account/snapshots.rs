@@ -123,6 +123,9 @@ struct Inner {
     policy: Policy,
     /// One snapshot at a time per account.
     busy: tokio::sync::Mutex<()>,
+    /// The newest generation's id and what checking it found, so an
+    /// unchanged generation is not read again at every validation.
+    newest_checked: std::sync::Mutex<Option<(u64, Option<String>)>>,
 }
 
 /// The custody task of one account; ends when dropped.
@@ -160,6 +163,7 @@ impl Snapshots {
             backups,
             policy,
             busy: tokio::sync::Mutex::new(()),
+            newest_checked: std::sync::Mutex::new(None),
         });
         let task = tokio::spawn(run(inner.clone()));
         Snapshots { inner, task }
@@ -309,7 +313,10 @@ impl Inner {
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
         let exists = self.handle.snapshot().session_exists;
-        let (problems, warnings) = findings(&report, exists, &self.policy);
+        let (problems, mut warnings) = findings(&report, exists, &self.policy);
+        if let Some(backup_problem) = self.check_newest_backup().await {
+            warnings.push(backup_problem);
+        }
         let before = self.handle.snapshot().custody.problems;
         if !problems.is_empty() && problems != before {
             tracing::error!(account = %self.name(), event = "validation_failed", "stored state failed validation: {}", problems.join("; "));
@@ -319,6 +326,36 @@ impl Inner {
             c.warnings = warnings;
             c.validated_at = Some(SystemTime::now());
         });
+    }
+
+    /// Checks the newest backup generation whole (checksum, records), once
+    /// per generation: a damaged backup is news before it is needed.
+    async fn check_newest_backup(&self) -> Option<String> {
+        let newest = self.backups.list(self.name()).ok()?.into_iter().next()?.id;
+        let cached = self
+            .newest_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((_, finding)) = cached.filter(|(id, _)| *id == newest) {
+            return finding;
+        }
+        let backend = self.backend.clone();
+        let backups = self.backups.clone();
+        let name = self.name().to_owned();
+        let finding = tokio::task::spawn_blocking(move || {
+            backups
+                .load(&name, newest, &restorable(&backend))
+                .err()
+                .map(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Some(e.to_string()));
+        *self
+            .newest_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((newest, finding.clone()));
+        finding
     }
 
     fn announce_restore(&self, generation: u64) {

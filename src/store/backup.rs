@@ -189,7 +189,11 @@ impl BackupDb {
         let sum = checksum(&bytes);
         let (info_tree, data_tree) = self.trees(account)?;
         let newest = self.list(account)?.into_iter().next();
-        if let Some(newest) = newest.filter(|n| n.checksum == sum) {
+        // A damaged newest generation must not pass for a good copy of an
+        // unchanged state: then it is stored again.
+        if let Some(newest) =
+            newest.filter(|n| n.checksum == sum && self.intact(account, n, &data_tree))
+        {
             return Ok(Stored {
                 info: newest,
                 created: false,
@@ -246,6 +250,19 @@ impl BackupDb {
             created: true,
             pruned,
         })
+    }
+
+    /// The data of generation `info` is there and matches its checksum.
+    fn intact(&self, account: &str, info: &SnapshotInfo, data_tree: &sled::Tree) -> bool {
+        let Ok(Some(data)) = data_tree.get(info.id.to_be_bytes()) else {
+            return false;
+        };
+        seal::unseal(
+            self.sealer.as_deref(),
+            &data,
+            &Self::context(account, info.id),
+        )
+        .is_ok_and(|bytes| checksum(&bytes) == info.checksum)
     }
 
     /// Removes all but the newest `keep` generations; returns how many went.

@@ -102,6 +102,15 @@ async fn a_damaged_newest_generation_falls_back_to_the_previous_one() {
     let (info, _, skipped) = backups.newest_valid("sales", &verified).unwrap();
     assert_eq!(info.id, 1);
     assert_eq!(skipped.len(), 1);
+
+    // The unchanged state is stored again rather than trusted to the
+    // damaged copy.
+    let again = backups
+        .store(&s.snapshot().unwrap(), "scheduled", 12, 3)
+        .unwrap();
+    assert!(again.created);
+    assert_eq!(again.info.id, 3);
+    assert_eq!(backups.newest_valid("sales", &verified).unwrap().0.id, 3);
 }
 
 #[tokio::test]
