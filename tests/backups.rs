@@ -239,6 +239,17 @@ async fn restore_and_clear_session_keep_or_purge_the_last_backup() {
     )
     .await;
 
+    // A second walinkd on the same state directory is refused by the lock,
+    // which is not damage: nothing is moved aside or restored.
+    let err = walinkd_fails(&env).await;
+    assert!(err.contains("another walinkd"), "{err}");
+    let names: Vec<String> = std::fs::read_dir(env.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("damaged")), "{names:?}");
+    assert!(restored_lines(&env.daemon_log()).is_empty());
+
     use tokio::io::AsyncBufReadExt;
     let mut events = tokio::process::Command::new(env!("CARGO_BIN_EXE_walink"))
         .arg("--socket")
