@@ -227,6 +227,21 @@ async fn snapshots_keep_a_damaged_session_alive_without_a_new_pairing() {
         log.contains("checksum mismatch"),
         "the skipped one is explained"
     );
+
+    // Damaged backups never keep a healthy account offline, and backing up
+    // goes on.
+    env.stop_daemon(libc::SIGTERM).await;
+    damage_files(&env.state_dir().join("backup"));
+    env.start_daemon().await;
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(s["jid"], jid.as_str());
+    let out = env.walink(&["backup", "sales", "--json"]).await;
+    assert!(
+        out.status.success(),
+        "backups work again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.mock.stats().pairings, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,6 @@ pub struct Custody {
     pub warnings: Vec<String>,
     pub validated_at: Option<SystemTime>,
     pub last_backup_at: Option<SystemTime>,
-    pub last_backup_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +153,6 @@ impl Snapshots {
         {
             handle.update_custody(|c| {
                 c.last_backup_at = Some(time_of(newest.created_at_ms));
-                c.last_backup_id = Some(newest.id);
             });
         }
         let inner = Arc::new(Inner {
@@ -176,11 +174,6 @@ impl Snapshots {
     /// Snapshots the account now; `None` when it has no credentials to keep.
     pub async fn take(&self, reason: &str) -> Result<Option<Stored>, String> {
         self.inner.take(reason).await
-    }
-
-    /// Validates the stored state now and publishes the findings.
-    pub async fn validate(&self) {
-        self.inner.validate().await
     }
 
     /// Restores generation `id` (the newest usable one when `None`): the
@@ -278,7 +271,6 @@ impl Inner {
         if let Some(stored) = &stored {
             self.handle.update_custody(|c| {
                 c.last_backup_at = Some(time_of(stored.info.created_at_ms));
-                c.last_backup_id = Some(stored.info.id);
             });
             if stored.created {
                 tracing::info!(

@@ -123,6 +123,7 @@ pub async fn clear_session(
         .map_err(|e| super::handler::command_error(&p.account, e))?;
     if p.purge {
         backups.purge(&p.account).map_err(RpcError::storage)?;
+        handle.update_custody(|c| c.last_backup_at = None);
     }
     value(ActionResult {
         account: p.account,

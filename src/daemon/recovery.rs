@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use crate::account::snapshots::restorable;
 use crate::config::{Config, StorageConfig};
 use crate::store::seal::{SealError, Sealer};
-use crate::store::{BackupDb, SledBackend, StateDb, StoreError};
+use crate::store::{BackupDb, BackupError, SledBackend, StateDb, StoreError};
 
 /// Name of the key file systemd passes with `LoadCredential[Encrypted]=`.
 pub const CREDENTIAL_NAME: &str = "walink.key";
@@ -85,7 +85,29 @@ pub fn check_key(state_dir: &Path, sealer: Option<&Sealer>) -> anyhow::Result<()
 }
 
 fn is_lock_error(e: &StoreError) -> bool {
-    matches!(e, StoreError::Open { source: sled::Error::Io(io), .. } if io.to_string().contains("could not acquire lock"))
+    matches!(e, StoreError::Open { source, .. } if is_sled_lock_error(source))
+}
+
+/// Another walinkd holds the database: not damage, nothing may be moved.
+fn is_sled_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// Opens the backup database; one that cannot be opened is set aside and
+/// started afresh, so damaged backups never keep the live state offline.
+fn open_backups(path: &Path, sealer: Option<Arc<Sealer>>) -> anyhow::Result<BackupDb> {
+    match BackupDb::open(path, sealer.clone()) {
+        Ok(db) => Ok(db),
+        Err(BackupError::Open { source, .. }) if !is_sled_lock_error(&source) => {
+            let aside = aside_name(path);
+            tracing::error!(event = "backups_damaged", error = %source, aside = %aside.display(), "the backup database cannot be opened ({source}); moving it to {} and starting a new one", aside.display());
+            std::fs::rename(path, &aside).with_context(|| {
+                format!("cannot move the damaged backups {} aside", path.display())
+            })?;
+            Ok(BackupDb::open(path, sealer)?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `<path>.damaged-<unix seconds>`, a name not taken yet.
@@ -125,7 +147,7 @@ pub fn open_stores(
 ) -> anyhow::Result<(StateDb, Arc<BackupDb>)> {
     let state_dir = &config.daemon.state_dir;
     check_key(state_dir, sealer.as_deref())?;
-    let backups = Arc::new(BackupDb::open(&backup_db_path(state_dir), sealer.clone())?);
+    let backups = Arc::new(open_backups(&backup_db_path(state_dir), sealer.clone())?);
     let mut copied_aside = false;
     let db = match StateDb::open_sealed(live_path, sealer.clone()) {
         Ok(db) => db,
