@@ -367,13 +367,26 @@ async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
     std::fs::write(&key_a, [0xA1u8; 32]).unwrap();
     std::fs::write(&key_b, format!("{}\n", "b2".repeat(32))).unwrap();
     let with_key = |key: &Path| format!("{STORAGE}key_file = {:?}\n", path_str(key));
-    let (mut env, jid) = paired_with(&with_key(&key_a)).await;
+    // Linked without encryption, then a key is configured: the account's
+    // records are sealed at the next start, and it connects as before.
+    let (mut env, jid) = paired_with(STORAGE).await;
     let list = eventually(Duration::from_secs(20), "a backup", || async {
         let list = backups(&env).await;
         (!list.is_empty()).then_some(list)
     })
     .await;
-    assert_eq!(list[0]["sealed"], true);
+    assert_eq!(list[0]["sealed"], false);
+    env.stop_daemon(libc::SIGTERM).await;
+    env.write_config(&["sales"], &with_key(&key_a));
+    env.start_daemon().await;
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(s["jid"], jid.as_str());
+    assert_eq!(env.mock.stats().pairings, 1);
+    eventually(Duration::from_secs(20), "a sealed backup", || async {
+        let list = backups(&env).await;
+        (list[0]["sealed"] == true).then_some(())
+    })
+    .await;
 
     // Export with a passphrase from a file: the daemon never sees it.
     let pass = keys.path().join("pass");

@@ -45,20 +45,14 @@ pub fn load_key(storage: &StorageConfig) -> anyhow::Result<Option<Arc<Sealer>>> 
 
 /// Refuses a key other than the one the state directory was sealed with,
 /// and a missing key for a sealed one, before anything is opened or written.
-pub fn check_key(state_dir: &Path, sealer: Option<&Sealer>) -> anyhow::Result<()> {
+/// Returns true when the key is new to this state directory (no key check
+/// recorded yet): [`record_key`] then records it once the state is known
+/// to open with it, and plain records are sealed.
+pub fn check_key(state_dir: &Path, sealer: Option<&Sealer>) -> anyhow::Result<bool> {
     let path = state_dir.join(KEY_CHECK_FILE);
     let stored = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(sealer) = sealer {
-                std::fs::write(
-                    &path,
-                    sealer.seal(KEY_CHECK_TEXT, KEY_CHECK_FILE.as_bytes()),
-                )
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            return Ok(());
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sealer.is_some()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     let refuse = |why: SealError| {
@@ -74,14 +68,35 @@ pub fn check_key(state_dir: &Path, sealer: Option<&Sealer>) -> anyhow::Result<()
                 .unwrap_or(SealError::Damaged),
         )),
         Some(sealer) => match sealer.open(&stored, KEY_CHECK_FILE.as_bytes()) {
-            Ok(text) if text == KEY_CHECK_TEXT => Ok(()),
-            Ok(_) | Err(SealError::Damaged) => Err(refuse(SealError::WrongKey {
-                found: "(another key: the key check does not open)".into(),
-                configured: sealer.key_id(),
-            })),
+            Ok(text) if text == KEY_CHECK_TEXT => Ok(false),
+            Ok(_) | Err(SealError::Damaged) | Err(SealError::Truncated(_)) => bail!(
+                "refusing to start: the key check file {} is damaged; nothing was changed. \
+                 If the configured key (id {}) is the right one, delete that file and start again",
+                path.display(),
+                sealer.key_id()
+            ),
             Err(e) => Err(refuse(e)),
         },
     }
+}
+
+/// Records which key the state directory is sealed with.
+fn record_key(state_dir: &Path, sealer: &Sealer) -> anyhow::Result<()> {
+    let path = state_dir.join(KEY_CHECK_FILE);
+    std::fs::write(
+        &path,
+        sealer.seal(KEY_CHECK_TEXT, KEY_CHECK_FILE.as_bytes()),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Seals the records an account stored before encryption was turned on.
+fn seal_plain_records(backend: &SledBackend) -> anyhow::Result<()> {
+    let snapshot = backend.snapshot()?;
+    let sealed = snapshot.resealed(backend.sealer(), backend.sealer())?;
+    backend.restore(&sealed)?;
+    tracing::info!(account = %backend.account_name(), "sealed the account's records with the encryption key");
+    Ok(())
 }
 
 fn is_lock_error(e: &StoreError) -> bool {
@@ -146,7 +161,7 @@ pub fn open_stores(
     sealer: Option<Arc<Sealer>>,
 ) -> anyhow::Result<(StateDb, Arc<BackupDb>)> {
     let state_dir = &config.daemon.state_dir;
-    check_key(state_dir, sealer.as_deref())?;
+    let new_key = check_key(state_dir, sealer.as_deref())?;
     let backups = Arc::new(open_backups(&backup_db_path(state_dir), sealer.clone())?);
     let mut copied_aside = false;
     let db = match StateDb::open_sealed(live_path, sealer.clone()) {
@@ -162,7 +177,7 @@ pub fn open_stores(
                 )
             })?;
             copied_aside = true;
-            StateDb::open_sealed(live_path, sealer)?
+            StateDb::open_sealed(live_path, sealer.clone())?
         }
     };
     for account in &config.accounts {
@@ -204,6 +219,12 @@ pub fn open_stores(
             info.id,
             skipped.len()
         );
+    }
+    if let Some(sealer) = sealer.as_deref().filter(|_| new_key) {
+        for account in &config.accounts {
+            seal_plain_records(&*db.account(&account.name)?)?;
+        }
+        record_key(state_dir, sealer)?;
     }
     Ok((db, backups))
 }
