@@ -318,6 +318,30 @@ async fn restore_and_clear_session_keep_or_purge_the_last_backup() {
     let restored = wait_line("\"restored_from_backup\"").await;
     assert!(restored.contains(&format!("\"generation\":{}", kept[0]["id"])));
 
+    // Restoring under a live connection: dropped, restored, back.
+    let newest = ids(&backups(&env).await)[0];
+    let before = env.mock.stats();
+    let out = env
+        .walink(&["restore", "sales", "--snapshot", &newest.to_string()])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_line(&format!("\"generation\":{newest}")).await;
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(s["jid"], jid.as_str());
+    let after = env.mock.stats();
+    assert_eq!(after.pairings, 1);
+    assert!(
+        after.handshakes_ik > before.handshakes_ik,
+        "logged in again with the restored key"
+    );
+    let out = env.walink(&["restore", "sales", "--snapshot", "999"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backup generation 999"));
+
     let out = env.walink(&["clear-session", "sales", "--purge"]).await;
     assert!(out.status.success());
     assert!(

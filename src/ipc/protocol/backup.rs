@@ -114,3 +114,50 @@ pub struct ImportResult {
     /// The account's state once the last part was applied; `null` before.
     pub state: Option<AccountState>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::{Call, code};
+    use super::*;
+
+    #[test]
+    fn backup_calls_parse_with_their_defaults() {
+        assert_eq!(
+            Call::parse("clear_session", json!({"account": "sales"})).unwrap(),
+            Call::ClearSession(ClearSessionParams {
+                account: "sales".into(),
+                purge: false
+            })
+        );
+        let restore = Call::parse("restore", json!({"account": "sales", "snapshot": 7})).unwrap();
+        assert_eq!(restore.account(), Some("sales"));
+        assert_eq!(
+            restore,
+            Call::Restore(RestoreParams {
+                account: "sales".into(),
+                snapshot: Some(7)
+            })
+        );
+        assert!(Call::parse("backups", json!({"account": "sales"})).is_ok());
+    }
+
+    #[test]
+    fn import_parts_are_checked() {
+        let part = |part: u32, parts: u32, data: String| {
+            Call::parse(
+                "import",
+                json!({"account": "s", "transfer": "t", "part": part, "parts": parts, "data": data}),
+            )
+        };
+        assert!(part(0, 2, "AAAA".into()).is_ok());
+        for bad in [
+            part(2, 2, "AAAA".into()),
+            part(0, 0, "AAAA".into()),
+            part(0, 1, "A".repeat(MAX_IMPORT_PART + 1)),
+        ] {
+            assert_eq!(bad.unwrap_err().code, code::INVALID_PARAMS);
+        }
+    }
+}
