@@ -15,6 +15,9 @@ pub use crate::net::{IpFamily, Proxy};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod storage;
+pub use storage::StorageConfig;
+
 /// Where the system service keeps its socket.
 pub const SYSTEM_SOCKET: &str = "/run/walink/walink.sock";
 /// Where the system service keeps its state.
@@ -47,6 +50,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub connection: ConnectionConfig,
     pub accounts: Vec<AccountConfig>,
+    pub storage: StorageConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +154,7 @@ impl Default for Config {
             },
             connection: ConnectionConfig::default(),
             accounts: Vec::new(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -301,6 +306,7 @@ struct RawConfig {
     connection: Option<RawConnection>,
     #[serde(default)]
     account: Vec<Spanned<RawAccount>>,
+    storage: Option<storage::RawStorage>,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +451,9 @@ impl RawConfig {
                     AccountProxy::Use(proxy) => Some(proxy),
                     _ => None,
                 };
+        }
+        if let Some(storage) = self.storage {
+            config.storage = storage.validate(at)?;
         }
         let mut seen = HashSet::new();
         for account in self.account {

@@ -508,6 +508,11 @@ async fn metrics_follow_what_the_mock_does() {
         Some(0.0)
     );
     assert!(body.contains("# TYPE walink_account_reconnects_total counter"));
+    assert_eq!(
+        sample(&body, "walink_last_backup_age_seconds{account=\"sales\"}"),
+        None,
+        "no backup before pairing"
+    );
     assert_eq!(scrape(&addr, "/").await.0, "HTTP/1.1 404 Not Found");
 
     env.pair("sales").await;
@@ -525,6 +530,13 @@ async fn metrics_follow_what_the_mock_does() {
         Some(1.0)
     );
     assert!(sample(&body, "walink_store_size_bytes{account=\"sales\"}").unwrap() > 0.0);
+    // A backup is taken right after pairing: its age is now known.
+    let body = eventually(CONNECT, "the backup age", || async {
+        let (_, body) = scrape(&addr, "/metrics").await;
+        sample(&body, "walink_last_backup_age_seconds{account=\"sales\"}").map(|_| body)
+    })
+    .await;
+    assert!(sample(&body, "walink_last_backup_age_seconds{account=\"sales\"}").unwrap() < 3600.0);
 
     // A message each way, and a dropped connection.
     let out = env.walink(&["send", "sales", CONTACT_JID, "hello"]).await;

@@ -215,6 +215,20 @@ pub async fn render(accounts: &Accounts) -> String {
     );
     per_account(
         &mut f,
+        "walink_last_backup_age_seconds",
+        "gauge",
+        "Seconds since the account's session was last backed up; absent before the first backup.",
+        &|i| {
+            snapshots[i]
+                .0
+                .custody
+                .last_backup_at
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(|d| d.as_secs().to_string())
+        },
+    );
+    per_account(
+        &mut f,
         "walink_keepalive_rtt_seconds",
         "gauge",
         "Round trip of the last keepalive; absent until one was measured.",
