@@ -22,6 +22,18 @@ pub enum AccountState {
 }
 
 impl AccountState {
+    /// Every state, in declaration order: for exporters that list them all.
+    pub const ALL: [AccountState; 8] = [
+        Self::Stopped,
+        Self::Connecting,
+        Self::WaitingForPairing,
+        Self::Connected,
+        Self::Reconnecting,
+        Self::LoggedOut,
+        Self::Replaced,
+        Self::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stopped => "stopped",

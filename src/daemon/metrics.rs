@@ -22,17 +22,6 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// A client that does not send its request in this time is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-const STATES: [AccountState; 8] = [
-    AccountState::Stopped,
-    AccountState::Connecting,
-    AccountState::WaitingForPairing,
-    AccountState::Connected,
-    AccountState::Reconnecting,
-    AccountState::LoggedOut,
-    AccountState::Replaced,
-    AccountState::Failed,
-];
-
 /// Binds the listener (so a taken port fails the start, as the socket does).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
@@ -152,7 +141,7 @@ pub async fn render(accounts: &Accounts) -> String {
         "1 for the state the account is in, 0 for the others.",
     );
     for (s, _) in &snapshots {
-        for state in STATES {
+        for state in AccountState::ALL {
             f.sample(
                 "walink_account_state",
                 &format!("account=\"{}\",state=\"{state}\"", label(&s.name)),

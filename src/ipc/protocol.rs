@@ -1085,23 +1085,14 @@ mod tests {
 
     #[test]
     fn every_state_has_its_documented_name() {
-        let names: Vec<String> = [
-            AccountState::Stopped,
-            AccountState::Connecting,
-            AccountState::WaitingForPairing,
-            AccountState::Connected,
-            AccountState::Reconnecting,
-            AccountState::LoggedOut,
-            AccountState::Replaced,
-            AccountState::Failed,
-        ]
-        .iter()
-        .map(|s| {
-            let json = serde_json::to_value(s).unwrap();
-            assert_eq!(json, Value::from(s.as_str()));
-            s.to_string()
-        })
-        .collect();
+        let names: Vec<String> = AccountState::ALL
+            .iter()
+            .map(|s| {
+                let json = serde_json::to_value(s).unwrap();
+                assert_eq!(json, Value::from(s.as_str()));
+                s.to_string()
+            })
+            .collect();
         assert_eq!(
             names,
             [
