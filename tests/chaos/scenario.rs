@@ -1,0 +1,717 @@
+//! The fault-injection scenario behind `make chaos` and the short run in the
+//! test suite: the real walinkd and walink IPC, mock-wa as WhatsApp and as
+//! the contacts, several paired accounts with sends and inbound messages
+//! flowing, and a seeded mix of faults. At the end the invariants are
+//! checked: every accepted message reached its contact once, every
+//! delivered message is stored once, every account is back to `connected`
+//! without pairing again, and the daemon's memory and descriptors stayed
+//! within bounds.
+//!
+//! The seed fixes the sequence of faults, targets and pauses; timing on a
+//! loaded machine still varies, so a replay runs the same plan, not the
+//! same interleaving.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mock_wa::Fault;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use walink::ipc::protocol::code;
+use walink::ipc::{Client, ClientError};
+use walink::wa::message_id_for_key;
+
+use crate::harness::{Env, eventually};
+
+/// Blackholes are detected by the library's keepalive, 40–60 s later; a run
+/// shorter than this would spend most of its time waiting on one.
+const BLACKHOLE_MIN_RUN: Duration = Duration::from_secs(90);
+/// How long the end of the run may take to heal (keepalive, backoff, the
+/// backlog queued behind slow links).
+const SETTLE: Duration = Duration::from_secs(240);
+/// `make chaos` is a bounded run.
+const MAX_RUN: Duration = Duration::from_secs(600);
+/// Reconnect quickly: the run is about correctness, not backoff policy.
+const CONNECTION: &str = "backoff_secs = [1, 2, 3]\nconnect_timeout_secs = 5\n";
+/// Open descriptors the daemon may have above its idle baseline at the end.
+const FD_SLACK: usize = 32;
+/// Resident memory the daemon may have above its idle baseline at the end
+/// (a debug build; sled's page cache grows with the messages written, and
+/// a restarted daemon has been seen to jump by ~170 MiB once, then stay flat).
+const RSS_SLACK_KIB: u64 = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    pub seed: u64,
+    pub duration: Duration,
+    pub accounts: usize,
+}
+
+impl ChaosConfig {
+    /// `CHAOS_SEED` (decimal or 0x-hex) and `CHAOS_SECONDS` override the
+    /// defaults; `CHAOS_ACCOUNTS` the number of accounts.
+    pub fn from_env(seed: u64, seconds: u64, accounts: usize) -> ChaosConfig {
+        fn var<T>(name: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+            let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+            let value = parse(text.trim());
+            assert!(value.is_some(), "{name}={text:?} is not a valid value");
+            value
+        }
+        let parse_u64 = |t: &str| match t.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => t.parse().ok(),
+        };
+        let config = ChaosConfig {
+            seed: var("CHAOS_SEED", parse_u64).unwrap_or(seed),
+            duration: Duration::from_secs(var("CHAOS_SECONDS", parse_u64).unwrap_or(seconds)),
+            accounts: var("CHAOS_ACCOUNTS", |t| t.parse().ok().filter(|n| *n > 0))
+                .unwrap_or(accounts),
+        };
+        assert!(
+            config.duration <= MAX_RUN,
+            "CHAOS_SECONDS is at most {}: a longer run belongs in a soak test",
+            MAX_RUN.as_secs()
+        );
+        config
+    }
+}
+
+/// SplitMix64: small, seedable, and the same on every platform.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(self.between(lo, hi))
+    }
+
+    pub fn index(&mut self, len: usize) -> usize {
+        (self.next_u64() % len as u64) as usize
+    }
+}
+
+/// One fault the driver injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// kill -9 walinkd, then start it again on the same state.
+    Kill9,
+    /// A WebSocket close frame from the server.
+    Close,
+    /// The TCP stream dropped without a close frame.
+    Eof,
+    /// `<stream:error code="515"/>`: restart required.
+    Stream515,
+    /// `<stream:error code="503"/>`: service unavailable.
+    Stream503,
+    /// New connections refused for a while, with one account dropped into it.
+    Refuse,
+    /// Every frame from the server delayed.
+    Slow,
+    /// The socket stays open and nothing comes back.
+    Blackhole,
+}
+
+impl Kind {
+    const ALL: [Kind; 8] = [
+        Kind::Kill9,
+        Kind::Close,
+        Kind::Eof,
+        Kind::Stream515,
+        Kind::Stream503,
+        Kind::Refuse,
+        Kind::Slow,
+        Kind::Blackhole,
+    ];
+
+    /// Relative frequency; kill -9 is the most expensive (a restart).
+    fn weight(self) -> u64 {
+        match self {
+            Kind::Kill9 => 2,
+            Kind::Blackhole => 1,
+            _ => 3,
+        }
+    }
+}
+
+/// What the workload saw; shared by the sender tasks and the driver.
+#[derive(Default)]
+struct Ledger {
+    /// Per account: message ids the daemon answered `send` for (queued).
+    accepted: HashMap<String, HashSet<String>>,
+    /// Per account: ids the mock delivered to it, in order.
+    delivered: HashMap<String, Vec<String>>,
+    /// Send calls whose outcome was unknown (daemon gone mid-call) and were
+    /// retried with the same idempotency key.
+    retried: u64,
+    /// Errors no fault explains.
+    unexpected: Vec<String>,
+}
+
+struct Account {
+    name: String,
+    jid: String,
+    phone: String,
+    /// Who the account writes to.
+    contact: String,
+    /// Who writes to the account.
+    writer: String,
+}
+
+/// Runs the whole scenario; panics with the seed and the replay command in
+/// the message when an invariant does not hold.
+pub async fn run(config: ChaosConfig) {
+    let started = Instant::now();
+    let mut out = String::new();
+    let replay = format!(
+        "CHAOS_SEED={} CHAOS_SECONDS={} CHAOS_ACCOUNTS={} make chaos",
+        config.seed,
+        config.duration.as_secs(),
+        config.accounts
+    );
+    eprintln!("chaos: seed {} ({replay})", config.seed);
+    let names: Vec<String> = (1..=config.accounts).map(|i| format!("acct{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut env = Env::with_connection(&name_refs, CONNECTION).await;
+    eprintln!(
+        "chaos: walinkd's config, state and log in {}",
+        env.dir.path().display()
+    );
+    env.start_daemon().await;
+    // Pairing costs ~10 s of key generation per account; do them together.
+    let jids = futures::future::join_all(names.iter().map(|n| env.pair(n))).await;
+    let mut accounts = Vec::new();
+    for (i, (name, jid)) in names.iter().zip(jids).enumerate() {
+        env.wait_state(name, "connected", Duration::from_secs(60))
+            .await;
+        accounts.push(Account {
+            name: name.clone(),
+            phone: jid.split([':', '@']).next().unwrap().to_string(),
+            jid,
+            contact: format!("1555700{i:04}"),
+            writer: format!("1555800{i:04}"),
+        });
+    }
+    let pairings = env.mock.stats().pairings;
+    assert_eq!(pairings, accounts.len() as u64, "one pairing per account");
+    let baseline = Resources::of(&env);
+    eprintln!(
+        "chaos: {} accounts paired and connected in {:.1?}; daemon idle: {baseline}",
+        accounts.len(),
+        started.elapsed()
+    );
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = CancellationToken::new();
+    let mut senders = tokio::task::JoinSet::new();
+    for (i, a) in accounts.iter().enumerate() {
+        senders.spawn(send_loop(
+            env.socket(),
+            a.name.clone(),
+            a.contact.clone(),
+            Rng::new(config.seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407)),
+            ledger.clone(),
+            stop.clone(),
+        ));
+    }
+
+    let mut rng = Rng::new(config.seed);
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::Blackhole || config.duration >= BLACKHOLE_MIN_RUN)
+        .collect();
+    // Every kind once first, in a seeded order, so even a short run covers
+    // them all; then a weighted random mix.
+    let mut plan = kinds.clone();
+    for i in (1..plan.len()).rev() {
+        plan.swap(i, rng.index(i + 1));
+    }
+    let mut injected: BTreeMap<Kind, u32> = BTreeMap::new();
+    let chaos_start = Instant::now();
+    let mut step = 0;
+    while chaos_start.elapsed() < config.duration {
+        let span = rng.millis(300, 2500);
+        workload(&env, &accounts, &ledger, &mut rng, span).await;
+        let kind = match plan.get(step) {
+            Some(k) => *k,
+            None => weighted(&kinds, &mut rng),
+        };
+        step += 1;
+        let target = &accounts[rng.index(accounts.len())];
+        let what = inject(&mut env, &accounts, &ledger, &mut rng, kind, target).await;
+        eprintln!(
+            "chaos: [{:6.1}s] {what}; daemon: {}",
+            chaos_start.elapsed().as_secs_f64(),
+            Resources::of(&env)
+        );
+        *injected.entry(kind).or_default() += 1;
+    }
+
+    // The network heals and the workload stops; every send whose outcome was
+    // unknown is retried with its key until the daemon answers it.
+    env.mock.refuse(0);
+    env.mock.fault("all", Fault::Slow { delay_ms: 0 });
+    stop.cancel();
+    while let Some(joined) = senders.join_next().await {
+        joined.expect("a sender task panicked");
+    }
+    let chaos_lasted = chaos_start.elapsed();
+    let settle_start = Instant::now();
+    settle(&env, &accounts, &ledger).await;
+    let settled_in = settle_start.elapsed();
+
+    // Invariants.
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(
+        ledger.unexpected.is_empty(),
+        "unexpected errors ({replay}): {:#?}",
+        ledger.unexpected
+    );
+    let mut sent_total = 0;
+    let mut received_total = 0;
+    for a in &accounts {
+        let status = env.status(&a.name).await;
+        assert_eq!(status["state"], "connected", "{} ({replay})", a.name);
+        assert_eq!(status["jid"], a.jid.as_str(), "{} kept its device", a.name);
+        assert_eq!(status["outbox"], json!({"queued": 0, "failed": 0}));
+
+        let inbox: Vec<String> = env
+            .mock
+            .inbox(&a.contact)
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        let unique: HashSet<&String> = inbox.iter().collect();
+        assert_eq!(
+            unique.len(),
+            inbox.len(),
+            "{}: a message reached {} twice ({replay})",
+            a.name,
+            a.contact
+        );
+        let accepted = &ledger.accepted[&a.name];
+        let missing: Vec<&String> = accepted.iter().filter(|id| !unique.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: accepted but never delivered ({replay}): {missing:?}",
+            a.name
+        );
+        let extra: Vec<&&String> = unique
+            .iter()
+            .filter(|id| !accepted.contains(**id))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{}: delivered but never accepted ({replay}): {extra:?}",
+            a.name
+        );
+        sent_total += inbox.len();
+
+        let stored = stored_ids(&env, &a.name).await;
+        let stored_unique: HashSet<&String> = stored.iter().collect();
+        assert_eq!(
+            stored_unique.len(),
+            stored.len(),
+            "{}: a received message is stored twice ({replay})",
+            a.name
+        );
+        let delivered = ledger.delivered.get(&a.name).cloned().unwrap_or_default();
+        let delivered_set: HashSet<&String> = delivered.iter().collect();
+        assert_eq!(
+            stored_unique, delivered_set,
+            "{}: stored messages differ from what the mock delivered ({replay})",
+            a.name
+        );
+        received_total += stored.len();
+    }
+    let stats = env.mock.stats();
+    assert_eq!(
+        stats.pairings, pairings,
+        "no account paired again ({replay})"
+    );
+    assert_eq!(env.mock.devices().len(), accounts.len(), "no device lost");
+    let end = Resources::of(&env);
+    assert!(
+        end.fds <= baseline.fds + FD_SLACK,
+        "open descriptors grew from {} to {} ({replay})",
+        baseline.fds,
+        end.fds
+    );
+    assert!(
+        end.rss_kib <= baseline.rss_kib + RSS_SLACK_KIB,
+        "resident memory grew from {} KiB to {} KiB ({replay})",
+        baseline.rss_kib,
+        end.rss_kib
+    );
+
+    let messaging = env.mock.messaging().expect("messaging side").stats();
+    writeln!(out, "chaos summary").unwrap();
+    writeln!(out, "  seed:       {} (replay: {replay})", config.seed).unwrap();
+    writeln!(
+        out,
+        "  chaos:      {:.1?} with {} accounts, then healed in {settled_in:.1?}",
+        chaos_lasted,
+        accounts.len()
+    )
+    .unwrap();
+    let list: Vec<String> = injected
+        .iter()
+        .map(|(k, n)| format!("{k:?} x{n}"))
+        .collect();
+    writeln!(out, "  injected:   {}", list.join(", ")).unwrap();
+    if !kinds.contains(&Kind::Blackhole) {
+        writeln!(
+            out,
+            "              (no Blackhole: runs shorter than {BLACKHOLE_MIN_RUN:?} leave it out)"
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
+        "  sent:       {sent_total} accepted, each reached its contact exactly once ({} sends retried after an unknown outcome; {} wire-level retransmissions deduplicated by id)",
+        ledger.retried, messaging.messages_duplicate
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "  received:   {received_total} delivered by the mock, each stored exactly once"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "  server:     {} logins, {} connections refused, {} pairings (unchanged)",
+        stats.logins, stats.connections_refused, stats.pairings
+    )
+    .unwrap();
+    writeln!(out, "  daemon:     idle {baseline}; at the end {end}").unwrap();
+    writeln!(out, "  result:     PASS in {:.1?}", started.elapsed()).unwrap();
+    eprint!("{out}");
+}
+
+fn weighted(kinds: &[Kind], rng: &mut Rng) -> Kind {
+    let total: u64 = kinds.iter().map(|k| k.weight()).sum();
+    let mut pick = rng.between(0, total - 1);
+    for k in kinds {
+        if pick < k.weight() {
+            return *k;
+        }
+        pick -= k.weight();
+    }
+    unreachable!("pick is below the total weight")
+}
+
+/// The inbound half of the workload, for `span`: contacts write to random
+/// accounts at random intervals (the mock queues what it cannot hand over).
+async fn workload(
+    env: &Env,
+    accounts: &[Account],
+    ledger: &Mutex<Ledger>,
+    rng: &mut Rng,
+    span: Duration,
+) {
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        let a = &accounts[rng.index(accounts.len())];
+        let n = rng.next_u64();
+        let id = env
+            .mock
+            .deliver(&a.writer, &a.phone, &format!("inbound {n:x}"), None)
+            .await
+            .expect("the mock accepts a message for a paired account");
+        ledger
+            .lock()
+            .unwrap()
+            .delivered
+            .entry(a.name.clone())
+            .or_default()
+            .push(id);
+        tokio::time::sleep(rng.millis(20, 250)).await;
+    }
+}
+
+async fn inject(
+    env: &mut Env,
+    accounts: &[Account],
+    ledger: &Mutex<Ledger>,
+    rng: &mut Rng,
+    kind: Kind,
+    target: &Account,
+) -> String {
+    let jid = target.jid.as_str();
+    let mock = &env.mock;
+    match kind {
+        Kind::Kill9 => {
+            let down = rng.millis(0, 1500);
+            env.stop_daemon(libc::SIGKILL).await;
+            workload(env, accounts, ledger, rng, down).await;
+            env.start_daemon().await;
+            format!("kill -9 walinkd, restarted after {down:?}")
+        }
+        Kind::Close => format!(
+            "close frame to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::Close)
+        ),
+        Kind::Eof => format!(
+            "eof to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::Eof)
+        ),
+        Kind::Stream515 => format!(
+            "stream error 515 to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::StreamError(515))
+        ),
+        Kind::Stream503 => format!(
+            "stream error 503 to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::StreamError(503))
+        ),
+        Kind::Refuse => {
+            let secs = rng.between(1, 4);
+            env.mock.refuse(secs);
+            format!(
+                "refuse connections for {secs} s, eof to {} (hit {})",
+                target.name,
+                mock.fault(jid, Fault::Eof)
+            )
+        }
+        Kind::Slow => {
+            let delay_ms = rng.between(50, 800);
+            format!(
+                "slow link ({delay_ms} ms per frame) to {} (hit {})",
+                target.name,
+                mock.fault(jid, Fault::Slow { delay_ms })
+            )
+        }
+        Kind::Blackhole => format!(
+            "blackhole {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::Blackhole)
+        ),
+    }
+}
+
+/// One account's sends: `send` with a fresh idempotency key each time; when
+/// the outcome is unknown (the daemon died mid-call, or is down) the same key
+/// is retried until the daemon answers, so every attempt is accepted once.
+async fn send_loop(
+    socket: PathBuf,
+    account: String,
+    contact: String,
+    mut rng: Rng,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: CancellationToken,
+) {
+    let mut client: Option<Client> = None;
+    let mut n = 0u64;
+    let mut pending: Option<String> = None;
+    // Once stopped, only the pending key is finished, within a deadline.
+    let deadline_after_stop = Duration::from_secs(120);
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        if stop.is_cancelled() {
+            let at = *stopped_at.get_or_insert_with(Instant::now);
+            if pending.is_none() {
+                return;
+            }
+            if at.elapsed() > deadline_after_stop {
+                ledger.lock().unwrap().unexpected.push(format!(
+                    "{account}: send {pending:?} still unanswered {deadline_after_stop:?} after the faults stopped"
+                ));
+                return;
+            }
+        }
+        let key = pending.take().unwrap_or_else(|| {
+            n += 1;
+            format!("chaos-{n}")
+        });
+        let outcome = match client.as_mut() {
+            Some(c) => Some(
+                c.call(
+                    "send",
+                    json!({
+                        "account": account, "to": contact, "text": format!("{account} {key}"),
+                        "id": key, "wait": false,
+                    }),
+                )
+                .await,
+            ),
+            None => None,
+        };
+        match outcome {
+            Some(Ok(reply)) => {
+                let id = reply["id"].as_str().unwrap_or_default().to_string();
+                let expected = message_id_for_key(&account, &key);
+                let mut l = ledger.lock().unwrap();
+                if id != expected {
+                    l.unexpected
+                        .push(format!("{account}: send {key} answered {reply}"));
+                }
+                l.accepted.entry(account.clone()).or_default().insert(id);
+            }
+            Some(Err(ClientError::Rpc(e))) if e.code == code::SHUTTING_DOWN => {
+                pending = Some(key);
+                client = None;
+            }
+            Some(Err(ClientError::Rpc(e))) => {
+                ledger
+                    .lock()
+                    .unwrap()
+                    .unexpected
+                    .push(format!("{account}: send {key} refused: {e:?}"));
+            }
+            Some(Err(_)) | None => {
+                if outcome.is_some() {
+                    ledger.lock().unwrap().retried += 1;
+                }
+                pending = Some(key);
+                client = Client::connect(&socket).await.ok();
+            }
+        }
+        tokio::time::sleep(rng.millis(10, 120)).await;
+    }
+}
+
+/// Waits, with deadlines, until the faults' effects are gone: accounts
+/// connected, outboxes drained, contacts holding what was accepted, and
+/// the daemon holding what was delivered.
+async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
+    for a in accounts {
+        env.wait_state(&a.name, "connected", SETTLE).await;
+    }
+    eventually(SETTLE, "every outbox drains", || async {
+        for a in accounts {
+            if env.status(&a.name).await["outbox"]["queued"] != 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let accepted = ledger.lock().unwrap().accepted.clone();
+    let delivered = ledger.lock().unwrap().delivered.clone();
+    eventually(SETTLE, "every accepted message reaches its contact", || {
+        let accepted = &accepted;
+        async move {
+            for a in accounts {
+                let got: HashSet<String> = env
+                    .mock
+                    .inbox(&a.contact)
+                    .await
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect();
+                let want = accepted.get(&a.name)?;
+                if !want.iter().all(|id| got.contains(id)) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    eventually(SETTLE, "every delivered message is stored", || {
+        let delivered = &delivered;
+        async move {
+            for a in accounts {
+                let stored: HashSet<String> = stored_ids(env, &a.name).await.into_iter().collect();
+                let want = delivered.get(&a.name).map(Vec::as_slice).unwrap_or(&[]);
+                if !want.iter().all(|id| stored.contains(id)) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+}
+
+/// Every message id the daemon stored for `account`, all pages.
+async fn stored_ids(env: &Env, account: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let page: Value = env
+            .call(
+                "messages",
+                json!({"account": account, "limit": 1000, "before": before}),
+            )
+            .await
+            .expect("messages answers");
+        for m in page["messages"].as_array().expect("messages is an array") {
+            ids.push(m["id"].as_str().expect("message id").to_string());
+        }
+        match page["next_cursor"].as_u64() {
+            Some(c) => before = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+/// The daemon's open descriptors and resident memory, from /proc.
+#[derive(Debug, Clone, Copy)]
+struct Resources {
+    fds: usize,
+    rss_kib: u64,
+    /// The process's peak resident memory (VmHWM).
+    peak_kib: u64,
+}
+
+impl Resources {
+    fn of(env: &Env) -> Resources {
+        let pid = env
+            .daemon
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("walinkd is running");
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("read /proc/PID/fd")
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+        let kib = |field: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+        };
+        Resources {
+            fds,
+            rss_kib: kib("VmRSS:"),
+            peak_kib: kib("VmHWM:"),
+        }
+    }
+}
+
+impl std::fmt::Display for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} open fds, {:.1} MiB RSS (peak {:.1} MiB)",
+            self.fds,
+            self.rss_kib as f64 / 1024.0,
+            self.peak_kib as f64 / 1024.0
+        )
+    }
+}
