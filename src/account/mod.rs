@@ -4,10 +4,11 @@
 pub mod backoff;
 pub mod health;
 mod outbox;
+pub mod snapshots;
 pub mod state;
 pub mod supervisor;
 
 pub use crate::store::DeliveryStatus;
 pub use supervisor::{
-    AccountEvent, AccountHandle, AccountSpec, CommandError, Qr, Settings, Snapshot,
+    AccountEvent, AccountHandle, AccountSpec, CommandError, OfflineWork, Qr, Settings, Snapshot,
 };

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::backend::{Kind, SledBackend};
 use super::error::StoreError;
 use super::messages::MessageStore;
+use super::seal::Sealer;
 
 /// Longest account name accepted; it is part of every tree name.
 const MAX_ACCOUNT_NAME: usize = 64;
@@ -24,6 +25,8 @@ pub struct StateDb {
     accounts: Mutex<HashMap<String, Arc<SledBackend>>>,
     /// One message store per account name, for the same reason.
     messages: Mutex<HashMap<String, Arc<MessageStore>>>,
+    /// Seals every account record when encryption at rest is on.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -38,6 +41,12 @@ impl StateDb {
     /// Opens (or creates) the database in directory `path`. A missing
     /// directory is created with mode 0700: it holds private keys.
     pub fn open(path: &Path) -> Result<StateDb, StoreError> {
+        StateDb::open_sealed(path, None)
+    }
+
+    /// [`Self::open`], with account records sealed by `sealer` (and sealed
+    /// ones opened with it).
+    pub fn open_sealed(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<StateDb, StoreError> {
         create_private_dir(path)?;
         let db = sled::Config::new()
             .path(path)
@@ -52,6 +61,7 @@ impl StateDb {
             db,
             accounts: Mutex::new(HashMap::new()),
             messages: Mutex::new(HashMap::new()),
+            sealer,
         })
     }
 
@@ -67,7 +77,7 @@ impl StateDb {
         if let Some(backend) = accounts.get(name) {
             return Ok(Arc::clone(backend));
         }
-        let backend = Arc::new(SledBackend::open(&self.db, name)?);
+        let backend = Arc::new(SledBackend::open(&self.db, name, self.sealer.clone())?);
         accounts.insert(name.to_owned(), Arc::clone(&backend));
         Ok(backend)
     }
