@@ -131,10 +131,13 @@ pub enum Kind {
     Slow,
     /// The socket stays open and nothing comes back.
     Blackhole,
+    /// walinkd killed, its live database damaged on disk, started again:
+    /// it must restore the sessions from its backups, with no new pairing.
+    Corrupt,
 }
 
 impl Kind {
-    const ALL: [Kind; 8] = [
+    const ALL: [Kind; 9] = [
         Kind::Kill9,
         Kind::Close,
         Kind::Eof,
@@ -143,13 +146,14 @@ impl Kind {
         Kind::Refuse,
         Kind::Slow,
         Kind::Blackhole,
+        Kind::Corrupt,
     ];
 
     /// Relative frequency; kill -9 is the most expensive (a restart).
     fn weight(self) -> u64 {
         match self {
             Kind::Kill9 => 2,
-            Kind::Blackhole => 1,
+            Kind::Blackhole | Kind::Corrupt => 1,
             _ => 3,
         }
     }
@@ -162,6 +166,9 @@ struct Ledger {
     accepted: HashMap<String, HashSet<String>>,
     /// Per account: ids the mock delivered to it, in order.
     delivered: HashMap<String, Vec<String>>,
+    /// Per account: how many of `delivered` came before the last damaged
+    /// database. A restore brings back the sessions, not the history.
+    restored_upto: HashMap<String, usize>,
     /// Send calls whose outcome was unknown (daemon gone mid-call) and were
     /// retried with the same idempotency key.
     retried: u64,
@@ -223,18 +230,8 @@ pub async fn run(config: ChaosConfig) {
     );
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = CancellationToken::new();
-    let mut senders = tokio::task::JoinSet::new();
-    for (i, a) in accounts.iter().enumerate() {
-        senders.spawn(send_loop(
-            env.socket(),
-            a.name.clone(),
-            a.contact.clone(),
-            Rng::new(config.seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407)),
-            ledger.clone(),
-            stop.clone(),
-        ));
-    }
+    let mut senders = Senders::start(&env, &accounts, &ledger, config.seed, 0);
+    let mut corruptions = 0u64;
 
     let mut rng = Rng::new(config.seed);
     let kinds: Vec<Kind> = Kind::ALL
@@ -264,7 +261,9 @@ pub async fn run(config: ChaosConfig) {
         let allowed: Vec<Kind> = kinds
             .iter()
             .copied()
-            .filter(|k| holds.is_empty() || !matches!(k, Kind::Kill9 | Kind::Blackhole))
+            .filter(|k| {
+                holds.is_empty() || !matches!(k, Kind::Kill9 | Kind::Blackhole | Kind::Corrupt)
+            })
             .collect();
         let drawn = weighted(&allowed, &mut rng);
         let kind = match plan.iter().position(|k| allowed.contains(k)) {
@@ -279,15 +278,23 @@ pub async fn run(config: ChaosConfig) {
             Kind::Blackhole => reconnections(&env, &accounts[target]).await,
             _ => 0,
         };
-        let what = inject(
-            &mut env,
-            &accounts,
-            &ledger,
-            &mut rng,
-            kind,
-            &accounts[target],
-        )
-        .await;
+        let what = if kind == Kind::Corrupt {
+            corruptions += 1;
+            senders.stop().await;
+            let what = corrupt(&mut env, &accounts, &ledger, &mut rng, pairings).await;
+            senders = Senders::start(&env, &accounts, &ledger, config.seed, corruptions);
+            what
+        } else {
+            inject(
+                &mut env,
+                &accounts,
+                &ledger,
+                &mut rng,
+                kind,
+                &accounts[target],
+            )
+            .await
+        };
         if kind == Kind::Blackhole {
             holds.push(Hold {
                 account: target,
@@ -307,10 +314,7 @@ pub async fn run(config: ChaosConfig) {
     // unknown is retried with its key until the daemon answers it.
     env.mock.refuse(0);
     env.mock.fault("all", Fault::Slow { delay_ms: 0 });
-    stop.cancel();
-    while let Some(joined) = senders.join_next().await {
-        joined.expect("a sender task panicked");
-    }
+    senders.stop().await;
     let chaos_lasted = chaos_start.elapsed();
     let settle_start = Instant::now();
     while !holds.is_empty() {
@@ -377,10 +381,24 @@ pub async fn run(config: ChaosConfig) {
             a.name
         );
         let delivered = ledger.delivered.get(&a.name).cloned().unwrap_or_default();
+        let since_restore = ledger.restored_upto.get(&a.name).copied().unwrap_or(0);
         let delivered_set: HashSet<&String> = delivered.iter().collect();
-        assert_eq!(
-            stored_unique, delivered_set,
-            "{}: stored messages differ from what the mock delivered ({replay})",
+        let alien: Vec<&&String> = stored_unique
+            .iter()
+            .filter(|id| !delivered_set.contains(**id))
+            .collect();
+        assert!(
+            alien.is_empty(),
+            "{}: stored messages the mock never delivered ({replay}): {alien:?}",
+            a.name
+        );
+        let lost: Vec<&String> = delivered[since_restore..]
+            .iter()
+            .filter(|id| !stored_unique.contains(id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{}: delivered but not stored ({replay}): {lost:?}",
             a.name
         );
         received_total += stored.len();
@@ -444,9 +462,16 @@ pub async fn run(config: ChaosConfig) {
     .unwrap();
     writeln!(
         out,
-        "  received:   {received_total} delivered by the mock, each stored exactly once"
+        "  received:   {received_total} stored, each exactly once; every one delivered since the last restore among them"
     )
     .unwrap();
+    if corruptions > 0 {
+        writeln!(
+            out,
+            "  corrupted:  the live database {corruptions} time(s); sessions restored from backups, no new pairing"
+        )
+        .unwrap();
+    }
     writeln!(
         out,
         "  server:     {} logins, {} connections refused, {} pairings (unchanged)",
@@ -604,6 +629,121 @@ async fn inject(
             target.name,
             mock.fault(jid, Fault::Blackhole)
         ),
+        Kind::Corrupt => unreachable!("the driver runs Corrupt itself: it must stop the senders"),
+    }
+}
+
+/// The sender tasks, one per account.
+struct Senders {
+    tasks: tokio::task::JoinSet<()>,
+    stop: CancellationToken,
+}
+
+impl Senders {
+    /// `epoch` keeps idempotency keys unique across restarts of the tasks.
+    fn start(
+        env: &Env,
+        accounts: &[Account],
+        ledger: &Arc<Mutex<Ledger>>,
+        seed: u64,
+        epoch: u64,
+    ) -> Senders {
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, a) in accounts.iter().enumerate() {
+            let salt = (i as u64 + 1 + epoch * 1000).wrapping_mul(0xA24B_AED4_963E_E407);
+            tasks.spawn(send_loop(
+                env.socket(),
+                a.name.clone(),
+                a.contact.clone(),
+                format!("chaos-{epoch}-"),
+                Rng::new(seed ^ salt),
+                ledger.clone(),
+                stop.clone(),
+            ));
+        }
+        Senders { tasks, stop }
+    }
+
+    /// Stops sending; returns once every send in doubt has been answered.
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        while let Some(joined) = self.tasks.join_next().await {
+            joined.expect("a sender task panicked");
+        }
+    }
+}
+
+/// Damages walinkd's live database while it is stopped. Everything before
+/// is settled and checked first: a restore brings back the sessions from
+/// the backups, not the message history or the outbox, so what was in
+/// flight would be lost by design, not by a fault.
+async fn corrupt(
+    env: &mut Env,
+    accounts: &[Account],
+    ledger: &Mutex<Ledger>,
+    rng: &mut Rng,
+    pairings: u64,
+) -> String {
+    env.mock.refuse(0);
+    env.mock.fault("all", Fault::Slow { delay_ms: 0 });
+    settle(env, accounts, ledger).await;
+    env.stop_daemon(libc::SIGKILL).await;
+    let live = env.state_dir().join("state");
+    let how = if rng.between(0, 1) == 0 {
+        cut_db(&live);
+        "cut short"
+    } else {
+        cut_db(&live);
+        flip_bytes(&live);
+        "cut short and bytes flipped"
+    };
+    {
+        let mut l = ledger.lock().unwrap();
+        for a in accounts {
+            let n = l.delivered.get(&a.name).map_or(0, Vec::len);
+            l.restored_upto.insert(a.name.clone(), n);
+        }
+    }
+    env.start_daemon().await;
+    for a in accounts {
+        let s = env.wait_state(&a.name, "connected", SETTLE).await;
+        assert_eq!(
+            s["jid"],
+            a.jid.as_str(),
+            "{} came back as itself after its database was {how}",
+            a.name
+        );
+    }
+    assert_eq!(
+        env.mock.stats().pairings,
+        pairings,
+        "no new pairing after the database was {how}"
+    );
+    format!("live database {how} while walinkd was down; every account reconnected as itself")
+}
+
+/// Cuts the live sled database's main file to two thirds, as a crash in
+/// the middle of a write or a full disk would.
+fn cut_db(dir: &std::path::Path) {
+    let db = dir.join("db");
+    let bytes = std::fs::read(&db).expect("read the live db file");
+    std::fs::write(&db, &bytes[..bytes.len() * 2 / 3]).expect("write the cut db file");
+}
+
+/// Flips bytes all through the main file and sled's snapshot files, as a
+/// bad disk would.
+fn flip_bytes(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).expect("read the live db dir") {
+        let path = entry.expect("a dir entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "db" || name.starts_with("snap.") {
+            let mut bytes = std::fs::read(&path).expect("read a db file");
+            for i in (0..bytes.len()).step_by(97) {
+                bytes[i] ^= 0x5A;
+            }
+            std::fs::write(&path, bytes).expect("write a damaged db file");
+        }
     }
 }
 
@@ -614,6 +754,7 @@ async fn send_loop(
     socket: PathBuf,
     account: String,
     contact: String,
+    key_prefix: String,
     mut rng: Rng,
     ledger: Arc<Mutex<Ledger>>,
     stop: CancellationToken,
@@ -639,7 +780,7 @@ async fn send_loop(
         }
         let key = pending.take().unwrap_or_else(|| {
             n += 1;
-            format!("chaos-{n}")
+            format!("{key_prefix}{n}")
         });
         let outcome = match client.as_mut() {
             Some(c) => Some(
@@ -705,7 +846,16 @@ async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
     })
     .await;
     let accepted = ledger.lock().unwrap().accepted.clone();
-    let delivered = ledger.lock().unwrap().delivered.clone();
+    let delivered: HashMap<String, Vec<String>> = {
+        let l = ledger.lock().unwrap();
+        l.delivered
+            .iter()
+            .map(|(name, ids)| {
+                let from = l.restored_upto.get(name).copied().unwrap_or(0);
+                (name.clone(), ids[from..].to_vec())
+            })
+            .collect()
+    };
     eventually(SETTLE, "every accepted message reaches its contact", || {
         let accepted = &accepted;
         async move {
@@ -726,19 +876,24 @@ async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
         }
     })
     .await;
-    eventually(SETTLE, "every delivered message is stored", || {
-        let delivered = &delivered;
-        async move {
-            for a in accounts {
-                let stored: HashSet<String> = stored_ids(env, &a.name).await.into_iter().collect();
-                let want = delivered.get(&a.name).map(Vec::as_slice).unwrap_or(&[]);
-                if !want.iter().all(|id| stored.contains(id)) {
-                    return None;
+    eventually(
+        SETTLE,
+        "every message delivered since the last restore is stored",
+        || {
+            let delivered = &delivered;
+            async move {
+                for a in accounts {
+                    let stored: HashSet<String> =
+                        stored_ids(env, &a.name).await.into_iter().collect();
+                    let want = delivered.get(&a.name).map(Vec::as_slice).unwrap_or(&[]);
+                    if !want.iter().all(|id| stored.contains(id)) {
+                        return None;
+                    }
                 }
+                Some(())
             }
-            Some(())
-        }
-    })
+        },
+    )
     .await;
 }
 
