@@ -705,6 +705,8 @@ async fn corrupt(
             l.restored_upto.insert(a.name.clone(), n);
         }
     }
+    let restores = |log: &str| log.matches("restored_from_backup").count();
+    let restores_before = restores(&env.daemon_log());
     env.start_daemon().await;
     for a in accounts {
         let s = env.wait_state(&a.name, "connected", SETTLE).await;
@@ -720,7 +722,14 @@ async fn corrupt(
         pairings,
         "no new pairing after the database was {how}"
     );
-    format!("live database {how} while walinkd was down; every account reconnected as itself")
+    let outcome = if restores(&env.daemon_log()) > restores_before {
+        "walinkd restored it from its backups"
+    } else {
+        "sled recovered it"
+    };
+    format!(
+        "live database {how} while walinkd was down, {outcome}; every account reconnected as itself"
+    )
 }
 
 /// Cuts the live sled database's main file to two thirds, as a crash in
