@@ -15,7 +15,7 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
 .PHONY: all build demo test lint fmt clean bench check-release completions deb rpm \
-	check-deb check-rpm install uninstall test-system
+	check-deb check-rpm install uninstall test-system chaos fuzz
 
 all: build
 
@@ -114,6 +114,37 @@ test:
 ## target/bench/results.json. BENCH_ACCOUNTS=100,500 sets the scale runs.
 bench:
 	$(CARGO) bench --bench walink
+
+## Fault injection: the real walinkd against mock-wa, several accounts with
+## messages flowing both ways, a seeded mix of kill -9, drops, refusals,
+## stream errors, slow links and blackholes; checks that nothing was lost or
+## duplicated and every account came back (tests/chaos/scenario.rs).
+## CHAOS_SECONDS (default 180, at most 600), CHAOS_ACCOUNTS (default 3),
+## CHAOS_SEED (default: a random one, printed; set it to replay a run).
+CHAOS_SECONDS ?= 180
+CHAOS_ACCOUNTS ?= 3
+chaos:
+	@seed=$${CHAOS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make chaos: seed $$seed, $(CHAOS_SECONDS) s, $(CHAOS_ACCOUNTS) accounts"; \
+	CHAOS_SEED=$$seed CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_ACCOUNTS=$(CHAOS_ACCOUNTS) \
+		$(CARGO) test --test chaos -- --nocapture
+
+## Fuzzing with cargo-fuzz (libFuzzer) on stable Rust: each of FUZZ_TARGETS
+## for FUZZ_SECONDS. The corpus grows in $(TARGET_DIR)/fuzz/corpus/, seeded
+## from fuzz/seeds/; a crash is saved under fuzz/artifacts/TARGET/ and fails
+## the run (replay: cargo fuzz run --dev --sanitizer none TARGET FILE).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= ipc_request config
+FUZZ_DIR := $(abspath $(TARGET_DIR))/fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t || exit 1; \
+		echo "make fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		$(CARGO) fuzz run --dev --sanitizer none --target-dir $(FUZZ_DIR) $$t \
+			$(FUZZ_DIR)/corpus/$$t $(CURDIR)/fuzz/seeds/$$t \
+			-- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -102,6 +102,41 @@ async fn malformed_input_gets_errors_and_the_connection_keeps_serving() {
     assert_eq!(raw.recv().await["result"], json!({}));
 }
 
+/// Over the real socket: invalid UTF-8, deep nesting and truncated lines
+/// each get one error reply, and the same connection then serves a request.
+#[tokio::test]
+async fn the_server_answers_each_malformed_line_and_keeps_serving() {
+    let server = start();
+    let mut raw = Raw::connect(&server.path).await;
+    let cases: Vec<(Vec<u8>, i64)> = vec![
+        (b"\xff\xfe\xfd".to_vec(), code::PARSE_ERROR),
+        (
+            b"{\"jsonrpc\":\"2.0\",\"id\":\"\xc3\x28\",\"method\":\"echo\"}".to_vec(),
+            code::PARSE_ERROR,
+        ),
+        (b"\xed\xa0\x80".to_vec(), code::PARSE_ERROR),
+        ([&b"["[..]; 30_000].concat(), code::PARSE_ERROR),
+        (
+            br#"{"jsonrpc":"2.0","id":17,"method":"se"#.to_vec(),
+            code::PARSE_ERROR,
+        ),
+        (
+            b"{\"jsonrpc\":\"2.0\",\"id\":1e999,\"method\":\"echo\"}".to_vec(),
+            code::PARSE_ERROR,
+        ),
+        (b"\0\0\0\0".to_vec(), code::PARSE_ERROR),
+        (b"{}".to_vec(), code::INVALID_REQUEST),
+    ];
+    for (bytes, expected) in cases {
+        raw.send(&[bytes, b"\n".to_vec()].concat()).await;
+        let reply = raw.recv().await;
+        assert_eq!(reply["error"]["code"], json!(expected), "{reply}");
+    }
+    raw.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"echo\",\"params\":{\"ok\":1}}\n")
+        .await;
+    assert_eq!(raw.recv().await["result"], json!({"ok": 1}));
+}
+
 #[tokio::test]
 async fn error_ids_follow_the_request() {
     let server = start();

@@ -10,4 +10,7 @@ pub mod server;
 
 pub use client::{Client, ClientError, StreamItem};
 pub use protocol::{Call, RpcError};
-pub use server::{Handler, NotificationSink, SinkError, bind, serve, systemd_listener};
+pub use server::{
+    DecodedRequest, Handler, NotificationSink, SinkError, bind, decode_request, serve,
+    systemd_listener,
+};

@@ -286,7 +286,7 @@ impl Connection {
     }
 
     /// Runs one request to its end, writing its notifications as they come.
-    async fn run_request(&mut self, request: Decoded) -> Result<(), End> {
+    async fn run_request(&mut self, request: DecodedRequest) -> Result<(), End> {
         let (sink, mut rx) = NotificationSink::channel(SINK_CAPACITY);
         let missed = sink.missed.clone();
         let handler = self.handler.clone();
@@ -376,15 +376,20 @@ impl Connection {
     }
 }
 
-struct Decoded {
+/// One request line with its JSON-RPC envelope checked; the params are
+/// checked by [`super::protocol::Call::parse`] for the method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedRequest {
     /// `None` for a JSON-RPC notification (no reply).
-    id: Option<Value>,
-    method: String,
-    params: Value,
+    pub id: Option<Value>,
+    pub method: String,
+    pub params: Value,
 }
 
-/// Checks the JSON-RPC envelope; on failure returns the id to answer with.
-fn decode_request(line: &str) -> Result<Decoded, (Value, RpcError)> {
+/// Checks the JSON-RPC envelope of one request line (without its newline);
+/// on failure returns the id to answer with and the error. Public so the
+/// fuzz targets and tests drive exactly what the server runs on every line.
+pub fn decode_request(line: &str) -> Result<DecodedRequest, (Value, RpcError)> {
     let value: Value =
         serde_json::from_str(line).map_err(|e| (Value::Null, RpcError::parse_error(e)))?;
     let mut object = match value {
@@ -446,7 +451,7 @@ fn decode_request(line: &str) -> Result<Decoded, (Value, RpcError)> {
         }
     };
     let params = object.remove("params").unwrap_or(Value::Null);
-    Ok(Decoded { id, method, params })
+    Ok(DecodedRequest { id, method, params })
 }
 
 /// Reads newline-delimited lines with [`LinesCodec`]'s length limit, and,

@@ -148,14 +148,13 @@ impl BackupDb {
             .recursive(true)
             .mode(0o700)
             .create(path);
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| BackupError::Open {
+        let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES);
+        let db = super::db::open_catching_panics(|| config.open()).map_err(|source| {
+            BackupError::Open {
                 path: path.to_owned(),
                 source,
-            })?;
+            }
+        })?;
         Ok(Self { db, sealer })
     }
 

@@ -48,14 +48,11 @@ impl StateDb {
     /// ones opened with it).
     pub fn open_sealed(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<StateDb, StoreError> {
         create_private_dir(path)?;
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES);
+        let db = open_catching_panics(|| config.open()).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(StateDb {
             path: path.to_owned(),
             db,
@@ -131,6 +128,24 @@ impl StateDb {
                 source,
             })
     }
+}
+
+/// Runs a sled open. sled 0.34 panics, rather than failing, on some states
+/// a crash leaves behind: `make chaos` hit "tried to serialize
+/// Uninitialized" in its snapshot code while reopening after kill -9, and
+/// walinkd then died at every start. As an error, the caller's path for a
+/// damaged database (move it aside, restore from backups) runs instead.
+pub(crate) fn open_catching_panics<T>(open: impl FnOnce() -> sled::Result<T>) -> sled::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(sled::Error::ReportableBug(format!(
+            "sled panicked while opening the database: {what}"
+        )))
+    })
 }
 
 fn create_private_dir(path: &Path) -> Result<(), StoreError> {

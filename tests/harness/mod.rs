@@ -101,6 +101,12 @@ impl Env {
             .arg("--config")
             .arg(self.config_path())
             .env("RUST_LOG", "info,walink=debug")
+            // With RUST_BACKTRACE set (as in many shells and CI), anyhow
+            // captures a backtrace for every transport error and the
+            // library's log symbolizes it, paging in the debug binary's
+            // debug info: +170 MiB RSS, which hides real memory growth.
+            // Panics still get their backtrace.
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -75,3 +75,25 @@ async fn concurrent_tc_token_writers_converge() {
     assert_eq!(entry.token_timestamp, 500, "newest token wins");
     assert_eq!(entry.token, 50i64.to_be_bytes().to_vec());
 }
+
+/// sled panicking inside `open` (as it did reopening after a kill -9 under
+/// `make chaos`) must reach the caller as an error, which the daemon's
+/// damaged-database path handles, not unwind through walinkd's start.
+#[test]
+fn a_panic_while_opening_sled_is_an_open_error() {
+    use crate::store::db::open_catching_panics;
+
+    let err = open_catching_panics::<()>(|| panic!("tried to serialize Uninitialized"))
+        .expect_err("a panic is an error");
+    assert!(
+        matches!(&err, sled::Error::ReportableBug(m) if m.contains("tried to serialize Uninitialized")),
+        "{err:?}"
+    );
+    let owned = open_catching_panics::<()>(|| panic!("{} at {}", "corrupt", 42)).unwrap_err();
+    assert!(format!("{owned:?}").contains("corrupt at 42"), "{owned:?}");
+    assert_eq!(open_catching_panics(|| Ok(7)).unwrap(), 7);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::store::StateDb::open(&dir.path().join("state"));
+    assert!(db.is_ok(), "a good database still opens");
+}

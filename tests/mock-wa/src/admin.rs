@@ -166,6 +166,7 @@ struct FaultBody {
     target: String,
     kind: String,
     code: Option<u16>,
+    delay_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -193,8 +194,11 @@ async fn route(
         ("GET", "/admin/devices") => ok(json!(state.device_infos())),
         ("GET", "/admin/stats") => ok(json!(state.stats.snapshot())),
         ("POST", "/admin/fault") => match serde_json::from_slice::<FaultBody>(&req.body) {
-            Err(e) => error(400, &format!("body must be {{target, kind, code?}}: {e}")),
-            Ok(b) => match Fault::parse(&b.kind, b.code) {
+            Err(e) => error(
+                400,
+                &format!("body must be {{target, kind, code?, delay_ms?}}: {e}"),
+            ),
+            Ok(b) => match Fault::parse(&b.kind, b.code, b.delay_ms) {
                 Err(msg) => error(400, &msg),
                 Ok(fault) => ok(json!({ "affected": state.inject_fault(&b.target, fault) })),
             },

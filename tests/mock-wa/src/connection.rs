@@ -88,6 +88,7 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
         device: None,
         offer: None,
         blackholed: false,
+        delay: Duration::ZERO,
         peer,
         refs_expire: None,
     };
@@ -156,6 +157,8 @@ struct Connection {
     /// A pairing waiting for the client's signed reply.
     offer: Option<PairOffer>,
     blackholed: bool,
+    /// Set by a `slow` fault: how long each outgoing frame waits.
+    delay: Duration,
     peer: String,
     /// When the last pairing ref of an unpaired connection expires.
     refs_expire: Option<tokio::time::Instant>,
@@ -525,6 +528,10 @@ impl Connection {
                         self.stream_error(code).await?;
                         Ok(Flow::Stop)
                     }
+                    Fault::Slow { delay_ms } => {
+                        self.delay = Duration::from_millis(delay_ms);
+                        Ok(Flow::Continue)
+                    }
                 }
             }
         }
@@ -577,6 +584,9 @@ impl Connection {
     }
 
     async fn send_raw(&mut self, payload: Vec<u8>) -> Result<(), ConnError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         let frame = encode_frame(&payload).ok_or_else(|| {
             ConnError::Stanza(format!("frame of {} bytes too large", payload.len()))
         })?;

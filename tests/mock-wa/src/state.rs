@@ -69,14 +69,28 @@ pub enum Fault {
     Blackhole,
     /// Send `<stream:error>` with this code, then close.
     StreamError(u16),
+    /// A slow link: every frame the server sends on this connection waits
+    /// this many milliseconds first, which also holds up reading what comes
+    /// next (one task per connection). 0 makes the link fast again.
+    Slow { delay_ms: u64 },
 }
+
+/// The longest delay a `slow` fault accepts: longer is a blackhole.
+pub const MAX_SLOW_DELAY_MS: u64 = 10_000;
 
 const STREAM_ERROR_CODES: &str = "401, 409, 429, 440, 503, 515, 516";
 
 impl Fault {
-    /// Parses the admin API's `kind` and optional `code`.
-    pub fn parse(kind: &str, code: Option<u16>) -> Result<Self, String> {
+    /// Parses the admin API's `kind` and its optional `code` or `delay_ms`.
+    pub fn parse(kind: &str, code: Option<u16>, delay_ms: Option<u64>) -> Result<Self, String> {
         match kind {
+            "slow" => match delay_ms {
+                Some(delay_ms @ 0..=MAX_SLOW_DELAY_MS) => Ok(Fault::Slow { delay_ms }),
+                Some(d) => Err(format!(
+                    "slow delay_ms {d} is over {MAX_SLOW_DELAY_MS}; use blackhole for a dead link"
+                )),
+                None => Err("slow needs delay_ms (0 makes the link fast again)".into()),
+            },
             "close" => Ok(Fault::Close),
             "eof" => Ok(Fault::Eof),
             "blackhole" => Ok(Fault::Blackhole),
@@ -88,7 +102,7 @@ impl Fault {
                 None => Err(format!("stream-error needs a code ({STREAM_ERROR_CODES})")),
             },
             other => Err(format!(
-                "fault kind {other:?} is not one of close, eof, blackhole, stream-error"
+                "fault kind {other:?} is not one of close, eof, blackhole, stream-error, slow"
             )),
         }
     }
@@ -361,3 +375,29 @@ pub type PairResult = oneshot::Sender<Result<String, String>>;
 
 /// A shared pointer, named for readability in signatures.
 pub type State = Arc<ServerState>;
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+
+    #[test]
+    fn slow_needs_a_bounded_delay() {
+        assert_eq!(
+            Fault::parse("slow", None, Some(250)),
+            Ok(Fault::Slow { delay_ms: 250 })
+        );
+        assert_eq!(
+            Fault::parse("slow", None, Some(0)),
+            Ok(Fault::Slow { delay_ms: 0 })
+        );
+        assert!(Fault::parse("slow", None, None).is_err());
+        let err = Fault::parse("slow", None, Some(MAX_SLOW_DELAY_MS + 1)).unwrap_err();
+        assert!(err.contains("blackhole"), "{err}");
+        assert_eq!(
+            Fault::parse("stream-error", Some(515), None),
+            Ok(Fault::StreamError(515))
+        );
+        let err = Fault::parse("latency", None, Some(5)).unwrap_err();
+        assert!(err.contains("slow"), "{err}");
+    }
+}

@@ -1,0 +1,994 @@
+//! The fault-injection scenario behind `make chaos` and the short run in the
+//! test suite: the real walinkd and walink IPC, mock-wa as WhatsApp and as
+//! the contacts, several paired accounts with sends and inbound messages
+//! flowing, and a seeded mix of faults. At the end the invariants are
+//! checked: every accepted message reached its contact once, every
+//! delivered message is stored once, every account is back to `connected`
+//! without pairing again, and the daemon's memory and descriptors stayed
+//! within bounds.
+//!
+//! The seed fixes the sequence of faults, targets and pauses; timing on a
+//! loaded machine still varies, so a replay runs the same plan, not the
+//! same interleaving.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mock_wa::Fault;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use walink::ipc::protocol::code;
+use walink::ipc::{Client, ClientError};
+use walink::wa::message_id_for_key;
+
+use crate::harness::{Env, eventually};
+
+/// Blackholes are detected by the library's keepalive, 40–60 s later; a run
+/// shorter than this would spend most of its time waiting on one.
+const BLACKHOLE_MIN_RUN: Duration = Duration::from_secs(90);
+/// Keepalive must notice a blackhole within this.
+const BLACKHOLE_DETECTION_LIMIT: Duration = Duration::from_secs(120);
+/// How long the end of the run may take to heal (keepalive, backoff, the
+/// backlog queued behind slow links).
+const SETTLE: Duration = Duration::from_secs(240);
+/// `make chaos` is a bounded run.
+const MAX_RUN: Duration = Duration::from_secs(600);
+/// Reconnect quickly: the run is about correctness, not backoff policy.
+const CONNECTION: &str = "backoff_secs = [1, 2, 3]\nconnect_timeout_secs = 5\n";
+/// Open descriptors the daemon may have above its idle baseline at the end.
+const FD_SLACK: usize = 32;
+/// Anonymous memory the daemon may have above its idle baseline at the end
+/// (a debug build; sled's page cache, capped at 72 MiB, fills as messages
+/// are written).
+const ANON_SLACK_KIB: u64 = 128 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    pub seed: u64,
+    pub duration: Duration,
+    pub accounts: usize,
+}
+
+impl ChaosConfig {
+    /// `CHAOS_SEED` (decimal or 0x-hex) and `CHAOS_SECONDS` override the
+    /// defaults; `CHAOS_ACCOUNTS` the number of accounts.
+    pub fn from_env(seed: u64, seconds: u64, accounts: usize) -> ChaosConfig {
+        fn var<T>(name: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+            let text = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+            let value = parse(text.trim());
+            assert!(value.is_some(), "{name}={text:?} is not a valid value");
+            value
+        }
+        let parse_u64 = |t: &str| match t.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => t.parse().ok(),
+        };
+        let config = ChaosConfig {
+            seed: var("CHAOS_SEED", parse_u64).unwrap_or(seed),
+            duration: Duration::from_secs(var("CHAOS_SECONDS", parse_u64).unwrap_or(seconds)),
+            accounts: var("CHAOS_ACCOUNTS", |t| t.parse().ok().filter(|n| *n > 0))
+                .unwrap_or(accounts),
+        };
+        assert!(
+            config.duration <= MAX_RUN,
+            "CHAOS_SECONDS is at most {}: a longer run belongs in a soak test",
+            MAX_RUN.as_secs()
+        );
+        config
+    }
+}
+
+/// SplitMix64: small, seedable, and the same on every platform.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(self.between(lo, hi))
+    }
+
+    pub fn index(&mut self, len: usize) -> usize {
+        (self.next_u64() % len as u64) as usize
+    }
+}
+
+/// One fault the driver injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// kill -9 walinkd, then start it again on the same state.
+    Kill9,
+    /// A WebSocket close frame from the server.
+    Close,
+    /// The TCP stream dropped without a close frame.
+    Eof,
+    /// `<stream:error code="515"/>`: restart required.
+    Stream515,
+    /// `<stream:error code="503"/>`: service unavailable.
+    Stream503,
+    /// New connections refused for a while, with one account dropped into it.
+    Refuse,
+    /// Every frame from the server delayed.
+    Slow,
+    /// The socket stays open and nothing comes back.
+    Blackhole,
+    /// walinkd killed, its live database damaged on disk, started again:
+    /// it must restore the sessions from its backups, with no new pairing.
+    Corrupt,
+}
+
+impl Kind {
+    const ALL: [Kind; 9] = [
+        Kind::Kill9,
+        Kind::Close,
+        Kind::Eof,
+        Kind::Stream515,
+        Kind::Stream503,
+        Kind::Refuse,
+        Kind::Slow,
+        Kind::Blackhole,
+        Kind::Corrupt,
+    ];
+
+    /// Relative frequency; kill -9 is the most expensive (a restart).
+    fn weight(self) -> u64 {
+        match self {
+            Kind::Kill9 => 2,
+            Kind::Blackhole | Kind::Corrupt => 1,
+            _ => 3,
+        }
+    }
+}
+
+/// What the workload saw; shared by the sender tasks and the driver.
+#[derive(Default)]
+struct Ledger {
+    /// Per account: message ids the daemon answered `send` for (queued).
+    accepted: HashMap<String, HashSet<String>>,
+    /// Per account: ids the mock delivered to it, in order.
+    delivered: HashMap<String, Vec<String>>,
+    /// Per account: how many of `delivered` came before the last damaged
+    /// database. A restore brings back the sessions, not the history.
+    restored_upto: HashMap<String, usize>,
+    /// Send calls whose outcome was unknown (daemon gone mid-call) and were
+    /// retried with the same idempotency key.
+    retried: u64,
+    /// Errors no fault explains.
+    unexpected: Vec<String>,
+}
+
+struct Account {
+    name: String,
+    jid: String,
+    phone: String,
+    /// Who the account writes to.
+    contact: String,
+    /// Who writes to the account.
+    writer: String,
+}
+
+/// Runs the whole scenario; panics with the seed and the replay command in
+/// the message when an invariant does not hold.
+pub async fn run(config: ChaosConfig) {
+    let started = Instant::now();
+    let mut out = String::new();
+    let replay = format!(
+        "CHAOS_SEED={} CHAOS_SECONDS={} CHAOS_ACCOUNTS={} make chaos",
+        config.seed,
+        config.duration.as_secs(),
+        config.accounts
+    );
+    eprintln!("chaos: seed {} ({replay})", config.seed);
+    let names: Vec<String> = (1..=config.accounts).map(|i| format!("acct{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut env = Env::with_connection(&name_refs, CONNECTION).await;
+    eprintln!(
+        "chaos: walinkd's config, state and log in {}",
+        env.dir.path().display()
+    );
+    env.start_daemon().await;
+    // Pairing costs ~10 s of key generation per account; do them together.
+    let jids = futures::future::join_all(names.iter().map(|n| env.pair(n))).await;
+    let mut accounts = Vec::new();
+    for (i, (name, jid)) in names.iter().zip(jids).enumerate() {
+        env.wait_state(name, "connected", Duration::from_secs(60))
+            .await;
+        accounts.push(Account {
+            name: name.clone(),
+            phone: jid.split([':', '@']).next().unwrap().to_string(),
+            jid,
+            contact: format!("1555700{i:04}"),
+            writer: format!("1555800{i:04}"),
+        });
+    }
+    let pairings = env.mock.stats().pairings;
+    assert_eq!(pairings, accounts.len() as u64, "one pairing per account");
+    let baseline = Resources::of(&env);
+    eprintln!(
+        "chaos: {} accounts paired and connected in {:.1?}; daemon idle: {baseline}",
+        accounts.len(),
+        started.elapsed()
+    );
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut senders = Senders::start(&env, &accounts, &ledger, config.seed, 0);
+    let mut corruptions = 0u64;
+
+    let mut rng = Rng::new(config.seed);
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| *k != Kind::Blackhole || config.duration >= BLACKHOLE_MIN_RUN)
+        .collect();
+    // Every kind once first, in a seeded order, so even a short run covers
+    // them all; then a weighted random mix.
+    let mut plan = kinds.clone();
+    for i in (1..plan.len()).rev() {
+        plan.swap(i, rng.index(i + 1));
+    }
+    let mut plan: VecDeque<Kind> = plan.into();
+    let mut injected: BTreeMap<Kind, u32> = BTreeMap::new();
+    let mut holds: Vec<Hold> = Vec::new();
+    let mut detections: Vec<Duration> = Vec::new();
+    let chaos_start = Instant::now();
+    while chaos_start.elapsed() < config.duration {
+        let span = rng.millis(300, 2500);
+        workload(&env, &accounts, &ledger, &mut rng, span).await;
+        holds = check_holds(&env, &accounts, &ledger, holds, &mut detections).await;
+        if holds.len() == accounts.len() {
+            continue;
+        }
+        // A blackholed account is left alone until keepalive notices (a
+        // restart or another fault would hide whether it does).
+        let allowed: Vec<Kind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| {
+                holds.is_empty() || !matches!(k, Kind::Kill9 | Kind::Blackhole | Kind::Corrupt)
+            })
+            .collect();
+        let drawn = weighted(&allowed, &mut rng);
+        let kind = match plan.iter().position(|k| allowed.contains(k)) {
+            Some(i) => plan.remove(i).expect("position is in the plan"),
+            None => drawn,
+        };
+        let mut target = rng.index(accounts.len());
+        while holds.iter().any(|h| h.account == target) {
+            target = (target + 1) % accounts.len();
+        }
+        let before = match kind {
+            Kind::Blackhole => reconnections(&env, &accounts[target]).await,
+            _ => 0,
+        };
+        let what = if kind == Kind::Corrupt {
+            corruptions += 1;
+            senders.stop().await;
+            let what = corrupt(&mut env, &accounts, &ledger, &mut rng, pairings).await;
+            senders = Senders::start(&env, &accounts, &ledger, config.seed, corruptions);
+            what
+        } else {
+            inject(
+                &mut env,
+                &accounts,
+                &ledger,
+                &mut rng,
+                kind,
+                &accounts[target],
+            )
+            .await
+        };
+        if kind == Kind::Blackhole {
+            holds.push(Hold {
+                account: target,
+                since: Instant::now(),
+                reconnections: before,
+            });
+        }
+        eprintln!(
+            "chaos: [{:6.1}s] {what}; daemon: {}",
+            chaos_start.elapsed().as_secs_f64(),
+            Resources::of(&env)
+        );
+        *injected.entry(kind).or_default() += 1;
+    }
+
+    // The network heals and the workload stops; every send whose outcome was
+    // unknown is retried with its key until the daemon answers it.
+    env.mock.refuse(0);
+    env.mock.fault("all", Fault::Slow { delay_ms: 0 });
+    senders.stop().await;
+    let chaos_lasted = chaos_start.elapsed();
+    let settle_start = Instant::now();
+    while !holds.is_empty() {
+        holds = check_holds(&env, &accounts, &ledger, holds, &mut detections).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settle(&env, &accounts, &ledger).await;
+    let settled_in = settle_start.elapsed();
+
+    // Invariants.
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
+    assert!(
+        ledger.unexpected.is_empty(),
+        "unexpected errors ({replay}): {:#?}",
+        ledger.unexpected
+    );
+    let mut sent_total = 0;
+    let mut received_total = 0;
+    for a in &accounts {
+        let status = env.status(&a.name).await;
+        assert_eq!(status["state"], "connected", "{} ({replay})", a.name);
+        assert_eq!(status["jid"], a.jid.as_str(), "{} kept its device", a.name);
+        assert_eq!(status["outbox"], json!({"queued": 0, "failed": 0}));
+
+        let inbox: Vec<String> = env
+            .mock
+            .inbox(&a.contact)
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        let unique: HashSet<&String> = inbox.iter().collect();
+        assert_eq!(
+            unique.len(),
+            inbox.len(),
+            "{}: a message reached {} twice ({replay})",
+            a.name,
+            a.contact
+        );
+        let accepted = &ledger.accepted[&a.name];
+        let missing: Vec<&String> = accepted.iter().filter(|id| !unique.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: accepted but never delivered ({replay}): {missing:?}",
+            a.name
+        );
+        let extra: Vec<&&String> = unique
+            .iter()
+            .filter(|id| !accepted.contains(**id))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{}: delivered but never accepted ({replay}): {extra:?}",
+            a.name
+        );
+        sent_total += inbox.len();
+
+        let stored = stored_ids(&env, &a.name).await;
+        let stored_unique: HashSet<&String> = stored.iter().collect();
+        assert_eq!(
+            stored_unique.len(),
+            stored.len(),
+            "{}: a received message is stored twice ({replay})",
+            a.name
+        );
+        let delivered = ledger.delivered.get(&a.name).cloned().unwrap_or_default();
+        let since_restore = ledger.restored_upto.get(&a.name).copied().unwrap_or(0);
+        let delivered_set: HashSet<&String> = delivered.iter().collect();
+        let alien: Vec<&&String> = stored_unique
+            .iter()
+            .filter(|id| !delivered_set.contains(**id))
+            .collect();
+        assert!(
+            alien.is_empty(),
+            "{}: stored messages the mock never delivered ({replay}): {alien:?}",
+            a.name
+        );
+        let lost: Vec<&String> = delivered[since_restore..]
+            .iter()
+            .filter(|id| !stored_unique.contains(id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{}: delivered but not stored ({replay}): {lost:?}",
+            a.name
+        );
+        received_total += stored.len();
+    }
+    let stats = env.mock.stats();
+    assert_eq!(
+        stats.pairings, pairings,
+        "no account paired again ({replay})"
+    );
+    assert_eq!(env.mock.devices().len(), accounts.len(), "no device lost");
+    let end = Resources::of(&env);
+    assert!(
+        end.fds <= baseline.fds + FD_SLACK,
+        "open descriptors grew from {} to {} ({replay})",
+        baseline.fds,
+        end.fds
+    );
+    assert!(
+        end.anon_kib <= baseline.anon_kib + ANON_SLACK_KIB,
+        "anonymous resident memory grew from {} KiB to {} KiB ({replay})",
+        baseline.anon_kib,
+        end.anon_kib
+    );
+
+    let messaging = env.mock.messaging().expect("messaging side").stats();
+    writeln!(out, "chaos summary").unwrap();
+    writeln!(out, "  seed:       {} (replay: {replay})", config.seed).unwrap();
+    writeln!(
+        out,
+        "  chaos:      {:.1?} with {} accounts, then healed in {settled_in:.1?}",
+        chaos_lasted,
+        accounts.len()
+    )
+    .unwrap();
+    let list: Vec<String> = injected
+        .iter()
+        .map(|(k, n)| format!("{k:?} x{n}"))
+        .collect();
+    writeln!(out, "  injected:   {}", list.join(", ")).unwrap();
+    if !detections.is_empty() {
+        let list: Vec<String> = detections.iter().map(|d| format!("{d:.1?}")).collect();
+        writeln!(
+            out,
+            "  blackholes: noticed by keepalive and reconnected after {}",
+            list.join(", ")
+        )
+        .unwrap();
+    }
+    if !kinds.contains(&Kind::Blackhole) {
+        writeln!(
+            out,
+            "              (no Blackhole: runs shorter than {BLACKHOLE_MIN_RUN:?} leave it out)"
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
+        "  sent:       {sent_total} accepted, each reached its contact exactly once ({} sends retried after an unknown outcome; {} wire-level retransmissions deduplicated by id)",
+        ledger.retried, messaging.messages_duplicate
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "  received:   {received_total} stored, each exactly once; every one delivered since the last restore among them"
+    )
+    .unwrap();
+    if corruptions > 0 {
+        writeln!(
+            out,
+            "  corrupted:  the live database {corruptions} time(s); every account came back as itself, no new pairing"
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
+        "  server:     {} logins, {} connections refused, {} pairings (unchanged)",
+        stats.logins, stats.connections_refused, stats.pairings
+    )
+    .unwrap();
+    writeln!(out, "  daemon:     idle {baseline}; at the end {end}").unwrap();
+    writeln!(out, "  result:     PASS in {:.1?}", started.elapsed()).unwrap();
+    eprint!("{out}");
+}
+
+/// A blackholed account, left alone until the daemon notices.
+struct Hold {
+    account: usize,
+    since: Instant,
+    /// The account's `automatic_reconnections` when it was blackholed.
+    reconnections: u64,
+}
+
+async fn reconnections(env: &Env, account: &Account) -> u64 {
+    env.status(&account.name).await["automatic_reconnections"]
+        .as_u64()
+        .expect("status has automatic_reconnections")
+}
+
+/// Releases the holds whose account reconnected (recording how long that
+/// took); one still connected to the blackhole past the limit is an error.
+async fn check_holds(
+    env: &Env,
+    accounts: &[Account],
+    ledger: &Mutex<Ledger>,
+    holds: Vec<Hold>,
+    detections: &mut Vec<Duration>,
+) -> Vec<Hold> {
+    let mut still = Vec::new();
+    for h in holds {
+        let account = &accounts[h.account];
+        if reconnections(env, account).await > h.reconnections {
+            eprintln!(
+                "chaos: {} noticed its blackhole and reconnected after {:.1?}",
+                account.name,
+                h.since.elapsed()
+            );
+            detections.push(h.since.elapsed());
+        } else if h.since.elapsed() > BLACKHOLE_DETECTION_LIMIT {
+            ledger.lock().unwrap().unexpected.push(format!(
+                "{}: still on a blackholed connection after {BLACKHOLE_DETECTION_LIMIT:?}",
+                account.name
+            ));
+        } else {
+            still.push(h);
+        }
+    }
+    still
+}
+
+fn weighted(kinds: &[Kind], rng: &mut Rng) -> Kind {
+    let total: u64 = kinds.iter().map(|k| k.weight()).sum();
+    let mut pick = rng.between(0, total - 1);
+    for k in kinds {
+        if pick < k.weight() {
+            return *k;
+        }
+        pick -= k.weight();
+    }
+    unreachable!("pick is below the total weight")
+}
+
+/// The inbound half of the workload, for `span`: contacts write to random
+/// accounts at random intervals (the mock queues what it cannot hand over).
+async fn workload(
+    env: &Env,
+    accounts: &[Account],
+    ledger: &Mutex<Ledger>,
+    rng: &mut Rng,
+    span: Duration,
+) {
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        let a = &accounts[rng.index(accounts.len())];
+        let n = rng.next_u64();
+        let id = env
+            .mock
+            .deliver(&a.writer, &a.phone, &format!("inbound {n:x}"), None)
+            .await
+            .expect("the mock accepts a message for a paired account");
+        ledger
+            .lock()
+            .unwrap()
+            .delivered
+            .entry(a.name.clone())
+            .or_default()
+            .push(id);
+        tokio::time::sleep(rng.millis(20, 250)).await;
+    }
+}
+
+async fn inject(
+    env: &mut Env,
+    accounts: &[Account],
+    ledger: &Mutex<Ledger>,
+    rng: &mut Rng,
+    kind: Kind,
+    target: &Account,
+) -> String {
+    let jid = target.jid.as_str();
+    let mock = &env.mock;
+    match kind {
+        Kind::Kill9 => {
+            let down = rng.millis(0, 1500);
+            let damaged = |log: &str| log.matches("event=\"state_damaged\"").count();
+            let damaged_before = damaged(&env.daemon_log());
+            env.stop_daemon(libc::SIGKILL).await;
+            workload(env, accounts, ledger, rng, down).await;
+            env.start_daemon().await;
+            if damaged(&env.daemon_log()) > damaged_before {
+                // sled is meant to survive a crash; a restore here loses the
+                // history and the outbox, which the checks would then report
+                // as lost messages without saying why.
+                ledger.lock().unwrap().unexpected.push(
+                    "after a kill -9 walinkd found its live database damaged and restored \
+                     it from backups (see walinkd's log, event state_damaged)"
+                        .to_owned(),
+                );
+            }
+            format!("kill -9 walinkd, restarted after {down:?}")
+        }
+        Kind::Close => format!(
+            "close frame to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::Close)
+        ),
+        Kind::Eof => format!(
+            "eof to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::Eof)
+        ),
+        Kind::Stream515 => format!(
+            "stream error 515 to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::StreamError(515))
+        ),
+        Kind::Stream503 => format!(
+            "stream error 503 to {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::StreamError(503))
+        ),
+        Kind::Refuse => {
+            let secs = rng.between(1, 4);
+            env.mock.refuse(secs);
+            format!(
+                "refuse connections for {secs} s, eof to {} (hit {})",
+                target.name,
+                mock.fault(jid, Fault::Eof)
+            )
+        }
+        Kind::Slow => {
+            let delay_ms = rng.between(50, 800);
+            format!(
+                "slow link ({delay_ms} ms per frame) to {} (hit {})",
+                target.name,
+                mock.fault(jid, Fault::Slow { delay_ms })
+            )
+        }
+        Kind::Blackhole => format!(
+            "blackhole {} (hit {})",
+            target.name,
+            mock.fault(jid, Fault::Blackhole)
+        ),
+        Kind::Corrupt => unreachable!("the driver runs Corrupt itself: it must stop the senders"),
+    }
+}
+
+/// The sender tasks, one per account.
+struct Senders {
+    tasks: tokio::task::JoinSet<()>,
+    stop: CancellationToken,
+}
+
+impl Senders {
+    /// `epoch` keeps idempotency keys unique across restarts of the tasks.
+    fn start(
+        env: &Env,
+        accounts: &[Account],
+        ledger: &Arc<Mutex<Ledger>>,
+        seed: u64,
+        epoch: u64,
+    ) -> Senders {
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, a) in accounts.iter().enumerate() {
+            let salt = (i as u64 + 1 + epoch * 1000).wrapping_mul(0xA24B_AED4_963E_E407);
+            tasks.spawn(send_loop(
+                env.socket(),
+                a.name.clone(),
+                a.contact.clone(),
+                format!("chaos-{epoch}-"),
+                Rng::new(seed ^ salt),
+                ledger.clone(),
+                stop.clone(),
+            ));
+        }
+        Senders { tasks, stop }
+    }
+
+    /// Stops sending; returns once every send in doubt has been answered.
+    async fn stop(&mut self) {
+        self.stop.cancel();
+        while let Some(joined) = self.tasks.join_next().await {
+            joined.expect("a sender task panicked");
+        }
+    }
+}
+
+/// Damages walinkd's live database while it is stopped. Everything before
+/// is settled and checked first: a restore brings back the sessions from
+/// the backups, not the message history or the outbox, so what was in
+/// flight would be lost by design, not by a fault.
+async fn corrupt(
+    env: &mut Env,
+    accounts: &[Account],
+    ledger: &Mutex<Ledger>,
+    rng: &mut Rng,
+    pairings: u64,
+) -> String {
+    env.mock.refuse(0);
+    env.mock.fault("all", Fault::Slow { delay_ms: 0 });
+    settle(env, accounts, ledger).await;
+    env.stop_daemon(libc::SIGKILL).await;
+    let live = env.state_dir().join("state");
+    let how = if rng.between(0, 1) == 0 {
+        cut_db(&live);
+        "cut short"
+    } else {
+        cut_db(&live);
+        flip_bytes(&live);
+        "cut short and bytes flipped"
+    };
+    {
+        let mut l = ledger.lock().unwrap();
+        for a in accounts {
+            let n = l.delivered.get(&a.name).map_or(0, Vec::len);
+            l.restored_upto.insert(a.name.clone(), n);
+        }
+    }
+    let restores = |log: &str| log.matches("restored_from_backup").count();
+    let restores_before = restores(&env.daemon_log());
+    env.start_daemon().await;
+    for a in accounts {
+        let s = env.wait_state(&a.name, "connected", SETTLE).await;
+        assert_eq!(
+            s["jid"],
+            a.jid.as_str(),
+            "{} came back as itself after its database was {how}",
+            a.name
+        );
+    }
+    assert_eq!(
+        env.mock.stats().pairings,
+        pairings,
+        "no new pairing after the database was {how}"
+    );
+    let outcome = if restores(&env.daemon_log()) > restores_before {
+        "walinkd restored it from its backups"
+    } else {
+        "sled recovered it"
+    };
+    format!(
+        "live database {how} while walinkd was down, {outcome}; every account reconnected as itself"
+    )
+}
+
+/// Cuts the live sled database's main file to two thirds, as a crash in
+/// the middle of a write or a full disk would.
+fn cut_db(dir: &std::path::Path) {
+    let db = dir.join("db");
+    let bytes = std::fs::read(&db).expect("read the live db file");
+    std::fs::write(&db, &bytes[..bytes.len() * 2 / 3]).expect("write the cut db file");
+}
+
+/// Flips bytes all through the main file and sled's snapshot files, as a
+/// bad disk would.
+fn flip_bytes(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).expect("read the live db dir") {
+        let path = entry.expect("a dir entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "db" || name.starts_with("snap.") {
+            let mut bytes = std::fs::read(&path).expect("read a db file");
+            for i in (0..bytes.len()).step_by(97) {
+                bytes[i] ^= 0x5A;
+            }
+            std::fs::write(&path, bytes).expect("write a damaged db file");
+        }
+    }
+}
+
+/// One account's sends: `send` with a fresh idempotency key each time; when
+/// the outcome is unknown (the daemon died mid-call, or is down) the same key
+/// is retried until the daemon answers, so every attempt is accepted once.
+async fn send_loop(
+    socket: PathBuf,
+    account: String,
+    contact: String,
+    key_prefix: String,
+    mut rng: Rng,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: CancellationToken,
+) {
+    let mut client: Option<Client> = None;
+    let mut n = 0u64;
+    let mut pending: Option<String> = None;
+    // Once stopped, only the pending key is finished, within a deadline.
+    let deadline_after_stop = Duration::from_secs(120);
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        if stop.is_cancelled() {
+            let at = *stopped_at.get_or_insert_with(Instant::now);
+            if pending.is_none() {
+                return;
+            }
+            if at.elapsed() > deadline_after_stop {
+                ledger.lock().unwrap().unexpected.push(format!(
+                    "{account}: send {pending:?} still unanswered {deadline_after_stop:?} after the faults stopped"
+                ));
+                return;
+            }
+        }
+        let key = pending.take().unwrap_or_else(|| {
+            n += 1;
+            format!("{key_prefix}{n}")
+        });
+        let outcome = match client.as_mut() {
+            Some(c) => Some(
+                c.call(
+                    "send",
+                    json!({
+                        "account": account, "to": contact, "text": format!("{account} {key}"),
+                        "id": key, "wait": false,
+                    }),
+                )
+                .await,
+            ),
+            None => None,
+        };
+        match outcome {
+            Some(Ok(reply)) => {
+                let id = reply["id"].as_str().unwrap_or_default().to_string();
+                let expected = message_id_for_key(&account, &key);
+                let mut l = ledger.lock().unwrap();
+                if id != expected {
+                    l.unexpected
+                        .push(format!("{account}: send {key} answered {reply}"));
+                }
+                l.accepted.entry(account.clone()).or_default().insert(id);
+            }
+            Some(Err(ClientError::Rpc(e))) if e.code == code::SHUTTING_DOWN => {
+                pending = Some(key);
+                client = None;
+            }
+            Some(Err(ClientError::Rpc(e))) => {
+                ledger
+                    .lock()
+                    .unwrap()
+                    .unexpected
+                    .push(format!("{account}: send {key} refused: {e:?}"));
+            }
+            Some(Err(_)) | None => {
+                if outcome.is_some() {
+                    ledger.lock().unwrap().retried += 1;
+                }
+                pending = Some(key);
+                client = Client::connect(&socket).await.ok();
+            }
+        }
+        tokio::time::sleep(rng.millis(10, 120)).await;
+    }
+}
+
+/// Waits, with deadlines, until the faults' effects are gone: accounts
+/// connected, outboxes drained, contacts holding what was accepted, and
+/// the daemon holding what was delivered.
+async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
+    for a in accounts {
+        env.wait_state(&a.name, "connected", SETTLE).await;
+    }
+    eventually(SETTLE, "every outbox drains", || async {
+        for a in accounts {
+            if env.status(&a.name).await["outbox"]["queued"] != 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let accepted = ledger.lock().unwrap().accepted.clone();
+    let delivered: HashMap<String, Vec<String>> = {
+        let l = ledger.lock().unwrap();
+        l.delivered
+            .iter()
+            .map(|(name, ids)| {
+                let from = l.restored_upto.get(name).copied().unwrap_or(0);
+                (name.clone(), ids[from..].to_vec())
+            })
+            .collect()
+    };
+    eventually(SETTLE, "every accepted message reaches its contact", || {
+        let accepted = &accepted;
+        async move {
+            for a in accounts {
+                let got: HashSet<String> = env
+                    .mock
+                    .inbox(&a.contact)
+                    .await
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect();
+                let want = accepted.get(&a.name)?;
+                if !want.iter().all(|id| got.contains(id)) {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    eventually(
+        SETTLE,
+        "every message delivered since the last restore is stored",
+        || {
+            let delivered = &delivered;
+            async move {
+                for a in accounts {
+                    let stored: HashSet<String> =
+                        stored_ids(env, &a.name).await.into_iter().collect();
+                    let want = delivered.get(&a.name).map(Vec::as_slice).unwrap_or(&[]);
+                    if !want.iter().all(|id| stored.contains(id)) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Every message id the daemon stored for `account`, all pages.
+async fn stored_ids(env: &Env, account: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let page: Value = env
+            .call(
+                "messages",
+                json!({"account": account, "limit": 1000, "before": before}),
+            )
+            .await
+            .expect("messages answers");
+        for m in page["messages"].as_array().expect("messages is an array") {
+            ids.push(m["id"].as_str().expect("message id").to_string());
+        }
+        match page["next_cursor"].as_u64() {
+            Some(c) => before = Some(c),
+            None => return ids,
+        }
+    }
+}
+
+/// The daemon's open descriptors and resident memory, from /proc.
+#[derive(Debug, Clone, Copy)]
+struct Resources {
+    fds: usize,
+    rss_kib: u64,
+    /// Anonymous resident memory (the heap and stacks): what a leak grows.
+    /// The rest is file-backed, and a debug build's panic backtrace pages in
+    /// ~170 MiB of the binary's debug info.
+    anon_kib: u64,
+    /// The process's peak resident memory (VmHWM).
+    peak_kib: u64,
+}
+
+impl Resources {
+    fn of(env: &Env) -> Resources {
+        let pid = env
+            .daemon
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("walinkd is running");
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("read /proc/PID/fd")
+            .count();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+        let kib = |field: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+        };
+        Resources {
+            fds,
+            rss_kib: kib("VmRSS:"),
+            anon_kib: kib("RssAnon:"),
+            peak_kib: kib("VmHWM:"),
+        }
+    }
+}
+
+impl std::fmt::Display for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} open fds, {:.1} MiB RSS, {:.1} MiB of it anonymous (peak RSS {:.1} MiB)",
+            self.fds,
+            self.rss_kib as f64 / 1024.0,
+            self.anon_kib as f64 / 1024.0,
+            self.peak_kib as f64 / 1024.0
+        )
+    }
+}
