@@ -19,7 +19,7 @@
 //! cursor already handed out. Sequences are allocated under a lock that is
 //! held until the write commits, so they also commit in order.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use super::codec::{self, Record};
 use super::error::{StoreError, describe_key};
+use super::group_flush::GroupFlush;
 use super::keys;
 
 /// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
@@ -222,7 +223,7 @@ type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 /// [`super::StateDb::messages`]; there is one per account name.
 pub struct MessageStore {
     account: String,
-    db: sled::Db,
+    flusher: Arc<GroupFlush>,
     trees: Vec<sled::Tree>,
     /// Next outbox sequence; held while an enqueue commits.
     next_out: Mutex<u64>,
@@ -261,7 +262,11 @@ fn dedupe_key(m: &Inbound) -> Vec<u8> {
 }
 
 impl MessageStore {
-    pub(crate) fn open(db: &sled::Db, account: &str) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        db: &sled::Db,
+        flusher: Arc<GroupFlush>,
+        account: &str,
+    ) -> Result<Self, StoreError> {
         let mut trees = Vec::with_capacity(Tree::ALL.len());
         for tree in Tree::ALL {
             let name = format!("acct:{account}:{}", tree.name());
@@ -274,7 +279,7 @@ impl MessageStore {
         }
         let store = Self {
             account: account.to_owned(),
-            db: db.clone(),
+            flusher,
             trees,
             next_out: Mutex::new(0),
             next_in: Mutex::new(0),
@@ -345,22 +350,16 @@ impl MessageStore {
             .map_err(ConflictableTransactionError::Abort)
     }
 
-    /// Makes every write so far durable on disk. sled's `flush_async` can
-    /// hang when several run at once (as concurrent sends do), so the
-    /// blocking flush runs off the async workers instead; concurrent flushes
-    /// then share sled's one fsync.
+    /// Makes every write so far durable on disk. Concurrent callers (sends
+    /// on any account) share one flush: see [`GroupFlush`].
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        let flushed = tokio::task::spawn_blocking(move || db.flush())
+        self.flusher
+            .flush()
             .await
-            .map_err(|e| StoreError::Database {
+            .map_err(|source| StoreError::Database {
                 op: "flush messages to disk",
-                source: sled::Error::ReportableBug(format!("the flush task failed: {e}")),
-            })?;
-        flushed.map(drop).map_err(|source| StoreError::Database {
-            op: "flush messages to disk",
-            source,
-        })
+                source,
+            })
     }
 
     // -----------------------------------------------------------------------

@@ -41,6 +41,7 @@ mod backend;
 pub mod codec;
 mod db;
 mod error;
+mod group_flush;
 mod keys;
 pub mod messages;
 mod records;

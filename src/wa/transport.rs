@@ -61,7 +61,10 @@ impl WsTransportFactory {
         request
             .headers_mut()
             .insert("Origin", HeaderValue::from_static(WHATSAPP_WEB_ORIGIN));
-        let connect = tokio_tungstenite::connect_async(request);
+        // Nagle off: the library writes a stanza as several small frames, and
+        // with Nagle each later one waits for the server's delayed ACK
+        // (40 ms on Linux), which was most of a send's round trip.
+        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
         let (ws, _response) = tokio::time::timeout(self.connect_timeout, connect)
             .await
             .map_err(|_| anyhow::anyhow!("timed out after {:?}", self.connect_timeout))??;
