@@ -224,6 +224,27 @@ async fn next_state(events: &mut walink::ipc::client::Stream<'_>, state: &str, w
     }
 }
 
+/// CPU time (user + system) `pid` has used so far, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after it do not.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+    (ticks(11) + ticks(12)) * 1000.0 / per_sec
+}
+
 /// Time from an injected fault to `connected` again, from the event stream.
 async fn reconnect_times(env: &Env, account: &str, fault: Fault) -> Vec<f64> {
     let jid = env.jid(account).await;
@@ -329,9 +350,17 @@ async fn send_figures(figures: &mut Vec<Figure>) {
         one_by_one,
         "p50 ≤ 5 ms, p99 ≤ 25 ms",
     ));
+    let pid = env.daemon.as_ref().unwrap().id().unwrap();
     for k in counts {
         let clients = SEND_CLIENTS.max(k);
+        let cpu_before = cpu_ms(pid);
         let (latencies, rate) = send_load(&env, &names[..k], clients, BURST, "b").await;
+        figures.push(Figure::new(
+            format!("walinkd CPU per sent message, {k} accounts"),
+            "ms",
+            vec![(cpu_ms(pid) - cpu_before) / BURST as f64],
+            "(2 cores shared with the mock and the clients)",
+        ));
         figures.push(Figure::new(
             format!("send → server ack under load, {k} accounts, {clients} clients"),
             "ms",

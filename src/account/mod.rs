@@ -6,8 +6,10 @@ pub mod health;
 mod outbox;
 pub mod state;
 pub mod supervisor;
+pub mod waiters;
 
 pub use crate::store::DeliveryStatus;
 pub use supervisor::{
     AccountEvent, AccountHandle, AccountSpec, CommandError, Qr, Settings, Snapshot,
 };
+pub use waiters::{StatusWaiter, StatusWaiters};

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::backoff::{Backoff, jitter_sample};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
+use super::waiters::StatusWaiters;
 use crate::store::{DeliveryStatus, Enqueued, MessageStore, Retention, SledBackend};
 use crate::wa::{
     ConnectionSettings, IncomingMessage, ReceiptStatus, Session, WaEvent, message_id_for_key,
@@ -147,6 +148,7 @@ pub struct AccountHandle {
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Snapshot>,
     events: broadcast::Sender<AccountEvent>,
+    waiters: Arc<StatusWaiters>,
     messages: Arc<MessageStore>,
     /// Tells the connection's outbox sender that something was queued.
     kick: Arc<Notify>,
@@ -191,7 +193,9 @@ impl AccountHandle {
             Flow::Idle
         };
         let kick = Arc::new(Notify::new());
+        let waiters = Arc::new(StatusWaiters::default());
         let supervisor = Supervisor {
+            waiters: waiters.clone(),
             messages: messages.clone(),
             kick: kick.clone(),
             name: spec.name.clone(),
@@ -218,6 +222,7 @@ impl AccountHandle {
             commands,
             status,
             events,
+            waiters,
             messages,
             kick,
             task: std::sync::Mutex::new(Some(task)),
@@ -228,6 +233,11 @@ impl AccountHandle {
     /// The account's outbox and inbox.
     pub fn messages(&self) -> &Arc<MessageStore> {
         &self.messages
+    }
+
+    /// Where a `send` waits for its message's server ack.
+    pub fn waiters(&self) -> &StatusWaiters {
+        &self.waiters
     }
 
     pub fn spec(&self) -> &AccountSpec {
@@ -367,6 +377,7 @@ async fn prune_forever(account: String, messages: Arc<MessageStore>, retention: 
 
 struct Supervisor {
     messages: Arc<MessageStore>,
+    waiters: Arc<StatusWaiters>,
     kick: Arc<Notify>,
     name: String,
     settings: Arc<Settings>,
@@ -394,6 +405,7 @@ impl Supervisor {
                 Flow::Exit => break,
             };
         }
+        self.waiters.close();
         if let Err(e) = self.backend.flush() {
             tracing::warn!(account = %self.name, error = %e, "flushing the account's store at shutdown failed");
         }
@@ -630,6 +642,7 @@ impl Supervisor {
                                 session: session.clone(),
                                 kick: self.kick.clone(),
                                 events: self.events.clone(),
+                                waiters: self.waiters.clone(),
                             }
                             .run(),
                         ));
@@ -828,7 +841,15 @@ impl Supervisor {
 
     /// Returns whether `id` is an outbox message.
     fn set_status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) -> bool {
-        apply_status(&self.name, &self.messages, &self.events, id, status, reason)
+        apply_status(
+            &self.name,
+            &self.messages,
+            &self.events,
+            &self.waiters,
+            id,
+            status,
+            reason,
+        )
     }
 
     /// An ack ends a message's time in the outbox; a nack fails it, unless
