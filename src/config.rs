@@ -14,6 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod storage;
+pub use storage::StorageConfig;
+
 /// Where the system service keeps its socket.
 pub const SYSTEM_SOCKET: &str = "/run/walink/walink.sock";
 /// Where the system service keeps its state.
@@ -46,6 +49,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub connection: ConnectionConfig,
     pub accounts: Vec<AccountConfig>,
+    pub storage: StorageConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +131,7 @@ impl Default for Config {
             },
             connection: ConnectionConfig::default(),
             accounts: Vec::new(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -278,6 +283,7 @@ struct RawConfig {
     connection: Option<RawConnection>,
     #[serde(default)]
     account: Vec<Spanned<RawAccount>>,
+    storage: Option<storage::RawStorage>,
 }
 
 #[derive(Deserialize)]
@@ -397,6 +403,9 @@ impl RawConfig {
                 })?;
                 config.connection.client_version = Some(parsed);
             }
+        }
+        if let Some(storage) = self.storage {
+            config.storage = storage.validate(at)?;
         }
         let mut seen = HashSet::new();
         for account in self.account {

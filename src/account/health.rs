@@ -63,6 +63,10 @@ pub struct HealthInput<'a> {
     pub keepalive_rtt_ms: Option<u64>,
     /// Why the account is in its state (last disconnect or failure reason).
     pub state_reason: Option<&'a str>,
+    /// What validation of the stored state found wrong (see `snapshots.rs`).
+    pub store_problems: &'a [String],
+    /// Validation findings that only degrade (size above the warning limit).
+    pub store_warnings: &'a [String],
 }
 
 pub fn assess(input: &HealthInput<'_>) -> Health {
@@ -85,6 +89,17 @@ pub fn assess(input: &HealthInput<'_>) -> Health {
             &mut reasons,
         );
         rec.should_restore_backup = true;
+    }
+    for problem in input.store_problems {
+        raise(
+            HealthLevel::Critical,
+            format!("stored state failed validation: {problem}"),
+            &mut reasons,
+        );
+        rec.should_restore_backup |= input.session_exists;
+    }
+    for warning in input.store_warnings {
+        raise(HealthLevel::Degraded, warning.clone(), &mut reasons);
     }
 
     match input.state {
@@ -178,6 +193,8 @@ mod tests {
             session_valid: true,
             keepalive_rtt_ms: Some(40),
             state_reason: None,
+            store_problems: &[],
+            store_warnings: &[],
         }
     }
 
@@ -234,6 +251,22 @@ mod tests {
         let h = assess(&i);
         assert_eq!(h.level, HealthLevel::Critical);
         assert!(h.recommendations.should_restore_backup);
+    }
+
+    #[test]
+    fn store_findings_reach_health() {
+        let problems = ["1 stored record(s) do not decode".to_string()];
+        let warnings = ["stored state is 300 MiB, above the warning limit".to_string()];
+        let mut i = input(AccountState::Connected);
+        i.store_warnings = &warnings;
+        let h = assess(&i);
+        assert_eq!(h.level, HealthLevel::Degraded);
+        assert_eq!(h.reasons, warnings.to_vec());
+        i.store_problems = &problems;
+        let h = assess(&i);
+        assert_eq!(h.level, HealthLevel::Critical);
+        assert!(h.recommendations.should_restore_backup);
+        assert!(h.reasons[0].contains("do not decode"), "{:?}", h.reasons);
     }
 
     #[test]

@@ -4,12 +4,13 @@
 pub mod backoff;
 pub mod health;
 mod outbox;
+pub mod snapshots;
 pub mod state;
 pub mod supervisor;
 pub mod waiters;
 
 pub use crate::store::DeliveryStatus;
 pub use supervisor::{
-    AccountEvent, AccountHandle, AccountSpec, CommandError, Qr, Settings, Snapshot,
+    AccountEvent, AccountHandle, AccountSpec, CommandError, OfflineWork, Qr, Settings, Snapshot,
 };
 pub use waiters::{StatusWaiter, StatusWaiters};

@@ -87,6 +87,8 @@ pub struct Snapshot {
     pub session_valid: bool,
     pub size_bytes: u64,
     pub qr: Option<Qr>,
+    /// Kept by the account's snapshot task (see `snapshots.rs`).
+    pub custody: super::snapshots::Custody,
 }
 
 /// What subscribers of an account see.
@@ -108,6 +110,13 @@ pub enum AccountEvent {
         chat: String,
         status: DeliveryStatus,
         reason: Option<String>,
+    },
+    BackupDone {
+        generation: u64,
+        size_bytes: u64,
+    },
+    RestoredFromBackup {
+        generation: u64,
     },
 }
 
@@ -136,12 +145,24 @@ pub enum CommandError {
 
 type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
+/// Work on an account's store with no client attached (a restore, an
+/// import): the client caches the device in memory and writes it back, so
+/// it must be gone first. Returns what to log.
+pub type OfflineWork = Box<dyn FnOnce(&SledBackend) -> Result<String, String> + Send>;
+
 enum Command {
     Initialize(Reply<AccountState>),
     Reconnect(Reply<AccountState>),
     Restart(Reply<AccountState>),
     ClearSession(Reply<AccountState>),
-    PairCode { phone: String, reply: Reply<String> },
+    PairCode {
+        phone: String,
+        reply: Reply<String>,
+    },
+    Offline {
+        work: OfflineWork,
+        reply: Reply<AccountState>,
+    },
     Ping(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
@@ -151,6 +172,7 @@ pub struct AccountHandle {
     spec: AccountSpec,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Snapshot>,
+    status_tx: Arc<watch::Sender<Snapshot>>,
     events: broadcast::Sender<AccountEvent>,
     waiters: Arc<StatusWaiters>,
     messages: Arc<MessageStore>,
@@ -187,8 +209,10 @@ impl AccountHandle {
             session_valid: backend.load_device().is_ok(),
             size_bytes: backend.size_bytes(),
             qr: None,
+            custody: Default::default(),
         };
         let (status_tx, status) = watch::channel(snapshot);
+        let status_tx = Arc::new(status_tx);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (commands, commands_rx) = mpsc::channel(64);
         let start = if spec.enabled && (session_exists || spec.pair_on_start) {
@@ -206,7 +230,7 @@ impl AccountHandle {
             backoff: Backoff::new(settings.backoff_steps.clone(), settings.jitter),
             settings,
             backend,
-            status: status_tx,
+            status: status_tx.clone(),
             events: events.clone(),
             commands: commands_rx,
             session: None,
@@ -225,6 +249,7 @@ impl AccountHandle {
             spec,
             commands,
             status,
+            status_tx,
             events,
             waiters,
             messages,
@@ -259,6 +284,22 @@ impl AccountHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<AccountEvent> {
         self.events.subscribe()
+    }
+
+    /// Lets a companion task (snapshots) keep its part of the snapshot.
+    pub(crate) fn update_custody(&self, update: impl FnOnce(&mut super::snapshots::Custody)) {
+        self.status_tx.send_modify(|s| update(&mut s.custody));
+    }
+
+    /// Tells subscribers something a companion task did.
+    pub(crate) fn announce(&self, event: AccountEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Drops the client, runs `work` on the store, then connects when the
+    /// account has credentials (else waits, as after `clear-session`).
+    pub async fn offline(&self, work: OfflineWork) -> Result<AccountState, CommandError> {
+        self.ask(|reply| Command::Offline { work, reply }).await
     }
 
     pub async fn initialize(&self) -> Result<AccountState, CommandError> {
@@ -386,7 +427,7 @@ struct Supervisor {
     name: String,
     settings: Arc<Settings>,
     backend: Arc<SledBackend>,
-    status: watch::Sender<Snapshot>,
+    status: Arc<watch::Sender<Snapshot>>,
     events: broadcast::Sender<AccountEvent>,
     commands: mpsc::Receiver<Command>,
     backoff: Backoff,
@@ -524,6 +565,10 @@ impl Supervisor {
                 let _ = reply.send(result.map(|()| AccountState::Stopped));
                 ok.then_some(Flow::Idle)
             }
+            Command::Offline { work, reply } => {
+                self.drop_session().await;
+                Some(self.run_offline(work, reply))
+            }
             Command::PairCode { reply, .. } => {
                 let _ = reply.send(Err(CommandError::InvalidState {
                     account: self.name.clone(),
@@ -553,6 +598,38 @@ impl Supervisor {
         self.session_events = None;
         if let Some(session) = self.session.take() {
             session.disconnect().await;
+        }
+    }
+
+    fn run_offline(&mut self, work: OfflineWork, reply: Reply<AccountState>) -> Flow {
+        self.backoff.reset();
+        let result = work(&self.backend);
+        self.status.send_modify(|s| s.jid = None);
+        self.refresh_session_facts();
+        let linked = self.backend.has_credentials();
+        match result {
+            Ok(done) => {
+                tracing::info!(account = %self.name, "{done}");
+                let state = if linked {
+                    AccountState::Connecting
+                } else {
+                    AccountState::Stopped
+                };
+                let _ = reply.send(Ok(state));
+            }
+            Err(why) => {
+                tracing::error!(account = %self.name, error = %why, "store work failed: {why}");
+                let _ = reply.send(Err(CommandError::Store(why)));
+            }
+        }
+        if linked {
+            Flow::Connect
+        } else {
+            self.set_state(
+                AccountState::Stopped,
+                Some("no credentials: link it with `walink qr`".into()),
+            );
+            Flow::Idle
         }
     }
 
@@ -944,6 +1021,12 @@ impl Supervisor {
                 let result = self.wipe_credentials();
                 let _ = reply.send(result.map(|()| AccountState::Stopped));
                 Some(Flow::Idle)
+            }
+            Command::Offline { work, reply } => {
+                session.disconnect().await;
+                self.session = None;
+                self.lost_connection = false;
+                Some(self.run_offline(work, reply))
             }
             Command::PairCode { phone, reply } => {
                 if state != AccountState::WaitingForPairing {

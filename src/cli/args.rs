@@ -63,10 +63,58 @@ pub enum Command {
         /// Account name from walink.toml
         account: String,
     },
-    /// Log the account out and delete its session (pairing needed again)
+    /// Log the account out and delete its session (pairing needed again);
+    /// the newest backup is kept unless --purge
     ClearSession {
         /// Account name from walink.toml
         account: String,
+        /// Also delete every backup of the account
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Take a backup of the account's session now
+    Backup {
+        /// Account name from walink.toml
+        account: String,
+    },
+    /// List the account's backup generations, newest first
+    Backups {
+        /// Account name from walink.toml
+        account: String,
+    },
+    /// Replace the account's session with a backup and reconnect
+    Restore {
+        /// Account name from walink.toml
+        account: String,
+        /// Generation id from `walink backups` [default: newest usable]
+        #[arg(long, value_name = "ID")]
+        snapshot: Option<u64>,
+    },
+    /// Write the account's session to FILE, encrypted, to move it to another host
+    Export {
+        /// Account name from walink.toml
+        account: String,
+        /// File to create (never overwritten)
+        file: std::path::PathBuf,
+        /// Encrypt with the 32-byte key in this file instead of a passphrase
+        #[arg(long, value_name = "PATH", conflicts_with = "passphrase_file")]
+        key_file: Option<std::path::PathBuf>,
+        /// Read the passphrase from this file [default: $WALINK_PASSPHRASE, or ask]
+        #[arg(long, value_name = "PATH")]
+        passphrase_file: Option<std::path::PathBuf>,
+    },
+    /// Replace the account's session with one from `walink export` and connect
+    Import {
+        /// Account name from walink.toml
+        account: String,
+        /// File written by `walink export`
+        file: std::path::PathBuf,
+        /// Decrypt with the 32-byte key in this file
+        #[arg(long, value_name = "PATH", conflicts_with = "passphrase_file")]
+        key_file: Option<std::path::PathBuf>,
+        /// Read the passphrase from this file [default: $WALINK_PASSPHRASE, or ask]
+        #[arg(long, value_name = "PATH")]
+        passphrase_file: Option<std::path::PathBuf>,
     },
     /// Stop and start the account's supervisor
     Restart {

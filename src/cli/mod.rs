@@ -5,9 +5,11 @@
 //! 4 walinkd cannot be reached or the connection failed; 64 bad arguments.
 
 mod args;
+mod backup;
 mod qr;
 mod render;
 mod socket;
+mod transfer;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -138,8 +140,45 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Reconnect { account } => {
             action(&mut client, &out, method::RECONNECT, &account).await
         }
-        Command::ClearSession { account } => {
-            action(&mut client, &out, method::CLEAR_SESSION, &account).await
+        Command::ClearSession { account, purge } => {
+            backup::clear_session(&mut client, &out, &account, purge).await
+        }
+        Command::Backup { account } => backup::backup(&mut client, &out, &account).await,
+        Command::Backups { account } => backup::list(&mut client, &out, &account).await,
+        Command::Restore { account, snapshot } => {
+            backup::restore(&mut client, &out, &account, snapshot).await
+        }
+        Command::Export {
+            account,
+            file,
+            key_file,
+            passphrase_file,
+        } => {
+            backup::export(
+                &mut client,
+                &out,
+                &account,
+                &file,
+                key_file,
+                passphrase_file,
+            )
+            .await
+        }
+        Command::Import {
+            account,
+            file,
+            key_file,
+            passphrase_file,
+        } => {
+            backup::import(
+                &mut client,
+                &out,
+                &account,
+                &file,
+                key_file,
+                passphrase_file,
+            )
+            .await
         }
         Command::Restart { account } => action(&mut client, &out, method::RESTART, &account).await,
         Command::Send {
@@ -231,7 +270,12 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::PairCode { account, .. }
         | Command::Initialize { account }
         | Command::Reconnect { account }
-        | Command::ClearSession { account }
+        | Command::ClearSession { account, .. }
+        | Command::Backup { account }
+        | Command::Backups { account }
+        | Command::Restore { account, .. }
+        | Command::Export { account, .. }
+        | Command::Import { account, .. }
         | Command::Restart { account }
         | Command::Send { account, .. }
         | Command::Outbox { account, .. }

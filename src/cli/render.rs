@@ -129,7 +129,7 @@ fn or_dash(value: Option<String>) -> String {
 pub fn recommended_commands(name: &str, r: &Recommendations) -> Vec<String> {
     let mut out = Vec::new();
     if r.should_restore_backup {
-        out.push("restore the session from a backup".to_owned());
+        out.push(format!("walink restore {name}"));
     }
     if r.should_clear_session {
         out.push(format!("walink clear-session {name}"));
@@ -277,6 +277,17 @@ pub fn status_detail(a: &AccountStatus, now: u64) -> String {
         } else {
             "none (not paired)".to_owned()
         },
+    ));
+    for problem in &a.session.problems {
+        rows.push(("problem", problem.clone()));
+    }
+    rows.push((
+        "last backup",
+        or_dash(
+            a.session
+                .last_backup_at
+                .map(|t| format!("{} ({})", timestamp(t), relative(t, now))),
+        ),
     ));
     rows.push((
         "outbox",

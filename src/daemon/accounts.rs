@@ -8,15 +8,31 @@ use std::time::Duration;
 
 use tokio::sync::RwLock;
 
+use crate::account::snapshots::{Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, Settings};
 use crate::config::{AccountConfig, Config};
-use crate::store::{Retention, StateDb, StoreError};
+use crate::store::{BackupDb, Retention, StateDb, StoreError};
 use crate::wa::ConnectionSettings;
 
 pub struct Accounts {
     db: StateDb,
     settings: RwLock<Arc<Settings>>,
     handles: RwLock<BTreeMap<String, Arc<AccountHandle>>>,
+    backups: Arc<BackupDb>,
+    policy: Policy,
+    /// Each account's snapshot task, next to its supervisor.
+    custody: std::sync::Mutex<BTreeMap<String, Arc<Snapshots>>>,
+}
+
+pub fn policy(config: &Config) -> Policy {
+    let s = &config.storage;
+    Policy {
+        interval: s.snapshot_interval(),
+        generations: s.snapshot_generations,
+        validate_every: s.validate_interval(),
+        size_warn_bytes: s.size_warn_mib << 20,
+        size_critical_bytes: s.size_critical_mib << 20,
+    }
 }
 
 fn spec(account: &AccountConfig) -> AccountSpec {
@@ -60,20 +76,65 @@ pub struct ReloadSummary {
 
 impl Accounts {
     /// Opens every configured account's store and starts its supervisor.
-    pub fn start(db: StateDb, config: &Config) -> Result<Self, StoreError> {
+    pub fn start(db: StateDb, backups: Arc<BackupDb>, config: &Config) -> Result<Self, StoreError> {
         let settings = Arc::new(settings(config));
+        let mut accounts = Self {
+            db,
+            settings: RwLock::new(settings.clone()),
+            handles: RwLock::new(BTreeMap::new()),
+            backups,
+            policy: policy(config),
+            custody: Default::default(),
+        };
         let mut handles = BTreeMap::new();
         for account in &config.accounts {
-            let backend = db.account(&account.name)?;
-            let messages = db.messages(&account.name)?;
-            let handle = AccountHandle::spawn(spec(account), backend, messages, settings.clone());
-            handles.insert(account.name.clone(), Arc::new(handle));
+            let handle = accounts.spawn(spec(account), &settings)?;
+            handles.insert(account.name.clone(), handle);
         }
-        Ok(Self {
-            db,
-            settings: RwLock::new(settings),
-            handles: RwLock::new(handles),
-        })
+        *accounts.handles.get_mut() = handles;
+        Ok(accounts)
+    }
+
+    /// Starts an account's supervisor and its snapshot task.
+    fn spawn(
+        &self,
+        spec: AccountSpec,
+        settings: &Arc<Settings>,
+    ) -> Result<Arc<AccountHandle>, StoreError> {
+        let backend = self.db.account(&spec.name)?;
+        let messages = self.db.messages(&spec.name)?;
+        let name = spec.name.clone();
+        let handle = Arc::new(AccountHandle::spawn(
+            spec,
+            backend.clone(),
+            messages,
+            settings.clone(),
+        ));
+        let snapshots = Snapshots::spawn(
+            handle.clone(),
+            backend,
+            self.backups.clone(),
+            self.policy.clone(),
+        );
+        self.custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, Arc::new(snapshots));
+        Ok(handle)
+    }
+
+    /// The live store of account `name`.
+    pub fn backend(&self, name: &str) -> Result<Arc<crate::store::SledBackend>, StoreError> {
+        self.db.account(name)
+    }
+
+    /// The snapshot task of account `name`.
+    pub fn snapshots(&self, name: &str) -> Option<Arc<Snapshots>> {
+        self.custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub async fn get(&self, name: &str) -> Option<Arc<AccountHandle>> {
@@ -114,6 +175,10 @@ impl Accounts {
             if let Some(handle) = handles.remove(&name) {
                 handle.stop().await;
             }
+            self.custody
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
             summary.removed.push(name);
         }
         for (name, account) in wanted {
@@ -126,10 +191,8 @@ impl Accounts {
                 }
                 None => summary.added.push(name.to_string()),
             }
-            let backend = self.db.account(name)?;
-            let messages = self.db.messages(name)?;
-            let handle = AccountHandle::spawn(new_spec, backend, messages, new_settings.clone());
-            handles.insert(name.to_string(), Arc::new(handle));
+            let handle = self.spawn(new_spec, &new_settings)?;
+            handles.insert(name.to_string(), handle);
         }
         Ok(summary)
     }
@@ -140,6 +203,13 @@ impl Accounts {
             .into_values()
             .collect();
         futures::future::join_all(handles.iter().map(|h| h.stop())).await;
+        self.custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        if let Err(e) = self.backups.flush() {
+            tracing::error!(error = %e, "flushing the backup database failed");
+        }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "flushing the state database failed");
         }

@@ -27,11 +27,15 @@ const PAIRING_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct DaemonHandler {
     accounts: Arc<Accounts>,
+    uploads: super::backups::Uploads,
 }
 
 impl DaemonHandler {
     pub fn new(accounts: Arc<Accounts>) -> Self {
-        Self { accounts }
+        Self {
+            accounts,
+            uploads: Default::default(),
+        }
     }
 
     async fn account(&self, name: &str) -> Result<Arc<AccountHandle>, RpcError> {
@@ -414,14 +418,12 @@ impl Handler for DaemonHandler {
                     .map_err(|e| command_error(&p.account, e))?;
                 action(&p.account, state)
             }
-            Call::ClearSession(p) => {
-                let handle = self.account(&p.account).await?;
-                let state = handle
-                    .clear_session()
-                    .await
-                    .map_err(|e| command_error(&p.account, e))?;
-                action(&p.account, state)
-            }
+            Call::ClearSession(p) => super::backups::clear_session(&self.accounts, p).await,
+            Call::Backup(p) => super::backups::backup(&self.accounts, &p.account).await,
+            Call::Backups(p) => super::backups::list(&self.accounts, &p.account).await,
+            Call::Restore(p) => super::backups::restore(&self.accounts, p).await,
+            Call::Export(p) => super::backups::export(&self.accounts, &p.account).await,
+            Call::Import(p) => super::backups::import(&self.accounts, &self.uploads, p).await,
             Call::Send(p) => self.send(p).await,
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p).await,
@@ -444,7 +446,7 @@ fn action(account: &str, state: AccountState) -> Result<Value, RpcError> {
     })
 }
 
-fn command_error(account: &str, e: CommandError) -> RpcError {
+pub(super) fn command_error(account: &str, e: CommandError) -> RpcError {
     match e {
         CommandError::NotConnected { state, .. } => RpcError::not_connected(account, state),
         CommandError::InvalidState { state, what, .. } => {
@@ -470,6 +472,8 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         session_valid: s.session_valid,
         keepalive_rtt_ms: s.keepalive_rtt_ms,
         state_reason: s.state_reason.as_deref(),
+        store_problems: &s.custody.problems,
+        store_warnings: &s.custody.warnings,
     });
     let uptime = s
         .connected_since
@@ -498,8 +502,11 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         last_keepalive_rtt_ms: s.keepalive_rtt_ms,
         session: wire::SessionInfo {
             exists: s.session_exists,
-            valid: s.session_valid,
+            valid: s.session_valid && s.custody.problems.is_empty(),
             size_bytes: s.size_bytes,
+            problems: s.custody.problems.clone(),
+            validated_at: secs(s.custody.validated_at),
+            last_backup_at: secs(s.custody.last_backup_at),
         },
         recommendations: health.recommendations,
         outbox: wire::OutboxCounts::default(),
@@ -554,6 +561,16 @@ fn wire_event(account: &str, event: AccountEvent) -> Event {
             status: wire_status(status),
             reason,
         },
+        AccountEvent::BackupDone {
+            generation,
+            size_bytes,
+        } => EventKind::BackupDone {
+            generation,
+            size_bytes,
+        },
+        AccountEvent::RestoredFromBackup { generation } => {
+            EventKind::RestoredFromBackup { generation }
+        }
     };
     Event {
         account: account.to_string(),

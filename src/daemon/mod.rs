@@ -2,9 +2,11 @@
 //! systemd notification and watchdog.
 
 pub mod accounts;
+pub mod backups;
 pub mod handler;
 pub mod logging;
 pub mod notify;
+pub mod recovery;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DaemonConfig, Mode};
 use crate::ipc;
-use crate::store::StateDb;
 use accounts::Accounts;
 use handler::DaemonHandler;
 
@@ -67,8 +68,10 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     logging::init(config.daemon.log_target);
 
     create_private_dir(&config.daemon.state_dir)?;
-    let db = StateDb::open(&state_db_path(&config.daemon.state_dir))?;
-    let accounts = Arc::new(Accounts::start(db, &config)?);
+    let sealer = recovery::load_key(&config.storage)?;
+    let (db, backups) =
+        recovery::open_stores(&config, &state_db_path(&config.daemon.state_dir), sealer)?;
+    let accounts = Arc::new(Accounts::start(db, backups, &config)?);
     let (listener, bound_socket) = match ipc::systemd_listener()
         .context("cannot use the socket passed by systemd")?
     {

@@ -23,6 +23,9 @@ pub const JSONRPC_VERSION: &str = "2.0";
 /// The longest request line the server reads, in bytes (newline excluded).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
+mod backup;
+pub use backup::*;
+
 /// Method names.
 pub mod method {
     pub const STATUS: &str = "status";
@@ -38,6 +41,11 @@ pub mod method {
     pub const OUTBOX: &str = "outbox";
     pub const MESSAGES: &str = "messages";
     pub const CHATS: &str = "chats";
+    pub const BACKUP: &str = "backup";
+    pub const BACKUPS: &str = "backups";
+    pub const RESTORE: &str = "restore";
+    pub const EXPORT: &str = "export";
+    pub const IMPORT: &str = "import";
 
     /// Every method the daemon answers, in the order the docs list them.
     pub const ALL: &[&str] = &[
@@ -54,6 +62,11 @@ pub mod method {
         OUTBOX,
         MESSAGES,
         CHATS,
+        BACKUP,
+        BACKUPS,
+        RESTORE,
+        EXPORT,
+        IMPORT,
     ];
 }
 
@@ -407,6 +420,16 @@ pub struct SessionInfo {
     pub valid: bool,
     /// Size of the account's stored state on disk.
     pub size_bytes: u64,
+    /// What the last validation of the stored state found wrong; `valid`
+    /// is false while this is not empty.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// When the stored state was last validated.
+    #[serde(default)]
+    pub validated_at: Option<u64>,
+    /// When the newest backup generation was taken.
+    #[serde(default)]
+    pub last_backup_at: Option<u64>,
 }
 
 /// One account in `status`.
@@ -755,7 +778,7 @@ pub enum Call {
     Health(AccountFilter),
     Initialize(AccountParams),
     Reconnect(AccountParams),
-    ClearSession(AccountParams),
+    ClearSession(ClearSessionParams),
     Restart(AccountParams),
     /// `to` is already normalized to a JID (see [`recipient_jid`]).
     Send(SendParams),
@@ -766,6 +789,11 @@ pub enum Call {
     Outbox(OutboxParams),
     Messages(MessagesParams),
     Chats(AccountParams),
+    Backup(AccountParams),
+    Backups(AccountParams),
+    Restore(RestoreParams),
+    Export(AccountParams),
+    Import(ImportParams),
 }
 
 /// Longest idempotency key accepted by `send`.
@@ -808,6 +836,19 @@ impl Call {
             }
             method::OUTBOX => Call::Outbox(parse_params(params)?),
             method::CHATS => Call::Chats(parse_params(params)?),
+            method::BACKUP => Call::Backup(parse_params(params)?),
+            method::BACKUPS => Call::Backups(parse_params(params)?),
+            method::RESTORE => Call::Restore(parse_params(params)?),
+            method::EXPORT => Call::Export(parse_params(params)?),
+            method::IMPORT => {
+                let p: ImportParams = parse_params(params)?;
+                if p.parts == 0 || p.part >= p.parts || p.data.len() > MAX_IMPORT_PART {
+                    return Err(RpcError::invalid_params(format!(
+                        "import parts are numbered 0 to parts-1, each at most {MAX_IMPORT_PART} base64 characters"
+                    )));
+                }
+                Call::Import(p)
+            }
             method::MESSAGES => {
                 let mut p: MessagesParams = parse_params(params)?;
                 if let Some(chat) = &p.chat {
@@ -839,7 +880,9 @@ impl Call {
             Call::Status(f) | Call::Health(f) | Call::Subscribe(f) => f.account.as_deref(),
             Call::Initialize(p)
             | Call::Reconnect(p)
-            | Call::ClearSession(p)
+            | Call::Backup(p)
+            | Call::Backups(p)
+            | Call::Export(p)
             | Call::Restart(p)
             | Call::Qr(p)
             | Call::Chats(p) => Some(&p.account),
@@ -847,6 +890,9 @@ impl Call {
             Call::Outbox(p) => Some(&p.account),
             Call::Messages(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),
+            Call::ClearSession(p) => Some(&p.account),
+            Call::Restore(p) => Some(&p.account),
+            Call::Import(p) => Some(&p.account),
         }
     }
 }
@@ -974,6 +1020,9 @@ mod tests {
                 exists: true,
                 valid: true,
                 size_bytes: 40960,
+                problems: vec![],
+                validated_at: Some(1763776100),
+                last_backup_at: Some(1763776200),
             },
             recommendations: Recommendations {
                 should_reconnect: true,
@@ -1003,7 +1052,14 @@ mod tests {
                 "last_disconnect": {"reason": "network", "at": 1763776000},
                 "next_retry_at": 1763776005,
                 "last_keepalive_rtt_ms": 84,
-                "session": {"exists": true, "valid": true, "size_bytes": 40960},
+                "session": {
+                    "exists": true,
+                    "valid": true,
+                    "size_bytes": 40960,
+                    "problems": [],
+                    "validated_at": 1763776100,
+                    "last_backup_at": 1763776200
+                },
                 "recommendations": {
                     "needs_pairing": false,
                     "should_reconnect": true,

@@ -8,6 +8,7 @@ use super::backend::{Kind, SledBackend};
 use super::error::StoreError;
 use super::group_flush::GroupFlush;
 use super::messages::MessageStore;
+use super::seal::Sealer;
 
 /// Longest account name accepted; it is part of every tree name.
 const MAX_ACCOUNT_NAME: usize = 64;
@@ -27,6 +28,8 @@ pub struct StateDb {
     messages: Mutex<HashMap<String, Arc<MessageStore>>>,
     /// The message stores' shared flush (group commit across accounts).
     flusher: Arc<GroupFlush>,
+    /// Seals every account record when encryption at rest is on.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -41,6 +44,12 @@ impl StateDb {
     /// Opens (or creates) the database in directory `path`. A missing
     /// directory is created with mode 0700: it holds private keys.
     pub fn open(path: &Path) -> Result<StateDb, StoreError> {
+        StateDb::open_sealed(path, None)
+    }
+
+    /// [`Self::open`], with account records sealed by `sealer` (and sealed
+    /// ones opened with it).
+    pub fn open_sealed(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<StateDb, StoreError> {
         create_private_dir(path)?;
         let db = sled::Config::new()
             .path(path)
@@ -56,6 +65,7 @@ impl StateDb {
             db,
             accounts: Mutex::new(HashMap::new()),
             messages: Mutex::new(HashMap::new()),
+            sealer,
         })
     }
 
@@ -71,7 +81,7 @@ impl StateDb {
         if let Some(backend) = accounts.get(name) {
             return Ok(Arc::clone(backend));
         }
-        let backend = Arc::new(SledBackend::open(&self.db, name)?);
+        let backend = Arc::new(SledBackend::open(&self.db, name, self.sealer.clone())?);
         accounts.insert(name.to_owned(), Arc::clone(&backend));
         Ok(backend)
     }

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::codec::CodecError;
+use super::seal::SealError;
 
 /// Everything that can go wrong in walink's store layer.
 #[derive(Debug, Error)]
@@ -68,6 +69,17 @@ pub enum StoreError {
         source: CodecError,
     },
 
+    #[error(
+        "stored value {key} in tree {tree} of account {account:?} cannot be unsealed: {source}"
+    )]
+    Sealed {
+        account: String,
+        tree: &'static str,
+        key: String,
+        #[source]
+        source: SealError,
+    },
+
     #[error("cannot encode a value for tree {tree} of account {account:?}: {source}")]
     Encode {
         account: String,
@@ -91,9 +103,10 @@ pub enum StoreError {
 impl From<StoreError> for wacore::store::error::StoreError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Decode { .. } | StoreError::Encode { .. } | StoreError::Invalid { .. } => {
-                Self::Serialization(Box::new(err))
-            }
+            StoreError::Decode { .. }
+            | StoreError::Sealed { .. }
+            | StoreError::Encode { .. }
+            | StoreError::Invalid { .. } => Self::Serialization(Box::new(err)),
             other => Self::Database(Box::new(other)),
         }
     }

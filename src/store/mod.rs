@@ -38,6 +38,7 @@
 //! they are history, not session, so `clear` leaves them alone.
 
 mod backend;
+pub mod backup;
 pub mod codec;
 mod db;
 mod error;
@@ -45,14 +46,17 @@ mod group_flush;
 mod keys;
 pub mod messages;
 mod records;
+pub mod seal;
 
 #[cfg(test)]
 mod tests;
 
 pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
+pub use backup::{BackupDb, BackupError, SnapshotInfo};
 pub use db::StateDb;
 pub use error::StoreError;
 pub use messages::{
     ChatSummary, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageStore, OutboxCounts,
     OutboxRecord, Page, Pruned, Retention,
 };
+pub use seal::{SealError, Sealer};

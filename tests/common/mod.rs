@@ -63,6 +63,9 @@ pub fn account(name: &str, level: HealthLevel) -> AccountStatus {
             exists: true,
             valid: true,
             size_bytes: 40_960,
+            problems: vec![],
+            validated_at: None,
+            last_backup_at: None,
         },
         recommendations: Recommendations {
             should_reconnect: !connected,

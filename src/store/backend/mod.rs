@@ -15,7 +15,7 @@ pub use snapshot::AccountSnapshot;
 pub use verify::VerifyReport;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use wacore::store::Device;
@@ -23,6 +23,7 @@ use wacore::store::Device;
 use super::codec::{self, Record};
 use super::error::{StoreError, describe_key};
 use super::records::DeviceState;
+use super::seal::{self, Sealer};
 
 /// The trees one account owns, in the order `clear` wipes them: the device
 /// record first, so an interrupted wipe never leaves credentials behind.
@@ -135,6 +136,8 @@ pub struct SledBackend {
     gate: RwLock<()>,
     /// Rows in `sent_messages`, kept here because sled's `len` is a full scan.
     sent_count: AtomicUsize,
+    /// Encryption at rest: every value written is sealed with it.
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl std::fmt::Debug for SledBackend {
@@ -146,7 +149,11 @@ impl std::fmt::Debug for SledBackend {
 }
 
 impl SledBackend {
-    pub(crate) fn open(db: &sled::Db, account: &str) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        db: &sled::Db,
+        account: &str,
+        sealer: Option<Arc<Sealer>>,
+    ) -> Result<Self, StoreError> {
         let mut trees = Vec::with_capacity(Kind::ALL.len());
         for kind in Kind::ALL {
             let tree =
@@ -165,6 +172,7 @@ impl SledBackend {
             trees,
             gate: RwLock::new(()),
             sent_count,
+            sealer,
         })
     }
 
@@ -198,6 +206,16 @@ impl SledBackend {
             .into_device()
             .map(Some)
             .map_err(|reason| self.invalid(Kind::Meta, meta::DEVICE, reason))
+    }
+
+    /// The key records are sealed with, when encryption at rest is on.
+    pub fn sealer(&self) -> Option<&Sealer> {
+        self.sealer.as_deref()
+    }
+
+    /// Resolves when the device record (credentials, identity) changes.
+    pub fn watch_credentials(&self) -> sled::Subscriber {
+        self.tree(Kind::Meta).watch_prefix(meta::DEVICE)
     }
 
     /// Wipes every tree of this account (credentials first) and flushes.
@@ -269,10 +287,14 @@ impl SledBackend {
     }
 
     pub(crate) fn encode<R: Record>(&self, kind: Kind, value: &R) -> Result<Vec<u8>, StoreError> {
-        codec::encode(value).map_err(|source| StoreError::Encode {
+        let plain = codec::encode(value).map_err(|source| StoreError::Encode {
             account: self.account.clone(),
             tree: kind.name(),
             source,
+        })?;
+        Ok(match &self.sealer {
+            Some(sealer) => sealer.seal(&plain, kind.name().as_bytes()),
+            None => plain,
         })
     }
 
@@ -282,7 +304,16 @@ impl SledBackend {
         key: &[u8],
         bytes: &[u8],
     ) -> Result<R, StoreError> {
-        codec::decode(bytes).map_err(|source| StoreError::Decode {
+        let plain =
+            seal::unseal(self.sealer(), bytes, kind.name().as_bytes()).map_err(|source| {
+                StoreError::Sealed {
+                    account: self.account.clone(),
+                    tree: kind.name(),
+                    key: describe_key(key),
+                    source,
+                }
+            })?;
+        codec::decode(&plain).map_err(|source| StoreError::Decode {
             account: self.account.clone(),
             tree: kind.name(),
             key: describe_key(key),

@@ -12,6 +12,7 @@ use super::{Kind, SledBackend, meta};
 use crate::store::StoreError;
 use crate::store::codec::{self, Record};
 use crate::store::records::DeviceState;
+use crate::store::seal::{self, Sealer};
 
 /// `(key, value)` rows of one tree, in key order.
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
@@ -39,9 +40,44 @@ impl AccountSnapshot {
 
     /// The paired phone-number JID recorded in the snapshot, if any.
     pub fn jid(&self) -> Option<String> {
+        self.jid_with(None)
+    }
+
+    /// [`Self::jid`] of a snapshot whose records may be sealed with `sealer`.
+    pub fn jid_with(&self, sealer: Option<&Sealer>) -> Option<String> {
         let device = self.rows(Kind::Meta).find(|(k, _)| *k == meta::DEVICE)?.1;
-        let state: DeviceState = codec::decode(device).ok()?;
+        let plain = seal::unseal(sealer, device, Kind::Meta.name().as_bytes()).ok()?;
+        let state: DeviceState = codec::decode(&plain).ok()?;
         state.pn?.render()
+    }
+
+    /// The same records, unsealed with `from` and sealed with `to`: moves a
+    /// snapshot between hosts and keys (an export carries no seal).
+    pub fn resealed(&self, from: Option<&Sealer>, to: Option<&Sealer>) -> Result<Self, StoreError> {
+        let mut trees = BTreeMap::new();
+        for (name, rows) in &self.trees {
+            let mut out = Vec::with_capacity(rows.len());
+            for (key, value) in rows {
+                let plain = seal::unseal(from, value, name.as_bytes()).map_err(|source| {
+                    StoreError::Sealed {
+                        account: self.account.clone(),
+                        tree: "snapshot",
+                        key: crate::store::error::describe_key(key),
+                        source,
+                    }
+                })?;
+                let value = match to {
+                    Some(sealer) => sealer.seal(&plain, name.as_bytes()),
+                    None => plain.into_owned(),
+                };
+                out.push((key.clone(), value));
+            }
+            trees.insert(name.clone(), out);
+        }
+        Ok(Self {
+            account: self.account.clone(),
+            trees,
+        })
     }
 
     /// Bytes of keys and values in the snapshot.
@@ -56,10 +92,15 @@ impl AccountSnapshot {
     /// Decodes every record of the snapshot; a snapshot is safe to restore
     /// when the report is valid and names an unknown tree nowhere.
     pub fn verify(&self) -> VerifyReport {
+        self.verify_with(None)
+    }
+
+    /// [`Self::verify`] of a snapshot whose records may be sealed with `sealer`.
+    pub fn verify_with(&self, sealer: Option<&Sealer>) -> VerifyReport {
         let mut report = VerifyReport::default();
         for kind in Kind::ALL {
             for (key, value) in self.rows(kind) {
-                report.check(kind, key, value);
+                report.check(kind, key, value, sealer);
             }
         }
         for name in self.unknown_trees() {
@@ -132,7 +173,7 @@ impl SledBackend {
     /// transaction, then flushes. The snapshot is verified first; a damaged
     /// one is refused and nothing is changed.
     pub fn restore(&self, snapshot: &AccountSnapshot) -> Result<(), StoreError> {
-        let report = snapshot.verify();
+        let report = snapshot.verify_with(self.sealer());
         if !report.is_valid() {
             return Err(StoreError::Invalid {
                 account: self.account.clone(),

@@ -5,6 +5,7 @@ use crate::store::StoreError;
 use crate::store::codec::{self, CodecError, Record};
 use crate::store::error::describe_key;
 use crate::store::records::*;
+use crate::store::seal::{self, SealError, Sealer};
 
 /// How many problems a report spells out; the rest are only counted.
 const MAX_LISTED_PROBLEMS: usize = 20;
@@ -24,6 +25,9 @@ pub struct VerifyReport {
     pub problem_count: u64,
     /// The first problems, each naming tree, key and cause.
     pub problems: Vec<String>,
+    /// Records are sealed with a key other than the configured one (or no
+    /// key is configured): not damage, and no backup restore will help.
+    pub key_problem: Option<String>,
 }
 
 impl VerifyReport {
@@ -32,10 +36,18 @@ impl VerifyReport {
         self.problem_count == 0
     }
 
-    pub(crate) fn check(&mut self, kind: Kind, key: &[u8], value: &[u8]) {
+    pub(crate) fn check(&mut self, kind: Kind, key: &[u8], value: &[u8], sealer: Option<&Sealer>) {
         self.records += 1;
         self.bytes += (key.len() + value.len()) as u64;
-        if let Err(reason) = check_record(kind, key, value, self) {
+        let checked = match seal::unseal(sealer, value, kind.name().as_bytes()) {
+            Ok(plain) => check_record(kind, key, &plain, self),
+            Err(e @ (SealError::WrongKey { .. } | SealError::NoKey { .. })) => {
+                self.key_problem.get_or_insert_with(|| e.to_string());
+                Err(e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = checked {
             self.problem_count += 1;
             if self.problems.len() < MAX_LISTED_PROBLEMS {
                 self.problems
@@ -104,7 +116,7 @@ impl SledBackend {
         for kind in Kind::ALL {
             for item in self.tree(kind).iter() {
                 let (key, value) = item.map_err(self.sled_err(kind, "read"))?;
-                report.check(kind, &key, &value);
+                report.check(kind, &key, &value, self.sealer());
             }
         }
         Ok(report)

@@ -5,10 +5,12 @@
 
 mod accounts;
 mod app_sync;
+mod backup;
 mod device;
 mod durability;
 mod msg_secret;
 mod protocol;
+mod sealed;
 mod signal;
 mod snapshot;
 

@@ -7,7 +7,7 @@ fn tree_kinds_index_their_own_slot() {
     }
 }
 
-async fn populate(s: &SledBackend) {
+pub(super) async fn populate(s: &SledBackend) {
     s.save(&registered_device()).await.unwrap();
     s.create().await.unwrap();
     s.put_session("a@s.whatsapp.net", b"session").await.unwrap();

@@ -1,0 +1,469 @@
+//! One account's custody: snapshots into the backup database (on a
+//! schedule, after pairing, after the credentials change, on request) and
+//! validation of the stored state, whose findings feed health and status.
+//! Runs beside the supervisor, never inside it, so a slow disk delays a
+//! backup and not the connection.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use super::state::AccountState;
+use super::supervisor::{AccountEvent, AccountHandle, CommandError};
+use crate::store::backup::{BackupDb, SnapshotInfo, Stored};
+use crate::store::{AccountSnapshot, SledBackend, VerifyReport};
+
+/// Changes to the credentials come in bursts (pairing writes the device
+/// record several times): one snapshot once they settle.
+const SETTLE: Duration = Duration::from_secs(1);
+/// Problems listed in status; the rest are counted.
+const MAX_PROBLEMS: usize = 5;
+
+/// What the custody task knows, shown in status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Custody {
+    /// Findings of the last validation that make the session invalid.
+    pub problems: Vec<String>,
+    /// Findings that only degrade the account (store above the warning size).
+    pub warnings: Vec<String>,
+    pub validated_at: Option<SystemTime>,
+    pub last_backup_at: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub interval: Duration,
+    pub generations: usize,
+    pub validate_every: Duration,
+    pub size_warn_bytes: u64,
+    pub size_critical_bytes: u64,
+}
+
+/// Turns a verification into findings: `(problems, warnings)`.
+pub fn findings(
+    report: &Result<VerifyReport, String>,
+    session_exists: bool,
+    policy: &Policy,
+) -> (Vec<String>, Vec<String>) {
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => return (vec![format!("stored state cannot be read: {e}")], vec![]),
+    };
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(key) = &report.key_problem {
+        problems.push(key.clone());
+    }
+    if report.problem_count > 0 {
+        problems.push(format!(
+            "{} stored record(s) do not decode",
+            report.problem_count
+        ));
+        problems.extend(report.problems.iter().take(MAX_PROBLEMS).cloned());
+    }
+    if session_exists && !report.registered {
+        problems.push("essential record missing: the device credentials".into());
+    }
+    let mib = |b: u64| b / (1 << 20);
+    if report.bytes > policy.size_critical_bytes {
+        problems.push(format!(
+            "stored state is {} MiB, above the critical limit of {} MiB",
+            mib(report.bytes),
+            mib(policy.size_critical_bytes)
+        ));
+    } else if report.bytes > policy.size_warn_bytes {
+        warnings.push(format!(
+            "stored state is {} MiB, above the warning limit of {} MiB",
+            mib(report.bytes),
+            mib(policy.size_warn_bytes)
+        ));
+    }
+    (problems, warnings)
+}
+
+/// The check a generation must pass before it is restored: every record
+/// decodes (records sealed with this host's key included) and it is linked.
+pub fn restorable(backend: &SledBackend) -> impl Fn(&AccountSnapshot) -> Result<(), String> + '_ {
+    move |snapshot| {
+        let report = snapshot.verify_with(backend.sealer());
+        if let Some(key) = report.key_problem {
+            return Err(key);
+        }
+        if !report.is_valid() {
+            return Err(format!(
+                "{} record(s) do not decode, first: {}",
+                report.problem_count,
+                report.problems.first().map_or("?", String::as_str)
+            ));
+        }
+        if !report.registered {
+            return Err("it holds no linked credentials".into());
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn time_of(ms: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+struct Inner {
+    handle: Arc<AccountHandle>,
+    backend: Arc<SledBackend>,
+    backups: Arc<BackupDb>,
+    policy: Policy,
+    /// One snapshot at a time per account.
+    busy: tokio::sync::Mutex<()>,
+    /// The newest generation's id and what checking it found, so an
+    /// unchanged generation is not read again at every validation.
+    newest_checked: std::sync::Mutex<Option<(u64, Option<String>)>>,
+}
+
+/// The custody task of one account; ends when dropped.
+pub struct Snapshots {
+    inner: Arc<Inner>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Snapshots {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Snapshots {
+    pub fn spawn(
+        handle: Arc<AccountHandle>,
+        backend: Arc<SledBackend>,
+        backups: Arc<BackupDb>,
+        policy: Policy,
+    ) -> Snapshots {
+        if let Some(newest) = backups
+            .list(handle.spec().name.as_str())
+            .ok()
+            .and_then(|l| l.into_iter().next())
+        {
+            handle.update_custody(|c| {
+                c.last_backup_at = Some(time_of(newest.created_at_ms));
+            });
+        }
+        let inner = Arc::new(Inner {
+            handle,
+            backend,
+            backups,
+            policy,
+            busy: tokio::sync::Mutex::new(()),
+            newest_checked: std::sync::Mutex::new(None),
+        });
+        let task = tokio::spawn(run(inner.clone()));
+        Snapshots { inner, task }
+    }
+
+    pub fn backups(&self) -> &BackupDb {
+        &self.inner.backups
+    }
+
+    /// Snapshots the account now; `None` when it has no credentials to keep.
+    pub async fn take(&self, reason: &str) -> Result<Option<Stored>, String> {
+        self.inner.take(reason).await
+    }
+
+    /// Restores generation `id` (the newest usable one when `None`): the
+    /// client is dropped, the store replaced, and the account reconnects.
+    /// Returns the generation used and the newer ones that were skipped.
+    pub async fn restore(
+        &self,
+        id: Option<u64>,
+    ) -> Result<(SnapshotInfo, AccountState, Vec<String>), CommandError> {
+        let inner = self.inner.clone();
+        let name = inner.handle.spec().name.clone();
+        let (info, snapshot, skipped) = tokio::task::spawn_blocking(move || {
+            let verify = restorable(&inner.backend);
+            match id {
+                Some(id) => inner
+                    .backups
+                    .load(&name, id, &verify)
+                    .map(|(i, s)| (i, s, Vec::new())),
+                None => inner.backups.newest_valid(&name, &verify),
+            }
+        })
+        .await
+        .map_err(|e| CommandError::Store(e.to_string()))?
+        .map_err(|e| CommandError::Store(e.to_string()))?;
+        let generation = info.id;
+        let name = self.inner.name().to_owned();
+        let state = self
+            .inner
+            .handle
+            .offline(Box::new(move |backend| {
+                backend
+                    .restore(&snapshot)
+                    .map(|()| format!("restored backup generation {generation}"))
+                    .map_err(|e| e.to_string())
+            }))
+            .await?;
+        // Asked for: the account is wanted again, so it is restored by
+        // itself again too when it gets damaged.
+        if let Err(e) = self.inner.backups.set_cleared(&name, false) {
+            tracing::warn!(account = %name, error = %e, "clearing the cleared mark failed: {e}");
+        }
+        self.inner.announce_restore(generation);
+        self.inner.validate().await;
+        Ok((info, state, skipped))
+    }
+
+    /// Replaces the account's state with `snapshot` (an import), after
+    /// keeping it as a generation of its own.
+    pub async fn import(&self, snapshot: AccountSnapshot) -> Result<AccountState, CommandError> {
+        let snapshot = snapshot
+            .resealed(None, self.inner.backend.sealer())
+            .map_err(|e| CommandError::Rejected(format!("the import is unusable: {e}")))?;
+        let verify = restorable(&self.inner.backend);
+        verify(&snapshot)
+            .map_err(|why| CommandError::Rejected(format!("the import is unusable: {why}")))?;
+        let state = self
+            .inner
+            .handle
+            .offline(Box::new(move |backend| {
+                backend
+                    .restore(&snapshot)
+                    .map(|()| "imported an account state".to_string())
+                    .map_err(|e| e.to_string())
+            }))
+            .await?;
+        self.take("imported").await.map_err(CommandError::Store)?;
+        self.inner.validate().await;
+        Ok(state)
+    }
+}
+
+impl Inner {
+    fn name(&self) -> &str {
+        &self.handle.spec().name
+    }
+
+    async fn take(&self, reason: &str) -> Result<Option<Stored>, String> {
+        let _busy = self.busy.lock().await;
+        let backend = self.backend.clone();
+        let backups = self.backups.clone();
+        let keep = self.policy.generations;
+        let reason_owned = reason.to_owned();
+        let stored = tokio::task::spawn_blocking(move || {
+            if !backend.has_credentials() {
+                return Ok(None);
+            }
+            let snapshot = backend.snapshot().map_err(|e| e.to_string())?;
+            backups
+                .store(&snapshot, &reason_owned, keep, now_ms())
+                .map(Some)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        if let Some(stored) = &stored {
+            self.handle.update_custody(|c| {
+                c.last_backup_at = Some(time_of(stored.info.created_at_ms));
+            });
+            if stored.created {
+                tracing::info!(
+                    account = %self.name(),
+                    event = "backup_done",
+                    generation = stored.info.id,
+                    size_bytes = stored.info.size_bytes,
+                    reason = %reason,
+                    pruned = stored.pruned,
+                    "stored backup generation {} ({reason})",
+                    stored.info.id
+                );
+                self.handle.announce(AccountEvent::BackupDone {
+                    generation: stored.info.id,
+                    size_bytes: stored.info.size_bytes,
+                });
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn take_logged(&self, reason: &str) {
+        if let Err(e) = self.take(reason).await {
+            tracing::error!(account = %self.name(), event = "backup_failed", error = %e, "taking a backup failed: {e}");
+        }
+    }
+
+    async fn validate(&self) {
+        let backend = self.backend.clone();
+        let report =
+            tokio::task::spawn_blocking(move || backend.verify().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        let exists = self.handle.snapshot().session_exists;
+        let (problems, mut warnings) = findings(&report, exists, &self.policy);
+        if let Some(backup_problem) = self.check_newest_backup().await {
+            warnings.push(backup_problem);
+        }
+        let before = self.handle.snapshot().custody.problems;
+        if !problems.is_empty() && problems != before {
+            tracing::error!(account = %self.name(), event = "validation_failed", "stored state failed validation: {}", problems.join("; "));
+        }
+        self.handle.update_custody(|c| {
+            c.problems = problems;
+            c.warnings = warnings;
+            c.validated_at = Some(SystemTime::now());
+        });
+    }
+
+    /// Checks the newest backup generation whole (checksum, records), once
+    /// per generation: a damaged backup is news before it is needed.
+    async fn check_newest_backup(&self) -> Option<String> {
+        let newest = self.backups.list(self.name()).ok()?.into_iter().next()?.id;
+        let cached = self
+            .newest_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((_, finding)) = cached.filter(|(id, _)| *id == newest) {
+            return finding;
+        }
+        let backend = self.backend.clone();
+        let backups = self.backups.clone();
+        let name = self.name().to_owned();
+        let finding = tokio::task::spawn_blocking(move || {
+            backups
+                .load(&name, newest, &restorable(&backend))
+                .err()
+                .map(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Some(e.to_string()));
+        *self
+            .newest_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((newest, finding.clone()));
+        finding
+    }
+
+    fn announce_restore(&self, generation: u64) {
+        tracing::warn!(account = %self.name(), event = "restored_from_backup", generation, "restored backup generation {generation}");
+        self.handle
+            .announce(AccountEvent::RestoredFromBackup { generation });
+    }
+}
+
+async fn run(inner: Arc<Inner>) {
+    let mut events = inner.handle.subscribe();
+    let mut credentials = inner.backend.watch_credentials();
+    let mut scheduled = tokio::time::interval(inner.policy.interval);
+    scheduled.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut validation = tokio::time::interval(inner.policy.validate_every);
+    validation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 86_400);
+    let settle = tokio::time::sleep_until(far);
+    tokio::pin!(settle);
+    let mut pending: Option<&'static str> = None;
+    loop {
+        tokio::select! {
+            _ = scheduled.tick() => inner.take_logged("scheduled").await,
+            _ = validation.tick() => inner.validate().await,
+            event = events.recv() => match event {
+                Ok(AccountEvent::Paired { .. }) => pending = Some("paired"),
+                Ok(AccountEvent::StateChanged { state: AccountState::Connected, .. }) => {
+                    pending.get_or_insert("connected");
+                }
+                Ok(AccountEvent::StateChanged { state: AccountState::LoggedOut, .. }) => {
+                    // The server ended the session: restoring it would only
+                    // be refused again, so never do it unasked.
+                    if let Err(e) = inner.backups.set_cleared(inner.name(), true) {
+                        tracing::error!(account = %inner.name(), error = %e, "marking the session as ended failed: {e}");
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            Some(_) = &mut credentials => {
+                pending.get_or_insert("credentials");
+                settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
+            }
+            _ = &mut settle, if pending.is_some() => {
+                settle.as_mut().reset(far);
+                if let Some(reason) = pending.take() {
+                    inner.take_logged(reason).await;
+                }
+            }
+        }
+        if pending.is_some() && settle.deadline() == far {
+            settle.as_mut().reset(tokio::time::Instant::now() + SETTLE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            interval: Duration::from_secs(300),
+            generations: 12,
+            validate_every: Duration::from_secs(60),
+            size_warn_bytes: 1 << 20,
+            size_critical_bytes: 4 << 20,
+        }
+    }
+
+    fn report(bytes: u64) -> VerifyReport {
+        VerifyReport {
+            records: 10,
+            bytes,
+            has_device: true,
+            registered: true,
+            ..VerifyReport::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_store_has_no_findings() {
+        assert_eq!(
+            findings(&Ok(report(100)), true, &policy()),
+            (vec![], vec![])
+        );
+    }
+
+    #[test]
+    fn size_limits_warn_then_invalidate() {
+        let (p, w) = findings(&Ok(report(2 << 20)), true, &policy());
+        assert!(p.is_empty());
+        assert!(w[0].contains("warning limit of 1 MiB"), "{w:?}");
+        let (p, _) = findings(&Ok(report(5 << 20)), true, &policy());
+        assert!(p[0].contains("critical limit of 4 MiB"), "{p:?}");
+    }
+
+    #[test]
+    fn undecodable_missing_and_unreadable_are_problems() {
+        let mut r = report(100);
+        r.problem_count = 2;
+        r.problems = vec!["sessions \"a\": damaged".into()];
+        let (p, _) = findings(&Ok(r), true, &policy());
+        assert_eq!(p[0], "2 stored record(s) do not decode");
+        assert!(p[1].contains("sessions"));
+
+        let mut r = report(100);
+        r.registered = false;
+        let (p, _) = findings(&Ok(r.clone()), true, &policy());
+        assert!(p[0].contains("credentials"));
+        assert!(
+            findings(&Ok(r), false, &policy()).0.is_empty(),
+            "not linked yet is fine"
+        );
+
+        let (p, _) = findings(&Err("io error".into()), true, &policy());
+        assert!(p[0].contains("cannot be read: io error"));
+    }
+}

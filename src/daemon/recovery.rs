@@ -1,0 +1,256 @@
+//! Opening the stores at startup: the encryption key is checked first (a
+//! wrong key refuses to start and touches nothing), then the live state is
+//! opened and every account validated; live state that cannot be opened or
+//! read is set aside (never deleted) and the newest usable backup restored.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+
+use crate::account::snapshots::restorable;
+use crate::config::{Config, StorageConfig};
+use crate::store::seal::{SealError, Sealer};
+use crate::store::{BackupDb, BackupError, SledBackend, StateDb, StoreError};
+
+/// Name of the key file systemd passes with `LoadCredential[Encrypted]=`.
+pub const CREDENTIAL_NAME: &str = "walink.key";
+/// Proof of which key the state directory is sealed with, checked before
+/// any database is opened.
+const KEY_CHECK_FILE: &str = "key-check";
+const KEY_CHECK_TEXT: &[u8] = b"walink encryption key check";
+
+/// Where the backup database lives inside the state directory.
+pub fn backup_db_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("backup")
+}
+
+/// The encryption key: `storage.key_file`, else the systemd credential
+/// `walink.key`, else none (no encryption at rest).
+pub fn load_key(storage: &StorageConfig) -> anyhow::Result<Option<Arc<Sealer>>> {
+    let path = match &storage.key_file {
+        Some(path) => path.clone(),
+        None => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if Path::new(&dir).join(CREDENTIAL_NAME).exists() => {
+                Path::new(&dir).join(CREDENTIAL_NAME)
+            }
+            _ => return Ok(None),
+        },
+    };
+    let sealer = Sealer::from_key_file(&path)?;
+    tracing::info!(key_id = %sealer.key_id(), "encryption at rest is on (key {})", sealer.key_id());
+    Ok(Some(Arc::new(sealer)))
+}
+
+/// Refuses a key other than the one the state directory was sealed with,
+/// and a missing key for a sealed one, before anything is opened or written.
+/// Returns true when the key is new to this state directory (no key check
+/// recorded yet): [`record_key`] then records it once the state is known
+/// to open with it, and plain records are sealed.
+pub fn check_key(state_dir: &Path, sealer: Option<&Sealer>) -> anyhow::Result<bool> {
+    let path = state_dir.join(KEY_CHECK_FILE);
+    let stored = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sealer.is_some()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let refuse = |why: SealError| {
+        anyhow::anyhow!(
+            "refusing to start: the state in {} is encrypted, and {why}; nothing was changed",
+            state_dir.display()
+        )
+    };
+    match sealer {
+        None => Err(refuse(
+            crate::store::seal::unseal(None, &stored, b"")
+                .err()
+                .unwrap_or(SealError::Damaged),
+        )),
+        Some(sealer) => match sealer.open(&stored, KEY_CHECK_FILE.as_bytes()) {
+            Ok(text) if text == KEY_CHECK_TEXT => Ok(false),
+            Ok(_) | Err(SealError::Damaged) | Err(SealError::Truncated(_)) => bail!(
+                "refusing to start: the key check file {} is damaged; nothing was changed. \
+                 If the configured key (id {}) is the right one, delete that file and start again",
+                path.display(),
+                sealer.key_id()
+            ),
+            Err(e) => Err(refuse(e)),
+        },
+    }
+}
+
+/// Records which key the state directory is sealed with.
+fn record_key(state_dir: &Path, sealer: &Sealer) -> anyhow::Result<()> {
+    let path = state_dir.join(KEY_CHECK_FILE);
+    std::fs::write(
+        &path,
+        sealer.seal(KEY_CHECK_TEXT, KEY_CHECK_FILE.as_bytes()),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Seals the records an account stored before encryption was turned on.
+fn seal_plain_records(backend: &SledBackend) -> anyhow::Result<()> {
+    let snapshot = backend.snapshot()?;
+    let sealed = snapshot.resealed(backend.sealer(), backend.sealer())?;
+    backend.restore(&sealed)?;
+    tracing::info!(account = %backend.account_name(), "sealed the account's records with the encryption key");
+    Ok(())
+}
+
+fn is_lock_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::Open { source, .. } if is_sled_lock_error(source))
+}
+
+/// Another walinkd holds the database: not damage, nothing may be moved.
+fn is_sled_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+/// Opens the backup database; one that cannot be opened is set aside and
+/// started afresh, so damaged backups never keep the live state offline.
+fn open_backups(path: &Path, sealer: Option<Arc<Sealer>>) -> anyhow::Result<BackupDb> {
+    match BackupDb::open(path, sealer.clone()) {
+        Ok(db) => Ok(db),
+        Err(BackupError::Open { source, .. }) if !is_sled_lock_error(&source) => {
+            let aside = aside_name(path);
+            tracing::error!(event = "backups_damaged", error = %source, aside = %aside.display(), "the backup database cannot be opened ({source}); moving it to {} and starting a new one", aside.display());
+            std::fs::rename(path, &aside).with_context(|| {
+                format!("cannot move the damaged backups {} aside", path.display())
+            })?;
+            Ok(BackupDb::open(path, sealer)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `<path>.damaged-<unix seconds>`, a name not taken yet.
+fn aside_name(path: &Path) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = format!("{}.damaged-{secs}", path.display());
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{base}.{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the live state and the backups, restoring what needs it.
+pub fn open_stores(
+    config: &Config,
+    live_path: &Path,
+    sealer: Option<Arc<Sealer>>,
+) -> anyhow::Result<(StateDb, Arc<BackupDb>)> {
+    let state_dir = &config.daemon.state_dir;
+    let new_key = check_key(state_dir, sealer.as_deref())?;
+    let backups = Arc::new(open_backups(&backup_db_path(state_dir), sealer.clone())?);
+    let mut copied_aside = false;
+    let db = match StateDb::open_sealed(live_path, sealer.clone()) {
+        Ok(db) => db,
+        Err(e) if is_lock_error(&e) => return Err(e.into()),
+        Err(e) => {
+            let aside = aside_name(live_path);
+            tracing::error!(event = "state_damaged", error = %e, aside = %aside.display(), "the live state cannot be opened ({e}); moving it to {} and restoring from backups", aside.display());
+            std::fs::rename(live_path, &aside).with_context(|| {
+                format!(
+                    "cannot move the damaged state {} aside",
+                    live_path.display()
+                )
+            })?;
+            copied_aside = true;
+            StateDb::open_sealed(live_path, sealer.clone())?
+        }
+    };
+    for account in &config.accounts {
+        let backend = db.account(&account.name)?;
+        let Some(why) = damage(&backend, &backups)? else {
+            continue;
+        };
+        let name = backend.account_name();
+        let verify = restorable(&backend);
+        let (info, snapshot, skipped) = match backups.newest_valid(name, &verify) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(account = %name, event = "restore_failed", error = %e, "account {name}: {why}, and {e}; it starts as it is");
+                continue;
+            }
+        };
+        if !copied_aside {
+            let _ = db.flush();
+            let copy = aside_name(live_path);
+            copy_dir(live_path, &copy).with_context(|| {
+                format!(
+                    "cannot copy the damaged state {} aside",
+                    live_path.display()
+                )
+            })?;
+            tracing::warn!(event = "state_damaged", copy = %copy.display(), "kept a copy of the damaged live state in {}", copy.display());
+            copied_aside = true;
+        }
+        for reason in &skipped {
+            tracing::warn!(account = %name, reason = %reason, "skipped a backup generation: {reason}");
+        }
+        backend.restore(&snapshot)?;
+        tracing::warn!(
+            account = %name,
+            event = "restored_from_backup",
+            generation = info.id,
+            reason = %why,
+            "account {name}: {why}; restored backup generation {} (skipped {} newer)",
+            info.id,
+            skipped.len()
+        );
+    }
+    if let Some(sealer) = sealer.as_deref().filter(|_| new_key) {
+        for account in &config.accounts {
+            seal_plain_records(&*db.account(&account.name)?)?;
+        }
+        record_key(state_dir, sealer)?;
+    }
+    Ok((db, backups))
+}
+
+/// Why `backend` needs a restore, if it does.
+fn damage(backend: &SledBackend, backups: &BackupDb) -> anyhow::Result<Option<String>> {
+    let name = backend.account_name();
+    let report = match backend.verify() {
+        Ok(report) => report,
+        Err(e) => return Ok(Some(format!("its state cannot be read: {e}"))),
+    };
+    if let Some(key) = report.key_problem {
+        bail!(
+            "refusing to start: account {name:?} has records that cannot be unsealed: {key}; nothing was changed"
+        );
+    }
+    if !report.is_valid() {
+        return Ok(Some(format!(
+            "{} record(s) do not decode, first: {}",
+            report.problem_count,
+            report.problems.first().map_or("?", String::as_str)
+        )));
+    }
+    let has_backups = !backups.list(name)?.is_empty();
+    if !report.registered && has_backups && !backups.is_cleared(name) {
+        return Ok(Some("its credentials are missing".into()));
+    }
+    Ok(None)
+}

@@ -1,0 +1,171 @@
+use super::snapshot::populate;
+use super::*;
+use crate::store::backup::{BackupDb, BackupError};
+use crate::store::{AccountSnapshot, Sealer};
+
+fn verified(snapshot: &AccountSnapshot) -> Result<(), String> {
+    let report = snapshot.verify();
+    report
+        .is_valid()
+        .then_some(())
+        .ok_or_else(|| format!("{:?}", report.problems))
+}
+
+fn open_backups(path: &Path, sealer: Option<Sealer>) -> BackupDb {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match BackupDb::open(path, sealer.clone().map(Arc::new)) {
+            Ok(db) => return db,
+            Err(BackupError::Open { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(err) => panic!("open the backup database: {err}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn generations_are_deduplicated_pruned_and_restorable() {
+    let dir = temp_dir();
+    let db = open(&dir.path().join("state"));
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let backups = open_backups(&dir.path().join("backup"), None);
+
+    let first = backups
+        .store(&s.snapshot().unwrap(), "paired", 3, 1000)
+        .unwrap();
+    assert!(first.created);
+    assert_eq!(first.info.id, 1);
+    assert_eq!(
+        first.info.jid.as_deref(),
+        Some("15551234567:12@s.whatsapp.net")
+    );
+    assert!(first.info.size_bytes > 0);
+    let same = backups
+        .store(&s.snapshot().unwrap(), "scheduled", 3, 2000)
+        .unwrap();
+    assert!(!same.created, "identical state is not stored twice");
+    assert_eq!(same.info.id, 1);
+
+    for i in 0..4u8 {
+        s.put_session("a@s.whatsapp.net", &[i]).await.unwrap();
+        let stored = backups
+            .store(&s.snapshot().unwrap(), "scheduled", 3, 3000)
+            .unwrap();
+        assert!(stored.created);
+    }
+    let ids: Vec<u64> = backups
+        .list("sales")
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, vec![5, 4, 3], "newest first, pruned to 3");
+
+    let (info, snapshot) = backups.load("sales", 4, &verified).unwrap();
+    assert_eq!(info.id, 4);
+    s.restore(&snapshot).unwrap();
+    assert_eq!(
+        s.get_session("a@s.whatsapp.net").await.unwrap().unwrap(),
+        Bytes::from_static(&[2])
+    );
+    assert!(matches!(
+        backups.load("sales", 1, &verified),
+        Err(BackupError::Missing { id: 1, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_damaged_newest_generation_falls_back_to_the_previous_one() {
+    let dir = temp_dir();
+    let db = open(&dir.path().join("state"));
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let backups = open_backups(&dir.path().join("backup"), None);
+    backups
+        .store(&s.snapshot().unwrap(), "paired", 12, 1)
+        .unwrap();
+    s.put_session("a@s.whatsapp.net", b"newer").await.unwrap();
+    backups
+        .store(&s.snapshot().unwrap(), "scheduled", 12, 2)
+        .unwrap();
+
+    let data = backups_data_tree(&backups, "sales");
+    let mut bytes = data.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    data.insert(2u64.to_be_bytes(), bytes).unwrap();
+
+    let err = backups.load("sales", 2, &verified).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    let (info, _, skipped) = backups.newest_valid("sales", &verified).unwrap();
+    assert_eq!(info.id, 1);
+    assert_eq!(skipped.len(), 1);
+
+    // The unchanged state is stored again rather than trusted to the
+    // damaged copy.
+    let again = backups
+        .store(&s.snapshot().unwrap(), "scheduled", 12, 3)
+        .unwrap();
+    assert!(again.created);
+    assert_eq!(again.info.id, 3);
+    assert_eq!(backups.newest_valid("sales", &verified).unwrap().0.id, 3);
+}
+
+#[tokio::test]
+async fn sealed_generations_need_their_key() {
+    let dir = temp_dir();
+    let db = open(&dir.path().join("state"));
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let key = Sealer::from_key(&[9; 32]);
+    {
+        let backups = open_backups(&dir.path().join("backup"), Some(key.clone()));
+        let stored = backups
+            .store(&s.snapshot().unwrap(), "paired", 12, 1)
+            .unwrap();
+        assert_eq!(stored.info.sealed_with, Some(key.key_id()));
+        let raw = backups_data_tree(&backups, "sales")
+            .get(1u64.to_be_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(crate::store::seal::is_sealed(&raw));
+        assert!(backups.load("sales", 1, &verified).is_ok());
+    }
+    let without = open_backups(&dir.path().join("backup"), None);
+    let err = without.load("sales", 1, &verified).unwrap_err().to_string();
+    assert!(err.contains("no key is configured"), "{err}");
+    drop(without);
+    let wrong = open_backups(&dir.path().join("backup"), Some(Sealer::from_key(&[8; 32])));
+    let err = wrong.load("sales", 1, &verified).unwrap_err().to_string();
+    assert!(err.contains("configured key is"), "{err}");
+}
+
+#[tokio::test]
+async fn cleared_marks_and_purge() {
+    let dir = temp_dir();
+    let db = open(&dir.path().join("state"));
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let backups = open_backups(&dir.path().join("backup"), None);
+    backups
+        .store(&s.snapshot().unwrap(), "paired", 12, 1)
+        .unwrap();
+    backups.set_cleared("sales", true).unwrap();
+    assert!(backups.is_cleared("sales"));
+    s.put_session("a@s.whatsapp.net", b"newer").await.unwrap();
+    backups
+        .store(&s.snapshot().unwrap(), "paired", 12, 2)
+        .unwrap();
+    assert!(
+        !backups.is_cleared("sales"),
+        "a new linked state ends the cleared mark"
+    );
+    assert_eq!(backups.purge("sales").unwrap(), 2);
+    assert!(backups.list("sales").unwrap().is_empty());
+}
+
+fn backups_data_tree(backups: &BackupDb, account: &str) -> sled::Tree {
+    backups.raw_tree(&format!("backup:{account}:data"))
+}
