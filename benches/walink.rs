@@ -4,11 +4,13 @@
 //!
 //! Environment (all optional):
 //! - `BENCH_ONLY`: the sections to run, comma-separated, out of `reconnect`,
-//!   `blackhole`, `send` and `scale` (default: all of them).
+//!   `blackhole`, `send`, `scale` and `snapshot` (default: all of them).
 //! - `BENCH_ACCOUNTS`: account counts for the memory and cold-start figures
 //!   (`scale`), e.g. `100,500,1000` (default `100`).
 //! - `BENCH_SEND_ACCOUNTS`: account counts the send figures spread their
 //!   load over (default `1,10,100`).
+//! - `BENCH_SNAPSHOT_ACCOUNTS`: accounts in the backup-cycle run (default
+//!   100).
 //! - `BENCH_BLACKHOLE_SAMPLES`: dead-connection samples (default 3; each
 //!   takes up to a keepalive period and a timeout).
 //! - `BENCH_PAIR_CONCURRENCY`: accounts paired at once (default 100). A
@@ -35,6 +37,9 @@ const BURST: usize = 4_000;
 /// Clients sending at once in the sustained runs (at least one per account).
 const SEND_CLIENTS: usize = 16;
 const RECIPIENT: &str = "+15551234567";
+/// walinkd opens every account's trees before it answers; a first start
+/// with a thousand accounts creates tens of thousands of sled trees.
+const DAEMON_START: Duration = Duration::from_secs(600);
 
 struct Figure {
     name: String,
@@ -155,7 +160,7 @@ async fn linked_env(n: usize) -> Env {
     let names = account_names(n);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut env = Env::new(&refs).await;
-    env.start_daemon().await;
+    env.start_daemon_within(DAEMON_START).await;
     let env = Arc::new(env);
     let started = Instant::now();
     let mut pairing = tokio::task::JoinSet::new();
@@ -392,7 +397,7 @@ async fn scale_figures(n: usize, figures: &mut Vec<Figure>) {
 
     env.stop_daemon(libc::SIGTERM).await;
     let start = Instant::now();
-    env.start_daemon().await;
+    env.start_daemon_within(DAEMON_START).await;
     eventually(
         Duration::from_secs(600),
         "every account reconnected",
@@ -417,7 +422,87 @@ async fn scale_figures(n: usize, figures: &mut Vec<Figure>) {
     keep_log(&env, &format!("scale-{n}"));
 }
 
-fn report(figures: &[Figure]) {
+/// One `send` per account, so each has a changed state (a backup of an
+/// unchanged state stores nothing and would time a no-op).
+async fn touch_all(env: &Env, names: &[String]) {
+    let mut client = Client::connect(&env.socket()).await.unwrap();
+    for name in names {
+        client
+            .call(
+                "send",
+                json!({"account": name, "to": RECIPIENT, "text": "before the backup"}),
+            )
+            .await
+            .expect("send");
+    }
+}
+
+/// A full backup cycle: every account snapshotted in turn, as the daemon's
+/// schedule does; returns each snapshot's time (ms) and the whole cycle (s).
+async fn backup_cycle(env: &Env, names: &[String]) -> (Vec<f64>, f64) {
+    let mut client = Client::connect(&env.socket()).await.unwrap();
+    let started = Instant::now();
+    let mut each = Vec::with_capacity(names.len());
+    for name in names {
+        let start = Instant::now();
+        let done = client
+            .call("backup", json!({ "account": name }))
+            .await
+            .expect("backup");
+        assert_eq!(
+            done["created"], true,
+            "{name}'s state changed since its last backup"
+        );
+        each.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    (each, started.elapsed().as_secs_f64())
+}
+
+async fn snapshot_figures(figures: &mut Vec<Figure>) {
+    let n = env_usize("BENCH_SNAPSHOT_ACCOUNTS", 100);
+    let env = linked_env(n).await;
+    let names = account_names(n);
+    touch_all(&env, &names).await;
+    let (each, cycle) = backup_cycle(&env, &names).await;
+    figures.push(Figure::new(
+        format!("backup of one account, {n} accounts"),
+        "ms",
+        each,
+        "",
+    ));
+    figures.push(Figure::new(
+        format!("full backup cycle, {n} accounts"),
+        "s",
+        vec![cycle],
+        "",
+    ));
+    // Send latency with and without a backup cycle running beside it.
+    let senders = &names[..n.min(10)];
+    let (quiet, _) = send_load(&env, senders, SEND_CLIENTS, BURST / 4, "q").await;
+    touch_all(&env, &names).await;
+    let (busy, _) = tokio::join!(
+        send_load(&env, senders, SEND_CLIENTS, BURST / 4, "c"),
+        backup_cycle(&env, &names),
+    )
+    .0;
+    figures.push(Figure::new(
+        format!("send → server ack, 10 accounts, no backup running ({n} linked)"),
+        "ms",
+        quiet,
+        "p50 ≤ 5 ms, p99 ≤ 25 ms",
+    ));
+    figures.push(Figure::new(
+        format!("send → server ack, 10 accounts, during a backup cycle of {n}"),
+        "ms",
+        busy,
+        "p50 ≤ 5 ms, p99 ≤ 25 ms",
+    ));
+    keep_log(&env, "snapshot");
+}
+
+/// Writes what was measured so far: a section that fails later (a run
+/// with a thousand accounts can) leaves the earlier figures on disk.
+fn save(figures: &[Figure]) -> std::path::PathBuf {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out).unwrap();
     let results = json!({ "figures": figures.iter().map(Figure::json).collect::<Vec<_>>() });
@@ -426,6 +511,11 @@ fn report(figures: &[Figure]) {
         serde_json::to_string_pretty(&results).unwrap(),
     )
     .unwrap();
+    out
+}
+
+fn report(figures: &[Figure]) {
+    let out = save(figures);
     println!(
         "\n| figure | unit | n | min | p50 | p95 | p99 | max | target |\n|---|---|---|---|---|---|---|---|---|"
     );
@@ -479,14 +569,20 @@ async fn main() {
             ));
         }
         keep_log(&env, "reconnect");
+        save(&figures);
     }
     if section("send") {
         send_figures(&mut figures).await;
+        save(&figures);
     }
     if section("scale") {
         for n in env_list("BENCH_ACCOUNTS", "100") {
             scale_figures(n, &mut figures).await;
+            save(&figures);
         }
+    }
+    if section("snapshot") {
+        snapshot_figures(&mut figures).await;
     }
     report(&figures);
 }
