@@ -111,7 +111,8 @@ test:
 	@echo "make test: done; the test under a real systemd is separate (it needs root and a release build): make test-system"
 
 ## Speed and memory figures (release build, mock-wa on loopback); results in
-## target/bench/results.json. BENCH_ACCOUNTS=100,500 sets the scale runs.
+## target/bench/results.json. BENCH_ONLY=reconnect,blackhole,send,scale picks
+## sections; BENCH_ACCOUNTS=100,500,1000 sets the scale runs (see benches/walink.rs).
 bench:
 	$(CARGO) bench --bench walink
 

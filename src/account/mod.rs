@@ -7,8 +7,10 @@ mod outbox;
 pub mod snapshots;
 pub mod state;
 pub mod supervisor;
+pub mod waiters;
 
 pub use crate::store::DeliveryStatus;
 pub use supervisor::{
     AccountEvent, AccountHandle, AccountSpec, CommandError, OfflineWork, Qr, Settings, Snapshot,
 };
+pub use waiters::{StatusWaiter, StatusWaiters};

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Notify, broadcast};
 
 use super::supervisor::AccountEvent;
+use super::waiters::StatusWaiters;
 use crate::store::{DeliveryStatus, MessageStore};
 use crate::wa::{InboxSink, IncomingMessage, Session, SessionError};
 
@@ -25,12 +26,14 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Moves message `id` to `status` in the store and tells subscribers, when
-/// that is progress. Returns whether the id belongs to the outbox.
+/// Moves message `id` to `status` in the store and tells subscribers and
+/// the `send` calls waiting for it, when that is progress. Returns whether
+/// the id belongs to the outbox.
 pub(crate) fn apply_status(
     account: &str,
     store: &MessageStore,
     events: &broadcast::Sender<AccountEvent>,
+    waiters: &StatusWaiters,
     id: &str,
     status: DeliveryStatus,
     reason: Option<String>,
@@ -38,6 +41,7 @@ pub(crate) fn apply_status(
     match store.advance(id, status, reason, now_ms()) {
         Ok(Some(record)) => {
             announce(events, &record.id, &record.to, status, record.last_error);
+            waiters.resolve(&record.id, status);
             true
         }
         Ok(None) => matches!(store.outgoing(id), Ok(Some(_))),
@@ -74,6 +78,7 @@ pub(crate) struct Sender {
     pub(crate) session: Arc<Session>,
     pub(crate) kick: Arc<Notify>,
     pub(crate) events: broadcast::Sender<AccountEvent>,
+    pub(crate) waiters: Arc<StatusWaiters>,
 }
 
 impl Sender {
@@ -133,7 +138,15 @@ impl Sender {
     }
 
     fn status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) {
-        apply_status(&self.account, &self.store, &self.events, id, status, reason);
+        apply_status(
+            &self.account,
+            &self.store,
+            &self.events,
+            &self.waiters,
+            id,
+            status,
+            reason,
+        );
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Attempt {
     /// The transport said why it ended: `Some(true)` for a routine recycle
     /// (clean close frame or EOF), `Some(false)` for an error.
     pub clean_close: Option<bool>,
+    /// The server stopped answering (a keepalive went unanswered) and walink
+    /// dropped the connection.
+    pub silent: bool,
     /// The server handed out every QR ref and nobody scanned.
     pub qr_exhausted: bool,
     /// A temporary ban with its duration.
@@ -146,6 +149,11 @@ pub fn next_after(attempt: &Attempt) -> Next {
         };
     }
     match (attempt.connected, attempt.clean_close) {
+        // The network path died, not the server's will: a new connection
+        // usually works at once, and a failing one backs off as usual.
+        (true, _) if attempt.silent => Next::Immediately {
+            reason: "the server stopped answering keepalives".into(),
+        },
         (true, Some(true)) => Next::Immediately {
             reason: "server recycled the connection".into(),
         },
@@ -188,6 +196,21 @@ mod tests {
             ..connected()
         };
         assert!(matches!(next_after(&a), Next::Immediately { .. }));
+    }
+
+    #[test]
+    fn a_silent_server_is_left_at_once_but_a_failed_dial_backs_off() {
+        let a = Attempt {
+            silent: true,
+            clean_close: Some(false),
+            ..connected()
+        };
+        assert!(matches!(next_after(&a), Next::Immediately { .. }));
+        let dial = Attempt {
+            silent: true,
+            ..Attempt::default()
+        };
+        assert!(matches!(next_after(&dial), Next::Backoff { .. }));
     }
 
     #[test]

@@ -64,8 +64,6 @@ impl DaemonHandler {
             // Waiting could only time out: nothing is sent before pairing.
             return Err(RpcError::not_connected(&p.account, snap.state));
         }
-        // Subscribe before queuing: the ack can arrive before `send` returns.
-        let mut events = handle.subscribe();
         let enqueued = handle
             .send(p.to.clone(), p.text, p.id)
             .await
@@ -85,33 +83,26 @@ impl DaemonHandler {
             });
         }
         let messages = handle.messages().clone();
+        // Registered before the store is read again: the ack may have come
+        // in since the enqueue, and one recorded after this read reaches the
+        // waiter.
+        let mut waiter = handle.waiters().register(&id);
         let wait = async {
-            loop {
-                let status = match events.recv().await {
-                    Ok(AccountEvent::MessageStatus { id: of, status, .. }) if of == id => status,
-                    // Missed events: the store has the truth.
-                    Err(broadcast::error::RecvError::Lagged(_)) => match messages.outgoing(&id) {
-                        Ok(Some(r)) => r.status,
-                        _ => continue,
-                    },
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Closed) => {
-                        return Err(RpcError::shutting_down());
-                    }
-                };
-                match status {
-                    DeliveryStatus::Queued | DeliveryStatus::Sent => {}
-                    DeliveryStatus::Failed => {
-                        let reason = messages
-                            .outgoing(&id)
-                            .ok()
-                            .flatten()
-                            .and_then(|r| r.last_error)
-                            .unwrap_or_else(|| "refused by the server".into());
-                        return Err(RpcError::send_failed(reason));
-                    }
-                    done => return Ok(wire_status(done)),
+            let status = match messages.outgoing(&id) {
+                Ok(Some(r)) if !r.status.is_pending() => r.status,
+                _ => waiter.wait().await.ok_or_else(RpcError::shutting_down)?,
+            };
+            match status {
+                DeliveryStatus::Failed => {
+                    let reason = messages
+                        .outgoing(&id)
+                        .ok()
+                        .flatten()
+                        .and_then(|r| r.last_error)
+                        .unwrap_or_else(|| "refused by the server".into());
+                    Err(RpcError::send_failed(reason))
                 }
+                done => Ok(wire_status(done)),
             }
         };
         let status = match tokio::time::timeout(SEND_ACK_TIMEOUT, wait).await {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::backend::{Kind, SledBackend};
 use super::error::StoreError;
+use super::group_flush::GroupFlush;
 use super::messages::MessageStore;
 use super::seal::Sealer;
 
@@ -25,6 +26,8 @@ pub struct StateDb {
     accounts: Mutex<HashMap<String, Arc<SledBackend>>>,
     /// One message store per account name, for the same reason.
     messages: Mutex<HashMap<String, Arc<MessageStore>>>,
+    /// The message stores' shared flush (group commit across accounts).
+    flusher: Arc<GroupFlush>,
     /// Seals every account record when encryption at rest is on.
     sealer: Option<Arc<Sealer>>,
 }
@@ -55,6 +58,7 @@ impl StateDb {
         })?;
         Ok(StateDb {
             path: path.to_owned(),
+            flusher: Arc::new(GroupFlush::new(db.clone())),
             db,
             accounts: Mutex::new(HashMap::new()),
             messages: Mutex::new(HashMap::new()),
@@ -86,7 +90,11 @@ impl StateDb {
         if let Some(store) = stores.get(name) {
             return Ok(Arc::clone(store));
         }
-        let store = Arc::new(MessageStore::open(&self.db, name)?);
+        let store = Arc::new(MessageStore::open(
+            &self.db,
+            Arc::clone(&self.flusher),
+            name,
+        )?);
         stores.insert(name.to_owned(), Arc::clone(&store));
         Ok(store)
     }

@@ -14,12 +14,18 @@
 //! | `inbox_chats`      | (chat) ++ sequence           | empty             |
 //! | `inbox_chat_stats` | chat                         | [`ChatSummary`]   |
 //!
+//! The outbox is written without sled transactions (each one costs two log
+//! writes in sled 0.34, which bounded the send rate): a record is written
+//! with single-key operations and the `outbox_pending`/`outbox_failed`
+//! indexes follow it, so they are checked against the record when read and
+//! repaired when the store opens after a crash between the two.
+//!
 //! Sequences only grow, so "newest first, before CURSOR" pages stay correct
 //! while messages arrive: a new message gets a larger sequence than any
 //! cursor already handed out. Sequences are allocated under a lock that is
 //! held until the write commits, so they also commit in order.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +34,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 
 use super::codec::{self, Record};
 use super::error::{StoreError, describe_key};
+use super::group_flush::GroupFlush;
 use super::keys;
 
 /// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
@@ -222,7 +229,7 @@ type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 /// [`super::StateDb::messages`]; there is one per account name.
 pub struct MessageStore {
     account: String,
-    db: sled::Db,
+    flusher: Arc<GroupFlush>,
     trees: Vec<sled::Tree>,
     /// Next outbox sequence; held while an enqueue commits.
     next_out: Mutex<u64>,
@@ -261,7 +268,11 @@ fn dedupe_key(m: &Inbound) -> Vec<u8> {
 }
 
 impl MessageStore {
-    pub(crate) fn open(db: &sled::Db, account: &str) -> Result<Self, StoreError> {
+    pub(crate) fn open(
+        db: &sled::Db,
+        flusher: Arc<GroupFlush>,
+        account: &str,
+    ) -> Result<Self, StoreError> {
         let mut trees = Vec::with_capacity(Tree::ALL.len());
         for tree in Tree::ALL {
             let name = format!("acct:{account}:{}", tree.name());
@@ -274,7 +285,7 @@ impl MessageStore {
         }
         let store = Self {
             account: account.to_owned(),
-            db: db.clone(),
+            flusher,
             trees,
             next_out: Mutex::new(0),
             next_in: Mutex::new(0),
@@ -285,6 +296,7 @@ impl MessageStore {
             .unwrap_or_else(PoisonError::into_inner) = store.next_seq(Tree::Outbox)?;
         *store.next_in.lock().unwrap_or_else(PoisonError::into_inner) =
             store.next_seq(Tree::Inbox)?;
+        store.repair_outbox()?;
         Ok(store)
     }
 
@@ -345,22 +357,16 @@ impl MessageStore {
             .map_err(ConflictableTransactionError::Abort)
     }
 
-    /// Makes every write so far durable on disk. sled's `flush_async` can
-    /// hang when several run at once (as concurrent sends do), so the
-    /// blocking flush runs off the async workers instead; concurrent flushes
-    /// then share sled's one fsync.
+    /// Makes every write so far durable on disk. Concurrent callers (sends
+    /// on any account) share one flush: see [`GroupFlush`].
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        let flushed = tokio::task::spawn_blocking(move || db.flush())
+        self.flusher
+            .flush()
             .await
-            .map_err(|e| StoreError::Database {
+            .map_err(|source| StoreError::Database {
                 op: "flush messages to disk",
-                source: sled::Error::ReportableBug(format!("the flush task failed: {e}")),
-            })?;
-        flushed.map(drop).map_err(|source| StoreError::Database {
-            op: "flush messages to disk",
-            source,
-        })
+                source,
+            })
     }
 
     // -----------------------------------------------------------------------
@@ -404,38 +410,61 @@ impl MessageStore {
             last_error: None,
             idempotency_key: idempotency_key.map(str::to_owned),
         };
-        let value = self.encode(Tree::Outbox, &record)?;
-        let trees = (
-            self.tree(Tree::Outbox),
-            self.tree(Tree::OutboxIds),
-            self.tree(Tree::OutboxPending),
-        );
-        let result = trees
-            .transaction(|(outbox, ids, pending)| {
-                if let Some(existing) = ids.get(id.as_bytes())? {
-                    let row = outbox.get(existing)?;
-                    if let Some(row) = row {
-                        let record: OutboxRecord =
-                            self.tx_decode(Tree::Outbox, id.as_bytes(), &row)?;
-                        return Ok(Enqueued {
-                            record,
-                            created: false,
-                        });
-                    }
-                }
-                outbox.insert(&seq_key(seq), value.as_slice())?;
-                ids.insert(id.as_bytes(), &seq_key(seq))?;
-                pending.insert(&seq_key(seq), &[])?;
-                Ok(Enqueued {
-                    record: record.clone(),
-                    created: true,
-                })
-            })
-            .map_err(|e| self.tx(Tree::Outbox, "queue a message", e))?;
-        if result.created {
-            *next = seq + 1;
+        if let Some(existing) = self.outgoing(id)? {
+            return Ok(Enqueued {
+                record: existing,
+                created: false,
+            });
         }
-        Ok(result)
+        let value = self.encode(Tree::Outbox, &record)?;
+        let key = seq_key(seq);
+        // No sled transaction: in sled 0.34 each one writes out the log
+        // buffer twice, which made the send path disk-bound. The `next_out`
+        // lock keeps enqueues of this account apart, and the order of the
+        // three writes makes whatever prefix of them survives a crash safe:
+        // an id or pending entry without its record is ignored (and the
+        // pending one removed at open, see `repair_outbox`).
+        self.tree(Tree::OutboxIds)
+            .insert(id.as_bytes(), &key)
+            .map_err(|e| self.sled(Tree::OutboxIds, "queue a message", e))?;
+        self.tree(Tree::OutboxPending)
+            .insert(key, &[])
+            .map_err(|e| self.sled(Tree::OutboxPending, "queue a message", e))?;
+        self.tree(Tree::Outbox)
+            .insert(key, value)
+            .map_err(|e| self.sled(Tree::Outbox, "queue a message", e))?;
+        *next = seq + 1;
+        Ok(Enqueued {
+            record,
+            created: true,
+        })
+    }
+
+    /// Brings the outbox indexes back in line with the records after a
+    /// crash between the separate writes of an enqueue or status change:
+    /// pending entries without a record, or whose record has left the
+    /// outbox, go; a failed record gets its failed entry.
+    fn repair_outbox(&self) -> Result<(), StoreError> {
+        let pending = self.tree(Tree::OutboxPending);
+        for row in pending.iter() {
+            let (key, _) = row.map_err(|e| self.sled(Tree::OutboxPending, "list messages", e))?;
+            let record = match parse_seq(&key) {
+                Some(seq) => self.outgoing_at(seq)?,
+                None => None,
+            };
+            if record.as_ref().is_some_and(|r| r.status.is_pending()) {
+                continue;
+            }
+            if record.is_some_and(|r| r.status == DeliveryStatus::Failed) {
+                self.tree(Tree::OutboxFailed)
+                    .insert(&key, &[])
+                    .map_err(|e| self.sled(Tree::OutboxFailed, "repair the index", e))?;
+            }
+            pending
+                .remove(&key)
+                .map_err(|e| self.sled(Tree::OutboxPending, "repair the index", e))?;
+        }
+        Ok(())
     }
 
     fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
@@ -451,7 +480,9 @@ impl MessageStore {
         let Some(seq) = self.seq_of(id)? else {
             return Ok(None);
         };
-        self.outgoing_at(seq)
+        // An id entry left by a crashed enqueue may name a sequence that a
+        // later message reused.
+        Ok(self.outgoing_at(seq)?.filter(|r| r.id == id))
     }
 
     fn outgoing_at(&self, seq: u64) -> Result<Option<OutboxRecord>, StoreError> {
@@ -466,20 +497,28 @@ impl MessageStore {
     /// Queued and sent-but-unacked messages, oldest first: what a connection
     /// has to (re)send.
     pub fn pending(&self) -> Result<Vec<OutboxRecord>, StoreError> {
-        self.indexed(Tree::OutboxPending)
+        self.indexed(Tree::OutboxPending, |s| s.is_pending())
     }
 
     /// Messages given up on, oldest first.
     pub fn failed(&self) -> Result<Vec<OutboxRecord>, StoreError> {
-        self.indexed(Tree::OutboxFailed)
+        self.indexed(Tree::OutboxFailed, |s| s == DeliveryStatus::Failed)
     }
 
-    fn indexed(&self, index: Tree) -> Result<Vec<OutboxRecord>, StoreError> {
+    /// The records an index names, checked against their status: a status
+    /// change writes the record before the index.
+    fn indexed(
+        &self,
+        index: Tree,
+        belongs: impl Fn(DeliveryStatus) -> bool,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
         let mut out = Vec::new();
         for row in self.tree(index).iter() {
             let (key, _) = row.map_err(|e| self.sled(index, "list messages", e))?;
             let Some(seq) = parse_seq(&key) else { continue };
-            if let Some(record) = self.outgoing_at(seq)? {
+            if let Some(record) = self.outgoing_at(seq)?
+                && belongs(record.status)
+            {
                 out.push(record);
             }
         }
@@ -558,35 +597,44 @@ impl MessageStore {
             return Ok(None);
         };
         let key = seq_key(seq);
-        let trees = (
-            self.tree(Tree::Outbox),
-            self.tree(Tree::OutboxPending),
-            self.tree(Tree::OutboxFailed),
-        );
-        trees
-            .transaction(|(outbox, pending, failed)| {
-                let Some(row) = outbox.get(key)? else {
-                    return Ok(None);
-                };
-                let mut record: OutboxRecord = self.tx_decode(Tree::Outbox, &key, &row)?;
-                if !change(&mut record) {
-                    return Ok(None);
-                }
-                record.updated_at = now_ms;
-                outbox.insert(&key, self.tx_encode(Tree::Outbox, &record)?)?;
-                if record.status.is_pending() {
-                    pending.insert(&key, &[])?;
-                } else {
-                    pending.remove(&key)?;
-                }
-                if record.status == DeliveryStatus::Failed {
-                    failed.insert(&key, &[])?;
-                } else {
-                    failed.remove(&key)?;
-                }
-                Ok(Some(record))
-            })
-            .map_err(|e| self.tx(Tree::Outbox, "update a message's status", e))
+        let outbox = self.tree(Tree::Outbox);
+        // A compare-and-swap on the one record instead of a sled transaction
+        // (see `enqueue_unflushed`): the sender and the supervisor may race
+        // on the same message, and the loser retries on the new value.
+        let record = loop {
+            let Some(old) = outbox
+                .get(key)
+                .map_err(|e| self.sled(Tree::Outbox, "read a message", e))?
+            else {
+                return Ok(None);
+            };
+            let mut record: OutboxRecord = self.decode(Tree::Outbox, &key, &old)?;
+            // The id entry may be a crashed enqueue's, naming a reused sequence.
+            if record.id != id || !change(&mut record) {
+                return Ok(None);
+            }
+            record.updated_at = now_ms;
+            let new = self.encode(Tree::Outbox, &record)?;
+            let swapped = outbox
+                .compare_and_swap(key, Some(old), Some(new))
+                .map_err(|e| self.sled(Tree::Outbox, "update a message's status", e))?;
+            if swapped.is_ok() {
+                break record;
+            }
+        };
+        // Statuses only move forward and never back into the outbox, so the
+        // indexes follow the record; a crash in between is repaired at open.
+        if !record.status.is_pending() {
+            if record.status == DeliveryStatus::Failed {
+                self.tree(Tree::OutboxFailed)
+                    .insert(key, &[])
+                    .map_err(|e| self.sled(Tree::OutboxFailed, "update a message's status", e))?;
+            }
+            self.tree(Tree::OutboxPending)
+                .remove(key)
+                .map_err(|e| self.sled(Tree::OutboxPending, "update a message's status", e))?;
+        }
+        Ok(Some(record))
     }
 
     // -----------------------------------------------------------------------

@@ -42,6 +42,7 @@ pub mod backup;
 pub mod codec;
 mod db;
 mod error;
+mod group_flush;
 mod keys;
 pub mod messages;
 mod records;

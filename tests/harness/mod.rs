@@ -91,6 +91,12 @@ impl Env {
 
     /// Starts walinkd and waits until its socket answers.
     pub async fn start_daemon(&mut self) {
+        self.start_daemon_within(Duration::from_secs(20)).await;
+    }
+
+    /// [`Self::start_daemon`], allowing `timeout` for the socket to answer
+    /// (the benchmarks start walinkd with a thousand accounts).
+    pub async fn start_daemon_within(&mut self, timeout: Duration) {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -114,11 +120,9 @@ impl Env {
             .spawn()
             .expect("spawn walinkd");
         self.daemon = Some(child);
-        eventually(
-            Duration::from_secs(20),
-            "walinkd answers on its socket",
-            || async { self.call("status", json!({})).await.ok() },
-        )
+        eventually(timeout, "walinkd answers on its socket", || async {
+            self.call("status", json!({})).await.ok()
+        })
         .await;
     }
 

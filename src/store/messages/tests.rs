@@ -373,3 +373,78 @@ async fn concurrent_enqueues_all_complete_in_sequence_order() {
         assert_eq!(mine, (0..50).collect::<Vec<u32>>());
     }
 }
+
+/// What a kill -9 between the separate writes of an enqueue or a status
+/// change can leave behind, written by hand, then repaired by reopening.
+#[tokio::test]
+async fn a_crash_between_outbox_writes_is_repaired_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        for id in ["A", "B", "C"] {
+            store
+                .enqueue(id, "1@s.whatsapp.net", "x", None, 1)
+                .await
+                .unwrap();
+        }
+        // Enqueues that died after their id (and pending) entry.
+        store
+            .tree(Tree::OutboxIds)
+            .insert("D", &seq_key(4))
+            .unwrap();
+        store
+            .tree(Tree::OutboxPending)
+            .insert(seq_key(4), &[])
+            .unwrap();
+        store
+            .tree(Tree::OutboxIds)
+            .insert("E", &seq_key(5))
+            .unwrap();
+        // Status changes that died after the record, before the indexes.
+        for (seq, status) in [(2, DeliveryStatus::Failed), (3, DeliveryStatus::ServerAck)] {
+            let mut record = store.outgoing_at(seq).unwrap().unwrap();
+            record.status = status;
+            let value = store.encode(Tree::Outbox, &record).unwrap();
+            store
+                .tree(Tree::Outbox)
+                .insert(seq_key(seq), value)
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+    let store = open(&dir);
+    let ids = |records: Vec<OutboxRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.pending().unwrap()), ["A"]);
+    assert_eq!(ids(store.failed().unwrap()), ["B"]);
+    assert_eq!(
+        store.counts(),
+        OutboxCounts {
+            queued: 1,
+            failed: 1
+        }
+    );
+    assert_eq!(store.outgoing("D").unwrap(), None, "D was never stored");
+    let d = store
+        .enqueue("D", "1@s.whatsapp.net", "again", None, 2)
+        .await
+        .unwrap();
+    assert!(d.created, "a retried D is queued, once");
+    let f = store
+        .enqueue("F", "1@s.whatsapp.net", "x", None, 2)
+        .await
+        .unwrap();
+    assert_eq!((d.record.seq, f.record.seq), (4, 5), "sequences are reused");
+    assert_eq!(
+        store.outgoing("E").unwrap(),
+        None,
+        "E's stale id entry does not name F"
+    );
+    assert_eq!(
+        store
+            .advance("E", DeliveryStatus::ServerAck, None, 3)
+            .unwrap(),
+        None,
+        "nor does a status for E change F"
+    );
+    assert_eq!(ids(store.pending().unwrap()), ["A", "D", "F"]);
+}
