@@ -229,6 +229,10 @@ impl Snapshots {
         let verify = restorable(&self.inner.backend);
         verify(&snapshot)
             .map_err(|why| CommandError::Rejected(format!("the import is unusable: {why}")))?;
+        // Held from the restore to its backup: otherwise the backup taken
+        // when the account reconnects can store the imported state first,
+        // and the import's own generation is then a duplicate, not kept.
+        let busy = self.inner.busy.lock().await;
         let state = self
             .inner
             .handle
@@ -239,7 +243,11 @@ impl Snapshots {
                     .map_err(|e| e.to_string())
             }))
             .await?;
-        self.take("imported").await.map_err(CommandError::Store)?;
+        self.inner
+            .take_locked("imported")
+            .await
+            .map_err(CommandError::Store)?;
+        drop(busy);
         self.inner.validate().await;
         Ok(state)
     }
@@ -252,6 +260,11 @@ impl Inner {
 
     async fn take(&self, reason: &str) -> Result<Option<Stored>, String> {
         let _busy = self.busy.lock().await;
+        self.take_locked(reason).await
+    }
+
+    /// [`Self::take`] for a caller that holds `busy`.
+    async fn take_locked(&self, reason: &str) -> Result<Option<Stored>, String> {
         let backend = self.backend.clone();
         let backups = self.backups.clone();
         let keep = self.policy.generations;
