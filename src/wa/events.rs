@@ -158,6 +158,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
         Event::Messages(batch) => batch
             .messages
             .iter()
+            .filter(|m| !is_device_key_exchange(m))
             .map(|m| WaEvent::Message(incoming(m)))
             .collect(),
         // The library reports 503/429/515 only in its logs; the raw
@@ -175,6 +176,19 @@ fn translate(event: &Event) -> Vec<WaEvent> {
         }
         _ => Vec::new(),
     }
+}
+
+/// App-state key shares and key requests travel between the account's own
+/// devices as messages (the phone shares its keys right after pairing);
+/// they carry no content for anyone's history, so walink never stores them.
+pub(crate) fn is_device_key_exchange(m: &InboundMessage) -> bool {
+    m.message
+        .get_base_message()
+        .protocol_message
+        .as_option()
+        .is_some_and(|p| {
+            p.app_state_sync_key_share.is_set() || p.app_state_sync_key_request.is_set()
+        })
 }
 
 /// A decrypted message reduced to walink's view of it.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use whatsapp_rust::{Client, InboundDurabilityHook};
 
-use super::events::{IncomingMessage, incoming};
+use super::events::{IncomingMessage, incoming, is_device_key_exchange};
 
 /// Where received messages are kept. `store` must be idempotent (the same
 /// message may come again after a crash) and return only once the batch is
@@ -26,7 +26,14 @@ impl InboundDurabilityHook for DurableInbox {
         _client: Arc<Client>,
         batch: &[whatsapp_rust::types::durability_hook::InboundMessage],
     ) -> anyhow::Result<()> {
-        let batch: Vec<IncomingMessage> = batch.iter().map(incoming).collect();
+        let batch: Vec<IncomingMessage> = batch
+            .iter()
+            .filter(|m| !is_device_key_exchange(m))
+            .map(incoming)
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
         self.0
             .store(&batch)
             .await

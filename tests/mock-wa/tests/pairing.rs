@@ -44,6 +44,45 @@ async fn qr_pairing_then_restart_logs_in_via_ik_without_qr() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_shares_its_app_state_sync_key_with_a_new_companion() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let (client, jid) = paired_client(&mock).await;
+    let keys = mock_wa::messaging::app_state_keys("15550000001");
+    assert!(!keys.is_empty());
+    for key in &keys {
+        let stored = client
+            .backend
+            .get_sync_key(&key.id)
+            .await
+            .expect("the store answers")
+            .unwrap_or_else(|| panic!("the client stored key {:02x?}", key.id));
+        assert_eq!(stored.key_data, key.data);
+        assert_eq!(stored.timestamp, key.timestamp);
+    }
+    assert_eq!(
+        client
+            .backend
+            .get_latest_sync_key_id()
+            .await
+            .expect("the store answers"),
+        Some(keys[keys.len() - 1].id.clone())
+    );
+    let messaging = mock.messaging().expect("messaging side runs");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while messaging.pending(&jid).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never acknowledged the key share"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_removes_the_device_and_its_next_login_fails() {
     init_logging();
     let mock = MockServer::start(MockConfig::default())

@@ -32,3 +32,11 @@ pub trait ServerView: Send + Sync {
     /// Sends `node` to logged-in device `device`; `false` if it is offline.
     fn push(&self, device: &Jid, node: Node) -> bool;
 }
+
+/// A stable ADV `raw_id` per account (clients reset a user's devices when
+/// it changes between two device-list answers).
+pub(super) fn raw_id_of(phone: &str) -> u32 {
+    phone.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}

@@ -131,11 +131,20 @@ pub(super) enum PendingBody {
     /// Encrypted once, resent byte for byte as the real server does.
     Stanza(Node),
     /// Not yet encryptable: the device has uploaded no keys yet.
-    Text {
+    Plain {
         from: String,
-        text: String,
+        content: Content,
         time: u64,
     },
+}
+
+/// What a simulated device writes to a companion, before encryption.
+#[derive(Clone, Debug)]
+pub(super) enum Content {
+    /// A contact's text message.
+    Text(String),
+    /// The account's own phone sharing app-state sync keys (a peer message).
+    KeyShare(Arc<Vec<super::key_share::AppStateKey>>),
 }
 
 #[derive(Clone, Debug)]
@@ -167,13 +176,15 @@ pub(super) struct State {
     pub sent_order: VecDeque<(DeviceAddr, String)>,
     /// Retry receipts a contact sent per message id.
     pub retries: HashMap<(String, String), u8>,
+    /// Companions the account's phone already shared its app-state keys with.
+    pub keys_shared: HashSet<DeviceAddr>,
 }
 
 /// A contact message as written, before encryption.
 #[derive(Clone, Debug)]
 pub(super) struct SentText {
     pub from: String,
-    pub text: String,
+    pub content: Content,
     pub time: u64,
 }
 
@@ -286,6 +297,7 @@ impl Messaging {
     pub async fn backlog(&self, view: &dyn ServerView, device: &Jid) -> Vec<Node> {
         let addr = DeviceAddr::of(view, device);
         let mut state = self.state.lock().await;
+        Self::share_keys_once(view, &mut state, device);
         let queue_len = state.devices.get(&addr).map_or(0, |s| s.queue.len());
         let mut out = Vec::new();
         for index in 0..queue_len {
@@ -452,7 +464,7 @@ impl Messaging {
                 slot.queue
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| matches!(p.body, PendingBody::Text { .. }))
+                    .filter(|(_, p)| matches!(p.body, PendingBody::Plain { .. }))
                     .map(|(i, _)| i)
                     .collect()
             })
@@ -472,9 +484,13 @@ impl Messaging {
         let pending = state.devices.get(addr)?.queue.get(index)?.clone();
         match pending.body {
             PendingBody::Stanza(node) => Some(node),
-            PendingBody::Text { from, text, time } => {
+            PendingBody::Plain {
+                from,
+                content,
+                time,
+            } => {
                 match self
-                    .encrypt_for_device(state, &from, addr, &pending.id, &text, time)
+                    .encrypt_for_device(state, &from, addr, &pending.id, &content, time)
                     .await
                 {
                     Ok(Some(node)) => {

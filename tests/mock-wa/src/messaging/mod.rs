@@ -15,6 +15,7 @@ mod directory;
 mod encrypt_iq;
 mod hub;
 mod inbound;
+mod key_share;
 mod outbound;
 mod retry;
 mod signal_handlers;
@@ -29,6 +30,7 @@ mod usync_iq;
 pub use admin::AdminReply;
 pub use directory::{AccountDevices, CompanionDevice, ServerView};
 pub use hub::{InboxEntry, Messaging, MessagingConfig, ReceiptKind};
+pub use key_share::{AppStateKey, app_state_keys};
 pub use signal_handlers::SignalHandlers;
 pub use stats::MessagingStats;
 

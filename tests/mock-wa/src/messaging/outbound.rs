@@ -8,7 +8,9 @@ use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
 use super::directory::ServerView;
-use super::hub::{DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, SentText, State};
+use super::hub::{
+    Content, DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, SentText, State,
+};
 use super::stanza::{new_message_id, now_secs, user_of};
 use super::stats::Counters;
 
@@ -45,9 +47,9 @@ impl Messaging {
                 class: "message",
                 id: id.clone(),
                 receipt_type: None,
-                body: PendingBody::Text {
+                body: PendingBody::Plain {
                     from: from_user.clone(),
-                    text: text.to_string(),
+                    content: Content::Text(text.to_string()),
                     time,
                 },
             };
@@ -93,7 +95,7 @@ impl Messaging {
         from: &str,
         addr: &DeviceAddr,
         id: &str,
-        text: &str,
+        content: &Content,
         time: u64,
     ) -> Result<Option<Node>, MessagingError> {
         let peer = addr.signal_address();
@@ -106,9 +108,12 @@ impl Messaging {
                 None => return Ok(None),
             }
         };
-        let message = waproto::whatsapp::Message {
-            conversation: Some(text.to_string()),
-            ..Default::default()
+        let message = match content {
+            Content::Text(text) => waproto::whatsapp::Message {
+                conversation: Some(text.clone()),
+                ..Default::default()
+            },
+            Content::KeyShare(keys) => super::key_share::key_share_message(keys),
         };
         let plaintext = MessageUtils::encode_and_pad(&message);
         let (kind, ciphertext) = state
@@ -120,16 +125,22 @@ impl Messaging {
             id,
             SentText {
                 from: from.to_string(),
-                text: text.to_string(),
+                content: content.clone(),
                 time,
             },
         );
+        let mut stanza = NodeBuilder::new("message")
+            .attr("from", Jid::pn(from))
+            .attr("id", id)
+            .attr("type", "text")
+            .attr("t", time.to_string());
+        if matches!(content, Content::KeyShare(_)) {
+            // From the account's own phone to its companion: a peer message,
+            // which the client acknowledges with a `peer_msg` receipt.
+            stanza = stanza.attr("category", "peer");
+        }
         Ok(Some(
-            NodeBuilder::new("message")
-                .attr("from", Jid::pn(from))
-                .attr("id", id)
-                .attr("type", "text")
-                .attr("t", time.to_string())
+            stanza
                 .children([NodeBuilder::new("enc")
                     .attr("v", "2")
                     .attr("type", kind.as_str())

@@ -41,9 +41,9 @@ impl Messaging {
             class: "message",
             id: id.to_string(),
             receipt_type: None,
-            body: PendingBody::Text {
+            body: PendingBody::Plain {
                 from: sent.from,
-                text: sent.text,
+                content: sent.content,
                 time: sent.time,
             },
         };

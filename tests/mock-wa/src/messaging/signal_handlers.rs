@@ -42,7 +42,7 @@ impl ServerView for CoreView<'_> {
             })
             .collect();
         (!companions.is_empty()).then(|| AccountDevices {
-            raw_id: raw_id_of(phone),
+            raw_id: super::directory::raw_id_of(phone),
             companions,
         })
     }
@@ -65,14 +65,6 @@ impl ServerView for CoreView<'_> {
         }
         sent
     }
-}
-
-/// A stable ADV `raw_id` per account (clients reset a user's devices when
-/// it changes between two device-list answers).
-fn raw_id_of(phone: &str) -> u32 {
-    phone.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 fn jid_of(device: &Device) -> Jid {

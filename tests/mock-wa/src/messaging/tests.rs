@@ -198,24 +198,39 @@ async fn unacked_messages_come_again_at_every_login_until_acked() {
         "nothing reaches an offline device"
     );
 
+    // The first login also carries the phone's app-state key share.
     let first = messaging.backlog(&core, &device()).await;
-    assert_eq!(first.len(), 1);
-    assert_eq!(attr(&first[0], "id").as_deref(), Some("M1"));
-    assert_eq!(attr(&first[0], "offline").as_deref(), Some("1"));
-    let enc = first[0].get_optional_child("enc").expect("enc");
+    assert_eq!(first.len(), 2);
+    let (shares, texts): (Vec<&Node>, Vec<&Node>) = first
+        .iter()
+        .partition(|n| attr(n, "category").as_deref() == Some("peer"));
+    assert_eq!(shares.len(), 1);
+    assert_eq!(
+        attr(shares[0], "from").as_deref(),
+        Some("15550000001@s.whatsapp.net")
+    );
+    let share_id = attr(shares[0], "id").expect("id");
+    assert_eq!(attr(texts[0], "id").as_deref(), Some("M1"));
+    assert_eq!(attr(texts[0], "offline").as_deref(), Some("1"));
+    let enc = texts[0].get_optional_child("enc").expect("enc");
     assert_eq!(attr(enc, "type").as_deref(), Some("pkmsg"));
 
     let again = messaging.backlog(&core, &device()).await;
     assert_eq!(again, first, "an unacked message is resent byte for byte");
 
-    let ack = NodeBuilder::new("ack")
-        .attr("class", "message")
-        .attr("id", "M1")
-        .attr("type", "text")
-        .build();
-    messaging.handle_ack(&core, &device(), &ack).await;
-    assert!(messaging.backlog(&core, &device()).await.is_empty());
-    assert_eq!(messaging.stats().client_acks, 1);
+    for id in [share_id.as_str(), "M1"] {
+        let ack = NodeBuilder::new("ack")
+            .attr("class", "message")
+            .attr("id", id)
+            .attr("type", "text")
+            .build();
+        messaging.handle_ack(&core, &device(), &ack).await;
+    }
+    assert!(
+        messaging.backlog(&core, &device()).await.is_empty(),
+        "nothing comes again, and the key share is not shared twice"
+    );
+    assert_eq!(messaging.stats().client_acks, 2);
 }
 
 #[tokio::test]
