@@ -26,6 +26,19 @@ async fn backups(env: &Env) -> Vec<Value> {
     v["snapshots"].as_array().cloned().unwrap_or_default()
 }
 
+/// The generation ids once no backup has been added for a while: the
+/// backups triggered by a (re)connection are taken after a settle delay, so
+/// the newest generation is only known once they are in.
+async fn settled_ids(env: &Env) -> Vec<u64> {
+    eventually(Duration::from_secs(20), "backups settle", || async {
+        let before = ids(&backups(env).await);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let after = ids(&backups(env).await);
+        (before == after).then_some(after)
+    })
+    .await
+}
+
 fn ids(list: &[Value]) -> Vec<u64> {
     list.iter().map(|s| s["id"].as_u64().unwrap()).collect()
 }
@@ -116,13 +129,7 @@ async fn snapshots_keep_a_damaged_session_alive_without_a_new_pairing() {
     .await;
     assert_eq!(first[0]["jid"], jid.as_str());
     assert_eq!(first[0]["checksum"].as_str().unwrap().len(), 64);
-    let settled = eventually(Duration::from_secs(20), "backups settle", || async {
-        let before = ids(&backups(&env).await);
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        let after = ids(&backups(&env).await);
-        (before == after).then_some(after)
-    })
-    .await;
+    let settled = settled_ids(&env).await;
     stays(
         Duration::from_secs(3),
         "no new generation while nothing changes",
@@ -175,7 +182,7 @@ async fn snapshots_keep_a_damaged_session_alive_without_a_new_pairing() {
     let restored_before = restored_lines(&env.daemon_log()).len();
 
     // The live database is damaged while walinkd is stopped.
-    let kept = ids(&backups(&env).await);
+    let kept = settled_ids(&env).await;
     env.stop_daemon(libc::SIGTERM).await;
     damage_files(&live);
     env.start_daemon().await;
@@ -207,7 +214,7 @@ async fn snapshots_keep_a_damaged_session_alive_without_a_new_pairing() {
 
     // Damaged again, and the newest generation is damaged too: the one
     // before it is used.
-    let newest = ids(&backups(&env).await);
+    let newest = settled_ids(&env).await;
     env.stop_daemon(libc::SIGTERM).await;
     damage_generation(&env, newest[0]).await;
     damage_files(&live);
