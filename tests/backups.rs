@@ -15,6 +15,18 @@ const CONNECT: Duration = Duration::from_secs(40);
 /// Short schedule so tests see several rounds quickly.
 const STORAGE: &str = "\n[storage]\nsnapshot_interval_secs = 1\nsnapshot_generations = 3\nvalidate_interval_secs = 1\n";
 
+/// `walink export|import sales FILE --passphrase-file PASSPHRASE`.
+async fn transfer(env: &Env, verb: &str, file: &Path, passphrase: &Path) -> std::process::Output {
+    env.walink(&[
+        verb,
+        "sales",
+        path_str(file),
+        "--passphrase-file",
+        path_str(passphrase),
+    ])
+    .await
+}
+
 async fn backups(env: &Env) -> Vec<Value> {
     let out = env.walink(&["backups", "sales", "--json"]).await;
     assert!(
@@ -423,15 +435,7 @@ async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
     let pass = keys.path().join("pass");
     std::fs::write(&pass, "moving day\n").unwrap();
     let file = keys.path().join("sales.walink");
-    let out = env
-        .walink(&[
-            "export",
-            "sales",
-            path_str(&file),
-            "--passphrase-file",
-            path_str(&pass),
-        ])
-        .await;
+    let out = transfer(&env, "export", &file, &pass).await;
     assert!(
         out.status.success(),
         "{}",
@@ -477,41 +481,17 @@ async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
     std::fs::rename(env.state_dir(), env.dir.path().join("old-host")).unwrap();
     env.write_config(&["sales"], &with_key(&key_b));
     env.start_daemon().await;
-    let out = env
-        .walink(&[
-            "import",
-            "sales",
-            path_str(&file),
-            "--passphrase-file",
-            path_str(&keys.path().join("nope")),
-        ])
-        .await;
+    let out = transfer(&env, "import", &file, &keys.path().join("nope")).await;
     assert_eq!(
         out.status.code(),
         Some(64),
         "a missing passphrase file is a usage error"
     );
     std::fs::write(keys.path().join("wrong"), "not it").unwrap();
-    let out = env
-        .walink(&[
-            "import",
-            "sales",
-            path_str(&file),
-            "--passphrase-file",
-            path_str(&keys.path().join("wrong")),
-        ])
-        .await;
+    let out = transfer(&env, "import", &file, &keys.path().join("wrong")).await;
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase or key is wrong"));
-    let out = env
-        .walink(&[
-            "import",
-            "sales",
-            path_str(&file),
-            "--passphrase-file",
-            path_str(&pass),
-        ])
-        .await;
+    let out = transfer(&env, "import", &file, &pass).await;
     assert!(
         out.status.success(),
         "{}",
