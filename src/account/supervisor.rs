@@ -16,7 +16,7 @@ use super::waiters::StatusWaiters;
 use crate::store::{DeliveryStatus, Enqueued, MessageStore, Retention, SledBackend};
 use crate::wa::{
     ConnectionSettings, DiagnoseReport, InboxSink, IncomingMessage, ReceiptStatus, Session,
-    WaEvent, diagnose, message_id_for_key, new_message_id,
+    VersionStatus, WaEvent, diagnose, message_id_for_key, new_message_id,
 };
 
 /// A connection this long resets the backoff schedule (DESIGN.md).
@@ -88,6 +88,8 @@ pub struct Snapshot {
     pub last_disconnect: Option<(String, SystemTime)>,
     pub next_retry_at: Option<SystemTime>,
     pub keepalive_rtt_ms: Option<u64>,
+    /// The WhatsApp Web version the last connect used, and where it came from.
+    pub version: Option<VersionStatus>,
     /// The verdict of the last failed network check, until the account
     /// connects or a check passes.
     pub network_problem: Option<String>,
@@ -225,6 +227,7 @@ impl AccountHandle {
             last_disconnect: None,
             next_retry_at: None,
             keepalive_rtt_ms: None,
+            version: None,
             network_problem: None,
             messages_in: 0,
             messages_out: 0,
@@ -687,7 +690,6 @@ impl Supervisor {
         if let Some(session) = &self.session {
             return Ok(session.clone());
         }
-        let backend: Arc<dyn wacore::store::traits::Backend> = self.backend.clone();
         let inbox = Arc::new(CountingInbox {
             inner: Arc::new(StoreInbox {
                 store: self.messages.clone(),
@@ -695,9 +697,14 @@ impl Supervisor {
             }),
             status: self.status.clone(),
         });
-        let (session, events) = Session::build(backend, &self.settings.connection, Some(inbox))
-            .await
-            .map_err(|e| e.to_string())?;
+        let (session, events) = Session::build(
+            &self.name,
+            self.backend.clone(),
+            &self.settings.connection,
+            Some(inbox),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let session = Arc::new(session);
         self.session = Some(session.clone());
         self.session_events = Some(events);
@@ -753,6 +760,9 @@ impl Supervisor {
                 _ = &mut run => break,
                 Some(ev) = events.recv() => {
                     if matches!(ev, WaEvent::Connected) {
+                        session.version_worked();
+                        let version = session.version();
+                        self.status.send_modify(|s| s.version = version);
                         connected_at = Some(Instant::now());
                         stable.as_mut().reset(tokio::time::Instant::now() + STABLE_AFTER);
                         if let Some(old) = sender.take() {
@@ -833,6 +843,8 @@ impl Supervisor {
             }
         }
         pings.abort_all();
+        let version = session.version();
+        self.status.send_modify(|s| s.version = version);
         attempt.silent = silent.load(std::sync::atomic::Ordering::Acquire);
         attempt.dial_error = session.take_dial_error();
         if self.session.is_some() {

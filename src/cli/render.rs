@@ -268,6 +268,22 @@ pub fn status_detail(a: &AccountStatus, now: u64) -> String {
         or_dash(a.last_keepalive_rtt_ms.map(|ms| format!("{ms} ms"))),
     ));
     rows.push((
+        "web version",
+        or_dash(a.version.as_ref().map(|v| {
+            let source = match v.source.as_str() {
+                "pinned" => "pinned in the config",
+                "fetched" => "fetched from web.whatsapp.com",
+                "stored" => "the last one that worked",
+                "built_in" => "built into walink, none fetched yet",
+                other => other,
+            };
+            format!("{} ({source})", v.version)
+        })),
+    ));
+    if let Some(error) = a.version.as_ref().and_then(|v| v.fetch_error.as_ref()) {
+        rows.push(("", format!("- {error}")));
+    }
+    rows.push((
         "session",
         if a.session.exists {
             format!(

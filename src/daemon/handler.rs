@@ -523,6 +523,11 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         },
         recommendations: health.recommendations,
         outbox: wire::OutboxCounts::default(),
+        version: s.version.as_ref().map(|v| wire::WebVersionInfo {
+            version: v.version_string(),
+            source: v.source.as_str().to_owned(),
+            fetch_error: v.fetch_error.clone(),
+        }),
     }
 }
 

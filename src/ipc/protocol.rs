@@ -461,6 +461,23 @@ pub struct AccountStatus {
     /// Messages waiting to be sent, and messages given up on.
     #[serde(default)]
     pub outbox: OutboxCounts,
+    /// The WhatsApp Web version the account announces; `null` before its
+    /// first connect.
+    #[serde(default)]
+    pub version: Option<WebVersionInfo>,
+}
+
+/// `status` → `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebVersionInfo {
+    /// e.g. `2.3000.1026131876`.
+    pub version: String,
+    /// `pinned` (connection.client_version), `fetched` (from
+    /// web.whatsapp.com within a day), `stored` (the last one that worked:
+    /// the fetch is failing or not due) or `built_in` (never fetched).
+    pub source: String,
+    /// Why the last fetch of the version page failed, until one succeeds.
+    pub fetch_error: Option<String>,
 }
 
 /// `status` → `outbox`.
@@ -1042,6 +1059,11 @@ mod tests {
                 queued: 3,
                 failed: 1,
             },
+            version: Some(WebVersionInfo {
+                version: "2.3000.1026131876".into(),
+                source: "stored".into(),
+                fetch_error: None,
+            }),
         }
     }
 
@@ -1076,7 +1098,8 @@ mod tests {
                     "should_clear_session": false,
                     "should_restore_backup": false
                 },
-                "outbox": {"queued": 3, "failed": 1}
+                "outbox": {"queued": 3, "failed": 1},
+                "version": {"version": "2.3000.1026131876", "source": "stored", "fetch_error": null}
             })
         );
         let back: AccountStatus = serde_json::from_value(value).unwrap();

@@ -2,6 +2,7 @@
 //! proxies and TLS. Knows nothing of WebSocket or the WhatsApp protocol.
 
 pub mod dial;
+pub mod http;
 pub mod proxy;
 pub mod tls;
 

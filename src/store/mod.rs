@@ -54,6 +54,7 @@ mod tests;
 pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
 pub use backup::{BackupDb, BackupError, SnapshotInfo};
 pub use db::StateDb;
+pub use records::WebVersion;
 pub use error::StoreError;
 pub use messages::{
     ChatSummary, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageStore, OutboxCounts,

@@ -56,6 +56,17 @@ record!(Text, "text", 1);
 pub(crate) struct Counter(pub u64);
 record!(Counter, "counter", 1);
 
+/// The WhatsApp Web version an account last fetched or connected with,
+/// so a reconnect never waits for (or fails on) the version page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebVersion {
+    pub version: (u32, u32, u32),
+    /// When it was last fetched from web.whatsapp.com, Unix milliseconds
+    /// (0 when it was only ever connected with, never fetched).
+    pub fetched_at_ms: u64,
+}
+record!(WebVersion, "web version", 1);
+
 /// Value of an index row, whose key carries all the information.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Marker;

@@ -3,13 +3,16 @@
 
 pub mod diagnose;
 pub mod events;
+pub mod http;
 pub mod inbox;
 pub mod message_id;
 pub mod session;
 pub mod transport;
+pub mod version;
 
 pub use diagnose::{DiagnoseReport, DiagnoseStep, StepStatus, diagnose};
 pub use events::{IncomingMessage, ReceiptStatus, WaEvent};
 pub use inbox::InboxSink;
 pub use message_id::{message_id_for_key, new_message_id};
 pub use session::{ConnectionSettings, Session, SessionError};
+pub use version::{VersionSource, VersionStatus};

@@ -18,12 +18,14 @@ use wacore::store::traits::Backend;
 use wacore::types::events::Subscription;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
 use whatsapp_rust::{Client, Jid, RawNodeLease, SendOptions, TokioRuntime};
-use whatsapp_rust_ureq_http_client::UreqHttpClient;
-
 use super::events::{Forwarder, WaEvent};
+use super::http::WaHttpClient;
 use super::inbox::{DurableInbox, InboxSink};
 use super::transport::WsTransportFactory;
+use super::version::{VersionKeeper, VersionStatus};
+use crate::net::http::{HostMap, HttpClient};
 use crate::net::{Dialer, IpFamily, Proxy};
+use crate::store::SledBackend;
 
 /// How long a logout may wait for the server before we just disconnect.
 const LOGOUT_GRACE: Duration = Duration::from_secs(10);
@@ -47,6 +49,11 @@ impl ConnectionSettings {
     pub fn dialer(&self) -> Dialer {
         Dialer::new(self.ip_family, self.proxy.clone(), self.connect_timeout)
     }
+
+    /// An HTTP client on a dialer of these settings (version page, media).
+    pub fn http_client(&self) -> HttpClient {
+        HttpClient::new(self.dialer(), HostMap::from_env())
+    }
 }
 
 #[derive(Debug, Error)]
@@ -69,19 +76,22 @@ pub enum SessionError {
 pub struct Session {
     client: Arc<Client>,
     dial_error: Arc<std::sync::Mutex<Option<String>>>,
+    version: VersionKeeper,
     _subscription: Subscription,
     _raw_nodes: RawNodeLease,
 }
 
 impl Session {
-    /// Builds the client over `backend` and returns the stream of its events.
-    /// With `inbox`, received messages are acknowledged to the server only
-    /// once `inbox` has stored them.
+    /// Builds the client over `store`, account `account`'s state, and
+    /// returns the stream of its events. With `inbox`, received messages are
+    /// acknowledged to the server only once `inbox` has stored them.
     pub async fn build(
-        backend: Arc<dyn Backend>,
+        account: &str,
+        store: Arc<SledBackend>,
         settings: &ConnectionSettings,
         inbox: Option<Arc<dyn InboxSink>>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<WaEvent>), SessionError> {
+        let backend: Arc<dyn Backend> = store.clone();
         let persistence = PersistenceManager::new(backend)
             .await
             .map_err(|e| SessionError::Build(format!("loading the stored session: {e}")))?;
@@ -91,11 +101,13 @@ impl Session {
             settings.dialer(),
         );
         let dial_error = transport.last_error();
+        let http = settings.http_client();
+        let version = VersionKeeper::new(account, store, http.clone(), settings.client_version);
         let mut builder = Client::builder()
             .with_runtime(TokioRuntime)
             .with_persistence_manager(Arc::new(persistence))
             .with_transport_factory(transport)
-            .with_http_client(UreqHttpClient::new())
+            .with_http_client(WaHttpClient::new(http))
             .with_skip_history_sync(true);
         if let Some(version) = settings.client_version {
             builder = builder.with_version_override(version);
@@ -116,6 +128,7 @@ impl Session {
             Self {
                 client,
                 dial_error,
+                version,
                 _subscription: subscription,
                 _raw_nodes: raw_nodes,
             },
@@ -126,7 +139,20 @@ impl Session {
     /// One connection: returns when it has ended, for whatever reason. Events
     /// tell why.
     pub async fn run_once(&self) {
+        self.version
+            .prepare(&self.client.persistence_manager())
+            .await;
         self.client.run().await;
+    }
+
+    /// The WhatsApp Web version in use and where it came from.
+    pub fn version(&self) -> Option<VersionStatus> {
+        self.version.status()
+    }
+
+    /// The login with the current version succeeded: keep it.
+    pub fn version_worked(&self) {
+        self.version.worked();
     }
 
     /// Why the last dial failed, if it did (taken: the next call says None).

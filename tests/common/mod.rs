@@ -72,6 +72,7 @@ pub fn account(name: &str, level: HealthLevel) -> AccountStatus {
             ..Recommendations::default()
         },
         outbox: Default::default(),
+        version: None,
     }
 }
 

@@ -22,7 +22,7 @@ use wacore::store::Device;
 
 use super::codec::{self, Record};
 use super::error::{StoreError, describe_key};
-use super::records::DeviceState;
+use super::records::{DeviceState, WebVersion};
 use super::seal::{self, Sealer};
 
 /// The trees one account owns, in the order `clear` wipes them: the device
@@ -114,6 +114,8 @@ pub(crate) mod meta {
     pub const DEVICE: &[u8] = b"device";
     pub const DEVICE_ID_SEQ: &[u8] = b"device_id_seq";
     pub const LATEST_SYNC_KEY_ID: &[u8] = b"latest_sync_key_id";
+    /// Not under `device`: `watch_credentials` watches that prefix.
+    pub const WEB_VERSION: &[u8] = b"web_version";
 }
 
 /// Result type of sled transaction closures in this module.
@@ -206,6 +208,15 @@ impl SledBackend {
             .into_device()
             .map(Some)
             .map_err(|reason| self.invalid(Kind::Meta, meta::DEVICE, reason))
+    }
+
+    /// The WhatsApp Web version kept for this account, if any.
+    pub fn web_version(&self) -> Result<Option<WebVersion>, StoreError> {
+        self.get(Kind::Meta, meta::WEB_VERSION)
+    }
+
+    pub fn set_web_version(&self, version: &WebVersion) -> Result<(), StoreError> {
+        self.put(Kind::Meta, meta::WEB_VERSION, version)
     }
 
     /// The key records are sealed with, when encryption at rest is on.

@@ -80,6 +80,7 @@ fn check_record(
             }
             meta::DEVICE_ID_SEQ => valid::<Counter>(value)?,
             meta::LATEST_SYNC_KEY_ID => valid::<Blob>(value)?,
+            meta::WEB_VERSION => valid::<WebVersion>(value)?,
             _ => return Err("unknown meta key".into()),
         },
         Kind::Identities => valid::<IdentityKey>(value)?,
