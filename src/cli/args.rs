@@ -52,6 +52,10 @@ pub enum Command {
         /// Print each QR payload on its own line instead of drawing it
         #[arg(long)]
         raw: bool,
+        /// Give up after this many seconds without a link (exit 3 with the
+        /// account's state and reason); default: wait until linked
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
     },
     /// Get a code to link the account by typing it on the phone
     PairCode {

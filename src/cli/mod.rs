@@ -26,7 +26,7 @@ use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, StreamItem, decode};
 use crate::ipc::protocol::{
     self, ActionResult, ChatsResult, DiagnoseReport, HealthLevel, HealthResult, Lagged,
-    MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, SendResult,
+    MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, QrWaiting, SendResult,
     StatusResult, method, notification,
 };
 
@@ -140,7 +140,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(if report.ok { exit::OK } else { exit::DEGRADED })
         }
         Command::Health { account } => health(&mut client, &out, account).await,
-        Command::Qr { account, raw } => qr(&mut client, &out, &account, raw).await,
+        Command::Qr {
+            account,
+            raw,
+            timeout,
+        } => qr(&mut client, &out, &account, raw, timeout).await,
         Command::PairCode { account, phone } => {
             let result: PairCodeResult = call(
                 &mut client,
@@ -450,16 +454,70 @@ async fn action(
     Ok(exit::OK)
 }
 
-async fn qr(client: &mut Client, out: &Output, account: &str, raw: bool) -> Result<u8, Failure> {
+async fn qr(
+    client: &mut Client,
+    out: &Output,
+    account: &str,
+    raw: bool,
+    timeout: Option<u64>,
+) -> Result<u8, Failure> {
     let what = format!("qr {account}");
     let fail = |e| Failure::client(&what, e);
     let redraw = !raw && !out.json && std::io::stdout().is_terminal();
+    let deadline = timeout.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut waiting: Option<QrWaiting> = None;
     let mut stream = client
         .stream(method::QR, json!({ "account": account }))
         .await
         .map_err(fail)?;
-    while let Some(item) = stream.next().await.map_err(fail)? {
+    loop {
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let why = match &waiting {
+                        Some(w) => format!(
+                            "not linked after {}s; the account is {}: {}",
+                            timeout.unwrap_or_default(),
+                            w.state,
+                            w.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                        None => format!(
+                            "not linked after {}s; run `walink status {account}`",
+                            timeout.unwrap_or_default()
+                        ),
+                    };
+                    return Err(Failure {
+                        what,
+                        why,
+                        code: exit::REFUSED,
+                    });
+                }
+            },
+            None => stream.next().await,
+        };
+        let Some(item) = next.map_err(fail)? else {
+            break;
+        };
         match item {
+            StreamItem::Notification(n) if n.method == notification::QR_WAITING => {
+                if out.json {
+                    out.json_line(&n.params);
+                    continue;
+                }
+                let w: QrWaiting = decode(n.params).map_err(fail)?;
+                eprintln!(
+                    "{}: {}: {}; no QR yet, still trying{}",
+                    w.account,
+                    w.state,
+                    w.reason.as_deref().unwrap_or("no reason given"),
+                    match timeout {
+                        Some(s) => format!(" (giving up after {s}s)"),
+                        None => " (Ctrl-C to stop)".to_owned(),
+                    }
+                );
+                waiting = Some(w);
+            }
             StreamItem::Notification(n) if n.method == notification::QR => {
                 if out.json {
                     out.json_line(&n.params);

@@ -13,7 +13,8 @@ use crate::account::state::AccountState;
 use crate::account::{AccountEvent, AccountHandle, CommandError, DeliveryStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
-    MessageStatus, PairCodeResult, QrNotification, QrResult, RpcError, SendResult, StatusResult,
+    MessageStatus, PairCodeResult, QrNotification, QrResult, QrWaiting, RpcError, SendResult,
+    StatusResult,
     notification, unix_secs,
 };
 use crate::ipc::{Handler, NotificationSink};
@@ -209,12 +210,8 @@ impl DaemonHandler {
             if let (AccountState::Connected, Some(jid)) = (snap.state, &snap.jid) {
                 return Err(RpcError::already_paired(name, jid));
             }
-            if !snap.enabled {
-                return Err(RpcError::invalid_state(
-                    name,
-                    snap.state,
-                    "the account is disabled in the config; enable it and reload",
-                ));
+            if let Some(why) = cannot_show_qr(name, &snap) {
+                return Err(RpcError::invalid_state(name, snap.state, why));
             }
             if snap.session_exists {
                 return Err(RpcError::already_paired(
@@ -228,9 +225,32 @@ impl DaemonHandler {
             .await
             .map_err(|e| command_error(name, e))?;
         let mut last_code: Option<String> = None;
+        let mut last_waiting: Option<QrWaiting> = None;
         let mut paired = false;
         loop {
             let snap = watch.borrow_and_update().clone();
+            // No code to show and not connected: say why, once per change,
+            // instead of leaving the user in front of a blank terminal.
+            if snap.qr.is_none()
+                && matches!(
+                    snap.state,
+                    AccountState::Connecting | AccountState::Reconnecting
+                )
+                && snap.state_reason.is_some()
+            {
+                let waiting = QrWaiting {
+                    account: name.to_string(),
+                    state: snap.state,
+                    reason: snap.state_reason.clone(),
+                    next_retry_at: secs(snap.next_retry_at),
+                };
+                if last_waiting.as_ref() != Some(&waiting) {
+                    if sink.notify(notification::QR_WAITING, &waiting).is_err() {
+                        return Err(RpcError::invalid_request("client went away"));
+                    }
+                    last_waiting = Some(waiting);
+                }
+            }
             if let Some(qr) = &snap.qr
                 && last_code.as_ref() != Some(&qr.code)
             {
@@ -277,6 +297,9 @@ impl DaemonHandler {
     async fn pair_code(&self, p: wire::PairCodeParams) -> Result<Value, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
+        if let Some(why) = cannot_show_qr(&p.account, &snap) {
+            return Err(RpcError::invalid_state(&p.account, snap.state, why));
+        }
         if snap.session_exists {
             return Err(RpcError::already_paired(
                 &p.account,
@@ -294,9 +317,14 @@ impl DaemonHandler {
                 Ok(Ok(_)) => {}
                 Ok(Err(_)) => return Err(RpcError::shutting_down()),
                 Err(_) => {
+                    let now = handle.snapshot();
                     return Err(RpcError::timeout(format!(
-                        "no pairing connection within {}s; check `walink status {}`",
+                        "no pairing connection within {}s: the account is {}{}; check `walink status {}`",
                         PAIRING_READY_TIMEOUT.as_secs(),
+                        now.state,
+                        now.state_reason
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default(),
                         p.account
                     )));
                 }
@@ -467,6 +495,23 @@ pub(super) fn command_error(account: &str, e: CommandError) -> RpcError {
         CommandError::Rejected(why) => RpcError::send_failed(why),
         CommandError::Store(why) => RpcError::storage(why),
         CommandError::Gone => RpcError::shutting_down(),
+    }
+}
+
+/// Why an account cannot show a QR now, if it cannot.
+fn cannot_show_qr(name: &str, snap: &Snapshot) -> Option<String> {
+    if !snap.enabled {
+        return Some("the account is disabled in the config; enable it and reload".into());
+    }
+    match snap.state {
+        AccountState::LoggedOut => Some(format!(
+            "{}; run `walink initialize {name}` to link it again, then `walink qr {name}`",
+            snap.state_reason.as_deref().unwrap_or("logged out by the server")
+        )),
+        AccountState::Replaced => Some(format!(
+            "another client took over the session; run `walink reconnect {name}` to take it back, or `walink clear-session {name}` to link it anew"
+        )),
+        _ => None,
     }
 }
 

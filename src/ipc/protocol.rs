@@ -38,6 +38,9 @@ pub mod method {
     pub const RESTART: &str = "restart";
     pub const SEND: &str = "send";
     pub const QR: &str = "qr";
+    /// During a `qr` call, while no QR can be shown because the account
+    /// cannot reach the server: params: [`super::QrWaiting`].
+    pub const QR_WAITING: &str = "qr.waiting";
     pub const PAIR_CODE: &str = "pair_code";
     pub const SUBSCRIBE: &str = "subscribe";
     pub const DIAGNOSE: &str = "diagnose";
@@ -78,6 +81,9 @@ pub mod method {
 pub mod notification {
     /// A QR payload pushed during a `qr` call; params: [`super::QrNotification`].
     pub const QR: &str = "qr";
+    /// During a `qr` call, while no QR can be shown because the account
+    /// cannot reach the server: params: [`super::QrWaiting`].
+    pub const QR_WAITING: &str = "qr.waiting";
     /// An account event pushed during `subscribe`; params: [`super::Event`].
     pub const EVENT: &str = "event";
     /// Notifications were dropped because the client read too slowly;
@@ -685,6 +691,16 @@ pub struct QrNotification {
     pub code: String,
     /// Seconds until this code is replaced by the next one.
     pub timeout_secs: u64,
+}
+
+/// Why `qr` has no code to show yet: the account's state and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QrWaiting {
+    pub account: String,
+    pub state: AccountState,
+    pub reason: Option<String>,
+    /// When the next attempt is due (Unix seconds), if one is scheduled.
+    pub next_retry_at: Option<u64>,
 }
 
 /// Final result of `qr`, once the phone has linked.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod version_page;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +24,8 @@ pub struct Env {
     pub dir: TempDir,
     pub mock: MockHandle,
     pub daemon: Option<Child>,
+    /// Extra environment for walinkd (e.g. `WALINK_TEST_HOSTS`).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 /// Polls `probe` until it returns `Some`, or panics with `what` at `timeout`.
@@ -58,6 +61,7 @@ impl Env {
             dir: tempfile::tempdir().expect("temp dir"),
             mock,
             daemon: None,
+            daemon_env: Vec::new(),
         };
         env.write_config(accounts, connection);
         env
@@ -113,6 +117,7 @@ impl Env {
             // debug info: +170 MiB RSS, which hides real memory growth.
             // Panics still get their backtrace.
             .env("RUST_LIB_BACKTRACE", "0")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
