@@ -1,9 +1,13 @@
 //! Where logs go: journald with structured fields under systemd, readable
 //! lines on stderr otherwise.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
 use crate::config::LogTarget;
@@ -19,7 +23,7 @@ pub fn init(target: LogTarget) {
         LogTarget::Stderr => false,
         LogTarget::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(Guard);
     if journald {
         match tracing_journald::layer() {
             Ok(layer) => {
@@ -45,4 +49,106 @@ pub fn init(target: LogTarget) {
                 .with_target(false),
         )
         .try_init();
+}
+
+/// Drops the library's log lines that must not reach walink's log:
+///
+/// - anything that can carry pairing material: the phone-number flow logs
+///   the pair code itself (target `Client/PairCode`), and at debug level the
+///   node dumps (`Client/Recv`, `Client/Send`) print the refs of
+///   `pair-device`, from which the QR is made;
+/// - "Failed to connect: … Will retry..." at ERROR: walink, not the library,
+///   retries, and logs the attempt's reason itself (`event=backoff`).
+///
+/// walink's own events are never inspected.
+pub struct Guard;
+
+impl<S: Subscriber> Layer<S> for Guard {
+    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
+        if event.metadata().target().starts_with("walink") {
+            return true;
+        }
+        let mut seen = Seen::default();
+        event.record(&mut seen);
+        let target = seen
+            .log_target
+            .as_deref()
+            .unwrap_or(event.metadata().target());
+        !withheld(target, *event.metadata().level(), &seen.message)
+    }
+}
+
+/// Whether a library line with this target, level and message is withheld.
+pub fn withheld(target: &str, level: Level, message: &str) -> bool {
+    const PAIRING: [&str; 3] = ["pair-device", "pair-success", "link_code_companion_reg"];
+    match target {
+        "Client/PairCode" => true,
+        "Client/Recv" | "Client/Send" => PAIRING.iter().any(|m| message.contains(m)),
+        _ => {
+            (level == Level::ERROR && message.starts_with("Failed to connect:"))
+                || message.contains("pair-device")
+        }
+    }
+}
+
+#[derive(Default)]
+struct Seen {
+    message: String,
+    /// The `log` crate's target, for lines that came through tracing-log.
+    log_target: Option<String>,
+}
+
+impl Visit for Seen {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message.push_str(value),
+            "log.target" => self.log_target = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            "log.target" => self.log_target = Some(format!("{value:?}")),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairing_material_and_the_retry_error_are_withheld() {
+        assert!(withheld(
+            "Client/Recv",
+            Level::DEBUG,
+            "<iq type=\"set\"><pair-device><ref>2@abc</ref></pair-device></iq>"
+        ));
+        assert!(withheld(
+            "Client/PairCode",
+            Level::INFO,
+            "Stage 1 complete, waiting for phone confirmation. Code: ABCD-EFGH"
+        ));
+        assert!(withheld(
+            "whatsapp_rust::client::lifecycle",
+            Level::ERROR,
+            "Failed to connect: transport failed. Will retry..."
+        ));
+        assert!(!withheld(
+            "whatsapp_rust::client::lifecycle",
+            Level::DEBUG,
+            "Transient connect failure, will retry: x"
+        ));
+        assert!(!withheld("Client/Recv", Level::DEBUG, "<ib><offline count=\"0\"/></ib>"));
+        assert!(!withheld(
+            "whatsapp_rust::client",
+            Level::WARN,
+            "Failed to send acknowledgement"
+        ));
+    }
 }
