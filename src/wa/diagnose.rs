@@ -22,6 +22,7 @@ use wacore_binary::consts::WA_CONN_HEADER;
 
 use super::session::ConnectionSettings;
 use super::transport::{Endpoint, WsStream, upgrade_request};
+use super::version;
 use crate::net::dial::{interleave, race, resolve};
 use crate::net::{DialError, IpFamily, ProxyError, tls};
 
@@ -60,7 +61,8 @@ impl std::fmt::Display for StepStatus {
 /// One step of a diagnosis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiagnoseStep {
-    /// `dns`, `proxy`, `tcp_ipv4`, `tcp_ipv6`, `tls`, `websocket` or `noise`.
+    /// `dns`, `proxy`, `tcp_ipv4`, `tcp_ipv6`, `tls`, `websocket`, `noise`
+    /// or `http` (the WhatsApp Web version page).
     pub step: String,
     pub status: StepStatus,
     /// How long the step took; `null` when it did not run.
@@ -143,6 +145,7 @@ pub async fn diagnose(settings: &ConnectionSettings, account: Option<&str>) -> D
             Some("fix connection.url in walink.toml".into()),
         );
     }
+    version_page(settings, &mut steps).await;
     let failure = steps.steps.iter().find(|s| s.status == StepStatus::Failed);
     let verdict = match failure {
         None => format!(
@@ -318,6 +321,44 @@ async fn run(settings: &ConnectionSettings, endpoint: &Endpoint, steps: &mut Ste
         Err((detail, hint)) => steps.push("noise", StepStatus::Failed, took, detail, Some(hint)),
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+}
+
+/// The `http` step: the version fetch every unpinned connect relies on,
+/// through the same HTTP client (proxy, family, timeouts) the account uses.
+async fn version_page(settings: &ConnectionSettings, steps: &mut Steps) {
+    if steps.steps.iter().any(|s| s.status == StepStatus::Failed) {
+        steps.skip("http", "not run: an earlier step failed");
+        return;
+    }
+    if let Some((p, s, t)) = settings.client_version {
+        steps.skip(
+            "http",
+            format!("connection.client_version pins {p}.{s}.{t}: the version page is not used"),
+        );
+        return;
+    }
+    let start = Instant::now();
+    match version::fetch(&settings.http_client()).await {
+        Ok((p, s, t)) => steps.push(
+            "http",
+            StepStatus::Ok,
+            Some(start.elapsed()),
+            format!("{} names WhatsApp Web {p}.{s}.{t}", version::SW_URL),
+            None,
+        ),
+        Err(e) => steps.push(
+            "http",
+            StepStatus::Failed,
+            Some(start.elapsed()),
+            e,
+            Some(
+                "walink connects anyway, with the last version that worked (or its built-in one); \
+                 check that the proxy or firewall lets HTTPS to web.whatsapp.com through, or pin \
+                 connection.client_version"
+                    .into(),
+            ),
+        ),
+    }
 }
 
 fn now_unix() -> i64 {
