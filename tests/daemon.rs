@@ -121,6 +121,13 @@ async fn logout_401_stops_and_forgets_the_credentials() {
     assert_eq!(s["session"]["exists"], false, "credentials removed");
     assert_eq!(s["health"]["level"], "critical");
     assert_eq!(s["recommendations"]["needs_pairing"], true);
+    // No QR can be shown until the account is initialized again: `qr`
+    // says so and what to run, instead of waiting.
+    let out = env.walink(&["qr", "sales"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("logged_out"), "{stderr}");
+    assert!(stderr.contains("walink initialize sales"), "{stderr}");
     let attempts = env.mock.stats().connection_attempts;
     stays(
         Duration::from_secs(30),
