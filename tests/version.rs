@@ -144,12 +144,18 @@ async fn the_version_page_and_the_websocket_go_only_through_the_proxy() {
         .unwrap();
     assert_eq!(http["status"], "ok", "{report:#}");
     assert!(
-        http["detail"].as_str().unwrap().contains(&REVISION.to_string()),
+        http["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&REVISION.to_string()),
         "{http}"
     );
 
     let log = env.daemon_log();
-    assert!(log.contains("Client/Recv") || log.contains("DEBUG"), "debug lines were logged");
+    assert!(
+        log.contains("Client/Recv") || log.contains("DEBUG"),
+        "debug lines were logged"
+    );
     let reference = code.rsplit('#').next().unwrap().split(',').next().unwrap();
     assert!(reference.len() > 8, "a QR ref: {reference}");
     assert!(!log.contains(reference), "the QR ref never reaches the log");
@@ -182,15 +188,25 @@ async fn a_version_page_that_is_down_never_blocks_a_connect() {
         "[[account]]\nname = \"kept\"\n\n[[account]]\nname = \"fresh\"\n",
     );
     env.start_daemon().await;
-    let status = eventually(CONNECT, "kept connects and names the failed fetch", || async {
-        let s = env.status("kept").await;
-        (s["state"] == "connected" && !s["version"]["fetch_error"].is_null()).then_some(s)
-    })
+    let status = eventually(
+        CONNECT,
+        "kept connects and names the failed fetch",
+        || async {
+            let s = env.status("kept").await;
+            (s["state"] == "connected" && !s["version"]["fetch_error"].is_null()).then_some(s)
+        },
+    )
     .await;
-    assert_eq!(status["version"]["version"], format!("2.3000.{REVISION}"), "{status}");
+    assert_eq!(
+        status["version"]["version"],
+        format!("2.3000.{REVISION}"),
+        "{status}"
+    );
     let error = status["version"]["fetch_error"].as_str().unwrap();
     assert!(
-        error.starts_with("could not fetch the WhatsApp Web version from web.whatsapp.com directly:"),
+        error.starts_with(
+            "could not fetch the WhatsApp Web version from web.whatsapp.com directly:"
+        ),
         "{error}"
     );
     assert!(error.contains("refused"), "{error}");

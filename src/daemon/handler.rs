@@ -14,8 +14,7 @@ use crate::account::{AccountEvent, AccountHandle, CommandError, DeliveryStatus, 
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
     MessageStatus, PairCodeResult, QrNotification, QrResult, QrWaiting, RpcError, SendResult,
-    StatusResult,
-    notification, unix_secs,
+    StatusResult, notification, unix_secs,
 };
 use crate::ipc::{Handler, NotificationSink};
 
@@ -506,7 +505,9 @@ fn cannot_show_qr(name: &str, snap: &Snapshot) -> Option<String> {
     match snap.state {
         AccountState::LoggedOut => Some(format!(
             "{}; run `walink initialize {name}` to link it again, then `walink qr {name}`",
-            snap.state_reason.as_deref().unwrap_or("logged out by the server")
+            snap.state_reason
+                .as_deref()
+                .unwrap_or("logged out by the server")
         )),
         AccountState::Replaced => Some(format!(
             "another client took over the session; run `walink reconnect {name}` to take it back, or `walink clear-session {name}` to link it anew"

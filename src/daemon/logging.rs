@@ -144,7 +144,11 @@ mod tests {
             Level::DEBUG,
             "Transient connect failure, will retry: x"
         ));
-        assert!(!withheld("Client/Recv", Level::DEBUG, "<ib><offline count=\"0\"/></ib>"));
+        assert!(!withheld(
+            "Client/Recv",
+            Level::DEBUG,
+            "<ib><offline count=\"0\"/></ib>"
+        ));
         assert!(!withheld(
             "whatsapp_rust::client",
             Level::WARN,

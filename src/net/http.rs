@@ -102,8 +102,8 @@ impl HostMap {
             let (name, target) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("{pair:?} is not NAME=HOST:PORT"))?;
-            let (host, port) = split_host_port(target)
-                .ok_or_else(|| format!("{target:?} is not HOST:PORT"))?;
+            let (host, port) =
+                split_host_port(target).ok_or_else(|| format!("{target:?} is not HOST:PORT"))?;
             let loopback = host
                 .parse::<std::net::IpAddr>()
                 .map(|ip| ip.is_loopback())
@@ -137,7 +137,9 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str, hosts: &HostMap) -> Result<Target, HttpError> {
-        let bad = || HttpError::BadUrl { url: url.to_owned() };
+        let bad = || HttpError::BadUrl {
+            url: url.to_owned(),
+        };
         let (https, rest) = if let Some(rest) = url.strip_prefix("https://") {
             (true, rest)
         } else if let Some(rest) = url.strip_prefix("http://") {
@@ -167,7 +169,11 @@ impl Target {
         let dial = match hosts.get(&host) {
             Some((to, to_port)) => (to.clone(), *to_port, false),
             None if https => (host.clone(), port, true),
-            None => return Err(HttpError::PlainHttp { url: url.to_owned() }),
+            None => {
+                return Err(HttpError::PlainHttp {
+                    url: url.to_owned(),
+                });
+            }
         };
         Ok(Target {
             host,
@@ -759,10 +765,16 @@ mod tests {
     fn urls_and_overrides() {
         let none = HostMap::default();
         let t = Target::parse("https://mmg.whatsapp.net/d/f/x?a=1", &none).unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("mmg.whatsapp.net", 443, "/d/f/x?a=1"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("mmg.whatsapp.net", 443, "/d/f/x?a=1")
+        );
         assert_eq!(t.dial, ("mmg.whatsapp.net".into(), 443, true));
         let t = Target::parse("https://[::1]:8443?q", &none).unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 8443, "/?q"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 8443, "/?q")
+        );
         assert_eq!(t.authority(), "[::1]:8443");
         assert!(matches!(
             Target::parse("http://web.whatsapp.com/sw.js", &none),
@@ -771,7 +783,8 @@ mod tests {
         for bad in ["ftp://x/", "https:///x", "https://u@h/x", "https://h/a b"] {
             assert!(Target::parse(bad, &none).is_err(), "{bad}");
         }
-        let map = HostMap::parse("Web.WhatsApp.com=127.0.0.1:81, mmg.whatsapp.net=sw.test:82").unwrap();
+        let map =
+            HostMap::parse("Web.WhatsApp.com=127.0.0.1:81, mmg.whatsapp.net=sw.test:82").unwrap();
         let t = Target::parse("https://web.whatsapp.com/sw.js", &map).unwrap();
         assert_eq!(t.dial, ("127.0.0.1".into(), 81, false));
         let t = Target::parse("http://mmg.whatsapp.net/", &map).unwrap();
@@ -790,6 +803,9 @@ mod tests {
         let mut request = get("https://h/x");
         request.headers.push(("Content-Length".into(), "99".into()));
         let head = request_head(&request, &target, &RequestBody::Bytes(b"abc")).unwrap();
-        assert!(head.contains("Content-Length: 3\r\n") && !head.contains("99"), "{head}");
+        assert!(
+            head.contains("Content-Length: 3\r\n") && !head.contains("99"),
+            "{head}"
+        );
     }
 }

@@ -121,7 +121,10 @@ mod tests {
         // `openssl req -x509 -subj "/C=US/O=Meta Platforms, Inc./CN=*.whatsapp.net"`.
         let cert = include_bytes!("testdata/whatsapp-net.der");
         let info = parse_cert(cert).expect("parses");
-        assert_eq!(info.subject, "CN=*.whatsapp.net,O=Meta Platforms\\, Inc.,C=US");
+        assert_eq!(
+            info.subject,
+            "CN=*.whatsapp.net,O=Meta Platforms\\, Inc.,C=US"
+        );
         assert_eq!(info.not_after, 1_796_205_371);
         assert_eq!(date_of(info.not_after), "2026-12-02");
         assert_eq!(parse_cert(&cert[..cert.len() - 5]), None, "truncated");

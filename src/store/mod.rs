@@ -54,10 +54,10 @@ mod tests;
 pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
 pub use backup::{BackupDb, BackupError, SnapshotInfo};
 pub use db::StateDb;
-pub use records::WebVersion;
 pub use error::StoreError;
 pub use messages::{
     ChatSummary, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageStore, OutboxCounts,
     OutboxRecord, Page, Pruned, Retention,
 };
+pub use records::WebVersion;
 pub use seal::{SealError, Sealer};

@@ -10,14 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
-use tokio::sync::mpsc;
-use wacore::iq::keepalive::KeepaliveSpec;
-use wacore::pair_code::PairCodeOptions;
-use wacore::store::traits::Backend;
-use wacore::types::events::Subscription;
-use whatsapp_rust::store::persistence_manager::PersistenceManager;
-use whatsapp_rust::{Client, Jid, RawNodeLease, SendOptions, TokioRuntime};
 use super::events::{Forwarder, WaEvent};
 use super::http::WaHttpClient;
 use super::inbox::{DurableInbox, InboxSink};
@@ -26,6 +18,14 @@ use super::version::{VersionKeeper, VersionStatus};
 use crate::net::http::{HostMap, HttpClient};
 use crate::net::{Dialer, IpFamily, Proxy};
 use crate::store::SledBackend;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use wacore::iq::keepalive::KeepaliveSpec;
+use wacore::pair_code::PairCodeOptions;
+use wacore::store::traits::Backend;
+use wacore::types::events::Subscription;
+use whatsapp_rust::store::persistence_manager::PersistenceManager;
+use whatsapp_rust::{Client, Jid, RawNodeLease, SendOptions, TokioRuntime};
 
 /// How long a logout may wait for the server before we just disconnect.
 const LOGOUT_GRACE: Duration = Duration::from_secs(10);
