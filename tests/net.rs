@@ -22,27 +22,14 @@ const CONNECT: Duration = Duration::from_secs(40);
 const CONTACT: &str = "15557654321";
 const CONTACT_JID: &str = "15557654321@s.whatsapp.net";
 
-/// Writes a complete config: extra `[daemon]` and `[connection]` keys, and
-/// accounts as raw TOML.
+/// Writes a complete config with the version pinned: extra `[daemon]` and
+/// `[connection]` keys, and accounts as raw TOML.
 fn write_config(env: &Env, daemon: &str, connection: &str, accounts: &str) {
-    let text = format!(
-        "[daemon]\nsocket = {:?}\nstate_dir = {:?}\nlog_target = \"stderr\"\n{daemon}\n\n\
-         [connection]\nclient_version = {CLIENT_VERSION:?}\nconnect_timeout_secs = 3\n{connection}\n\n{accounts}\n",
-        env.socket(),
-        env.state_dir(),
+    env.write_raw_config(
+        daemon,
+        &format!("client_version = {CLIENT_VERSION:?}\nconnect_timeout_secs = 3\n{connection}"),
+        accounts,
     );
-    std::fs::write(env.config_path(), text).expect("write config");
-}
-
-fn mock_port(env: &Env) -> u16 {
-    env.mock
-        .ws_url()
-        .trim_start_matches("ws://127.0.0.1:")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn settings(url: &str) -> ConnectionSettings {
@@ -98,7 +85,7 @@ async fn walink_json(env: &Env, args: &[&str]) -> (Option<i32>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_passes_every_step_against_the_mock() {
     let mut env = Env::new(&[]).await;
-    let url = format!("ws://localhost:{}/ws/chat", mock_port(&env));
+    let url = format!("ws://localhost:{}/ws/chat", env.mock_port());
     write_config(
         &env,
         "",
@@ -279,7 +266,7 @@ async fn a_failed_check_at_start_is_in_health_and_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socks5_proxy_carries_the_connection_and_resolves_the_name() {
     let mut env = Env::new(&[]).await;
-    let mock_addr: SocketAddr = format!("127.0.0.1:{}", mock_port(&env)).parse().unwrap();
+    let mock_addr: SocketAddr = format!("127.0.0.1:{}", env.mock_port()).parse().unwrap();
     // `.test` never resolves locally: only the proxy knows this name.
     let proxy = TestProxy::start(
         Kind::Socks5,
@@ -335,7 +322,7 @@ async fn socks5_proxy_carries_the_connection_and_resolves_the_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_connect_proxy_with_a_credentials_file_and_a_direct_account() {
     let mut env = Env::new(&[]).await;
-    let port = mock_port(&env);
+    let port = env.mock_port();
     let proxy = TestProxy::start(Kind::Http, Some(("Basic Ym9iOmh1bnRlcjI=", "")), &[]).await;
     let credentials = env.dir.path().join("proxy-credentials");
     std::fs::write(&credentials, "bob:hunter2\n").unwrap();
@@ -374,7 +361,7 @@ async fn http_connect_proxy_with_a_credentials_file_and_a_direct_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_proxy_fails_with_a_clear_reason() {
     let mut env = Env::new(&[]).await;
-    let port = mock_port(&env);
+    let port = env.mock_port();
     let proxy = TestProxy::start(Kind::Socks5, Some(("bob", "hunter2")), &[]).await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -432,7 +419,7 @@ async fn a_wrong_proxy_fails_with_a_clear_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ip_family_ipv4_dials_ipv4_only() {
     let mut env = Env::new(&[]).await;
-    let port = mock_port(&env);
+    let port = env.mock_port();
     write_config(
         &env,
         "",

@@ -11,39 +11,24 @@
 mod harness;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use harness::proxy::{Kind, TestProxy};
 use harness::version_page::{REVISION, VersionPage};
 use harness::{CLIENT_VERSION, Env, eventually};
 use mock_wa::Fault;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CONNECT: Duration = Duration::from_secs(40);
 /// What walink announces before any fetch worked (wa/version.rs).
 const BUILT_IN: &str = "2.3000.1042742319";
 
-fn mock_port(env: &Env) -> u16 {
-    env.mock
-        .ws_url()
-        .trim_start_matches("ws://127.0.0.1:")
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// A config with no pinned version; `connection` and `accounts` are raw TOML.
 fn write_config(env: &Env, connection: &str, accounts: &str) {
-    let text = format!(
-        "[daemon]\nsocket = {:?}\nstate_dir = {:?}\nlog_target = \"stderr\"\n\n\
-         [connection]\nconnect_timeout_secs = 3\n{connection}\n\n{accounts}\n",
-        env.socket(),
-        env.state_dir(),
+    env.write_raw_config(
+        "",
+        &format!("connect_timeout_secs = 3\n{connection}"),
+        accounts,
     );
-    std::fs::write(env.config_path(), text).expect("write config");
 }
 
 fn point_version_page_at(env: &mut Env, target: &str) {
@@ -54,39 +39,11 @@ fn point_version_page_at(env: &mut Env, target: &str) {
     ));
 }
 
-/// Links `account` as a user does (`walink qr --raw`, the phone scans) and
-/// returns the QR payload it was shown.
-async fn pair_returning_code(env: &Env, account: &str) -> String {
-    let mut qr = tokio::process::Command::new(env!("CARGO_BIN_EXE_walink"))
-        .arg("--socket")
-        .arg(env.socket())
-        .args(["qr", account, "--raw"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn walink qr");
-    let mut lines = BufReader::new(qr.stdout.take().unwrap()).lines();
-    let code = tokio::time::timeout(CONNECT, lines.next_line())
-        .await
-        .expect("a QR in time")
-        .unwrap()
-        .expect("walink qr printed a QR");
-    env.mock.scan(&code).await.expect("the phone scans");
-    let status = tokio::time::timeout(CONNECT, qr.wait())
-        .await
-        .expect("walink qr exits once linked")
-        .unwrap();
-    assert!(status.success(), "walink qr: {status}");
-    code
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_version_page_and_the_websocket_go_only_through_the_proxy() {
     let mut env = Env::new(&[]).await;
     let page = VersionPage::start().await;
-    let mock: SocketAddr = format!("127.0.0.1:{}", mock_port(&env)).parse().unwrap();
+    let mock: SocketAddr = format!("127.0.0.1:{}", env.mock_port()).parse().unwrap();
     // `.test` names never resolve locally: only the proxy knows them, so
     // neither the WebSocket nor the version page has a direct route.
     let proxy = TestProxy::start(
@@ -110,7 +67,7 @@ async fn the_version_page_and_the_websocket_go_only_through_the_proxy() {
     );
     env.start_daemon().await;
 
-    let code = pair_returning_code(&env, "sales").await;
+    let (_, code) = env.pair_showing("sales").await;
     let status = env.wait_state("sales", "connected", CONNECT).await;
     assert_eq!(
         status["version"]["version"],
@@ -264,14 +221,11 @@ async fn a_version_page_that_is_down_never_blocks_a_connect() {
 async fn qr_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
     let mut env = Env::new(&[]).await;
     let closed = VersionPage::unreachable();
-    let text = format!(
-        "[daemon]\nsocket = {:?}\nstate_dir = {:?}\nlog_target = \"stderr\"\n\n\
-         [connection]\nurl = \"ws://{closed}/ws/chat\"\nclient_version = {CLIENT_VERSION:?}\n\n\
-         [[account]]\nname = \"sales\"\n",
-        env.socket(),
-        env.state_dir(),
+    env.write_raw_config(
+        "",
+        &format!("url = \"ws://{closed}/ws/chat\"\nclient_version = {CLIENT_VERSION:?}"),
+        "[[account]]\nname = \"sales\"\n",
     );
-    std::fs::write(env.config_path(), text).unwrap();
     env.start_daemon().await;
 
     let out = env.walink(&["qr", "sales", "--timeout", "3"]).await;

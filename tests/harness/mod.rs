@@ -93,6 +93,18 @@ impl Env {
         std::fs::write(self.config_path(), text).expect("write config");
     }
 
+    /// A complete config from raw TOML: extra `[daemon]` keys, the whole
+    /// `[connection]` table (no version pinned unless it says so), accounts.
+    pub fn write_raw_config(&self, daemon: &str, connection: &str, accounts: &str) {
+        let text = format!(
+            "[daemon]\nsocket = {:?}\nstate_dir = {:?}\nlog_target = \"stderr\"\n{daemon}\n\n\
+             [connection]\n{connection}\n\n{accounts}\n",
+            self.socket(),
+            self.state_dir(),
+        );
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
     /// Starts walinkd and waits until its socket answers.
     pub async fn start_daemon(&mut self) {
         self.start_daemon_within(Duration::from_secs(20)).await;
@@ -192,6 +204,11 @@ impl Env {
     /// Pairs `account` the way a user does: `walink qr ACCOUNT --raw`, the
     /// phone scans the first code, and the command exits 0 with the JID.
     pub async fn pair(&self, account: &str) -> String {
+        self.pair_showing(account).await.0
+    }
+
+    /// [`Self::pair`], returning the JID and the QR payload the phone scanned.
+    pub async fn pair_showing(&self, account: &str) -> (String, String) {
         let mut qr = Command::new(env!("CARGO_BIN_EXE_walink"))
             .arg("--socket")
             .arg(self.socket())
@@ -219,7 +236,18 @@ impl Env {
         let status = qr.wait().await.expect("walink qr exits");
         assert!(status.success(), "walink qr failed: {status}");
         assert_eq!(last, jid, "walink qr prints the linked JID last");
-        jid
+        (jid, code)
+    }
+
+    /// The port mock-wa listens on.
+    pub fn mock_port(&self) -> u16 {
+        self.mock
+            .ws_url()
+            .trim_start_matches("ws://127.0.0.1:")
+            .split('/')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("mock-wa's URL names a port")
     }
 
     /// The device JID the account is linked as, from status.
