@@ -239,3 +239,38 @@ async fn qr_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
     assert!(stderr.contains("not linked after 3s"), "{stderr}");
     assert!(out.stdout.is_empty(), "no QR was shown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_fails_after_the_dial_says_why() {
+    // Upgrades to a WebSocket, then hangs up before the Noise hello: the
+    // dial worked, the library's handshake did not.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                let _ = ws.close(None).await;
+            }
+        }
+    });
+    let mut env = Env::new(&[]).await;
+    env.write_raw_config(
+        "",
+        &format!("url = \"ws://{addr}/ws/chat\"\nclient_version = {CLIENT_VERSION:?}"),
+        "[[account]]\nname = \"sales\"\npair_on_start = true\n",
+    );
+    env.start_daemon().await;
+    let status = eventually(CONNECT, "a reason past `could not connect`", || async {
+        let s = env.status("sales").await;
+        let reason = s["health"]["reasons"].to_string();
+        (s["state"] == "reconnecting" && reason.contains("could not connect: ")).then_some(s)
+    })
+    .await;
+    let reasons = status["health"]["reasons"].to_string();
+    assert!(!reasons.contains("Will retry"), "{reasons}");
+    assert!(
+        !env.daemon_log().contains("Will retry"),
+        "the library's retry error stays out of the log"
+    );
+    server.abort();
+}

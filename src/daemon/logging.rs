@@ -12,18 +12,31 @@ use tracing_subscriber::prelude::*;
 
 use crate::config::LogTarget;
 
+/// Where the library logs why a connect failed ("Failed to connect: …" at
+/// ERROR, "Transient connect failure, will retry: …" at DEBUG): read at
+/// debug level whatever `RUST_LOG` says, for the attempt's reason only.
+const CONNECT_LOG_TARGET: &str = "whatsapp_rust::client::lifecycle";
+
 /// Installs the global subscriber. `RUST_LOG` overrides the default level
 /// (info for walink, warn for the libraries, whose info lines are noise for
 /// an operator).
 pub fn init(target: LogTarget) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,walink=info,walinkd=info"));
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("warn,walink=info,walinkd=info"))
+    };
     let journald = match target {
         LogTarget::Journald => true,
         LogTarget::Stderr => false,
         LogTarget::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
     };
-    let registry = tracing_subscriber::registry().with(filter).with(Guard);
+    let registry =
+        tracing_subscriber::registry().with(Guard).with(
+            ConnectErrors.with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target(CONNECT_LOG_TARGET, Level::DEBUG),
+            ),
+        );
     if journald {
         match tracing_journald::layer() {
             Ok(layer) => {
@@ -33,7 +46,8 @@ pub fn init(target: LogTarget) {
                     .with(
                         layer
                             .with_syslog_identifier("walinkd".into())
-                            .with_field_prefix(None),
+                            .with_field_prefix(None)
+                            .with_filter(filter()),
                     )
                     .try_init();
                 return;
@@ -46,10 +60,18 @@ pub fn init(target: LogTarget) {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
-                .with_target(false),
+                .with_target(false)
+                .with_filter(filter()),
         )
         .try_init();
 }
+
+/// Does nothing itself: its filter makes the library's connect lines reach
+/// [`Guard`] at debug level whatever `RUST_LOG` says (the other layers keep
+/// their own filter, so nothing more is printed).
+struct ConnectErrors;
+
+impl<S: Subscriber> Layer<S> for ConnectErrors {}
 
 /// Drops the library's log lines that must not reach walink's log:
 ///
@@ -58,7 +80,8 @@ pub fn init(target: LogTarget) {
 ///   node dumps (`Client/Recv`, `Client/Send`) print the refs of
 ///   `pair-device`, from which the QR is made;
 /// - "Failed to connect: … Will retry..." at ERROR: walink, not the library,
-///   retries, and logs the attempt's reason itself (`event=backoff`).
+///   retries, and logs the attempt's reason itself (`event=backoff`); the
+///   error is handed to the account's attempt as its reason.
 ///
 /// walink's own events are never inspected.
 pub struct Guard;
@@ -74,7 +97,12 @@ impl<S: Subscriber> Layer<S> for Guard {
             .log_target
             .as_deref()
             .unwrap_or(event.metadata().target());
-        !withheld(target, *event.metadata().level(), &seen.message)
+        let level = *event.metadata().level();
+        if let Some(why) = connect_failure(level, &seen.message) {
+            // The attempt's reason: the library reports it nowhere else.
+            crate::wa::session::note_connect_error(why);
+        }
+        !withheld(target, level, &seen.message)
     }
 }
 
@@ -85,9 +113,21 @@ pub fn withheld(target: &str, level: Level, message: &str) -> bool {
         "Client/PairCode" => true,
         "Client/Recv" | "Client/Send" => PAIRING.iter().any(|m| message.contains(m)),
         _ => {
-            (level == Level::ERROR && message.starts_with("Failed to connect:"))
+            (level == Level::ERROR && connect_failure(level, message).is_some())
                 || message.contains("pair-device")
         }
+    }
+}
+
+/// The error in the library's connect failure lines.
+fn connect_failure(level: Level, message: &str) -> Option<&str> {
+    match level {
+        Level::ERROR => {
+            let why = message.strip_prefix("Failed to connect: ")?;
+            Some(why.strip_suffix(". Will retry...").unwrap_or(why))
+        }
+        Level::DEBUG => message.strip_prefix("Transient connect failure, will retry: "),
+        _ => None,
     }
 }
 
@@ -139,6 +179,21 @@ mod tests {
             Level::ERROR,
             "Failed to connect: transport failed. Will retry..."
         ));
+        assert_eq!(
+            connect_failure(
+                Level::ERROR,
+                "Failed to connect: handshake: bad hello. Will retry..."
+            ),
+            Some("handshake: bad hello")
+        );
+        assert_eq!(
+            connect_failure(
+                Level::DEBUG,
+                "Transient connect failure, will retry: closed"
+            ),
+            Some("closed")
+        );
+        assert_eq!(connect_failure(Level::WARN, "Failed to connect: x"), None);
         assert!(!withheld(
             "whatsapp_rust::client::lifecycle",
             Level::DEBUG,

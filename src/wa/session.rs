@@ -27,6 +27,19 @@ use wacore::types::events::Subscription;
 use whatsapp_rust::store::persistence_manager::PersistenceManager;
 use whatsapp_rust::{Client, Jid, RawNodeLease, SendOptions, TokioRuntime};
 
+tokio::task_local! {
+    /// Why the library's connect failed, as its log line says (it reports
+    /// the error nowhere else); set by [`note_connect_error`] while a
+    /// `run_once` of this task runs.
+    static CONNECT_ERROR: std::cell::RefCell<Option<String>>;
+}
+
+/// Called by the log layer with the library's "Failed to connect: …" text:
+/// it becomes the attempt's reason when the dial itself did not fail.
+pub fn note_connect_error(why: &str) {
+    let _ = CONNECT_ERROR.try_with(|e| *e.borrow_mut() = Some(why.to_owned()));
+}
+
 /// How long a logout may wait for the server before we just disconnect.
 const LOGOUT_GRACE: Duration = Duration::from_secs(10);
 
@@ -142,7 +155,16 @@ impl Session {
         self.version
             .prepare(&self.client.persistence_manager())
             .await;
-        self.client.run().await;
+        let failed = CONNECT_ERROR
+            .scope(std::cell::RefCell::new(None), async {
+                self.client.run().await;
+                CONNECT_ERROR.with(|e| e.borrow_mut().take())
+            })
+            .await;
+        if let Some(why) = failed {
+            let mut dial_error = self.dial_error.lock().unwrap_or_else(|p| p.into_inner());
+            dial_error.get_or_insert(why);
+        }
     }
 
     /// The WhatsApp Web version in use and where it came from.
@@ -155,7 +177,8 @@ impl Session {
         self.version.worked();
     }
 
-    /// Why the last dial failed, if it did (taken: the next call says None).
+    /// Why the last connect failed before the login, if it did: the dial's
+    /// error, else the library's (taken: the next call says None).
     pub fn take_dial_error(&self) -> Option<String> {
         self.dial_error
             .lock()
