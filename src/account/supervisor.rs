@@ -697,11 +697,16 @@ impl Supervisor {
             }),
             status: self.status.clone(),
         });
+        let status = self.status.clone();
+        let on_version = move |v: VersionStatus| {
+            status.send_if_modified(|s| s.version.replace(v.clone()) != Some(v));
+        };
         let (session, events) = Session::build(
             &self.name,
             self.backend.clone(),
             &self.settings.connection,
             Some(inbox),
+            Arc::new(on_version),
         )
         .await
         .map_err(|e| e.to_string())?;
@@ -761,8 +766,6 @@ impl Supervisor {
                 Some(ev) = events.recv() => {
                     if matches!(ev, WaEvent::Connected) {
                         session.version_worked();
-                        let version = session.version();
-                        self.status.send_modify(|s| s.version = version);
                         connected_at = Some(Instant::now());
                         stable.as_mut().reset(tokio::time::Instant::now() + STABLE_AFTER);
                         if let Some(old) = sender.take() {
@@ -843,8 +846,6 @@ impl Supervisor {
             }
         }
         pings.abort_all();
-        let version = session.version();
-        self.status.send_modify(|s| s.version = version);
         attempt.silent = silent.load(std::sync::atomic::Ordering::Acquire);
         attempt.dial_error = session.take_dial_error();
         if self.session.is_some() {

@@ -98,11 +98,14 @@ impl Session {
     /// Builds the client over `store`, account `account`'s state, and
     /// returns the stream of its events. With `inbox`, received messages are
     /// acknowledged to the server only once `inbox` has stored them.
+    /// `on_version` hears every change of the version in use or of its
+    /// fetch's outcome.
     pub async fn build(
         account: &str,
         store: Arc<SledBackend>,
         settings: &ConnectionSettings,
         inbox: Option<Arc<dyn InboxSink>>,
+        on_version: Arc<dyn Fn(VersionStatus) + Send + Sync>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<WaEvent>), SessionError> {
         let backend: Arc<dyn Backend> = store.clone();
         let persistence = PersistenceManager::new(backend)
@@ -115,7 +118,13 @@ impl Session {
         );
         let dial_error = transport.last_error();
         let http = settings.http_client();
-        let version = VersionKeeper::new(account, store, http.clone(), settings.client_version);
+        let version = VersionKeeper::new(
+            account,
+            store,
+            http.clone(),
+            settings.client_version,
+            on_version,
+        );
         let mut builder = Client::builder()
             .with_runtime(TokioRuntime)
             .with_persistence_manager(Arc::new(persistence))
@@ -165,11 +174,6 @@ impl Session {
             let mut dial_error = self.dial_error.lock().unwrap_or_else(|p| p.into_inner());
             dial_error.get_or_insert(why);
         }
-    }
-
-    /// The WhatsApp Web version in use and where it came from.
-    pub fn version(&self) -> Option<VersionStatus> {
-        self.version.status()
     }
 
     /// The login with the current version succeeded: keep it.

@@ -96,6 +96,7 @@ struct Inner {
     http: HttpClient,
     pinned: Option<(u32, u32, u32)>,
     progress: Mutex<Progress>,
+    on_change: Arc<dyn Fn(VersionStatus) + Send + Sync>,
 }
 
 fn now_ms() -> u64 {
@@ -147,6 +148,7 @@ impl VersionKeeper {
         store: Arc<SledBackend>,
         http: HttpClient,
         pinned: Option<(u32, u32, u32)>,
+        on_change: Arc<dyn Fn(VersionStatus) + Send + Sync>,
     ) -> VersionKeeper {
         VersionKeeper {
             inner: Arc::new(Inner {
@@ -155,12 +157,9 @@ impl VersionKeeper {
                 http,
                 pinned,
                 progress: Mutex::default(),
+                on_change,
             }),
         }
-    }
-
-    pub fn status(&self) -> Option<VersionStatus> {
-        self.inner.lock().status.clone()
     }
 
     /// Decides the version for the next connect and sets it on the device.
@@ -204,7 +203,9 @@ impl VersionKeeper {
     /// The connect with the version in use got through: keep it as the one
     /// that works, if nothing better is stored.
     pub fn worked(&self) {
-        let Some(status) = self.status() else { return };
+        let Some(status) = self.inner.lock().status.clone() else {
+            return;
+        };
         if status.source != VersionSource::BuiltIn {
             return;
         }
@@ -244,12 +245,14 @@ impl Inner {
 
     fn set_status(&self, version: (u32, u32, u32), source: VersionSource) {
         let mut progress = self.lock();
-        let fetch_error = progress.logged.clone();
-        progress.status = Some(VersionStatus {
+        let status = VersionStatus {
             version,
             source,
-            fetch_error,
-        });
+            fetch_error: progress.logged.clone(),
+        };
+        progress.status = Some(status.clone());
+        drop(progress);
+        (self.on_change)(status);
     }
 
     /// Whether a fetch should start now: once per process, then when the
@@ -311,6 +314,11 @@ impl Inner {
                 }
                 progress.logged = Some(e);
             }
+        }
+        let status = progress.status.clone();
+        drop(progress);
+        if let Some(status) = status {
+            (self.on_change)(status);
         }
     }
 }
