@@ -53,6 +53,9 @@ pub fn answer(state: &ServerState, device: Option<&Device>, node: &Node) -> IqAn
         ("md", "set") if first == Some("remove-companion-device") => {
             IqAnswer::Reply(remove_companion(state, device, node))
         }
+        ("w:m", "set") if first == Some("media_conn") => {
+            IqAnswer::Reply(iq_result(node, vec![state.media.media_conn()]))
+        }
         ("w:m", _)
         | ("w:mex", _)
         | ("status", _)

@@ -171,6 +171,8 @@ pub struct ServerState {
     pub config: MockConfig,
     pub identity: ServerIdentity,
     pub stats: Stats,
+    /// The media host's blobs and `media_conn` auth tokens.
+    pub media: crate::media::MediaStore,
     devices: Mutex<HashMap<String, Device>>,
     accounts: Mutex<HashMap<String, Account>>,
     /// Logged-in sessions by device JID.
@@ -195,6 +197,7 @@ impl ServerState {
             config,
             identity,
             stats: Stats::default(),
+            media: crate::media::MediaStore::default(),
             devices: Mutex::default(),
             accounts: Mutex::default(),
             sessions: Mutex::default(),

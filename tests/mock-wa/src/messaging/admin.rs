@@ -30,9 +30,12 @@ impl AdminReply {
 struct DeliverRequest {
     from: String,
     to: String,
+    #[serde(default)]
     text: String,
     #[serde(default)]
     id: Option<String>,
+    #[serde(default)]
+    media: Option<super::media_msg::MediaRequest>,
 }
 
 #[derive(Deserialize)]
@@ -79,7 +82,14 @@ impl Messaging {
             .inbox(&contact)
             .await
             .into_iter()
-            .map(|e| json!({ "id": e.id, "from": e.from, "text": e.text, "time": e.time }))
+            .map(|e| {
+                let mut entry =
+                    json!({ "id": e.id, "from": e.from, "text": e.text, "time": e.time });
+                if let Some(media) = e.media {
+                    entry["media"] = json!(media);
+                }
+                entry
+            })
             .collect();
         AdminReply::ok(Value::Array(entries))
     }
@@ -89,14 +99,26 @@ impl Messaging {
             Ok(r) => r,
             Err(e) => {
                 return AdminReply::bad_request(format!(
-                    "body must be JSON {{from, to, text, id?}}: {e}"
+                    "body must be JSON {{from, to, text, id?, media?}}: {e}"
                 ));
             }
         };
-        match self
-            .deliver(view, &request.from, &request.to, &request.text, request.id)
-            .await
-        {
+        let result = match &request.media {
+            Some(media) => {
+                let mut media = media.clone();
+                // A top-level text is the media's caption when none is given.
+                if media.caption.is_none() && !request.text.is_empty() {
+                    media.caption = Some(request.text.clone());
+                }
+                self.deliver_media(view, &request.from, &request.to, &media, request.id)
+                    .await
+            }
+            None => {
+                self.deliver(view, &request.from, &request.to, &request.text, request.id)
+                    .await
+            }
+        };
+        match result {
             Ok(id) => AdminReply::ok(json!({ "id": id })),
             Err(e) => AdminReply::bad_request(e.to_string()),
         }

@@ -31,6 +31,12 @@ pub trait ServerView: Send + Sync {
 
     /// Sends `node` to logged-in device `device`; `false` if it is offline.
     fn push(&self, device: &Jid, node: Node) -> bool;
+
+    /// The media host's store, where contacts put their media and clients'
+    /// uploads are found.
+    fn media(&self) -> Option<&crate::media::MediaStore> {
+        None
+    }
 }
 
 /// A stable ADV `raw_id` per account (clients reset a user's devices when

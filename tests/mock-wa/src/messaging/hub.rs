@@ -41,6 +41,9 @@ pub struct InboxEntry {
     pub text: String,
     /// Unix seconds: the stanza's `t` when present, else arrival time.
     pub time: u64,
+    /// Media the message carried, as the contact decrypted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<super::media_msg::MediaSummary>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,6 +148,8 @@ pub(super) enum Content {
     Text(String),
     /// The account's own phone sharing app-state sync keys (a peer message).
     KeyShare(Arc<Vec<super::key_share::AppStateKey>>),
+    /// A contact's image or document, already on the media host.
+    Media(Arc<super::media_msg::MediaContent>),
 }
 
 #[derive(Clone, Debug)]

@@ -59,7 +59,9 @@ impl Messaging {
                 continue;
             }
             match decrypt_copy(&mut state, &sender, &recipient, enc).await {
-                Ok(text) => {
+                Ok(decoded) => {
+                    let media = super::media_msg::summarize(view.media(), &decoded);
+                    let text = text_of(&decoded);
                     let contact = recipient.user.to_string();
                     if !state.inbox_ids.insert((contact.clone(), id.clone())) {
                         Counters::bump(&self.counters.messages_duplicate);
@@ -77,6 +79,7 @@ impl Messaging {
                             to: Jid::pn(contact.as_str()).to_string(),
                             text,
                             time,
+                            media,
                         });
                     if self.config.auto_delivery_receipts {
                         let stanza = receipt_stanza(&contact, &id, ReceiptKind::Delivery);
@@ -230,7 +233,7 @@ async fn decrypt_copy(
     sender: &DeviceAddr,
     recipient: &Jid,
     enc: &Node,
-) -> Result<String, MessagingError> {
+) -> Result<waproto::whatsapp::Message, MessagingError> {
     let enc_type = attr(enc, "type").unwrap_or_default();
     let kind = EncKind::parse(&enc_type).ok_or_else(|| {
         MessagingError::BadPlaintext(format!("enc type {enc_type:?} is not a 1:1 Signal message"))
@@ -245,9 +248,8 @@ async fn decrypt_copy(
         .decrypt(&sender.signal_address(), kind, ciphertext)
         .await?;
     let version = attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2);
-    let message = wacore::messages::decode_plaintext(&padded, version)
-        .map_err(|e| MessagingError::BadPlaintext(e.to_string()))?;
-    Ok(text_of(&message))
+    wacore::messages::decode_plaintext(&padded, version)
+        .map_err(|e| MessagingError::BadPlaintext(e.to_string()))
 }
 
 fn text_of(message: &waproto::whatsapp::Message) -> String {
@@ -260,6 +262,12 @@ fn text_of(message: &waproto::whatsapp::Message) -> String {
         .and_then(|m| m.text.clone())
     {
         return text;
+    }
+    if let Some(m) = message.image_message.as_option() {
+        return m.caption.clone().unwrap_or_else(|| "[image]".into());
+    }
+    if let Some(m) = message.document_message.as_option() {
+        return m.caption.clone().unwrap_or_else(|| "[document]".into());
     }
     "[non-text message]".to_string()
 }

@@ -16,6 +16,7 @@ mod encrypt_iq;
 mod hub;
 mod inbound;
 mod key_share;
+mod media_msg;
 mod outbound;
 mod retry;
 mod signal_handlers;
@@ -31,6 +32,7 @@ pub use admin::AdminReply;
 pub use directory::{AccountDevices, CompanionDevice, ServerView};
 pub use hub::{InboxEntry, Messaging, MessagingConfig, ReceiptKind};
 pub use key_share::{AppStateKey, app_state_keys};
+pub use media_msg::{MediaContent, MediaRequest, MediaRequestError, MediaSummary};
 pub use signal_handlers::SignalHandlers;
 pub use stats::MessagingStats;
 
@@ -58,6 +60,8 @@ pub enum MessagingError {
         "this server was started without the messaging side; use MockServer::start or start_with_messaging"
     )]
     NotEnabled,
+    #[error("{0}")]
+    Media(#[from] MediaRequestError),
     #[error("decoded plaintext is not a WhatsApp message: {0}")]
     BadPlaintext(String),
 }

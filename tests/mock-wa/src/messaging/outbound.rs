@@ -11,6 +11,7 @@ use super::directory::ServerView;
 use super::hub::{
     Content, DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, SentText, State,
 };
+use super::media_msg::{MediaContent, MediaRequest, MediaRequestError};
 use super::stanza::{new_message_id, now_secs, user_of};
 use super::stats::Counters;
 
@@ -32,6 +33,43 @@ impl Messaging {
         if text.is_empty() {
             return Err(MessagingError::EmptyText);
         }
+        self.deliver_content(
+            view,
+            from_user,
+            to_user,
+            Content::Text(text.to_string()),
+            id,
+        )
+        .await
+    }
+
+    /// Contact `from` sends an image or a document to account `to`: the file
+    /// is encrypted with a fresh media key and stored on the media host, and
+    /// the message carries the key and the blob's references.
+    pub async fn deliver_media(
+        &self,
+        view: &dyn ServerView,
+        from: &str,
+        to: &str,
+        media: &MediaRequest,
+        id: Option<String>,
+    ) -> Result<String, MessagingError> {
+        let from_user = user_of(from).ok_or_else(|| MessagingError::BadAddress(from.into()))?;
+        let to_user = user_of(to).ok_or_else(|| MessagingError::BadAddress(to.into()))?;
+        let store = view.media().ok_or(MediaRequestError::NoHost)?;
+        let content = MediaContent::prepare(store, media)?;
+        self.deliver_content(view, from_user, to_user, Content::Media(content), id)
+            .await
+    }
+
+    async fn deliver_content(
+        &self,
+        view: &dyn ServerView,
+        from_user: String,
+        to_user: String,
+        content: Content,
+        id: Option<String>,
+    ) -> Result<String, MessagingError> {
         let id = id
             .filter(|id| !id.is_empty())
             .unwrap_or_else(new_message_id);
@@ -49,7 +87,7 @@ impl Messaging {
                 receipt_type: None,
                 body: PendingBody::Plain {
                     from: from_user.clone(),
-                    content: Content::Text(text.to_string()),
+                    content: content.clone(),
                     time,
                 },
             };
@@ -114,6 +152,7 @@ impl Messaging {
                 ..Default::default()
             },
             Content::KeyShare(keys) => super::key_share::key_share_message(keys),
+            Content::Media(media) => media.to_message(),
         };
         let plaintext = MessageUtils::encode_and_pad(&message);
         let (kind, ciphertext) = state
@@ -129,24 +168,35 @@ impl Messaging {
                 time,
             },
         );
+        let media_type = match content {
+            Content::Media(media) => Some(media.kind.as_str()),
+            _ => None,
+        };
         let mut stanza = NodeBuilder::new("message")
             .attr("from", Jid::pn(from))
             .attr("id", id)
-            .attr("type", "text")
+            .attr(
+                "type",
+                if media_type.is_some() {
+                    "media"
+                } else {
+                    "text"
+                },
+            )
             .attr("t", time.to_string());
         if matches!(content, Content::KeyShare(_)) {
             // From the account's own phone to its companion: a peer message,
             // which the client acknowledges with a `peer_msg` receipt.
             stanza = stanza.attr("category", "peer");
         }
+        let mut enc = NodeBuilder::new("enc")
+            .attr("v", "2")
+            .attr("type", kind.as_str());
+        if let Some(media_type) = media_type {
+            enc = enc.attr("mediatype", media_type);
+        }
         Ok(Some(
-            stanza
-                .children([NodeBuilder::new("enc")
-                    .attr("v", "2")
-                    .attr("type", kind.as_str())
-                    .bytes(ciphertext)
-                    .build()])
-                .build(),
+            stanza.children([enc.bytes(ciphertext).build()]).build(),
         ))
     }
 }

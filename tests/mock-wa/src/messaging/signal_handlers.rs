@@ -55,6 +55,10 @@ impl ServerView for CoreView<'_> {
             .map(|d| d.phone)
     }
 
+    fn media(&self) -> Option<&crate::media::MediaStore> {
+        Some(&self.0.media)
+    }
+
     fn push(&self, device: &Jid, node: Node) -> bool {
         let is_receipt = node.tag == "receipt";
         let sent = self
@@ -169,6 +173,26 @@ impl MockHandle {
                 from,
                 to,
                 text,
+                id.map(str::to_string),
+            )
+            .await
+    }
+
+    /// Contact `from` sends an image or a document to account `to`; returns
+    /// the message id.
+    pub async fn deliver_media(
+        &self,
+        from: &str,
+        to: &str,
+        media: &super::MediaRequest,
+        id: Option<&str>,
+    ) -> Result<String, MessagingError> {
+        self.messaging_or_err()?
+            .deliver_media(
+                &CoreView(self.state()),
+                from,
+                to,
+                media,
                 id.map(str::to_string),
             )
             .await

@@ -1,6 +1,6 @@
 //! Drives whatsapp-rust's own Bot, unmodified, against the mock: a small
-//! WebSocket transport on tokio-tungstenite, an HTTP stub (no media in these
-//! tests) and the library's in-memory store.
+//! WebSocket transport on tokio-tungstenite, an HTTP client that reaches the
+//! mock's media host and nothing else, and the library's in-memory store.
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
@@ -96,13 +96,54 @@ impl TransportFactory for WsFactory {
     }
 }
 
-/// No media in these tests: every HTTP request fails.
-pub struct NoHttp;
+/// The client's HTTP: `https://MEDIA_HOST/...` (the `IP:PORT` the mock's
+/// `media_conn` names) is fetched over plain HTTP from that loopback address;
+/// every other URL fails (all of them without a media host), so nothing
+/// leaves the machine.
+pub struct MediaHttp {
+    pub media_host: Option<String>,
+}
 
 #[whatsapp_rust::async_trait]
-impl HttpClient for NoHttp {
+impl HttpClient for MediaHttp {
     async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
-        anyhow::bail!("HTTP is not available in mock-wa tests ({})", request.url)
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let host = self.media_host.as_deref().unwrap_or("no media host");
+        let Some(rest) = request.url.strip_prefix(&format!("https://{host}/")) else {
+            anyhow::bail!(
+                "only the mock's media host is reachable in tests, not {}",
+                request.url
+            )
+        };
+        let body = request.body.clone().unwrap_or_default();
+        let mut head = format!(
+            "{} /{rest} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            request.method,
+            host,
+            body.len()
+        );
+        for (k, v) in &request.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut tcp = tokio::net::TcpStream::connect(host).await?;
+        tcp.write_all(head.as_bytes()).await?;
+        tcp.write_all(&body).await?;
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| anyhow::anyhow!("media host answered no HTTP head"))?;
+        let status_code = std::str::from_utf8(&raw[..split])?
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("media host answered a bad status line"))?;
+        Ok(HttpResponse {
+            status_code,
+            body: raw[split + 4..].to_vec(),
+        })
     }
 }
 
@@ -115,8 +156,18 @@ pub struct TestClient {
 }
 
 impl TestClient {
-    /// Starts a bot on `backend` (pass the previous client's to "restart").
+    /// Starts a bot on `backend` (pass the previous client's to "restart"),
+    /// with no media host.
     pub async fn start(url: &str, backend: Option<Arc<dyn Backend>>) -> Self {
+        Self::start_on(url, None, backend).await
+    }
+
+    /// Starts a bot whose HTTP reaches the mock's media host `media_host`.
+    pub async fn start_on(
+        url: &str,
+        media_host: Option<String>,
+        backend: Option<Arc<dyn Backend>>,
+    ) -> Self {
         let backend = backend.unwrap_or_else(|| Arc::new(InMemoryBackend::new()));
         let (tx, events) = mpsc::unbounded_channel();
         let bot = Bot::builder()
@@ -124,7 +175,7 @@ impl TestClient {
             .with_transport_factory(WsFactory {
                 url: url.to_owned(),
             })
-            .with_http_client(NoHttp)
+            .with_http_client(MediaHttp { media_host })
             .with_runtime(TokioRuntime)
             .with_version((2, 3000, 1_000_000_000))
             .skip_history_sync()
@@ -193,7 +244,7 @@ pub async fn paired_client_within(
     mock: &mock_wa::MockHandle,
     step: Duration,
 ) -> (TestClient, String) {
-    let mut c = TestClient::start(&mock.ws_url(), None).await;
+    let mut c = TestClient::start_on(&mock.ws_url(), Some(mock.media_host()), None).await;
     let qr = c
         .wait_event(step, "PairingQrCode", |e| match e {
             Event::PairingQrCode(q) => Some(q.code.clone()),
