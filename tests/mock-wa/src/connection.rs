@@ -5,7 +5,7 @@
 
 use crate::handlers::{Ctx, StanzaHandlers};
 use crate::iq::{self, IqAnswer};
-use crate::nodefmt::{attr, render};
+use crate::nodefmt::{attr, jid_value, render, server_jid};
 use crate::noise::{self, ClientHello, Completed, NoiseTransport};
 use crate::pairing::{self, PairOffer, Registration};
 use crate::state::{Command, Device, Fault, PN_SERVER, SessionHandle, State, device_jid};
@@ -326,7 +326,7 @@ impl Connection {
         let now = pairing::unix_now();
         let success = NodeBuilder::new("success")
             .attr("t", now.to_string())
-            .attr("lid", device.lid.clone())
+            .attr("lid", jid_value(&device.lid))
             .attr("props", "1")
             .attr("abprops", "1")
             .attr("location", "mock")
@@ -343,7 +343,7 @@ impl Connection {
             self.send(node).await?;
         }
         let offline = NodeBuilder::new("ib")
-            .attr("from", PN_SERVER)
+            .attr("from", server_jid())
             .children([NodeBuilder::new("offline")
                 .attr("count", count.to_string())
                 .build()])
