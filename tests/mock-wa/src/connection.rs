@@ -459,10 +459,10 @@ impl Connection {
             IqAnswer::Handlers => match self.device.clone() {
                 Some(device) => {
                     let ctx = self.ctx(device);
-                    if attr(&node, "xmlns").as_deref() == Some("encrypt") {
-                        self.handlers.encrypt_iq(&ctx, &node).await
-                    } else {
-                        self.handlers.usync_iq(&ctx, &node).await
+                    match attr(&node, "xmlns").as_deref() {
+                        Some("encrypt") => self.handlers.encrypt_iq(&ctx, &node).await,
+                        Some("w:g2") => self.handlers.group_iq(&ctx, &node).await,
+                        _ => self.handlers.usync_iq(&ctx, &node).await,
                     }
                 }
                 None => vec![crate::handlers::iq_error(&node, 401, "not-authorized")],

@@ -83,6 +83,12 @@ pub trait StanzaHandlers: Send + Sync + 'static {
         vec![basic_usync_iq(node)]
     }
 
+    /// An `<iq xmlns="w:g2">`: group metadata. Default: not implemented.
+    async fn group_iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        let _ = ctx;
+        vec![iq_error(node, 501, "feature-not-implemented")]
+    }
+
     /// Right after `<success>`: stanzas queued while the device was offline.
     /// The core sends them, then `<ib><offline count=N/></ib>`.
     async fn on_login(&self, ctx: &Ctx) -> Vec<Node> {

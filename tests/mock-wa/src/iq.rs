@@ -36,7 +36,7 @@ pub fn answer(state: &ServerState, device: Option<&Device>, node: &Node) -> IqAn
         .map(|c| c.tag.as_ref());
     match (xmlns.as_str(), ty.as_str()) {
         ("w:p", "get") | ("urn:xmpp:ping", "get") => IqAnswer::Ping(iq_result(node, Vec::new())),
-        ("encrypt", _) | ("usync", _) => IqAnswer::Handlers,
+        ("encrypt", _) | ("usync", _) | ("w:g2", _) => IqAnswer::Handlers,
         ("passive", "set") => IqAnswer::Reply(iq_result(node, Vec::new())),
         ("w", "set") if first == Some("unified_session") => {
             IqAnswer::Reply(iq_result(node, Vec::new()))

@@ -29,13 +29,23 @@ impl AdminReply {
 #[derive(Deserialize)]
 struct DeliverRequest {
     from: String,
+    #[serde(default)]
     to: String,
+    #[serde(default)]
+    group: Option<String>,
     #[serde(default)]
     text: String,
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     media: Option<super::media_msg::MediaRequest>,
+}
+
+#[derive(Deserialize)]
+struct GroupRequest {
+    subject: String,
+    members: Vec<String>,
+    with_account: String,
 }
 
 #[derive(Deserialize)]
@@ -63,24 +73,47 @@ impl Messaging {
             ("GET", "/admin/inbox") => Some(self.admin_inbox(query).await),
             ("POST", "/admin/deliver") => Some(self.admin_deliver(view, body).await),
             ("POST", "/admin/receipt") => Some(self.admin_receipt(view, body).await),
+            ("POST", "/admin/groups") => Some(self.admin_groups(view, body).await),
             ("GET", "/admin/messaging/stats") => Some(AdminReply::ok(json!(self.stats()))),
             _ => None,
         }
     }
 
-    async fn admin_inbox(&self, query: &[(String, String)]) -> AdminReply {
-        let contact = query
-            .iter()
-            .find(|(k, _)| k == "contact")
-            .map(|(_, v)| v.clone());
-        let Some(contact) = contact else {
-            return AdminReply::bad_request(
-                "missing query parameter contact; use /admin/inbox?contact=15551234567",
-            );
+    async fn admin_groups(&self, view: &dyn ServerView, body: &[u8]) -> AdminReply {
+        let request: GroupRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return AdminReply::bad_request(format!(
+                    "body must be JSON {{subject, members: [phone...], with_account}}: {e}"
+                ));
+            }
         };
-        let entries: Vec<Value> = self
-            .inbox(&contact)
+        match self
+            .create_group(
+                view,
+                &request.subject,
+                &request.members,
+                &request.with_account,
+            )
             .await
+        {
+            Ok(jid) => AdminReply::ok(json!({ "jid": jid })),
+            Err(e) => AdminReply::bad_request(e.to_string()),
+        }
+    }
+
+    async fn admin_inbox(&self, query: &[(String, String)]) -> AdminReply {
+        let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let entries = match (param("contact"), param("group")) {
+            (Some(contact), _) => self.inbox(&contact).await,
+            (None, Some(group)) => self.group_inbox(&group).await,
+            (None, None) => {
+                return AdminReply::bad_request(
+                    "missing query parameter contact or group; use /admin/inbox?contact=15551234567 or /admin/inbox?group=JID",
+                );
+            }
+        };
+        let entries: Vec<Value> = entries
             .into_iter()
             .map(|e| {
                 let mut entry =
@@ -103,6 +136,22 @@ impl Messaging {
                 ));
             }
         };
+        if let Some(group) = &request.group {
+            let result = self
+                .post_to_group(
+                    view,
+                    &request.from,
+                    group,
+                    &request.text,
+                    request.media.as_ref(),
+                    request.id,
+                )
+                .await;
+            return match result {
+                Ok(id) => AdminReply::ok(json!({ "id": id })),
+                Err(e) => AdminReply::bad_request(e.to_string()),
+            };
+        }
         let result = match &request.media {
             Some(media) => {
                 let mut media = media.clone();

@@ -150,6 +150,8 @@ pub(super) enum Content {
     KeyShare(Arc<Vec<super::key_share::AppStateKey>>),
     /// A contact's image or document, already on the media host.
     Media(Arc<super::media_msg::MediaContent>),
+    /// A contact's post to a group, under its sender key.
+    Group(Arc<super::groups::GroupPost>),
 }
 
 #[derive(Clone, Debug)]
@@ -183,6 +185,14 @@ pub(super) struct State {
     pub retries: HashMap<(String, String), u8>,
     /// Companions the account's phone already shared its app-state keys with.
     pub keys_shared: HashSet<DeviceAddr>,
+    /// Groups by the user part of their JID.
+    pub groups: HashMap<String, super::groups::Group>,
+    pub next_group: u64,
+    /// What clients posted, per group, and the ids already recorded.
+    pub group_inbox: HashMap<String, Vec<InboxEntry>>,
+    pub group_inbox_ids: HashSet<(String, String)>,
+    /// (group, contact, device): the contact's sender key went to the device.
+    pub skdm_sent: HashSet<(String, String, DeviceAddr)>,
 }
 
 /// A contact message as written, before encryption.

@@ -1,7 +1,7 @@
 //! Accounts writing to contacts: decrypt the contact's copy, record it, ack.
 
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::{Jid, Node, NodeContent};
+use wacore_binary::{Jid, JidExt as _, Node, NodeContent};
 
 use super::MessagingError;
 use super::directory::ServerView;
@@ -29,6 +29,11 @@ impl Messaging {
         let time = attr(message, "t")
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(now_secs);
+        if let Some(group) = chat.as_ref().filter(|c| c.is_group()) {
+            return self
+                .handle_group_message(view, device, message, group, &id, time)
+                .await;
+        }
         let sender = DeviceAddr::of(view, device);
         let mut replies = Vec::new();
         let mut state = self.state.lock().await;
@@ -228,7 +233,7 @@ fn copies<'a>(message: &'a Node, chat: Option<&Jid>) -> Vec<(Jid, &'a Node)> {
     out
 }
 
-async fn decrypt_copy(
+pub(super) async fn decrypt_copy(
     state: &mut State,
     sender: &DeviceAddr,
     recipient: &Jid,
@@ -252,7 +257,7 @@ async fn decrypt_copy(
         .map_err(|e| MessagingError::BadPlaintext(e.to_string()))
 }
 
-fn text_of(message: &waproto::whatsapp::Message) -> String {
+pub(super) fn text_of(message: &waproto::whatsapp::Message) -> String {
     if let Some(text) = &message.conversation {
         return text.clone();
     }

@@ -13,6 +13,7 @@ mod admin;
 mod bundle;
 mod directory;
 mod encrypt_iq;
+mod groups;
 mod hub;
 mod inbound;
 mod key_share;
@@ -30,6 +31,7 @@ mod usync_iq;
 
 pub use admin::AdminReply;
 pub use directory::{AccountDevices, CompanionDevice, ServerView};
+pub use groups::{Group, GroupError};
 pub use hub::{InboxEntry, Messaging, MessagingConfig, ReceiptKind};
 pub use key_share::{AppStateKey, app_state_keys};
 pub use media_msg::{MediaContent, MediaRequest, MediaRequestError, MediaSummary};
@@ -62,6 +64,8 @@ pub enum MessagingError {
     NotEnabled,
     #[error("{0}")]
     Media(#[from] MediaRequestError),
+    #[error("{0}")]
+    Group(#[from] GroupError),
     #[error("decoded plaintext is not a WhatsApp message: {0}")]
     BadPlaintext(String),
 }

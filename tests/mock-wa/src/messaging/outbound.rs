@@ -136,6 +136,19 @@ impl Messaging {
         content: &Content,
         time: u64,
     ) -> Result<Option<Node>, MessagingError> {
+        let message = match content {
+            Content::Text(text) => waproto::whatsapp::Message {
+                conversation: Some(text.clone()),
+                ..Default::default()
+            },
+            Content::KeyShare(keys) => super::key_share::key_share_message(keys),
+            Content::Media(media) => media.to_message(),
+            Content::Group(post) => {
+                return self
+                    .encrypt_group_post(state, from, addr, id, post, time)
+                    .await;
+            }
+        };
         let peer = addr.signal_address();
         let has_session = state.contact(from)?.has_session(&peer).await;
         let bundle = if has_session {
@@ -145,14 +158,6 @@ impl Messaging {
                 Some(keys) => Some(keys.take_bundle()),
                 None => return Ok(None),
             }
-        };
-        let message = match content {
-            Content::Text(text) => waproto::whatsapp::Message {
-                conversation: Some(text.clone()),
-                ..Default::default()
-            },
-            Content::KeyShare(keys) => super::key_share::key_share_message(keys),
-            Content::Media(media) => media.to_message(),
         };
         let plaintext = MessageUtils::encode_and_pad(&message);
         let (kind, ciphertext) = state

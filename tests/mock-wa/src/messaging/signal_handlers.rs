@@ -111,6 +111,10 @@ impl StanzaHandlers for SignalHandlers {
         self.iq(ctx, node).await
     }
 
+    async fn group_iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        vec![self.messaging.group_iq(&jid_of(&ctx.device), node).await]
+    }
+
     async fn on_login(&self, ctx: &Ctx) -> Vec<Node> {
         self.messaging
             .backlog(&CoreView(&ctx.state), &jid_of(&ctx.device))
@@ -196,6 +200,42 @@ impl MockHandle {
                 id.map(str::to_string),
             )
             .await
+    }
+
+    /// Creates a group of contacts `members` and the account `with_account`;
+    /// returns its JID.
+    pub async fn create_group(
+        &self,
+        subject: &str,
+        members: &[&str],
+        with_account: &str,
+    ) -> Result<String, MessagingError> {
+        let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        self.messaging_or_err()?
+            .create_group(&CoreView(self.state()), subject, &members, with_account)
+            .await
+    }
+
+    /// Contact `from` posts `text` (or `media`) to group `group`; returns the
+    /// message id.
+    pub async fn post_to_group(
+        &self,
+        from: &str,
+        group: &str,
+        text: &str,
+        media: Option<&super::MediaRequest>,
+    ) -> Result<String, MessagingError> {
+        self.messaging_or_err()?
+            .post_to_group(&CoreView(self.state()), from, group, text, media, None)
+            .await
+    }
+
+    /// What the account's clients posted to `group`, oldest first.
+    pub async fn group_inbox(&self, group: &str) -> Vec<InboxEntry> {
+        match self.messaging() {
+            Some(m) => m.group_inbox(group).await,
+            None => Vec::new(),
+        }
     }
 
     /// Contact `contact` sends a delivery or read receipt for `msg_id` to

@@ -1,0 +1,209 @@
+//! Groups between whatsapp-rust's own client, unmodified, and the mock's
+//! contacts: sender keys both ways, group metadata, receipts.
+
+mod common;
+
+use common::{init_logging, paired_client};
+use mock_wa::{MockConfig, MockHandle, MockServer};
+use std::time::Duration;
+use whatsapp_rust::types::events::Event;
+use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::wacore_binary::Jid;
+
+const ALICE: &str = "15557654321";
+const BOB: &str = "15557654322";
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn start() -> MockHandle {
+    init_logging();
+    MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts")
+}
+
+/// A group post in a `Messages` event: (id, chat, sender user, text).
+fn group_text(event: &Event) -> Option<(String, Jid, String, String)> {
+    let Event::Messages(batch) = event else {
+        return None;
+    };
+    batch.iter().find_map(|m| {
+        let text = m.message.conversation.clone()?;
+        Some((
+            m.info.id.to_string(),
+            m.info.source.chat.clone(),
+            m.info.source.sender.user.to_string(),
+            text,
+        ))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_post_to_the_client_and_the_client_posts_to_the_members() {
+    let mock = start().await;
+    let (mut client, jid) = paired_client(&mock).await;
+    let group: Jid = mock
+        .create_group("Team", &[ALICE, BOB], &jid)
+        .await
+        .expect("group created")
+        .parse()
+        .expect("group JID");
+    assert_eq!(group.server.to_string(), "g.us");
+
+    // Each member's first post carries its sender key; the second does not.
+    for (from, text) in [(ALICE, "hi all"), (BOB, "hello from bob"), (ALICE, "again")] {
+        let id = mock
+            .post_to_group(from, &group.to_string(), text, None)
+            .await
+            .expect("post");
+        let (got_id, chat, sender, got_text) =
+            client.wait_event(WAIT, "group Messages", group_text).await;
+        assert_eq!(got_id, id);
+        assert_eq!(chat, group);
+        assert_eq!(sender, from);
+        assert_eq!(got_text, text);
+    }
+
+    let metadata = client
+        .client
+        .groups()
+        .get_metadata(&group)
+        .await
+        .expect("the client reads the group's metadata");
+    assert_eq!(metadata.subject, "Team");
+    let mut members: Vec<String> = metadata
+        .participants
+        .iter()
+        .map(|p| p.jid.user.to_string())
+        .collect();
+    members.sort();
+    let account = jid.split([':', '@']).next().unwrap().to_string();
+    let mut expected = vec![ALICE.to_string(), BOB.to_string(), account.clone()];
+    expected.sort();
+    assert_eq!(members, expected);
+
+    for text in ["hello team", "second post"] {
+        let sent = client
+            .client
+            .send_text(group.clone(), text)
+            .await
+            .expect("group send completes");
+        client
+            .wait_event(WAIT, "ServerAck", |e| match e {
+                Event::ServerAck(a) if a.id == sent.message_id => Some(()),
+                _ => None,
+            })
+            .await;
+        let mut from_members = Vec::new();
+        while from_members.len() < 2 {
+            let r = client
+                .wait_event(WAIT, "member delivery Receipt", |e| match e {
+                    Event::Receipt(r) if r.message_ids.contains(&sent.message_id) => {
+                        Some(r.clone())
+                    }
+                    _ => None,
+                })
+                .await;
+            assert_eq!(r.r#type, ReceiptType::Delivered);
+            assert_eq!(r.source.chat, group);
+            from_members.push(r.source.sender.user.to_string());
+        }
+        from_members.sort();
+        assert_eq!(from_members, [ALICE, BOB]);
+    }
+    let posts = mock.group_inbox(&group.to_string()).await;
+    let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(texts, ["hello team", "second post"], "{posts:?}");
+    assert!(
+        posts
+            .iter()
+            .all(|p| p.from == format!("{account}@s.whatsapp.net"))
+    );
+    let stats = mock.messaging().expect("messaging").stats();
+    assert_eq!(stats.decrypt_failures, 0, "{stats:?}");
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_goes_both_ways_in_a_group() {
+    use base64::Engine as _;
+    use sha2::{Digest as _, Sha256};
+    use whatsapp_rust::buffa::MessageField;
+    use whatsapp_rust::download::MediaType;
+    use whatsapp_rust::upload::UploadOptions;
+    use whatsapp_rust::waproto::whatsapp as wa;
+
+    let mock = start().await;
+    let (mut client, jid) = paired_client(&mock).await;
+    let group = mock
+        .create_group("Photos", &[ALICE], &jid)
+        .await
+        .expect("group created");
+    let photo: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let media = mock_wa::messaging::MediaRequest {
+        kind: "image".into(),
+        mimetype: "image/jpeg".into(),
+        filename: None,
+        caption: Some("from alice".into()),
+        data_base64: base64::prelude::BASE64_STANDARD.encode(&photo),
+    };
+    let id = mock
+        .post_to_group(ALICE, &group, "", Some(&media))
+        .await
+        .expect("post");
+    let image = client
+        .wait_event(WAIT, "group image", |e| match e {
+            Event::Messages(batch) => batch
+                .iter()
+                .find(|m| m.info.id == id && m.info.source.chat.to_string() == group)
+                .and_then(|m| m.message.image_message.as_option().cloned()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(image.caption.as_deref(), Some("from alice"));
+    let downloaded = client.client.download(&image).await.expect("download");
+    assert_eq!(downloaded, photo);
+
+    let mine = b"GIF89a a tiny picture of mine".to_vec();
+    let up = client
+        .client
+        .upload(mine.clone(), MediaType::Image, UploadOptions::default())
+        .await
+        .expect("upload");
+    let message = wa::Message {
+        image_message: MessageField::some(wa::message::ImageMessage {
+            url: Some(up.url),
+            mimetype: Some("image/gif".into()),
+            file_sha256: Some(up.file_sha256.to_vec()),
+            file_length: Some(up.file_length),
+            media_key: Some(up.media_key.to_vec()),
+            file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+            direct_path: Some(up.direct_path),
+            media_key_timestamp: Some(up.media_key_timestamp),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sent = client
+        .client
+        .send_message(group.parse::<Jid>().expect("jid"), message)
+        .await
+        .expect("group send");
+    client
+        .wait_event(WAIT, "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
+            _ => None,
+        })
+        .await;
+    let posts = mock.group_inbox(&group).await;
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let summary = posts[0].media.clone().expect("media summary");
+    assert_eq!(summary.mimetype, "image/gif");
+    assert_eq!(summary.size, Some(mine.len() as u64));
+    let hex: String = Sha256::digest(&mine)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(summary.sha256, Some(hex));
+    assert!(summary.hashes_match);
+    client.shutdown().await;
+}
