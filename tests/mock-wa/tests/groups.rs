@@ -207,3 +207,87 @@ async fn media_goes_both_ways_in_a_group() {
     assert!(summary.hashes_match);
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_creates_groups_posts_to_them_and_lists_their_inbox() {
+    use common::admin_http;
+    use serde_json::json;
+
+    let mock = start().await;
+    let (mut client, jid) = paired_client(&mock).await;
+    let (status, body) = admin_http(
+        &mock,
+        "POST",
+        "/admin/groups",
+        Some(json!({"subject": "Ops", "members": [ALICE, BOB], "with_account": jid})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let group = body["jid"].as_str().expect("jid").to_string();
+    assert!(group.ends_with("@g.us"), "{group}");
+
+    let (status, body) = admin_http(
+        &mock,
+        "POST",
+        "/admin/deliver",
+        Some(json!({"from": BOB, "group": group, "text": "over http", "id": "G1"})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"id": "G1"})));
+    let (id, chat, sender, text) = client.wait_event(WAIT, "group Messages", group_text).await;
+    assert_eq!(
+        (id.as_str(), sender.as_str(), text.as_str()),
+        ("G1", BOB, "over http")
+    );
+    assert_eq!(chat.to_string(), group);
+
+    let sent = client
+        .client
+        .send_text(chat, "reply over the wire")
+        .await
+        .expect("send");
+    client
+        .wait_event(WAIT, "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
+            _ => None,
+        })
+        .await;
+    let (status, inbox) =
+        admin_http(&mock, "GET", &format!("/admin/inbox?group={group}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(inbox[0]["id"], json!(sent.message_id));
+    assert_eq!(inbox[0]["text"], json!("reply over the wire"));
+
+    // Bad input gets a 400 that says what is wrong.
+    for (body, needle) in [
+        (
+            json!({"subject": "", "members": [ALICE], "with_account": jid}),
+            "subject",
+        ),
+        (
+            json!({"subject": "x", "members": [], "with_account": jid}),
+            "member",
+        ),
+        (
+            json!({"subject": "x", "members": [ALICE], "with_account": "15559999999"}),
+            "account",
+        ),
+    ] {
+        let (status, reply) = admin_http(&mock, "POST", "/admin/groups", Some(body)).await;
+        assert_eq!(status, 400);
+        assert!(reply["error"].as_str().unwrap().contains(needle), "{reply}");
+    }
+    let (status, reply) = admin_http(
+        &mock,
+        "POST",
+        "/admin/deliver",
+        Some(json!({"from": "15550001111", "group": group, "text": "intruder"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        reply["error"].as_str().unwrap().contains("not a member"),
+        "{reply}"
+    );
+    client.shutdown().await;
+}

@@ -186,3 +186,145 @@ async fn an_image_the_client_uploads_and_sends_is_decrypted_by_the_mock() {
     assert_eq!(mock.stats().media_uploads, 1);
     client.shutdown().await;
 }
+
+/// One raw HTTP request to the media host: (status, body).
+async fn media_http(mock: &MockHandle, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(mock.media_host())
+        .await
+        .expect("media host connects");
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        mock.media_host(),
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    tcp.write_all(body).await.expect("write");
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let status = std::str::from_utf8(&raw[..split])
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_delivers_media_and_the_media_host_refuses_bad_uploads() {
+    use common::admin_http;
+    use serde_json::json;
+
+    let mock = start().await;
+    let (mut client, jid) = paired_client(&mock).await;
+    let doc = file_bytes(b"PK\x03\x04", 1_000);
+    let (status, body) = admin_http(
+        &mock,
+        "POST",
+        "/admin/deliver",
+        Some(json!({"from": CONTACT, "to": jid, "id": "M1", "media": {
+            "kind": "document", "mimetype": "application/zip",
+            "filename": "a.zip", "data_base64": b64(&doc)}})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"id": "M1"})));
+    let got = client
+        .wait_event(WAIT, "document message", |e| match e {
+            Event::Messages(batch) => batch
+                .iter()
+                .find(|m| m.info.id == "M1")
+                .and_then(|m| m.message.document_message.as_option().cloned()),
+            _ => None,
+        })
+        .await;
+    let direct_path = got.direct_path.clone().expect("direct path");
+    assert_eq!(client.client.download(&got).await.expect("download"), doc);
+
+    // The blob as stored is the encrypted one, served by direct path.
+    let (status, blob) = media_http(&mock, "GET", &direct_path, b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        Some(&Sha256::digest(&blob)[..]),
+        got.file_enc_sha256.as_deref()
+    );
+    let (status, _) = media_http(&mock, "GET", "/v/t62.7119-24/1_2_n.enc", b"").await;
+    assert_eq!(status, 404);
+    // An upload needs an auth token media_conn issued.
+    let token = {
+        use base64::Engine as _;
+        base64::prelude::BASE64_URL_SAFE_NO_PAD.encode(Sha256::digest(b"blob"))
+    };
+    let (status, _) = media_http(
+        &mock,
+        "POST",
+        &format!("/mms/image/{token}?auth=forged&token={token}"),
+        b"blob",
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let (status, reply) = admin_http(
+        &mock,
+        "POST",
+        "/admin/deliver",
+        Some(json!({"from": CONTACT, "to": jid, "media": {
+            "kind": "video", "mimetype": "video/mp4", "data_base64": "AAAA"}})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        reply["error"].as_str().unwrap().contains("video"),
+        "{reply}"
+    );
+
+    // What the client sends shows in the contact's inbox with its media.
+    let up = client
+        .client
+        .upload(doc.clone(), MediaType::Document, UploadOptions::default())
+        .await
+        .expect("upload");
+    let message = wa::Message {
+        document_message: MessageField::some(wa::message::DocumentMessage {
+            url: Some(up.url),
+            mimetype: Some("application/zip".into()),
+            file_name: Some("back.zip".into()),
+            file_sha256: Some(up.file_sha256.to_vec()),
+            file_length: Some(up.file_length),
+            media_key: Some(up.media_key.to_vec()),
+            file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+            direct_path: Some(up.direct_path),
+            media_key_timestamp: Some(up.media_key_timestamp),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sent = client
+        .client
+        .send_message(Jid::pn(CONTACT), message)
+        .await
+        .expect("send");
+    client
+        .wait_event(WAIT, "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
+            _ => None,
+        })
+        .await;
+    let (status, inbox) = admin_http(
+        &mock,
+        "GET",
+        &format!("/admin/inbox?contact={CONTACT}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let media = &inbox[0]["media"];
+    assert_eq!(media["kind"], json!("document"));
+    assert_eq!(media["filename"], json!("back.zip"));
+    assert_eq!(media["size"], json!(doc.len()));
+    assert_eq!(media["sha256"], json!(hex(&Sha256::digest(&doc))));
+    assert_eq!(media["hashes_match"], json!(true));
+    client.shutdown().await;
+}
