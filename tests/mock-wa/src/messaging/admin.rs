@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::addressing::Addressing;
 use super::directory::ServerView;
 use super::hub::{Messaging, ReceiptKind};
 
@@ -33,6 +34,8 @@ struct DeliverRequest {
     text: String,
     #[serde(default)]
     id: Option<String>,
+    #[serde(default)]
+    addressing: Addressing,
 }
 
 #[derive(Deserialize)]
@@ -57,7 +60,8 @@ impl Messaging {
         body: &[u8],
     ) -> Option<AdminReply> {
         match (method, path) {
-            ("GET", "/admin/inbox") => Some(self.admin_inbox(query).await),
+            ("GET", "/admin/inbox") => Some(self.admin_inbox(view, query).await),
+            ("GET", "/admin/contacts") => Some(admin_contact(view, query)),
             ("POST", "/admin/deliver") => Some(self.admin_deliver(view, body).await),
             ("POST", "/admin/receipt") => Some(self.admin_receipt(view, body).await),
             ("GET", "/admin/messaging/stats") => Some(AdminReply::ok(json!(self.stats()))),
@@ -65,7 +69,7 @@ impl Messaging {
         }
     }
 
-    async fn admin_inbox(&self, query: &[(String, String)]) -> AdminReply {
+    async fn admin_inbox(&self, view: &dyn ServerView, query: &[(String, String)]) -> AdminReply {
         let contact = query
             .iter()
             .find(|(k, _)| k == "contact")
@@ -75,11 +79,26 @@ impl Messaging {
                 "missing query parameter contact; use /admin/inbox?contact=15551234567",
             );
         };
+        // A contact named by its LID is the same person as by its number.
+        let contact = match contact.parse::<wacore_binary::Jid>() {
+            Ok(jid) if jid.is_lid() => view.phone_of_lid(&jid.user).unwrap_or(contact),
+            _ => contact,
+        };
         let entries: Vec<Value> = self
             .inbox(&contact)
             .await
             .into_iter()
-            .map(|e| json!({ "id": e.id, "from": e.from, "text": e.text, "time": e.time }))
+            .map(|e| {
+                json!({
+                    "id": e.id,
+                    "from": e.from,
+                    "to": e.to,
+                    "text": e.text,
+                    "time": e.time,
+                    "addressing": e.addressing,
+                    "media": e.media,
+                })
+            })
             .collect();
         AdminReply::ok(Value::Array(entries))
     }
@@ -89,12 +108,19 @@ impl Messaging {
             Ok(r) => r,
             Err(e) => {
                 return AdminReply::bad_request(format!(
-                    "body must be JSON {{from, to, text, id?}}: {e}"
+                    "body must be JSON {{from, to, text, id?, addressing?: \"lid\"|\"pn\"}}: {e}"
                 ));
             }
         };
         match self
-            .deliver(view, &request.from, &request.to, &request.text, request.id)
+            .deliver(
+                view,
+                &request.from,
+                &request.to,
+                &request.text,
+                request.id,
+                request.addressing,
+            )
             .await
         {
             Ok(id) => AdminReply::ok(json!({ "id": id })),
@@ -125,4 +151,19 @@ impl Messaging {
             Err(e) => AdminReply::bad_request(e.to_string()),
         }
     }
+}
+
+/// `GET /admin/contacts?phone=N`: the number and the LID it goes by.
+fn admin_contact(view: &dyn ServerView, query: &[(String, String)]) -> AdminReply {
+    let phone = query.iter().find(|(k, _)| k == "phone").map(|(_, v)| v);
+    let Some(phone) = phone.and_then(|p| super::stanza::user_of(p)) else {
+        return AdminReply::bad_request(
+            "missing or malformed query parameter phone; use /admin/contacts?phone=15551234567",
+        );
+    };
+    let lid = view.lid_of(&phone);
+    AdminReply::ok(json!({
+        "phone": phone,
+        "lid": wacore_binary::Jid::lid(lid).to_string(),
+    }))
 }
