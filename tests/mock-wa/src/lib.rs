@@ -17,6 +17,7 @@ pub mod iq;
 pub mod messaging;
 pub mod nodefmt;
 pub mod noise;
+pub mod pair_code;
 pub mod pairing;
 pub mod server;
 pub mod state;

@@ -145,6 +145,7 @@ impl SessionHandle {
 }
 
 /// A `pair-device` ref handed to an unpaired connection.
+#[derive(Clone)]
 pub struct PairingRef {
     pub conn: SessionHandle,
     pub noise_public: [u8; 32],
@@ -178,6 +179,8 @@ pub struct ServerState {
     /// Every open connection (paired or not) by connection id, for faults.
     connections: Mutex<HashMap<u64, SessionHandle>>,
     pub(crate) pairing_refs: Mutex<HashMap<String, PairingRef>>,
+    /// Pairing by phone-number code, between its stages.
+    pub(crate) pair_codes: crate::pair_code::PairCodes,
     /// Phone number of every LID handed out (accounts and contacts alike).
     phones_by_lid: Mutex<HashMap<String, String>>,
     refuse_until: Mutex<Option<Instant>>,
@@ -202,6 +205,7 @@ impl ServerState {
             sessions: Mutex::default(),
             connections: Mutex::default(),
             pairing_refs: Mutex::default(),
+            pair_codes: crate::pair_code::PairCodes::default(),
             phones_by_lid: Mutex::default(),
             refuse_until: Mutex::default(),
             next_conn_id: AtomicU64::new(1),
@@ -345,6 +349,21 @@ impl ServerState {
             account.identity.clone(),
             device_id,
         )
+    }
+
+    /// The identity key pair of account `phone`, created if it is new.
+    pub(crate) fn account_key(&self, phone: &str) -> KeyPair {
+        let lid_user = self.lid_of(phone);
+        lock(&self.accounts)
+            .entry(phone.to_owned())
+            .or_insert_with(|| Account {
+                phone: phone.to_owned(),
+                lid_user,
+                identity: KeyPair::generate(&mut rand::rng()),
+                next_device_id: 1,
+            })
+            .identity
+            .clone()
     }
 
     /// The identity public key of the account `phone` (its primary device).
