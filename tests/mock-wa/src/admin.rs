@@ -71,6 +71,12 @@ struct FaultBody {
 }
 
 #[derive(Deserialize)]
+struct PairCodeBody {
+    code: String,
+    phone: String,
+}
+
+#[derive(Deserialize)]
 struct RefuseBody {
     seconds: u64,
 }
@@ -92,6 +98,15 @@ async fn route(
                 Err(e) => error(409, &e.to_string()),
             }
         }
+        ("POST", "/admin/pair-code") => match serde_json::from_slice::<PairCodeBody>(&req.body) {
+            Err(e) => error(400, &format!("body must be {{code, phone}}: {e}")),
+            Ok(b) => match crate::pair_code::enter_code(state, &b.phone, &b.code).await {
+                Ok(jid) => ok(json!({ "jid": jid })),
+                Err(e @ pairing::PairError::Timeout(_)) => error(504, &e.to_string()),
+                Err(e @ pairing::PairError::BadCode(_)) => error(400, &e.to_string()),
+                Err(e) => error(409, &e.to_string()),
+            },
+        },
         ("GET", "/admin/devices") => ok(json!(state.device_infos())),
         ("GET", "/admin/stats") => ok(json!(state.stats.snapshot())),
         ("POST", "/admin/fault") => match serde_json::from_slice::<FaultBody>(&req.body) {

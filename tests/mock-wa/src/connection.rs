@@ -451,6 +451,7 @@ impl Connection {
                 vec![reply]
             }
             IqAnswer::Reply(reply) => vec![reply],
+            IqAnswer::PairCode => vec![crate::pair_code::handle_iq(&state, &self.handle, &node)],
             IqAnswer::Unknown(reply) => {
                 stats.bump(&stats.unknown_iqs);
                 info!(peer = %self.peer, device = self.jid(), "unknown iq: {}", render(&node));

@@ -17,6 +17,8 @@ pub enum IqAnswer {
     Ping(Node),
     /// Owned by the stanza handlers (`encrypt`, `usync`).
     Handlers,
+    /// A stage of pairing by phone-number code, which needs the connection.
+    PairCode,
     /// A reply from the client to an IQ the server sent; nothing to answer.
     ClientReply,
     /// Not known to the mock: send this error.
@@ -50,6 +52,7 @@ pub fn answer(state: &ServerState, device: Option<&Device>, node: &Node) -> IqAn
         ("privacy", "get") => IqAnswer::Reply(privacy(node)),
         ("privacy", "set") => IqAnswer::Reply(iq_result(node, Vec::new())),
         ("w:sync:app:state", "set") => IqAnswer::Reply(app_state(node)),
+        ("md", "set") if first == Some("link_code_companion_reg") => IqAnswer::PairCode,
         ("md", "set") if first == Some("remove-companion-device") => {
             IqAnswer::Reply(remove_companion(state, device, node))
         }

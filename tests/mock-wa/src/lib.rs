@@ -19,6 +19,7 @@ pub mod media;
 pub mod messaging;
 pub mod nodefmt;
 pub mod noise;
+pub mod pair_code;
 pub mod pairing;
 pub mod server;
 pub mod state;

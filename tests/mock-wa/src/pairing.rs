@@ -39,6 +39,12 @@ pub enum PairError {
     Rejected(String),
     #[error("signing the device identity failed: {0}")]
     Crypto(String),
+    #[error(
+        "no device asked for a pairing code for {0}; start `pair-code` on the client first, then enter the code it shows"
+    )]
+    NoCodeRequest(String),
+    #[error("the pairing code was refused: {0}")]
+    BadCode(String),
 }
 
 /// Registration data a new device sent in its ClientPayload.
@@ -134,6 +140,21 @@ pub async fn scan(state: &ServerState, qr: &str, phone: Option<&str>) -> Result<
         }
         map.remove(&ref_str).ok_or(PairError::UnknownRef)?
     };
+    offer(state, pending, phone, adv_secret).await
+}
+
+/// What the phone does once it trusts the new device (after a QR scan or a
+/// pairing code): signs an ADV identity for it with the account key, sends
+/// `pair-success` (HMAC keyed by `adv_secret`) and waits until the client's
+/// signed reply verified. Returns the device JID.
+pub(crate) async fn offer(
+    state: &ServerState,
+    pending: PairingRef,
+    phone: Option<&str>,
+    adv_secret: [u8; 32],
+) -> Result<String, PairError> {
+    let identity = pending.identity_public;
+    let noise = pending.noise_public;
     // Other refs of this connection must not pair it a second time.
     state
         .pairing_refs

@@ -198,6 +198,12 @@ impl MockHandle {
         pairing::scan(&self.state, qr, Some(phone)).await
     }
 
+    /// The phone of account `phone` takes the pairing code `code` a client
+    /// shows; returns the device JID once the client's signed reply verified.
+    pub async fn enter_pair_code(&self, phone: &str, code: &str) -> Result<String, PairError> {
+        crate::pair_code::enter_code(&self.state, phone, code).await
+    }
+
     pub fn devices(&self) -> Vec<DeviceInfo> {
         self.state.device_infos()
     }

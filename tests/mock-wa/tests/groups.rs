@@ -59,7 +59,8 @@ async fn members_post_to_the_client_and_the_client_posts_to_the_members() {
             client.wait_event(WAIT, "group Messages", group_text).await;
         assert_eq!(got_id, id);
         assert_eq!(chat, group);
-        assert_eq!(sender, from);
+        // LID-addressed, as groups are on the real network.
+        assert_eq!(sender, mock.lid_of(from));
         assert_eq!(got_text, text);
     }
 
@@ -70,14 +71,21 @@ async fn members_post_to_the_client_and_the_client_posts_to_the_members() {
         .await
         .expect("the client reads the group's metadata");
     assert_eq!(metadata.subject, "Team");
-    let mut members: Vec<String> = metadata
+    let account = jid.split([':', '@']).next().unwrap().to_string();
+    let mut members: Vec<(String, String)> = metadata
         .participants
         .iter()
-        .map(|p| p.jid.user.to_string())
+        .map(|p| {
+            assert!(p.jid.is_lid(), "{:?}", p.jid);
+            let phone = p.phone_number.as_ref().expect("phone alternate");
+            (p.jid.user.to_string(), phone.user.to_string())
+        })
         .collect();
     members.sort();
-    let account = jid.split([':', '@']).next().unwrap().to_string();
-    let mut expected = vec![ALICE.to_string(), BOB.to_string(), account.clone()];
+    let mut expected: Vec<(String, String)> = [ALICE, BOB, account.as_str()]
+        .iter()
+        .map(|p| (mock.lid_of(p), p.to_string()))
+        .collect();
     expected.sort();
     assert_eq!(members, expected);
 
@@ -108,7 +116,9 @@ async fn members_post_to_the_client_and_the_client_posts_to_the_members() {
             from_members.push(r.source.sender.user.to_string());
         }
         from_members.sort();
-        assert_eq!(from_members, [ALICE, BOB]);
+        let mut lids = vec![mock.lid_of(ALICE), mock.lid_of(BOB)];
+        lids.sort();
+        assert_eq!(from_members, lids);
     }
     let posts = mock.group_inbox(&group.to_string()).await;
     let texts: Vec<&str> = posts.iter().map(|p| p.text.as_str()).collect();
@@ -236,8 +246,8 @@ async fn the_admin_api_creates_groups_posts_to_them_and_lists_their_inbox() {
     assert_eq!((status, body), (200, json!({"id": "G1"})));
     let (id, chat, sender, text) = client.wait_event(WAIT, "group Messages", group_text).await;
     assert_eq!(
-        (id.as_str(), sender.as_str(), text.as_str()),
-        ("G1", BOB, "over http")
+        (id.as_str(), sender, text.as_str()),
+        ("G1", mock.lid_of(BOB), "over http")
     );
     assert_eq!(chat.to_string(), group);
 

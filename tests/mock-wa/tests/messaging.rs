@@ -117,7 +117,8 @@ async fn contact_text_reaches_the_client_and_read_receipts_arrive() {
     let (got_id, text, sender) = client.wait_event(WAIT, "Messages", incoming_text).await;
     assert_eq!(got_id, id);
     assert_eq!(text, "hi from a contact");
-    assert_eq!(sender.user, CONTACT);
+    // LID-addressed, as the real server sends one-to-one messages.
+    assert_eq!(sender.user, mock.lid_of(CONTACT));
     let messaging = mock.messaging().expect("messaging").clone();
     eventually("the client to ack the message", || {
         let m = messaging.clone();

@@ -643,6 +643,8 @@ async fn every_address_mock_wa_sends_is_a_jid_on_the_wire() {
         "ack.from",
         "receipt.from",
         "message.from",
+        "message.sender_pn",
+        "lid.val",
     ] {
         assert!(seen.contains(expected), "{expected} never seen: {seen:?}");
     }

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::addressing::Addressing;
 use super::directory::ServerView;
 use super::hub::{Messaging, ReceiptKind};
 
@@ -39,6 +40,8 @@ struct DeliverRequest {
     id: Option<String>,
     #[serde(default)]
     media: Option<super::media_msg::MediaRequest>,
+    #[serde(default)]
+    addressing: Addressing,
 }
 
 #[derive(Deserialize)]
@@ -70,7 +73,8 @@ impl Messaging {
         body: &[u8],
     ) -> Option<AdminReply> {
         match (method, path) {
-            ("GET", "/admin/inbox") => Some(self.admin_inbox(query).await),
+            ("GET", "/admin/inbox") => Some(self.admin_inbox(view, query).await),
+            ("GET", "/admin/contacts") => Some(admin_contact(view, query)),
             ("POST", "/admin/deliver") => Some(self.admin_deliver(view, body).await),
             ("POST", "/admin/receipt") => Some(self.admin_receipt(view, body).await),
             ("POST", "/admin/groups") => Some(self.admin_groups(view, body).await),
@@ -102,10 +106,17 @@ impl Messaging {
         }
     }
 
-    async fn admin_inbox(&self, query: &[(String, String)]) -> AdminReply {
+    async fn admin_inbox(&self, view: &dyn ServerView, query: &[(String, String)]) -> AdminReply {
         let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         let entries = match (param("contact"), param("group")) {
-            (Some(contact), _) => self.inbox(&contact).await,
+            (Some(contact), _) => {
+                // A contact named by its LID is the same person as by its number.
+                let contact = match contact.parse::<wacore_binary::Jid>() {
+                    Ok(jid) if jid.is_lid() => view.phone_of_lid(&jid.user).unwrap_or(contact),
+                    _ => contact,
+                };
+                self.inbox(&contact).await
+            }
             (None, Some(group)) => self.group_inbox(&group).await,
             (None, None) => {
                 return AdminReply::bad_request(
@@ -116,12 +127,15 @@ impl Messaging {
         let entries: Vec<Value> = entries
             .into_iter()
             .map(|e| {
-                let mut entry =
-                    json!({ "id": e.id, "from": e.from, "text": e.text, "time": e.time });
-                if let Some(media) = e.media {
-                    entry["media"] = json!(media);
-                }
-                entry
+                json!({
+                    "id": e.id,
+                    "from": e.from,
+                    "to": e.to,
+                    "text": e.text,
+                    "time": e.time,
+                    "addressing": e.addressing,
+                    "media": e.media,
+                })
             })
             .collect();
         AdminReply::ok(Value::Array(entries))
@@ -132,7 +146,7 @@ impl Messaging {
             Ok(r) => r,
             Err(e) => {
                 return AdminReply::bad_request(format!(
-                    "body must be JSON {{from, to, text, id?, media?}}: {e}"
+                    "body must be JSON {{from, to | group, text, id?, addressing?: \"lid\"|\"pn\", media?}}: {e}"
                 ));
             }
         };
@@ -159,12 +173,26 @@ impl Messaging {
                 if media.caption.is_none() && !request.text.is_empty() {
                     media.caption = Some(request.text.clone());
                 }
-                self.deliver_media(view, &request.from, &request.to, &media, request.id)
-                    .await
+                self.deliver_media(
+                    view,
+                    &request.from,
+                    &request.to,
+                    &media,
+                    request.id,
+                    request.addressing,
+                )
+                .await
             }
             None => {
-                self.deliver(view, &request.from, &request.to, &request.text, request.id)
-                    .await
+                self.deliver(
+                    view,
+                    &request.from,
+                    &request.to,
+                    &request.text,
+                    request.id,
+                    request.addressing,
+                )
+                .await
             }
         };
         match result {
@@ -196,4 +224,19 @@ impl Messaging {
             Err(e) => AdminReply::bad_request(e.to_string()),
         }
     }
+}
+
+/// `GET /admin/contacts?phone=N`: the number and the LID it goes by.
+fn admin_contact(view: &dyn ServerView, query: &[(String, String)]) -> AdminReply {
+    let phone = query.iter().find(|(k, _)| k == "phone").map(|(_, v)| v);
+    let Some(phone) = phone.and_then(|p| super::stanza::user_of(p)) else {
+        return AdminReply::bad_request(
+            "missing or malformed query parameter phone; use /admin/contacts?phone=15551234567",
+        );
+    };
+    let lid = view.lid_of(&phone);
+    AdminReply::ok(json!({
+        "phone": phone,
+        "lid": wacore_binary::Jid::lid(lid).to_string(),
+    }))
 }

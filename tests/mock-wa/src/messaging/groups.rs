@@ -17,6 +17,7 @@ use wacore_binary::{Jid, Node, NodeContent};
 use waproto::whatsapp as wa;
 
 use super::MessagingError;
+use super::addressing::Addressing;
 use super::directory::ServerView;
 use super::hub::{
     Content, DeviceAddr, InboxEntry, Messaging, Pending, PendingBody, SentText, State,
@@ -52,24 +53,31 @@ impl Group {
         self.members.iter().filter(|m| **m != self.account)
     }
 
-    /// `<group>` as the `w:g2` query answers it. Members are addressed by
-    /// phone number (`addressing_mode="pn"`): the mock's contacts have no LID.
-    fn to_node(&self) -> Node {
+    /// `<group>` as the `w:g2` query answers it: LID-addressed, as groups
+    /// are on the real network, each participant's phone number beside its
+    /// LID.
+    fn to_node(&self, view: &dyn ServerView) -> Node {
+        let lid = |phone: &str| Jid::lid(view.lid_of(phone));
         let participants = self.members.iter().enumerate().map(|(i, phone)| {
-            let mut p = NodeBuilder::new("participant").attr("jid", Jid::pn(phone.as_str()));
+            let mut p = NodeBuilder::new("participant")
+                .attr("jid", lid(phone))
+                .attr("phone_number", Jid::pn(phone.as_str()));
             if i == 0 {
                 p = p.attr("type", "superadmin");
             }
             p.build()
         });
+        let creator = self.members[0].as_str();
         NodeBuilder::new("group")
             .attr("id", self.id.clone())
             .attr("subject", self.subject.clone())
             .attr("s_t", self.creation.to_string())
-            .attr("s_o", Jid::pn(self.members[0].as_str()))
+            .attr("s_o", lid(creator))
+            .attr("s_o_pn", Jid::pn(creator))
             .attr("creation", self.creation.to_string())
-            .attr("creator", Jid::pn(self.members[0].as_str()))
-            .attr("addressing_mode", "pn")
+            .attr("creator", lid(creator))
+            .attr("creator_pn", Jid::pn(creator))
+            .attr("addressing_mode", "lid")
             .attr("size", self.members.len().to_string())
             .children(participants)
             .build()
@@ -163,14 +171,14 @@ impl Messaging {
     /// Answers a `w:g2` IQ: the group's metadata for a `<query>` to it, the
     /// account's groups for `<participating>`; other group actions are not
     /// modelled.
-    pub async fn group_iq(&self, device: &Jid, iq: &Node) -> Node {
+    pub async fn group_iq(&self, view: &dyn ServerView, device: &Jid, iq: &Node) -> Node {
         let state = self.state.lock().await;
         if iq.get_optional_child("participating").is_some() {
             let groups = state
                 .groups
                 .values()
                 .filter(|g| g.account == *device.user)
-                .map(Group::to_node);
+                .map(|g| g.to_node(view));
             return iq_result(
                 iq,
                 vec![NodeBuilder::new("groups").children(groups).build()],
@@ -181,7 +189,7 @@ impl Messaging {
         }
         let group = jid_attr(iq, "to").and_then(|to| state.groups.get(&*to.user).cloned());
         match group {
-            Some(g) if g.account == *device.user => iq_result(iq, vec![g.to_node()]),
+            Some(g) if g.account == *device.user => iq_result(iq, vec![g.to_node(view)]),
             Some(_) => iq_error(iq, 403, "forbidden"),
             None => iq_error(iq, 404, "item-not-found"),
         }
@@ -270,11 +278,12 @@ impl Messaging {
                 class: "message",
                 id: id.clone(),
                 receipt_type: None,
-                body: PendingBody::Plain {
+                body: PendingBody::Plain(SentText {
                     from: from_user.to_string(),
                     content: Content::Group(post.clone()),
                     time,
-                },
+                    addressing: Addressing::Lid,
+                }),
             };
             self.push(view, &mut state, addr, pending).await;
         }
@@ -287,13 +296,14 @@ impl Messaging {
     /// (again after a retry, which drops that session).
     pub(super) async fn encrypt_group_post(
         &self,
+        view: &dyn ServerView,
         state: &mut State,
-        from: &str,
         addr: &DeviceAddr,
         id: &str,
+        sent: &SentText,
         post: &Arc<GroupPost>,
-        time: u64,
     ) -> Result<Option<Node>, MessagingError> {
+        let (from, time) = (sent.from.as_str(), sent.time);
         let peer = addr.signal_address();
         let group = post.group.to_string();
         let key = (group.clone(), from.to_string(), addr.clone());
@@ -339,20 +349,13 @@ impl Messaging {
             skmsg = skmsg.attr("mediatype", media_type);
         }
         children.push(skmsg.bytes(post.skmsg.clone()).build());
-        state.remember_sent(
-            addr,
-            id,
-            SentText {
-                from: from.to_string(),
-                content: Content::Group(post.clone()),
-                time,
-            },
-        );
+        state.remember_sent(addr, id, sent.clone());
         Ok(Some(
             NodeBuilder::new("message")
                 .attr("from", post.group.clone())
-                .attr("participant", Jid::pn(from))
-                .attr("addressing_mode", "pn")
+                .attr("participant", Jid::lid(view.lid_of(from)))
+                .attr("participant_pn", Jid::pn(from))
+                .attr("addressing_mode", "lid")
                 .attr("id", id)
                 .attr(
                     "type",
@@ -419,7 +422,7 @@ impl Messaging {
                 if recipient.device != 0 || !group.members.contains(&target.user) {
                     continue;
                 }
-                match super::inbound::decrypt_copy(&mut state, &sender, &recipient, enc).await {
+                match super::inbound::decrypt_copy(&mut state, &sender, &target.user, enc).await {
                     Ok(decoded) => {
                         let skdm = decoded
                             .sender_key_distribution_message
@@ -445,12 +448,17 @@ impl Messaging {
             }
         }
         if let Some(skmsg) = skmsg {
+            let addressing = attr(message, "addressing_mode")
+                .as_deref()
+                .and_then(Addressing::parse)
+                .unwrap_or_default();
             let post = ClientPost {
                 sender: &sender,
                 device,
                 skmsg,
                 id,
                 time,
+                addressing,
             };
             self.read_group_post(view, &mut state, &group, post, &mut replies)
                 .await;
@@ -475,6 +483,7 @@ impl Messaging {
             skmsg,
             id,
             time,
+            addressing: post_addressing,
         } = post;
         let Some(NodeContent::Bytes(ciphertext)) = &skmsg.content else {
             return;
@@ -531,6 +540,7 @@ impl Messaging {
                 id: id.to_string(),
                 from: device.to_non_ad().to_string(),
                 to: group_name.clone(),
+                addressing: post_addressing,
                 text: super::inbound::text_of(&message),
                 time,
                 media,
@@ -539,7 +549,7 @@ impl Messaging {
             for contact in read_by {
                 let stanza = NodeBuilder::new("receipt")
                     .attr("from", group.jid())
-                    .attr("participant", Jid::pn(contact.as_str()))
+                    .attr("participant", Jid::lid(view.lid_of(&contact)))
                     .attr("id", id)
                     .attr("t", now_secs().to_string())
                     .build();
@@ -566,6 +576,8 @@ struct ClientPost<'a> {
     skmsg: &'a Node,
     id: &'a str,
     time: u64,
+    /// The post's `addressing_mode`.
+    addressing: Addressing,
 }
 
 fn group_ack(id: &str, chat: &Jid) -> Node {

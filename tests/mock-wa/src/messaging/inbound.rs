@@ -4,6 +4,7 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, JidExt as _, Node, NodeContent};
 
 use super::MessagingError;
+use super::addressing::Addressing;
 use super::directory::ServerView;
 use super::hub::{DeviceAddr, InboxEntry, Messaging, Pending, PendingBody, ReceiptKind, State};
 use super::outbound::{receipt_pending, receipt_stanza};
@@ -38,14 +39,25 @@ impl Messaging {
         let mut replies = Vec::new();
         let mut state = self.state.lock().await;
         for (recipient, enc) in copies(message, chat.as_ref()) {
+            if recipient.is_lid() && view.phone_of_lid(&recipient.user).is_none() {
+                tracing::warn!(to = %recipient, id = %id, "copy for a LID the server never handed out; acked and dropped");
+                continue;
+            }
             let target = DeviceAddr::of(view, &recipient);
             let own = target.user == sender.user;
             if own {
                 Counters::bump(&self.counters.own_device_copies);
             }
+            let addressing = Addressing::of(&recipient);
             if recipient.device != 0 {
+                let from = addressing.sender_attrs(
+                    NodeBuilder::new("message"),
+                    view,
+                    &sender.user,
+                    sender.device,
+                );
                 let forward =
-                    forwarded_copy(message, enc, device, own.then_some(chat.as_ref()).flatten());
+                    forwarded_copy(from, message, enc, own.then_some(chat.as_ref()).flatten());
                 if is_known_device(view, &state, &target) {
                     let pending = Pending {
                         class: "message",
@@ -63,11 +75,12 @@ impl Messaging {
                 // The account's own phone is simulated and reads nothing.
                 continue;
             }
-            match decrypt_copy(&mut state, &sender, &recipient, enc).await {
+            let contact = target.user.clone();
+            let contact_jid = recipient.to_non_ad();
+            match decrypt_copy(&mut state, &sender, &contact, enc).await {
                 Ok(decoded) => {
                     let media = super::media_msg::summarize(view.media(), &decoded);
                     let text = text_of(&decoded);
-                    let contact = recipient.user.to_string();
                     if !state.inbox_ids.insert((contact.clone(), id.clone())) {
                         Counters::bump(&self.counters.messages_duplicate);
                         continue;
@@ -80,14 +93,16 @@ impl Messaging {
                         .or_default()
                         .push(InboxEntry {
                             id: id.clone(),
-                            from: device.to_non_ad().to_string(),
-                            to: Jid::pn(contact.as_str()).to_string(),
+                            from: Jid::pn(sender.user.as_str()).to_string(),
+                            to: contact_jid.to_string(),
+                            addressing,
                             text,
                             time,
                             media,
                         });
                     if self.config.auto_delivery_receipts {
-                        let stanza = receipt_stanza(&contact, &id, ReceiptKind::Delivery);
+                        let stanza =
+                            receipt_stanza(contact_jid.clone(), &id, ReceiptKind::Delivery);
                         Self::enqueue(
                             &mut state,
                             &sender,
@@ -100,7 +115,7 @@ impl Messaging {
                 Err(e) => {
                     Counters::bump(&self.counters.decrypt_failures);
                     tracing::warn!(device = %device, to = %recipient, id = %id, error = %e, "could not decrypt the contact's copy; acking it, and the contact asks for a retry");
-                    match self.retry_receipt(&mut state, &sender, &recipient.user, &id) {
+                    match self.retry_receipt(&mut state, &sender, &contact, contact_jid, &id) {
                         Ok(Some(stanza)) => replies.push(stanza),
                         Ok(None) => {}
                         Err(e) => {
@@ -136,6 +151,7 @@ impl Messaging {
         state: &mut State,
         sender: &DeviceAddr,
         contact: &str,
+        contact_jid: Jid,
         id: &str,
     ) -> Result<Option<Node>, MessagingError> {
         let count = state
@@ -151,7 +167,7 @@ impl Messaging {
         device.forget_session(&sender.signal_address());
         let bundle = device.take_bundle();
         let stanza = NodeBuilder::new("receipt")
-            .attr("from", Jid::pn(contact))
+            .attr("from", contact_jid)
             .attr("id", id)
             .attr("type", "retry")
             .attr("t", now_secs().to_string())
@@ -182,14 +198,12 @@ impl Messaging {
     }
 }
 
-/// The stanza a companion device gets for its copy: from the sending
-/// device, with the sender's `<device-identity>` (a `pkmsg` from a companion
-/// is checked against it); a copy for the sender's own other devices names
-/// the chat in `recipient`.
-fn forwarded_copy(message: &Node, enc: &Node, sender: &Jid, own_chat: Option<&Jid>) -> Node {
-    let mut b = NodeBuilder::new("message")
-        .attr("from", sender.clone())
-        .attr("t", now_secs().to_string());
+/// The stanza a companion device gets for its copy: `from` names the
+/// sending device (in the addressing the copy was sent in), with the sender's
+/// `<device-identity>` (a `pkmsg` from a companion is checked against it); a
+/// copy for the sender's own other devices names the chat in `recipient`.
+fn forwarded_copy(from: NodeBuilder, message: &Node, enc: &Node, own_chat: Option<&Jid>) -> Node {
+    let mut b = from.attr("t", now_secs().to_string());
     for key in ["id", "type"] {
         if let Some(value) = attr(message, key) {
             b = b.attr(key, value);
@@ -236,7 +250,7 @@ fn copies<'a>(message: &'a Node, chat: Option<&Jid>) -> Vec<(Jid, &'a Node)> {
 pub(super) async fn decrypt_copy(
     state: &mut State,
     sender: &DeviceAddr,
-    recipient: &Jid,
+    contact: &str,
     enc: &Node,
 ) -> Result<waproto::whatsapp::Message, MessagingError> {
     let enc_type = attr(enc, "type").unwrap_or_default();
@@ -249,7 +263,7 @@ pub(super) async fn decrypt_copy(
         ));
     };
     let padded = state
-        .contact(&recipient.user)?
+        .contact(contact)?
         .decrypt(&sender.signal_address(), kind, ciphertext)
         .await?;
     let version = attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2);

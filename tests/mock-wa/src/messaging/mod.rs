@@ -9,6 +9,7 @@
 //! [`SignalHandlers`], its [`crate::StanzaHandlers`] implementation. Every
 //! entry point takes a [`ServerView`]: the core's accounts and connections.
 
+mod addressing;
 mod admin;
 mod bundle;
 mod directory;
@@ -29,6 +30,7 @@ mod stats;
 mod tests;
 mod usync_iq;
 
+pub use addressing::Addressing;
 pub use admin::AdminReply;
 pub use directory::{AccountDevices, CompanionDevice, ServerView};
 pub use groups::{Group, GroupError};

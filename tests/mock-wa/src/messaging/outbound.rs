@@ -7,6 +7,7 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
+use super::addressing::Addressing;
 use super::directory::ServerView;
 use super::hub::{
     Content, DeviceAddr, Messaging, Pending, PendingBody, ReceiptKind, SentText, State,
@@ -17,9 +18,9 @@ use super::stats::Counters;
 
 impl Messaging {
     /// Contact `from` sends `text` to every device of account `to` (phone
-    /// number or JID). Devices that are offline get it when they connect;
-    /// every device gets it again on each connect until it acks it.
-    /// Returns the message id (`id` when given).
+    /// number or JID), naming itself as `addressing` says. Devices that are
+    /// offline get it when they connect; every device gets it again on each
+    /// connect until it acks it. Returns the message id (`id` when given).
     pub async fn deliver(
         &self,
         view: &dyn ServerView,
@@ -27,9 +28,10 @@ impl Messaging {
         to: &str,
         text: &str,
         id: Option<String>,
+        addressing: Addressing,
     ) -> Result<String, MessagingError> {
-        let from_user = user_of(from).ok_or_else(|| MessagingError::BadAddress(from.into()))?;
-        let to_user = user_of(to).ok_or_else(|| MessagingError::BadAddress(to.into()))?;
+        let from_user = phone_of(view, from)?;
+        let to_user = phone_of(view, to)?;
         if text.is_empty() {
             return Err(MessagingError::EmptyText);
         }
@@ -39,6 +41,7 @@ impl Messaging {
             to_user,
             Content::Text(text.to_string()),
             id,
+            addressing,
         )
         .await
     }
@@ -53,13 +56,21 @@ impl Messaging {
         to: &str,
         media: &MediaRequest,
         id: Option<String>,
+        addressing: Addressing,
     ) -> Result<String, MessagingError> {
-        let from_user = user_of(from).ok_or_else(|| MessagingError::BadAddress(from.into()))?;
-        let to_user = user_of(to).ok_or_else(|| MessagingError::BadAddress(to.into()))?;
+        let from_user = phone_of(view, from)?;
+        let to_user = phone_of(view, to)?;
         let store = view.media().ok_or(MediaRequestError::NoHost)?;
         let content = MediaContent::prepare(store, media)?;
-        self.deliver_content(view, from_user, to_user, Content::Media(content), id)
-            .await
+        self.deliver_content(
+            view,
+            from_user,
+            to_user,
+            Content::Media(content),
+            id,
+            addressing,
+        )
+        .await
     }
 
     async fn deliver_content(
@@ -69,6 +80,7 @@ impl Messaging {
         to_user: String,
         content: Content,
         id: Option<String>,
+        addressing: Addressing,
     ) -> Result<String, MessagingError> {
         let id = id
             .filter(|id| !id.is_empty())
@@ -85,11 +97,12 @@ impl Messaging {
                 class: "message",
                 id: id.clone(),
                 receipt_type: None,
-                body: PendingBody::Plain {
+                body: PendingBody::Plain(SentText {
                     from: from_user.clone(),
                     content: content.clone(),
                     time,
-                },
+                    addressing,
+                }),
             };
             self.push(view, &mut state, addr, pending).await;
         }
@@ -107,16 +120,20 @@ impl Messaging {
         msg_id: &str,
         kind: ReceiptKind,
     ) -> Result<(), MessagingError> {
-        let contact_user =
-            user_of(contact).ok_or_else(|| MessagingError::BadAddress(contact.into()))?;
-        let account_user =
-            user_of(account).ok_or_else(|| MessagingError::BadAddress(account.into()))?;
+        let contact_user = phone_of(view, contact)?;
+        let account_user = phone_of(view, account)?;
         let mut state = self.state.lock().await;
         let targets = account_devices(view, &state, &account_user);
         if targets.is_empty() {
             return Err(MessagingError::NoDevices(account_user));
         }
-        let stanza = receipt_stanza(&contact_user, msg_id, kind);
+        // From the address the client wrote to, as the real server sends it.
+        let addressing = state
+            .inbox
+            .get(&contact_user)
+            .and_then(|entries| entries.iter().rev().find(|e| e.id == msg_id))
+            .map_or(Addressing::default(), |e| e.addressing);
+        let stanza = receipt_stanza(addressing.jid(view, &contact_user, 0), msg_id, kind);
         for addr in &targets {
             let pending = receipt_pending(msg_id, kind, stanza.clone());
             self.push(view, &mut state, addr, pending).await;
@@ -129,13 +146,13 @@ impl Messaging {
     /// while there is neither a session with the device nor keys it uploaded.
     pub(super) async fn encrypt_for_device(
         &self,
+        view: &dyn ServerView,
         state: &mut State,
-        from: &str,
         addr: &DeviceAddr,
         id: &str,
-        content: &Content,
-        time: u64,
+        sent: &SentText,
     ) -> Result<Option<Node>, MessagingError> {
+        let (from, content, time) = (sent.from.as_str(), &sent.content, sent.time);
         let message = match content {
             Content::Text(text) => waproto::whatsapp::Message {
                 conversation: Some(text.clone()),
@@ -145,7 +162,7 @@ impl Messaging {
             Content::Media(media) => media.to_message(),
             Content::Group(post) => {
                 return self
-                    .encrypt_group_post(state, from, addr, id, post, time)
+                    .encrypt_group_post(view, state, addr, id, sent, post)
                     .await;
             }
         };
@@ -164,21 +181,14 @@ impl Messaging {
             .contact(from)?
             .encrypt(&peer, bundle.as_ref(), &plaintext)
             .await?;
-        state.remember_sent(
-            addr,
-            id,
-            SentText {
-                from: from.to_string(),
-                content: content.clone(),
-                time,
-            },
-        );
         let media_type = match content {
             Content::Media(media) => Some(media.kind.as_str()),
             _ => None,
         };
-        let mut stanza = NodeBuilder::new("message")
-            .attr("from", Jid::pn(from))
+        state.remember_sent(addr, id, sent.clone());
+        let mut stanza = sent
+            .addressing
+            .sender_attrs(NodeBuilder::new("message"), view, from, 0)
             .attr("id", id)
             .attr(
                 "type",
@@ -206,9 +216,10 @@ impl Messaging {
     }
 }
 
-pub(super) fn receipt_stanza(contact_user: &str, msg_id: &str, kind: ReceiptKind) -> Node {
+/// A receipt for `msg_id` from `from`: the address the message went to.
+pub(super) fn receipt_stanza(from: Jid, msg_id: &str, kind: ReceiptKind) -> Node {
     let mut b = NodeBuilder::new("receipt")
-        .attr("from", Jid::pn(contact_user))
+        .attr("from", from)
         .attr("id", msg_id)
         .attr("t", now_secs().to_string());
     if let Some(t) = kind.wire_type() {
@@ -248,4 +259,14 @@ pub(super) fn account_devices(
             .cloned(),
     );
     targets
+}
+
+/// The phone number `address` names: digits, a phone-number JID, or a LID
+/// JID the server handed out.
+pub(super) fn phone_of(view: &dyn ServerView, address: &str) -> Result<String, MessagingError> {
+    let bad = || MessagingError::BadAddress(address.into());
+    match address.trim().parse::<Jid>() {
+        Ok(jid) if jid.is_lid() => view.phone_of_lid(&jid.user).ok_or_else(bad),
+        _ => user_of(address).ok_or_else(bad),
+    }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
+use super::addressing::Addressing;
 use super::directory::{AccountDevices, CompanionDevice, ServerView};
 use super::hub::{InboxEntry, Messaging, ReceiptKind};
 use crate::handlers::{AdminRequest, AdminResponse, Ctx, StanzaHandlers};
@@ -48,11 +49,11 @@ impl ServerView for CoreView<'_> {
     }
 
     fn phone_of_lid(&self, lid_user: &str) -> Option<String> {
-        self.0
-            .devices()
-            .into_iter()
-            .find(|d| d.lid.split([':', '@']).next() == Some(lid_user))
-            .map(|d| d.phone)
+        self.0.phone_of_lid(lid_user)
+    }
+
+    fn lid_of(&self, phone: &str) -> String {
+        self.0.lid_of(phone)
     }
 
     fn media(&self) -> Option<&crate::media::MediaStore> {
@@ -112,7 +113,11 @@ impl StanzaHandlers for SignalHandlers {
     }
 
     async fn group_iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
-        vec![self.messaging.group_iq(&jid_of(&ctx.device), node).await]
+        vec![
+            self.messaging
+                .group_iq(&CoreView(&ctx.state), &jid_of(&ctx.device), node)
+                .await,
+        ]
     }
 
     async fn on_login(&self, ctx: &Ctx) -> Vec<Node> {
@@ -163,13 +168,26 @@ impl MockHandle {
         }
     }
 
-    /// Contact `from` sends `text` to account `to`; returns the message id.
+    /// Contact `from` sends `text` to account `to`, LID-addressed as the
+    /// real server does; returns the message id.
     pub async fn deliver(
         &self,
         from: &str,
         to: &str,
         text: &str,
         id: Option<&str>,
+    ) -> Result<String, MessagingError> {
+        self.deliver_as(from, to, text, id, Addressing::Lid).await
+    }
+
+    /// Like [`Self::deliver`], naming the contact as `addressing` says.
+    pub async fn deliver_as(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        id: Option<&str>,
+        addressing: Addressing,
     ) -> Result<String, MessagingError> {
         self.messaging_or_err()?
             .deliver(
@@ -178,6 +196,7 @@ impl MockHandle {
                 to,
                 text,
                 id.map(str::to_string),
+                addressing,
             )
             .await
     }
@@ -198,6 +217,7 @@ impl MockHandle {
                 to,
                 media,
                 id.map(str::to_string),
+                Addressing::Lid,
             )
             .await
     }
@@ -236,6 +256,11 @@ impl MockHandle {
             Some(m) => m.group_inbox(group).await,
             None => Vec::new(),
         }
+    }
+
+    /// The LID user of phone number `phone` (account or contact).
+    pub fn lid_of(&self, phone: &str) -> String {
+        self.state().lid_of(phone)
     }
 
     /// Contact `contact` sends a delivery or read receipt for `msg_id` to
