@@ -15,8 +15,9 @@ const logger = pino({ level: process.env.BAILEYS_LOG || 'silent' })
  * Events of every socket go to `on*` listeners registered with `on()`.
  */
 export class Client {
-	constructor(mock, dir, state, saveCreds) {
+	constructor(mock, dir, state, saveCreds, socketOptions = {}) {
 		this.mock = mock
+		this.socketOptions = socketOptions
 		this.dir = dir
 		this.state = state
 		this.saveCreds = saveCreds
@@ -28,11 +29,12 @@ export class Client {
 		this.sock = null
 	}
 
-	static async create(mock, dir) {
+	/** `socketOptions` go to every socket's config on top of the defaults. */
+	static async create(mock, dir, socketOptions) {
 		WA_CERT_DETAILS.PUBLIC_KEY = mock.rootKey
 		dir ??= await mkdtemp(path.join(tmpdir(), 'mock-wa-baileys-'))
 		const { state, saveCreds } = await useMultiFileAuthState(dir)
-		return new Client(mock, dir, state, saveCreds)
+		return new Client(mock, dir, state, saveCreds, socketOptions)
 	}
 
 	on(event, fn) {
@@ -77,6 +79,7 @@ export class Client {
 			browser: ['Ubuntu', 'Chrome', '22.04'],
 			markOnlineOnConnect: false,
 			syncFullHistory: false,
+			...this.socketOptions,
 		})
 		this.sock = sock
 		sock.ev.on('creds.update', this.saveCreds)
@@ -130,8 +133,8 @@ export class Client {
 }
 
 /** A client paired through the QR link Baileys renders, scanned by the mock's phone. */
-export async function pairedClient(mock) {
-	const client = await Client.create(mock)
+export async function pairedClient(mock, socketOptions) {
+	const client = await Client.create(mock, undefined, socketOptions)
 	const qr = client.next('qr')
 	const opened = client.next('open', n => n, 60_000)
 	client.start()

@@ -11,7 +11,7 @@ export function mockBinary() {
 	return process.env.MOCK_WA_BIN || path.resolve(here, '../../../../target/debug/mock-wa')
 }
 
-/** A running mock-wa: `{ ws, admin, rootKey, stop(), call(method, path, body) }`. */
+/** A running mock-wa: `{ ws, admin, media, rootKey, stop(), call(method, path, body) }`. */
 export async function startMock() {
 	const child = spawn(mockBinary(), ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'], {
 		stdio: ['ignore', 'pipe', 'inherit'],
@@ -26,6 +26,7 @@ export async function startMock() {
 	const mock = {
 		ws: info.ws,
 		admin: info.admin,
+		media: info.media,
 		rootKey: Buffer.from(info.root_key, 'base64'),
 		async call(method, route, body) {
 			const res = await fetch(info.admin + route, {

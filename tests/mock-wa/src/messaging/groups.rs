@@ -405,10 +405,17 @@ impl Messaging {
                     continue;
                 };
                 let target = DeviceAddr::of(view, &recipient);
+                if target == sender {
+                    // Some clients list their own device; the server never
+                    // echoes a message to the device that sent it.
+                    continue;
+                }
                 if target.user == sender.user {
                     Counters::bump(&self.counters.own_device_copies);
                     if recipient.device != 0 {
-                        let forward = forwarded_group_copy(message, enc, skmsg, device, chat);
+                        let participant = Jid::lid_device(view.lid_of(&sender.user), sender.device);
+                        let forward =
+                            forwarded_group_copy(message, enc, skmsg, &participant, device, chat);
                         let pending = Pending {
                             class: "message",
                             id: id.to_string(),
@@ -590,17 +597,20 @@ fn group_ack(id: &str, chat: &Jid) -> Node {
 }
 
 /// A post's copy for the sender's own other companion: from the group, the
-/// sending device as participant, its pairwise copy and the `skmsg`.
+/// sending device as participant (by LID, its phone-number JID beside it),
+/// its pairwise copy and the `skmsg`.
 fn forwarded_group_copy(
     message: &Node,
     enc: &Node,
     skmsg: Option<&Node>,
+    participant: &Jid,
     sender: &Jid,
     chat: &Jid,
 ) -> Node {
     let mut b = NodeBuilder::new("message")
         .attr("from", chat.clone())
-        .attr("participant", sender.clone())
+        .attr("participant", participant.clone())
+        .attr("participant_pn", sender.clone())
         .attr("t", now_secs().to_string());
     for key in ["id", "type", "addressing_mode"] {
         if let Some(value) = attr(message, key) {

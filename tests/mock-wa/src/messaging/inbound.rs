@@ -44,6 +44,10 @@ impl Messaging {
                 continue;
             }
             let target = DeviceAddr::of(view, &recipient);
+            if target == sender {
+                // The server never echoes a message to the device that sent it.
+                continue;
+            }
             let own = target.user == sender.user;
             if own {
                 Counters::bump(&self.counters.own_device_copies);
