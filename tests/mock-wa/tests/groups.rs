@@ -3,12 +3,14 @@
 
 mod common;
 
-use common::{init_logging, paired_client};
+use common::{init_logging, media_request, paired_client};
 use mock_wa::{MockConfig, MockHandle, MockServer};
 use std::time::Duration;
 use whatsapp_rust::types::events::Event;
 use whatsapp_rust::types::presence::ReceiptType;
+use whatsapp_rust::wacore::proto_helpers::MessageBuilderExt as _;
 use whatsapp_rust::wacore_binary::Jid;
+use whatsapp_rust::waproto::whatsapp as wa;
 
 const ALICE: &str = "15557654321";
 const BOB: &str = "15557654322";
@@ -91,23 +93,13 @@ async fn members_post_to_the_client_and_the_client_posts_to_the_members() {
 
     for text in ["hello team", "second post"] {
         let sent = client
-            .client
-            .send_text(group.clone(), text)
-            .await
-            .expect("group send completes");
-        client
-            .wait_event(WAIT, "ServerAck", |e| match e {
-                Event::ServerAck(a) if a.id == sent.message_id => Some(()),
-                _ => None,
-            })
+            .send_acked(group.clone(), wa::Message::text(text))
             .await;
         let mut from_members = Vec::new();
         while from_members.len() < 2 {
             let r = client
                 .wait_event(WAIT, "member delivery Receipt", |e| match e {
-                    Event::Receipt(r) if r.message_ids.contains(&sent.message_id) => {
-                        Some(r.clone())
-                    }
+                    Event::Receipt(r) if r.message_ids.contains(&sent) => Some(r.clone()),
                     _ => None,
                 })
                 .await;
@@ -135,13 +127,7 @@ async fn members_post_to_the_client_and_the_client_posts_to_the_members() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_goes_both_ways_in_a_group() {
-    use base64::Engine as _;
     use sha2::{Digest as _, Sha256};
-    use whatsapp_rust::buffa::MessageField;
-    use whatsapp_rust::download::MediaType;
-    use whatsapp_rust::upload::UploadOptions;
-    use whatsapp_rust::waproto::whatsapp as wa;
-
     let mock = start().await;
     let (mut client, jid) = paired_client(&mock).await;
     let group = mock
@@ -149,60 +135,23 @@ async fn media_goes_both_ways_in_a_group() {
         .await
         .expect("group created");
     let photo: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
-    let media = mock_wa::messaging::MediaRequest {
-        kind: "image".into(),
-        mimetype: "image/jpeg".into(),
-        filename: None,
-        caption: Some("from alice".into()),
-        data_base64: base64::prelude::BASE64_STANDARD.encode(&photo),
-    };
+    let media = media_request("image", "image/jpeg", None, Some("from alice"), &photo);
     let id = mock
         .post_to_group(ALICE, &group, "", Some(&media))
         .await
         .expect("post");
-    let image = client
-        .wait_event(WAIT, "group image", |e| match e {
-            Event::Messages(batch) => batch
-                .iter()
-                .find(|m| m.info.id == id && m.info.source.chat.to_string() == group)
-                .and_then(|m| m.message.image_message.as_option().cloned()),
-            _ => None,
-        })
-        .await;
+    let message = client.wait_message(&id).await;
+    let image = message.image_message.as_option().expect("an image");
     assert_eq!(image.caption.as_deref(), Some("from alice"));
-    let downloaded = client.client.download(&image).await.expect("download");
+    let downloaded = client.client.download(image).await.expect("download");
     assert_eq!(downloaded, photo);
 
     let mine = b"GIF89a a tiny picture of mine".to_vec();
-    let up = client
-        .client
-        .upload(mine.clone(), MediaType::Image, UploadOptions::default())
-        .await
-        .expect("upload");
-    let message = wa::Message {
-        image_message: MessageField::some(wa::message::ImageMessage {
-            url: Some(up.url),
-            mimetype: Some("image/gif".into()),
-            file_sha256: Some(up.file_sha256.to_vec()),
-            file_length: Some(up.file_length),
-            media_key: Some(up.media_key.to_vec()),
-            file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
-            direct_path: Some(up.direct_path),
-            media_key_timestamp: Some(up.media_key_timestamp),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let sent = client
-        .client
-        .send_message(group.parse::<Jid>().expect("jid"), message)
-        .await
-        .expect("group send");
+    let message = client
+        .upload_message(mine.clone(), "image/gif", None, None)
+        .await;
     client
-        .wait_event(WAIT, "ServerAck", |e| match e {
-            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
-            _ => None,
-        })
+        .send_acked(group.parse().expect("group JID"), message)
         .await;
     let posts = mock.group_inbox(&group).await;
     assert_eq!(posts.len(), 1, "{posts:?}");
@@ -252,20 +201,12 @@ async fn the_admin_api_creates_groups_posts_to_them_and_lists_their_inbox() {
     assert_eq!(chat.to_string(), group);
 
     let sent = client
-        .client
-        .send_text(chat, "reply over the wire")
-        .await
-        .expect("send");
-    client
-        .wait_event(WAIT, "ServerAck", |e| match e {
-            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
-            _ => None,
-        })
+        .send_acked(chat, wa::Message::text("reply over the wire"))
         .await;
     let (status, inbox) =
         admin_http(&mock, "GET", &format!("/admin/inbox?group={group}"), None).await;
     assert_eq!(status, 200);
-    assert_eq!(inbox[0]["id"], json!(sent.message_id));
+    assert_eq!(inbox[0]["id"], json!(sent));
     assert_eq!(inbox[0]["text"], json!("reply over the wire"));
 
     // Bad input gets a 400 that says what is wrong.

@@ -5,20 +5,13 @@
 
 mod common;
 
-use common::{init_logging, paired_client};
-use mock_wa::messaging::MediaRequest;
+use common::{admin_http, http_request, init_logging, media_request, paired_client};
 use mock_wa::{MockConfig, MockHandle, MockServer};
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use std::time::Duration;
-use whatsapp_rust::buffa::MessageField;
-use whatsapp_rust::download::MediaType;
-use whatsapp_rust::types::events::Event;
-use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore_binary::Jid;
-use whatsapp_rust::waproto::whatsapp as wa;
 
 const CONTACT: &str = "15557654321";
-const WAIT: Duration = Duration::from_secs(30);
 
 async fn start() -> MockHandle {
     init_logging();
@@ -38,46 +31,24 @@ fn file_bytes(header: &[u8], len: usize) -> Vec<u8> {
     data
 }
 
-fn b64(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::prelude::BASE64_STANDARD.encode(data)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_downloads_and_decrypts_a_contacts_image_and_document() {
     let mock = start().await;
     let (mut client, jid) = paired_client(&mock).await;
 
     let image = file_bytes(b"\xff\xd8\xff\xe0JFIF", 40_000);
-    let image_id = mock
-        .deliver_media(
-            CONTACT,
-            &jid,
-            &MediaRequest {
-                kind: "image".into(),
-                mimetype: "image/jpeg".into(),
-                filename: None,
-                caption: Some("a picture".into()),
-                data_base64: b64(&image),
-            },
-            None,
-        )
+    let request = media_request("image", "image/jpeg", None, Some("a picture"), &image);
+    let id = mock
+        .deliver_media(CONTACT, &jid, &request, None)
         .await
         .expect("deliver image");
-    let got = client
-        .wait_event(WAIT, "image message", |e| match e {
-            Event::Messages(batch) => batch
-                .iter()
-                .find(|m| m.info.id == image_id)
-                .and_then(|m| m.message.image_message.as_option().cloned()),
-            _ => None,
-        })
-        .await;
+    let message = client.wait_message(&id).await;
+    let got = message.image_message.as_option().expect("an image");
     assert_eq!(got.caption.as_deref(), Some("a picture"));
     assert_eq!(got.mimetype.as_deref(), Some("image/jpeg"));
     let downloaded = client
         .client
-        .download(&got)
+        .download(got)
         .await
         .expect("the client downloads and decrypts the image");
     assert_eq!(downloaded, image);
@@ -87,34 +58,23 @@ async fn the_client_downloads_and_decrypts_a_contacts_image_and_document() {
     );
 
     let document = file_bytes(b"%PDF-1.4\n", 3_000);
-    let doc_id = mock
-        .deliver_media(
-            CONTACT,
-            &jid,
-            &MediaRequest {
-                kind: "document".into(),
-                mimetype: "application/pdf".into(),
-                filename: Some("report.pdf".into()),
-                caption: None,
-                data_base64: b64(&document),
-            },
-            None,
-        )
+    let request = media_request(
+        "document",
+        "application/pdf",
+        Some("report.pdf"),
+        None,
+        &document,
+    );
+    let id = mock
+        .deliver_media(CONTACT, &jid, &request, None)
         .await
         .expect("deliver document");
-    let got = client
-        .wait_event(WAIT, "document message", |e| match e {
-            Event::Messages(batch) => batch
-                .iter()
-                .find(|m| m.info.id == doc_id)
-                .and_then(|m| m.message.document_message.as_option().cloned()),
-            _ => None,
-        })
-        .await;
+    let message = client.wait_message(&id).await;
+    let got = message.document_message.as_option().expect("a document");
     assert_eq!(got.file_name.as_deref(), Some("report.pdf"));
     let downloaded = client
         .client
-        .download(&got)
+        .download(got)
         .await
         .expect("the client downloads and decrypts the document");
     assert_eq!(downloaded, document);
@@ -131,48 +91,23 @@ async fn an_image_the_client_uploads_and_sends_is_decrypted_by_the_mock() {
     let (mut client, _jid) = paired_client(&mock).await;
 
     let image = file_bytes(b"\x89PNG\r\n\x1a\n", 20_000);
-    let upload = client
-        .client
-        .upload(image.clone(), MediaType::Image, UploadOptions::default())
-        .await
-        .expect("the upload to the mock's media host succeeds");
-    assert!(
-        upload
-            .url
-            .starts_with(&format!("https://{}/", mock.media_host())),
-        "{}",
-        upload.url
-    );
-    let message = wa::Message {
-        image_message: MessageField::some(wa::message::ImageMessage {
-            url: Some(upload.url.clone()),
-            mimetype: Some("image/png".into()),
-            caption: Some("look".into()),
-            file_sha256: Some(upload.file_sha256.to_vec()),
-            file_length: Some(upload.file_length),
-            media_key: Some(upload.media_key.to_vec()),
-            file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
-            direct_path: Some(upload.direct_path.clone()),
-            media_key_timestamp: Some(upload.media_key_timestamp),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let sent = client
-        .client
-        .send_message(Jid::pn(CONTACT), message)
-        .await
-        .expect("send completes");
-    client
-        .wait_event(WAIT, "ServerAck", |e| match e {
-            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
-            _ => None,
-        })
+    let message = client
+        .upload_message(image.clone(), "image/png", None, Some("look"))
         .await;
+    let url = message
+        .image_message
+        .as_option()
+        .and_then(|m| m.url.clone());
+    let host = format!("https://{}/", mock.media_host());
+    assert!(
+        url.as_deref().is_some_and(|u| u.starts_with(&host)),
+        "{url:?}"
+    );
+    let sent = client.send_acked(Jid::pn(CONTACT), message).await;
 
     let inbox = mock.inbox(CONTACT).await;
     assert_eq!(inbox.len(), 1, "{inbox:?}");
-    assert_eq!(inbox[0].id, sent.message_id);
+    assert_eq!(inbox[0].id, sent);
     assert_eq!(inbox[0].text, "look");
     let media = inbox[0]
         .media
@@ -187,61 +122,31 @@ async fn an_image_the_client_uploads_and_sends_is_decrypted_by_the_mock() {
     client.shutdown().await;
 }
 
-/// One raw HTTP request to the media host: (status, body).
+/// One plain request to the media host: (status, body).
 async fn media_http(mock: &MockHandle, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut tcp = tokio::net::TcpStream::connect(mock.media_host())
+    http_request(&mock.media_host(), method, target, &[], body)
         .await
-        .expect("media host connects");
-    let head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
-        mock.media_host(),
-        body.len()
-    );
-    tcp.write_all(head.as_bytes()).await.expect("write");
-    tcp.write_all(body).await.expect("write");
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).await.expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
-    let status = std::str::from_utf8(&raw[..split])
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    (status, raw[split + 4..].to_vec())
+        .expect("the media host answers")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_delivers_media_and_the_media_host_refuses_bad_uploads() {
-    use common::admin_http;
-    use serde_json::json;
-
     let mock = start().await;
     let (mut client, jid) = paired_client(&mock).await;
     let doc = file_bytes(b"PK\x03\x04", 1_000);
+    let request = media_request("document", "application/zip", Some("a.zip"), None, &doc);
     let (status, body) = admin_http(
         &mock,
         "POST",
         "/admin/deliver",
-        Some(json!({"from": CONTACT, "to": jid, "id": "M1", "media": {
-            "kind": "document", "mimetype": "application/zip",
-            "filename": "a.zip", "data_base64": b64(&doc)}})),
+        Some(json!({"from": CONTACT, "to": jid, "id": "M1", "media": request})),
     )
     .await;
     assert_eq!((status, body), (200, json!({"id": "M1"})));
-    let got = client
-        .wait_event(WAIT, "document message", |e| match e {
-            Event::Messages(batch) => batch
-                .iter()
-                .find(|m| m.info.id == "M1")
-                .and_then(|m| m.message.document_message.as_option().cloned()),
-            _ => None,
-        })
-        .await;
+    let message = client.wait_message("M1").await;
+    let got = message.document_message.as_option().expect("a document");
     let direct_path = got.direct_path.clone().expect("direct path");
-    assert_eq!(client.client.download(&got).await.expect("download"), doc);
+    assert_eq!(client.client.download(got).await.expect("download"), doc);
 
     // The blob as stored is the encrypted one, served by direct path.
     let (status, blob) = media_http(&mock, "GET", &direct_path, b"").await;
@@ -257,13 +162,8 @@ async fn the_admin_api_delivers_media_and_the_media_host_refuses_bad_uploads() {
         use base64::Engine as _;
         base64::prelude::BASE64_URL_SAFE_NO_PAD.encode(Sha256::digest(b"blob"))
     };
-    let (status, _) = media_http(
-        &mock,
-        "POST",
-        &format!("/mms/image/{token}?auth=forged&token={token}"),
-        b"blob",
-    )
-    .await;
+    let forged = format!("/mms/image/{token}?auth=forged&token={token}");
+    let (status, _) = media_http(&mock, "POST", &forged, b"blob").await;
     assert_eq!(status, 401);
 
     let (status, reply) = admin_http(
@@ -281,37 +181,10 @@ async fn the_admin_api_delivers_media_and_the_media_host_refuses_bad_uploads() {
     );
 
     // What the client sends shows in the contact's inbox with its media.
-    let up = client
-        .client
-        .upload(doc.clone(), MediaType::Document, UploadOptions::default())
-        .await
-        .expect("upload");
-    let message = wa::Message {
-        document_message: MessageField::some(wa::message::DocumentMessage {
-            url: Some(up.url),
-            mimetype: Some("application/zip".into()),
-            file_name: Some("back.zip".into()),
-            file_sha256: Some(up.file_sha256.to_vec()),
-            file_length: Some(up.file_length),
-            media_key: Some(up.media_key.to_vec()),
-            file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
-            direct_path: Some(up.direct_path),
-            media_key_timestamp: Some(up.media_key_timestamp),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let sent = client
-        .client
-        .send_message(Jid::pn(CONTACT), message)
-        .await
-        .expect("send");
-    client
-        .wait_event(WAIT, "ServerAck", |e| match e {
-            Event::ServerAck(a) if a.id == sent.message_id => Some(()),
-            _ => None,
-        })
+    let message = client
+        .upload_message(doc.clone(), "application/zip", Some("back.zip"), None)
         .await;
+    client.send_acked(Jid::pn(CONTACT), message).await;
     let (status, inbox) = admin_http(
         &mock,
         "GET",

@@ -273,20 +273,14 @@ impl Messaging {
         });
         let id = id.filter(|i| !i.is_empty()).unwrap_or_else(new_message_id);
         let time = now_secs();
-        for addr in &targets {
-            let pending = Pending {
-                class: "message",
-                id: id.clone(),
-                receipt_type: None,
-                body: PendingBody::Plain(SentText {
-                    from: from_user.to_string(),
-                    content: Content::Group(post.clone()),
-                    time,
-                    addressing: Addressing::Lid,
-                }),
-            };
-            self.push(view, &mut state, addr, pending).await;
-        }
+        let sent = SentText {
+            from: from_user.to_string(),
+            content: Content::Group(post),
+            time,
+            addressing: Addressing::Lid,
+        };
+        self.push_to_devices(view, &mut state, &targets, &id, sent)
+            .await;
         Counters::bump(&self.counters.messages_delivered);
         Ok(id)
     }

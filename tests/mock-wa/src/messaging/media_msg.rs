@@ -12,7 +12,7 @@ use crate::media::crypto::{self, MediaKind};
 use crate::media::{MediaStore, Stored};
 
 /// What `POST /admin/deliver` takes under `media`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct MediaRequest {
     pub kind: String,
     pub mimetype: String,

@@ -92,22 +92,37 @@ impl Messaging {
             return Err(MessagingError::NoDevices(to_user));
         }
         state.contact(&from_user)?;
-        for addr in &targets {
-            let pending = Pending {
-                class: "message",
-                id: id.clone(),
-                receipt_type: None,
-                body: PendingBody::Plain(SentText {
-                    from: from_user.clone(),
-                    content: content.clone(),
-                    time,
-                    addressing,
-                }),
-            };
-            self.push(view, &mut state, addr, pending).await;
-        }
+        let sent = SentText {
+            from: from_user,
+            content,
+            time,
+            addressing,
+        };
+        self.push_to_devices(view, &mut state, &targets, &id, sent)
+            .await;
         Counters::bump(&self.counters.messages_delivered);
         Ok(id)
+    }
+
+    /// Queues what a contact wrote for each of `targets` under message id
+    /// `id`, writing it out at once to those online.
+    pub(super) async fn push_to_devices(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        targets: &BTreeSet<DeviceAddr>,
+        id: &str,
+        sent: SentText,
+    ) {
+        for addr in targets {
+            let pending = Pending {
+                class: "message",
+                id: id.to_string(),
+                receipt_type: None,
+                body: PendingBody::Plain(sent.clone()),
+            };
+            self.push(view, state, addr, pending).await;
+        }
     }
 
     /// Contact `contact` sends a receipt for message `msg_id` to every device

@@ -11,14 +11,19 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use whatsapp_rust::async_channel;
 use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::buffa::MessageField;
 use whatsapp_rust::bytes::Bytes;
+use whatsapp_rust::download::MediaType;
 use whatsapp_rust::types::events::Event;
+use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore::net::{
     DisconnectReason, HttpClient, HttpRequest, HttpResponse, Transport, TransportEvent,
     TransportFactory,
 };
 use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::wacore::store::traits::Backend;
+use whatsapp_rust::wacore_binary::Jid;
+use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, TokioRuntime};
 
 type WsSink = futures_util::stream::SplitSink<
@@ -107,7 +112,6 @@ pub struct MediaHttp {
 #[whatsapp_rust::async_trait]
 impl HttpClient for MediaHttp {
     async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let host = self.media_host.as_deref().unwrap_or("no media host");
         let Some(rest) = request.url.strip_prefix(&format!("https://{host}/")) else {
             anyhow::bail!(
@@ -115,36 +119,51 @@ impl HttpClient for MediaHttp {
                 request.url
             )
         };
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let body = request.body.clone().unwrap_or_default();
-        let mut head = format!(
-            "{} /{rest} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            request.method,
-            host,
-            body.len()
-        );
-        for (k, v) in &request.headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut tcp = tokio::net::TcpStream::connect(host).await?;
-        tcp.write_all(head.as_bytes()).await?;
-        tcp.write_all(&body).await?;
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).await?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| anyhow::anyhow!("media host answered no HTTP head"))?;
-        let status_code = std::str::from_utf8(&raw[..split])?
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("media host answered a bad status line"))?;
-        Ok(HttpResponse {
-            status_code,
-            body: raw[split + 4..].to_vec(),
-        })
+        let (status_code, body) =
+            http_request(host, &request.method, &format!("/{rest}"), &headers, &body).await?;
+        Ok(HttpResponse { status_code, body })
     }
+}
+
+/// One plain HTTP/1.1 request to `addr` (the server closes after answering):
+/// status and body.
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body).await?;
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("{addr} answered no HTTP head"))?;
+    let status = std::str::from_utf8(&raw[..split])?
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{addr} answered a bad status line"))?;
+    Ok((status, raw[split + 4..].to_vec()))
 }
 
 /// A running whatsapp-rust Bot plus the stream of its events.
@@ -219,6 +238,89 @@ impl TestClient {
         }
     }
 
+    /// The message with id `id`, from the `Messages` events.
+    pub async fn wait_message(&mut self, id: &str) -> wa::Message {
+        self.wait_event(
+            Duration::from_secs(30),
+            &format!("message {id}"),
+            |e| match e {
+                Event::Messages(batch) => batch
+                    .iter()
+                    .find(|m| m.info.id == id)
+                    .map(|m| (*m.message).clone()),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Sends `message` to `to` and waits for the server's ack; the id.
+    pub async fn send_acked(&mut self, to: Jid, message: wa::Message) -> String {
+        let sent = self
+            .client
+            .send_message(to, message)
+            .await
+            .expect("send completes");
+        let id = sent.message_id;
+        self.wait_event(Duration::from_secs(30), "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == id => Some(()),
+            _ => None,
+        })
+        .await;
+        id
+    }
+
+    /// Uploads `data` to the mock's media host and returns the image (or,
+    /// with a `file_name`, document) message that points at it.
+    pub async fn upload_message(
+        &self,
+        data: Vec<u8>,
+        mimetype: &str,
+        file_name: Option<&str>,
+        caption: Option<&str>,
+    ) -> wa::Message {
+        let kind = if file_name.is_some() {
+            MediaType::Document
+        } else {
+            MediaType::Image
+        };
+        let up = self
+            .client
+            .upload(data, kind, UploadOptions::default())
+            .await
+            .expect("the upload to the mock's media host succeeds");
+        let mut message = wa::Message::default();
+        if let Some(name) = file_name {
+            message.document_message = MessageField::some(wa::message::DocumentMessage {
+                url: Some(up.url),
+                mimetype: Some(mimetype.into()),
+                file_name: Some(name.into()),
+                caption: caption.map(Into::into),
+                file_sha256: Some(up.file_sha256.to_vec()),
+                file_length: Some(up.file_length),
+                media_key: Some(up.media_key.to_vec()),
+                file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+                direct_path: Some(up.direct_path),
+                media_key_timestamp: Some(up.media_key_timestamp),
+                ..Default::default()
+            });
+        } else {
+            message.image_message = MessageField::some(wa::message::ImageMessage {
+                url: Some(up.url),
+                mimetype: Some(mimetype.into()),
+                caption: caption.map(Into::into),
+                file_sha256: Some(up.file_sha256.to_vec()),
+                file_length: Some(up.file_length),
+                media_key: Some(up.media_key.to_vec()),
+                file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+                direct_path: Some(up.direct_path),
+                media_key_timestamp: Some(up.media_key_timestamp),
+                ..Default::default()
+            });
+        }
+        message
+    }
+
     pub async fn wait_connected(&mut self, timeout: Duration) {
         self.wait_event(timeout, "Connected", |e| {
             matches!(e, Event::Connected(_)).then_some(())
@@ -273,24 +375,34 @@ pub async fn admin_http(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let addr = mock.admin_url().trim_start_matches("http://").to_string();
-    let mut tcp = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("admin connects");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("http response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, serde_json::from_str(body).expect("json body"))
+    let (status, reply) = http_request(
+        &addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .await
+    .expect("the admin API answers");
+    (status, serde_json::from_slice(&reply).expect("json body"))
+}
+
+/// What `POST /admin/deliver` takes under `media`, for in-process calls.
+pub fn media_request(
+    kind: &str,
+    mimetype: &str,
+    filename: Option<&str>,
+    caption: Option<&str>,
+    data: &[u8],
+) -> mock_wa::messaging::MediaRequest {
+    use base64::Engine as _;
+    mock_wa::messaging::MediaRequest {
+        kind: kind.into(),
+        mimetype: mimetype.into(),
+        filename: filename.map(Into::into),
+        caption: caption.map(Into::into),
+        data_base64: base64::prelude::BASE64_STANDARD.encode(data),
+    }
 }
