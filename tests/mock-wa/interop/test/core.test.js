@@ -68,8 +68,8 @@ describe('Baileys 7 against mock-wa', () => {
 			[[toLid.key.id, 'hello by lid', 'lid', lid]],
 		)
 		assert.deepEqual(
-			pnInbox.map(e => [e.id, e.text]),
-			[[toPn.key.id, 'hello by number']],
+			pnInbox.map(e => [e.id, e.text, e.addressing]),
+			[[toPn.key.id, 'hello by number', 'pn']],
 		)
 		const stats = await mock.call('GET', '/admin/messaging/stats')
 		assert.equal(stats.decrypt_failures, 0, JSON.stringify(stats))
