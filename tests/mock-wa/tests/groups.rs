@@ -4,6 +4,7 @@
 mod common;
 
 use common::{init_logging, media_request, paired_client};
+use mock_wa::messaging::ReceiptKind;
 use mock_wa::{MockConfig, MockHandle, MockServer};
 use std::time::Duration;
 use whatsapp_rust::types::events::Event;
@@ -120,6 +121,20 @@ async fn members_post_to_the_client_and_the_client_posts_to_the_members() {
             .iter()
             .all(|p| p.from == format!("{account}@s.whatsapp.net"))
     );
+
+    // A member reads the first post.
+    mock.group_receipt(ALICE, &group.to_string(), &posts[0].id, ReceiptKind::Read)
+        .await
+        .expect("read receipt");
+    let read = client
+        .wait_event(WAIT, "read Receipt", |e| match e {
+            Event::Receipt(r) if r.r#type == ReceiptType::Read => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(read.message_ids, [posts[0].id.clone()]);
+    assert_eq!(read.source.chat, group);
+    assert_eq!(read.source.sender.user, mock.lid_of(ALICE));
     let stats = mock.messaging().expect("messaging").stats();
     assert_eq!(stats.decrypt_failures, 0, "{stats:?}");
     client.shutdown().await;
@@ -208,6 +223,22 @@ async fn the_admin_api_creates_groups_posts_to_them_and_lists_their_inbox() {
     assert_eq!(status, 200);
     assert_eq!(inbox[0]["id"], json!(sent));
     assert_eq!(inbox[0]["text"], json!("reply over the wire"));
+    let (status, body) = admin_http(
+        &mock,
+        "POST",
+        "/admin/receipt",
+        Some(json!({"from": BOB, "group": group, "id": sent, "kind": "read"})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({})));
+    let read = client
+        .wait_event(WAIT, "read Receipt", |e| match e {
+            Event::Receipt(r) if r.r#type == ReceiptType::Read => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(read.message_ids, [sent.clone()]);
+    assert_eq!(read.source.sender.user, mock.lid_of(BOB));
 
     // Bad input gets a 400 that says what is wrong.
     for (body, needle) in [

@@ -54,7 +54,10 @@ struct GroupRequest {
 #[derive(Deserialize)]
 struct ReceiptRequest {
     from: String,
+    #[serde(default)]
     to: String,
+    #[serde(default)]
+    group: Option<String>,
     id: String,
     kind: String,
 }
@@ -206,7 +209,7 @@ impl Messaging {
             Ok(r) => r,
             Err(e) => {
                 return AdminReply::bad_request(format!(
-                    "body must be JSON {{from, to, id, kind}}: {e}"
+                    "body must be JSON {{from, to | group, id, kind}}: {e}"
                 ));
             }
         };
@@ -216,10 +219,17 @@ impl Messaging {
                 request.kind
             ));
         };
-        match self
-            .receipt(view, &request.from, &request.to, &request.id, kind)
-            .await
-        {
+        let result = match &request.group {
+            Some(group) => {
+                self.group_receipt(view, &request.from, group, &request.id, kind)
+                    .await
+            }
+            None => {
+                self.receipt(view, &request.from, &request.to, &request.id, kind)
+                    .await
+            }
+        };
+        match result {
             Ok(()) => AdminReply::ok(json!({})),
             Err(e) => AdminReply::bad_request(e.to_string()),
         }

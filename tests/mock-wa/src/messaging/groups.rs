@@ -20,7 +20,7 @@ use super::MessagingError;
 use super::addressing::Addressing;
 use super::directory::ServerView;
 use super::hub::{
-    Content, DeviceAddr, InboxEntry, Messaging, Pending, PendingBody, SentText, State,
+    Content, DeviceAddr, InboxEntry, Messaging, Pending, PendingBody, ReceiptKind, SentText, State,
 };
 use super::media_msg::{MediaContent, MediaRequest, MediaRequestError};
 use super::outbound::account_devices;
@@ -283,6 +283,38 @@ impl Messaging {
             .await;
         Counters::bump(&self.counters.messages_delivered);
         Ok(id)
+    }
+
+    /// Member `contact` sends a receipt for the client's post `msg_id` in
+    /// `group` to every device of the group's account:
+    /// `<receipt from=GROUP participant=MEMBER_LID [type="read"]>`.
+    pub async fn group_receipt(
+        &self,
+        view: &dyn ServerView,
+        contact: &str,
+        group: &str,
+        msg_id: &str,
+        kind: ReceiptKind,
+    ) -> Result<(), MessagingError> {
+        let contact = user_of(contact).ok_or_else(|| MessagingError::BadAddress(contact.into()))?;
+        let mut state = self.state.lock().await;
+        let group = user_of(group)
+            .and_then(|id| state.groups.get(&id).cloned())
+            .ok_or_else(|| GroupError::Unknown(group.to_string()))?;
+        if !group.contacts().any(|c| *c == contact) {
+            return Err(GroupError::NotAMember {
+                member: contact,
+                group: group.jid().to_string(),
+            }
+            .into());
+        }
+        let stanza = group_receipt_stanza(view, &group, &contact, msg_id, kind);
+        for addr in &account_devices(view, &state, &group.account) {
+            let pending = super::outbound::receipt_pending(msg_id, kind, stanza.clone());
+            self.push(view, &mut state, addr, pending).await;
+        }
+        Counters::bump(&self.counters.receipts_sent);
+        Ok(())
     }
 
     /// The stanza of a group post for device `addr`: the contact's sender
@@ -548,20 +580,11 @@ impl Messaging {
             });
         if self.config.auto_delivery_receipts {
             for contact in read_by {
-                let stanza = NodeBuilder::new("receipt")
-                    .attr("from", group.jid())
-                    .attr("participant", Jid::lid(view.lid_of(&contact)))
-                    .attr("id", id)
-                    .attr("t", now_secs().to_string())
-                    .build();
+                let stanza = group_receipt_stanza(view, group, &contact, id, ReceiptKind::Delivery);
                 Self::enqueue(
                     state,
                     sender,
-                    super::outbound::receipt_pending(
-                        id,
-                        super::hub::ReceiptKind::Delivery,
-                        stanza.clone(),
-                    ),
+                    super::outbound::receipt_pending(id, ReceiptKind::Delivery, stanza.clone()),
                 );
                 Counters::bump(&self.counters.receipts_sent);
                 replies.push(stanza);
@@ -579,6 +602,26 @@ struct ClientPost<'a> {
     time: u64,
     /// The post's `addressing_mode`.
     addressing: Addressing,
+}
+
+/// A member's receipt for a post in `group`, from the group with the member's
+/// LID as participant.
+fn group_receipt_stanza(
+    view: &dyn ServerView,
+    group: &Group,
+    contact: &str,
+    msg_id: &str,
+    kind: ReceiptKind,
+) -> Node {
+    let mut b = NodeBuilder::new("receipt")
+        .attr("from", group.jid())
+        .attr("participant", Jid::lid(view.lid_of(contact)))
+        .attr("id", msg_id)
+        .attr("t", now_secs().to_string());
+    if let Some(t) = kind.wire_type() {
+        b = b.attr("type", t);
+    }
+    b.build()
 }
 
 fn group_ack(id: &str, chat: &Jid) -> Node {

@@ -250,6 +250,20 @@ impl MockHandle {
             .await
     }
 
+    /// Member `contact` sends a delivery or read receipt for the client's
+    /// post `msg_id` in `group`.
+    pub async fn group_receipt(
+        &self,
+        contact: &str,
+        group: &str,
+        msg_id: &str,
+        kind: ReceiptKind,
+    ) -> Result<(), MessagingError> {
+        self.messaging_or_err()?
+            .group_receipt(&CoreView(self.state()), contact, group, msg_id, kind)
+            .await
+    }
+
     /// What the account's clients posted to `group`, oldest first.
     pub async fn group_inbox(&self, group: &str) -> Vec<InboxEntry> {
         match self.messaging() {
