@@ -237,7 +237,7 @@ async fn the_admin_api_creates_groups_posts_to_them_and_lists_their_inbox() {
             _ => None,
         })
         .await;
-    assert_eq!(read.message_ids, [sent.clone()]);
+    assert_eq!(read.message_ids, [sent]);
     assert_eq!(read.source.sender.user, mock.lid_of(BOB));
 
     // Bad input gets a 400 that says what is wrong.
