@@ -387,3 +387,42 @@ async fn a_bad_config_is_named_precisely_and_touches_nothing() {
     assert!(!env.state_dir().exists(), "no state created");
     assert!(!env.socket().exists(), "no socket bound");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_code_links_the_account_when_the_phone_takes_the_code() {
+    let mut env = Env::new(&["sales"]).await;
+    env.start_daemon().await;
+    let out = env.walink(&["initialize", "sales"]).await;
+    assert!(out.status.success(), "walink initialize failed");
+    env.wait_state("sales", "waiting_for_pairing", CONNECT)
+        .await;
+    let out = env.walink(&["pair-code", "sales", "+1 555 111 2222"]).await;
+    assert!(
+        out.status.success(),
+        "walink pair-code failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let code = stdout.lines().next().expect("the code first").trim();
+    assert_eq!(code.len(), 8, "an 8-character code: {stdout}");
+
+    let jid = env
+        .mock
+        .enter_pair_code("15551112222", code)
+        .await
+        .expect("the phone takes the code walink printed");
+    assert_eq!(jid, "15551112222:1@s.whatsapp.net");
+    let status = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(status["jid"], jid.as_str());
+    assert_eq!(env.mock.stats().pairings, 1);
+
+    env.stop_daemon(libc::SIGTERM).await;
+    env.start_daemon().await;
+    let status = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(
+        status["jid"],
+        jid.as_str(),
+        "the same device after a restart"
+    );
+    assert_eq!(env.mock.stats().pairings, 1, "no second pairing");
+}

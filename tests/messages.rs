@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::{Env, eventually};
-use mock_wa::messaging::ReceiptKind;
+use mock_wa::messaging::{Addressing, ReceiptKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use walink::ipc::{Client, ClientError};
@@ -170,11 +170,13 @@ async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
     let phone = phone(&env, "sales").await;
     env.stop_daemon(libc::SIGTERM).await;
     let mut sent = Vec::new();
+    // Phone-addressed: this test names the chat by number, and walink files
+    // LID-addressed messages under the LID until issue 15.
     for i in 0..20 {
         let text = format!("while you were down {i}");
         sent.push(
             env.mock
-                .deliver(CONTACT, &phone, &text, None)
+                .deliver_as(CONTACT, &phone, &text, None, Addressing::Pn)
                 .await
                 .unwrap(),
         );
@@ -200,7 +202,7 @@ async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
     env.wait_state("sales", "connected", CONNECT).await;
     let live = env
         .mock
-        .deliver(CONTACT, &phone, "after the restart", None)
+        .deliver_as(CONTACT, &phone, "after the restart", None, Addressing::Pn)
         .await
         .unwrap();
     let messages = eventually(CONNECT, "the live message is stored", || async {

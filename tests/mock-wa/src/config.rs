@@ -10,6 +10,9 @@ pub struct MockConfig {
     pub listen: String,
     /// Admin HTTP listen address; port 0 picks a free port.
     pub admin_listen: String,
+    /// Media host (uploads and downloads over plain HTTP) listen address;
+    /// port 0 picks a free port. `media_conn` advertises it as `IP:PORT`.
+    pub media_listen: String,
     /// How many `pair-device` refs a new device gets (the real server sends 6).
     pub qr_refs: usize,
     /// Lifetime of the first ref; the client shows it for 60 s.
@@ -32,6 +35,7 @@ impl Default for MockConfig {
         Self {
             listen: "127.0.0.1:0".into(),
             admin_listen: "127.0.0.1:0".into(),
+            media_listen: "127.0.0.1:0".into(),
             qr_refs: 6,
             qr_first_ttl: Duration::from_secs(60),
             qr_ttl: Duration::from_secs(20),

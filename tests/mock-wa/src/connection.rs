@@ -5,7 +5,7 @@
 
 use crate::handlers::{Ctx, StanzaHandlers};
 use crate::iq::{self, IqAnswer};
-use crate::nodefmt::{attr, render};
+use crate::nodefmt::{attr, jid_value, render, server_jid};
 use crate::noise::{self, ClientHello, Completed, NoiseTransport};
 use crate::pairing::{self, PairOffer, Registration};
 use crate::state::{Command, Device, Fault, PN_SERVER, SessionHandle, State, device_jid};
@@ -326,7 +326,7 @@ impl Connection {
         let now = pairing::unix_now();
         let success = NodeBuilder::new("success")
             .attr("t", now.to_string())
-            .attr("lid", device.lid.clone())
+            .attr("lid", jid_value(&device.lid))
             .attr("props", "1")
             .attr("abprops", "1")
             .attr("location", "mock")
@@ -343,7 +343,7 @@ impl Connection {
             self.send(node).await?;
         }
         let offline = NodeBuilder::new("ib")
-            .attr("from", PN_SERVER)
+            .attr("from", server_jid())
             .children([NodeBuilder::new("offline")
                 .attr("count", count.to_string())
                 .build()])
@@ -451,6 +451,7 @@ impl Connection {
                 vec![reply]
             }
             IqAnswer::Reply(reply) => vec![reply],
+            IqAnswer::PairCode => vec![crate::pair_code::handle_iq(&state, &self.handle, &node)],
             IqAnswer::Unknown(reply) => {
                 stats.bump(&stats.unknown_iqs);
                 info!(peer = %self.peer, device = self.jid(), "unknown iq: {}", render(&node));
@@ -459,10 +460,10 @@ impl Connection {
             IqAnswer::Handlers => match self.device.clone() {
                 Some(device) => {
                     let ctx = self.ctx(device);
-                    if attr(&node, "xmlns").as_deref() == Some("encrypt") {
-                        self.handlers.encrypt_iq(&ctx, &node).await
-                    } else {
-                        self.handlers.usync_iq(&ctx, &node).await
+                    match attr(&node, "xmlns").as_deref() {
+                        Some("encrypt") => self.handlers.encrypt_iq(&ctx, &node).await,
+                        Some("w:g2") => self.handlers.group_iq(&ctx, &node).await,
+                        _ => self.handlers.usync_iq(&ctx, &node).await,
                     }
                 }
                 None => vec![crate::handlers::iq_error(&node, 401, "not-authorized")],

@@ -10,8 +10,8 @@
 //! answers; the Signal engineer's implementation replaces it through
 //! [`crate::MockServer::start_with`].
 
-use crate::nodefmt::{attr, child};
-use crate::state::{Device, PN_SERVER, ServerState};
+use crate::nodefmt::{attr, child, jid_attr, reply_from, server_jid};
+use crate::state::{Device, ServerState};
 use async_trait::async_trait;
 use std::sync::Arc;
 use wacore_binary::Node;
@@ -83,6 +83,12 @@ pub trait StanzaHandlers: Send + Sync + 'static {
         vec![basic_usync_iq(node)]
     }
 
+    /// An `<iq xmlns="w:g2">`: group metadata. Default: not implemented.
+    async fn group_iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        let _ = ctx;
+        vec![iq_error(node, 501, "feature-not-implemented")]
+    }
+
     /// Right after `<success>`: stanzas queued while the device was offline.
     /// The core sends them, then `<ib><offline count=N/></ib>`.
     async fn on_login(&self, ctx: &Ctx) -> Vec<Node> {
@@ -107,11 +113,11 @@ impl StanzaHandlers for BasicHandlers {}
 pub fn ack_for(node: &Node, class: &str) -> Node {
     let mut b = NodeBuilder::new("ack")
         .attr("class", class.to_owned())
-        .attr("from", PN_SERVER);
+        .attr("from", server_jid());
     if let Some(id) = attr(node, "id") {
         b = b.attr("id", id);
     }
-    if let Some(to) = attr(node, "to") {
+    if let Some(to) = jid_attr(node, "to") {
         b = b.attr("to", to);
     }
     if let Some(t) = attr(node, "type") {
@@ -122,10 +128,9 @@ pub fn ack_for(node: &Node, class: &str) -> Node {
 
 /// A `type="result"` reply to IQ `node`, with `children`.
 pub fn iq_result(node: &Node, children: Vec<Node>) -> Node {
-    let mut b = NodeBuilder::new("iq").attr("type", "result").attr(
-        "from",
-        attr(node, "to").unwrap_or_else(|| PN_SERVER.to_owned()),
-    );
+    let mut b = NodeBuilder::new("iq")
+        .attr("type", "result")
+        .attr("from", reply_from(node));
     if let Some(id) = attr(node, "id") {
         b = b.attr("id", id);
     }
@@ -137,10 +142,9 @@ pub fn iq_result(node: &Node, children: Vec<Node>) -> Node {
 
 /// A `type="error"` reply to IQ `node`.
 pub fn iq_error(node: &Node, code: u16, text: &str) -> Node {
-    let mut b = NodeBuilder::new("iq").attr("type", "error").attr(
-        "from",
-        attr(node, "to").unwrap_or_else(|| PN_SERVER.to_owned()),
-    );
+    let mut b = NodeBuilder::new("iq")
+        .attr("type", "error")
+        .attr("from", reply_from(node));
     if let Some(id) = attr(node, "id") {
         b = b.attr("id", id);
     }
@@ -170,7 +174,7 @@ fn basic_encrypt_iq(ctx: &Ctx, node: &Node) -> Node {
             .filter(|u| u.tag == "user")
             .map(|u| {
                 let mut b = NodeBuilder::new("user");
-                if let Some(jid) = attr(u, "jid") {
+                if let Some(jid) = jid_attr(u, "jid") {
                     b = b.attr("jid", jid);
                 }
                 b.children([NodeBuilder::new("error")
@@ -200,7 +204,7 @@ fn basic_usync_iq(node: &Node) -> Node {
         .filter(|u| u.tag == "user")
         .map(|u| {
             let mut b = NodeBuilder::new("user");
-            if let Some(jid) = attr(u, "jid") {
+            if let Some(jid) = jid_attr(u, "jid") {
                 b = b.attr("jid", jid);
             }
             b.children([NodeBuilder::new("devices")

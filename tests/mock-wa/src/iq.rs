@@ -17,6 +17,8 @@ pub enum IqAnswer {
     Ping(Node),
     /// Owned by the stanza handlers (`encrypt`, `usync`).
     Handlers,
+    /// A stage of pairing by phone-number code, which needs the connection.
+    PairCode,
     /// A reply from the client to an IQ the server sent; nothing to answer.
     ClientReply,
     /// Not known to the mock: send this error.
@@ -36,7 +38,7 @@ pub fn answer(state: &ServerState, device: Option<&Device>, node: &Node) -> IqAn
         .map(|c| c.tag.as_ref());
     match (xmlns.as_str(), ty.as_str()) {
         ("w:p", "get") | ("urn:xmpp:ping", "get") => IqAnswer::Ping(iq_result(node, Vec::new())),
-        ("encrypt", _) | ("usync", _) => IqAnswer::Handlers,
+        ("encrypt", _) | ("usync", _) | ("w:g2", _) => IqAnswer::Handlers,
         ("passive", "set") => IqAnswer::Reply(iq_result(node, Vec::new())),
         ("w", "set") if first == Some("unified_session") => {
             IqAnswer::Reply(iq_result(node, Vec::new()))
@@ -50,8 +52,12 @@ pub fn answer(state: &ServerState, device: Option<&Device>, node: &Node) -> IqAn
         ("privacy", "get") => IqAnswer::Reply(privacy(node)),
         ("privacy", "set") => IqAnswer::Reply(iq_result(node, Vec::new())),
         ("w:sync:app:state", "set") => IqAnswer::Reply(app_state(node)),
+        ("md", "set") if first == Some("link_code_companion_reg") => IqAnswer::PairCode,
         ("md", "set") if first == Some("remove-companion-device") => {
             IqAnswer::Reply(remove_companion(state, device, node))
+        }
+        ("w:m", "set") if first == Some("media_conn") => {
+            IqAnswer::Reply(iq_result(node, vec![state.media.media_conn()]))
         }
         ("w:m", _)
         | ("w:mex", _)

@@ -16,6 +16,9 @@ struct Args {
     /// Admin HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:0")]
     admin: String,
+    /// Media host listen address (plain HTTP uploads and downloads).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    media: String,
     /// Number of pair-device refs a new device gets.
     #[arg(long, default_value_t = 6)]
     qr_refs: usize,
@@ -43,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let config = MockConfig {
         listen: args.listen,
         admin_listen: args.admin,
+        media_listen: args.media,
         qr_refs: args.qr_refs,
         qr_first_ttl: Duration::from_secs(args.qr_first_ttl_secs),
         qr_ttl: Duration::from_secs(args.qr_ttl_secs),
@@ -55,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
     let line = serde_json::json!({
         "ws": mock.ws_url(),
         "admin": mock.admin_url(),
+        "media": mock.media_host(),
         "root_key": mock.root_public_key_b64(),
     });
     let mut out = std::io::stdout().lock();

@@ -3,7 +3,7 @@
 //! identity with the account's key and sends `pair-success`, and the check
 //! of the client's `pair-device-sign` reply.
 
-use crate::nodefmt::{attr, child, content_bytes};
+use crate::nodefmt::{attr, child, content_bytes, jid_value, server_jid};
 use crate::state::{
     Command, Device, LID_SERVER, PN_SERVER, PairResult, PairingRef, ServerState, SessionHandle,
     SignedPreKey, device_jid,
@@ -39,6 +39,12 @@ pub enum PairError {
     Rejected(String),
     #[error("signing the device identity failed: {0}")]
     Crypto(String),
+    #[error(
+        "no device asked for a pairing code for {0}; start `pair-code` on the client first, then enter the code it shows"
+    )]
+    NoCodeRequest(String),
+    #[error("the pairing code was refused: {0}")]
+    BadCode(String),
 }
 
 /// Registration data a new device sent in its ClientPayload.
@@ -112,7 +118,7 @@ pub fn issue_refs(state: &ServerState, conn: &SessionHandle, reg: &Registration)
     }
     drop(map);
     NodeBuilder::new("iq")
-        .attr("from", PN_SERVER)
+        .attr("from", server_jid())
         .attr("type", "set")
         .attr("id", random_token(10))
         .attr("xmlns", "md")
@@ -134,6 +140,21 @@ pub async fn scan(state: &ServerState, qr: &str, phone: Option<&str>) -> Result<
         }
         map.remove(&ref_str).ok_or(PairError::UnknownRef)?
     };
+    offer(state, pending, phone, adv_secret).await
+}
+
+/// What the phone does once it trusts the new device (after a QR scan or a
+/// pairing code): signs an ADV identity for it with the account key, sends
+/// `pair-success` (HMAC keyed by `adv_secret`) and waits until the client's
+/// signed reply verified. Returns the device JID.
+pub(crate) async fn offer(
+    state: &ServerState,
+    pending: PairingRef,
+    phone: Option<&str>,
+    adv_secret: [u8; 32],
+) -> Result<String, PairError> {
+    let identity = pending.identity_public;
+    let noise = pending.noise_public;
     // Other refs of this connection must not pair it a second time.
     state
         .pairing_refs
@@ -178,7 +199,7 @@ pub async fn scan(state: &ServerState, qr: &str, phone: Option<&str>) -> Result<
     let lid = device_jid(&lid_user, device_id, LID_SERVER);
     let iq_id = random_token(10);
     let node = NodeBuilder::new("iq")
-        .attr("from", PN_SERVER)
+        .attr("from", server_jid())
         .attr("type", "set")
         .attr("id", iq_id.clone())
         .attr("xmlns", "md")
@@ -188,8 +209,8 @@ pub async fn scan(state: &ServerState, qr: &str, phone: Option<&str>) -> Result<
                 NodeBuilder::new("device-identity").bytes(container).build(),
                 NodeBuilder::new("platform").attr("name", "smba").build(),
                 NodeBuilder::new("device")
-                    .attr("jid", jid.clone())
-                    .attr("lid", lid.clone())
+                    .attr("jid", jid_value(&jid))
+                    .attr("lid", jid_value(&lid))
                     .build(),
                 NodeBuilder::new("biz")
                     .attr("name", format!("Mock {phone}"))
@@ -254,7 +275,13 @@ pub fn verify_reply(offer: &PairOffer, reply: &Node) -> Result<(), String> {
         .device_signature
         .as_deref()
         .ok_or("signed identity lacks the device signature")?;
-    if signed.account_signature_key.as_deref() != Some(&offer.account_public[..]) {
+    // WA Web and Baileys strip the key from their reply (the server holds
+    // it); one that is sent must still be the account's.
+    if signed
+        .account_signature_key
+        .as_deref()
+        .is_some_and(|key| key != &offer.account_public[..])
+    {
         return Err("account signature key was changed".into());
     }
     let device_key = PublicKey::from_djb_public_key_bytes(&offer.device.identity_public)
@@ -274,10 +301,13 @@ pub fn verify_reply(offer: &PairOffer, reply: &Node) -> Result<(), String> {
 
 type QrParts = (String, [u8; 32], [u8; 32], [u8; 32]);
 
-/// Parses `ref,noisePub,identityPub,advSecret[,clientType...]`.
+/// Parses the QR text as clients render it: `ref,noisePub,identityPub,
+/// advSecret[,platform…]`, bare or as the link current clients show
+/// (`https://wa.me/settings/linked_devices#` and then those fields; a phone
+/// reads what follows `#`). Fields after the fourth are ignored.
 pub fn parse_qr(qr: &str) -> Result<QrParts, PairError> {
-    let body = qr.rsplit_once("://").map_or(qr, |(_, rest)| rest);
-    let parts: Vec<&str> = body.split(',').collect();
+    let body = qr.split_once('#').map_or(qr, |(_, fragment)| fragment);
+    let parts: Vec<&str> = body.split(',').map(str::trim).collect();
     if parts.len() < 4 {
         return Err(PairError::BadQr(format!(
             "expected at least 4 comma-separated fields, got {}",
@@ -291,6 +321,11 @@ pub fn parse_qr(qr: &str) -> Result<QrParts, PairError> {
         raw.try_into()
             .map_err(|_| PairError::BadQr(format!("{name} is not 32 bytes")))
     };
+    if parts[0].is_empty() {
+        return Err(PairError::BadQr(
+            "the pairing ref (first field) is empty".into(),
+        ));
+    }
     Ok((
         parts[0].to_owned(),
         key(1, "noise key")?,
@@ -314,4 +349,37 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> String {
+        let k = |b: u8| BASE64_STANDARD.encode([b; 32]);
+        format!("2@REF+/=,{},{},{}", k(1), k(2), k(3))
+    }
+
+    #[test]
+    fn the_qr_parses_bare_and_as_the_link_clients_render() {
+        for qr in [
+            fields(),
+            format!("{},1", fields()),
+            format!("https://wa.me/settings/linked_devices#{},1", fields()),
+            format!(
+                "https://wa.me/settings/linked_devices#{},1,https://faq.whatsapp.com/r/ld",
+                fields()
+            ),
+            format!(" {}\n", fields()),
+        ] {
+            let (r, noise, identity, adv) = parse_qr(qr.trim()).expect(&qr);
+            assert_eq!(r, "2@REF+/=", "{qr}");
+            assert_eq!((noise, identity, adv), ([1; 32], [2; 32], [3; 32]), "{qr}");
+        }
+        assert!(matches!(parse_qr("2@a,b"), Err(PairError::BadQr(_))));
+        assert!(matches!(
+            parse_qr("https://wa.me/settings/linked_devices#,a,b,c"),
+            Err(PairError::BadQr(_))
+        ));
+    }
 }

@@ -5,6 +5,7 @@ use crate::cert::ServerIdentity;
 use crate::config::MockConfig;
 use crate::connection;
 use crate::handlers::{BasicHandlers, StanzaHandlers};
+use crate::media;
 use crate::messaging::{Messaging, MessagingConfig, SignalHandlers};
 use crate::pairing::{self, PairError};
 use crate::state::{DeviceInfo, Fault, ServerState, State};
@@ -71,10 +72,13 @@ impl MockServer {
     ) -> Result<MockHandle, StartError> {
         let ws = bind("websocket", &config.listen).await?;
         let admin_listener = bind("admin", &config.admin_listen).await?;
+        let media_listener = bind("media", &config.media_listen).await?;
         let ws_addr = local_addr(&ws, &config.listen)?;
         let admin_addr = local_addr(&admin_listener, &config.admin_listen)?;
+        let media_addr = local_addr(&media_listener, &config.media_listen)?;
         let identity = ServerIdentity::generate().map_err(|e| StartError::Keys(e.to_string()))?;
         let state: State = Arc::new(ServerState::new(config, identity));
+        state.media.set_host(media_addr.to_string());
 
         let accept_state = state.clone();
         let accept_handlers = handlers.clone();
@@ -98,11 +102,13 @@ impl MockServer {
             }
         });
         let admin_task = tokio::spawn(admin::serve(admin_listener, state.clone(), handlers));
+        let media_task = tokio::spawn(media::serve(media_listener, state.clone()));
         Ok(MockHandle {
             state,
             ws_addr,
             admin_addr,
-            tasks: vec![ws_task, admin_task],
+            media_addr,
+            tasks: vec![ws_task, admin_task, media_task],
             messaging: None,
         })
     }
@@ -131,6 +137,7 @@ pub struct MockHandle {
     state: State,
     ws_addr: SocketAddr,
     admin_addr: SocketAddr,
+    media_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
     messaging: Option<Arc<Messaging>>,
 }
@@ -159,6 +166,12 @@ impl MockHandle {
         format!("http://{}", self.admin_addr)
     }
 
+    /// `127.0.0.1:PORT`: the media host, as `media_conn` names it. Clients
+    /// build `https://` URLs on it; it speaks plain HTTP.
+    pub fn media_host(&self) -> String {
+        self.media_addr.to_string()
+    }
+
     /// The root key that signs the server's Noise certificate chain.
     pub fn root_public_key(&self) -> [u8; 32] {
         self.state.identity.root_public()
@@ -183,6 +196,12 @@ impl MockHandle {
     /// Like [`Self::scan`], as another device of the account `phone`.
     pub async fn scan_for(&self, qr: &str, phone: &str) -> Result<String, PairError> {
         pairing::scan(&self.state, qr, Some(phone)).await
+    }
+
+    /// The phone of account `phone` takes the pairing code `code` a client
+    /// shows; returns the device JID once the client's signed reply verified.
+    pub async fn enter_pair_code(&self, phone: &str, code: &str) -> Result<String, PairError> {
+        crate::pair_code::enter_code(&self.state, phone, code).await
     }
 
     pub fn devices(&self) -> Vec<DeviceInfo> {

@@ -145,6 +145,7 @@ impl SessionHandle {
 }
 
 /// A `pair-device` ref handed to an unpaired connection.
+#[derive(Clone)]
 pub struct PairingRef {
     pub conn: SessionHandle,
     pub noise_public: [u8; 32],
@@ -171,6 +172,8 @@ pub struct ServerState {
     pub config: MockConfig,
     pub identity: ServerIdentity,
     pub stats: Stats,
+    /// The media host's blobs and `media_conn` auth tokens.
+    pub media: crate::media::MediaStore,
     devices: Mutex<HashMap<String, Device>>,
     accounts: Mutex<HashMap<String, Account>>,
     /// Logged-in sessions by device JID.
@@ -178,6 +181,10 @@ pub struct ServerState {
     /// Every open connection (paired or not) by connection id, for faults.
     connections: Mutex<HashMap<u64, SessionHandle>>,
     pub(crate) pairing_refs: Mutex<HashMap<String, PairingRef>>,
+    /// Pairing by phone-number code, between its stages.
+    pub(crate) pair_codes: crate::pair_code::PairCodes,
+    /// Phone number of every LID handed out (accounts and contacts alike).
+    phones_by_lid: Mutex<HashMap<String, String>>,
     refuse_until: Mutex<Option<Instant>>,
     next_conn_id: AtomicU64,
     next_account: AtomicU64,
@@ -195,11 +202,14 @@ impl ServerState {
             config,
             identity,
             stats: Stats::default(),
+            media: crate::media::MediaStore::default(),
             devices: Mutex::default(),
             accounts: Mutex::default(),
             sessions: Mutex::default(),
             connections: Mutex::default(),
             pairing_refs: Mutex::default(),
+            pair_codes: crate::pair_code::PairCodes::default(),
+            phones_by_lid: Mutex::default(),
             refuse_until: Mutex::default(),
             next_conn_id: AtomicU64::new(1),
             next_account: AtomicU64::new(0),
@@ -327,9 +337,10 @@ impl ServerState {
                 (self.config.first_phone + n).to_string()
             }
         };
+        let lid_user = self.lid_of(&phone);
         let account = accounts.entry(phone.clone()).or_insert_with(|| Account {
             phone: phone.clone(),
-            lid_user: lid_user_for(&phone),
+            lid_user,
             identity: KeyPair::generate(&mut rand::rng()),
             next_device_id: 1,
         });
@@ -343,6 +354,21 @@ impl ServerState {
         )
     }
 
+    /// The identity key pair of account `phone`, created if it is new.
+    pub(crate) fn account_key(&self, phone: &str) -> KeyPair {
+        let lid_user = self.lid_of(phone);
+        lock(&self.accounts)
+            .entry(phone.to_owned())
+            .or_insert_with(|| Account {
+                phone: phone.to_owned(),
+                lid_user,
+                identity: KeyPair::generate(&mut rand::rng()),
+                next_device_id: 1,
+            })
+            .identity
+            .clone()
+    }
+
     /// The identity public key of the account `phone` (its primary device).
     pub fn account_identity(&self, phone: &str) -> Option<[u8; 32]> {
         lock(&self.accounts)
@@ -351,14 +377,37 @@ impl ServerState {
     }
 }
 
-/// The made-up LID of an account: a fixed base plus its phone number, so it
-/// is stable and distinct per phone.
+impl ServerState {
+    /// The LID user of phone number `phone` (an account's or any contact's),
+    /// remembered so the LID can be mapped back to the number.
+    pub fn lid_of(&self, phone: &str) -> String {
+        let lid = lid_user_for(phone);
+        lock(&self.phones_by_lid)
+            .entry(lid.clone())
+            .or_insert_with(|| phone.to_owned());
+        lid
+    }
+
+    /// The phone number whose LID user is `lid_user`, if one was handed out.
+    pub fn phone_of_lid(&self, lid_user: &str) -> Option<String> {
+        lock(&self.phones_by_lid).get(lid_user).cloned()
+    }
+}
+
+/// The made-up LID of a phone number: a fixed base plus the number, so it is
+/// stable across runs and never the number itself.
 pub fn lid_user_for(phone: &str) -> String {
     let n = phone.bytes().fold(0u64, |acc, b| {
         acc.wrapping_mul(10)
             .wrapping_add(u64::from(b.wrapping_sub(b'0')))
     });
-    (LID_BASE + n % LID_BASE).to_string()
+    let lid = LID_BASE + n % LID_BASE;
+    // Only a number in [LID_BASE, 2·LID_BASE) can meet itself; move it on.
+    if lid.to_string() == phone {
+        (lid + LID_BASE).to_string()
+    } else {
+        lid.to_string()
+    }
 }
 
 /// Builds `USER:DEVICE@SERVER`, or `USER@SERVER` for device 0.

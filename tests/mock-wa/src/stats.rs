@@ -68,6 +68,12 @@ counters! {
     /// Connections closed because the client did not finish the Noise
     /// handshake in time (usually an overloaded or vanished client).
     handshake_timeouts,
+    /// Blobs stored by the media host's upload endpoint.
+    media_uploads,
+    /// Blobs served by the media host.
+    media_downloads,
+    /// Media host requests refused (bad auth or token, unknown path).
+    media_refused,
 }
 
 impl Stats {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestClient, init_logging, paired_client};
+use common::{TestClient, admin_http, init_logging, paired_client};
 use mock_wa::messaging::{MessagingConfig, ReceiptKind};
 use mock_wa::{MockConfig, MockHandle, MockServer};
 use std::time::Duration;
@@ -117,7 +117,8 @@ async fn contact_text_reaches_the_client_and_read_receipts_arrive() {
     let (got_id, text, sender) = client.wait_event(WAIT, "Messages", incoming_text).await;
     assert_eq!(got_id, id);
     assert_eq!(text, "hi from a contact");
-    assert_eq!(sender.user, CONTACT);
+    // LID-addressed, as the real server sends one-to-one messages.
+    assert_eq!(sender.user, mock.lid_of(CONTACT));
     let messaging = mock.messaging().expect("messaging").clone();
     eventually("the client to ack the message", || {
         let m = messaging.clone();
@@ -238,35 +239,6 @@ async fn one_account_writes_to_another_through_the_mock() {
     assert_eq!(receipt, ReceiptType::Delivered);
     alice.shutdown().await;
     bob.shutdown().await;
-}
-
-/// One HTTP/1.1 request to the admin API; returns status and JSON body.
-async fn admin_http(
-    mock: &MockHandle,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let addr = mock.admin_url().trim_start_matches("http://").to_string();
-    let mut tcp = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("admin connects");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await.expect("read");
-    let (head, body) = response.split_once("\r\n\r\n").expect("http response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, serde_json::from_str(body).expect("json body"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,3 +176,63 @@ async fn scans_of_wrong_qr_payloads_are_rejected_without_pairing() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qr_link_form_pairs_too() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let mut c = TestClient::start(&mock.ws_url(), None).await;
+    let qr = c
+        .wait_event(Duration::from_secs(60), "PairingQrCode", |e| match e {
+            whatsapp_rust::types::events::Event::PairingQrCode(q) => Some(q.code.clone()),
+            _ => None,
+        })
+        .await;
+    let link = format!("https://wa.me/settings/linked_devices#{qr},https://faq.whatsapp.com/r/ld");
+    let jid = mock.scan(&link).await.expect("the link form pairs");
+    c.wait_connected(Duration::from_secs(60)).await;
+    assert_eq!(c.client.pn().map(|j| j.to_string()), Some(jid));
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_by_phone_number_code_links_the_device_to_that_number() {
+    init_logging();
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let mut c = TestClient::start(&mock.ws_url(), None).await;
+    // The client is registered (it has refs) once it shows a QR.
+    c.wait_event(Duration::from_secs(60), "PairingQrCode", |e| {
+        matches!(e, whatsapp_rust::types::events::Event::PairingQrCode(_)).then_some(())
+    })
+    .await;
+    let err = mock
+        .enter_pair_code("15551112222", "ABCD2345")
+        .await
+        .expect_err("no code was asked for this number yet");
+    assert!(matches!(err, PairError::NoCodeRequest(_)), "{err}");
+    let code = c
+        .client
+        .pair_with_code(whatsapp_rust::wacore::pair_code::PairCodeOptions {
+            phone_number: "15551112222".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("stage 1 answers with a code");
+    assert!(matches!(
+        mock.enter_pair_code("15551112222", "not-a-code").await,
+        Err(PairError::BadCode(_))
+    ));
+    let jid = mock
+        .enter_pair_code("+1 555 111 2222", &code)
+        .await
+        .expect("the phone takes the code");
+    assert_eq!(jid, "15551112222:1@s.whatsapp.net");
+    c.wait_connected(Duration::from_secs(60)).await;
+    assert_eq!(c.client.pn().map(|j| j.to_string()), Some(jid));
+    assert_eq!(mock.stats().pairings, 1);
+    c.shutdown().await;
+}

@@ -77,15 +77,23 @@ impl Raw {
     /// Connects and completes XX as a new (registering) device. `intro`
     /// (edge routing) goes before the `prologue` header, then the first frame.
     async fn connect(url: &str, intro: &[u8], prologue: &[u8]) -> Self {
+        let noise = KeyPair::generate(&mut rand::rng());
+        Self::connect_as(url, intro, prologue, noise, registration_payload()).await
+    }
+
+    /// Completes XX with Noise key `noise` and ClientPayload `payload`.
+    async fn connect_as(
+        url: &str,
+        intro: &[u8],
+        prologue: &[u8],
+        noise: KeyPair,
+        payload: Vec<u8>,
+    ) -> Self {
         let (mut ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connects");
-        let mut hs = XxHandshakeState::new(
-            KeyPair::generate(&mut rand::rng()),
-            registration_payload(),
-            prologue,
-        )
-        .expect("client handshake state");
+        let mut hs =
+            XxHandshakeState::new(noise, payload, prologue).expect("client handshake state");
         let mut first = [intro, prologue].concat();
         first.extend_from_slice(&frame(&hs.build_client_hello().expect("hello")));
         ws.send(Message::Binary(first.into()))
@@ -144,7 +152,10 @@ impl Raw {
     /// Receives until a node with `id`, skipping others.
     async fn recv_id(&mut self, id: &str) -> Node {
         loop {
-            let node = self.recv().await.expect("server answers");
+            let node = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("server answers {id}"));
             if attr(&node, "id").as_deref() == Some(id) {
                 return node;
             }
@@ -330,4 +341,311 @@ async fn an_unpaired_connection_ends_when_its_refs_are_exhausted() {
     mock.wait_for(STEP, |s| s.connections_open == 0)
         .await
         .expect("connection closed");
+}
+
+/// Attributes whose value is an address: on the wire each must be a JID
+/// (JID_PAIR or AD_JID), never a string, or strict clients (whatsmeow
+/// compares `from` with its server JID value) ignore the stanza.
+const JID_ATTRS: &[&str] = &[
+    "from",
+    "to",
+    "participant",
+    "recipient",
+    "jid",
+    "lid",
+    "sender_pn",
+    "sender_lid",
+    "participant_pn",
+    "participant_lid",
+    "recipient_pn",
+    "recipient_lid",
+    "peer_recipient_pn",
+    "peer_recipient_lid",
+];
+
+/// Every JID-valued attribute in `node` and its children, as `tag.attr`;
+/// panics on one that arrived as a string. `<lid val=…>` counts too.
+fn check_jid_attrs(node: &Node, seen: &mut std::collections::BTreeSet<String>) {
+    for (key, value) in node.attrs.iter() {
+        let is_jid_attr =
+            JID_ATTRS.contains(&key.as_ref()) || (node.tag == "lid" && key.as_ref() == "val");
+        if !is_jid_attr {
+            continue;
+        }
+        assert!(
+            matches!(value, wacore_binary::NodeValue::Jid(_)),
+            "<{} {key}={value}> arrived as a string, not a JID",
+            node.tag
+        );
+        seen.insert(format!("{}.{key}", node.tag));
+    }
+    for child in node.children().unwrap_or_default() {
+        check_jid_attrs(child, seen);
+    }
+}
+
+/// Logs a raw device in after pairing it through the admin scan, answering
+/// `pair-success` the way a client does (device signature over the ADV
+/// details, no `accountSignatureKey`).
+async fn pair_raw(
+    mock: &mock_wa::MockHandle,
+    seen: &mut std::collections::BTreeSet<String>,
+) -> (KeyPair, String) {
+    use base64::Engine as _;
+    use base64::prelude::BASE64_STANDARD as B64;
+    let noise = KeyPair::generate(&mut rand::rng());
+    let identity = KeyPair::generate(&mut rand::rng());
+    let skey = KeyPair::generate(&mut rand::rng());
+    let payload = wa::ClientPayload {
+        device_pairing_data: buffa::MessageField::some(
+            wa::client_payload::DevicePairingRegistrationData {
+                e_regid: Some(77u32.to_be_bytes().to_vec()),
+                e_keytype: Some(vec![5]),
+                e_ident: Some(identity.public_key.public_key_bytes().to_vec()),
+                e_skey_id: Some(vec![0, 0, 1]),
+                e_skey_val: Some(skey.public_key.public_key_bytes().to_vec()),
+                e_skey_sig: Some(vec![0; 64]),
+                build_hash: Some(vec![0; 16]),
+                device_props: Some(Vec::new()),
+            },
+        ),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut c = Raw::connect_as(&mock.ws_url(), b"", b"WA\x06\x03", noise.clone(), payload).await;
+    let pair = c.recv().await.expect("pair-device arrives");
+    check_jid_attrs(&pair, seen);
+    let first_ref = pair
+        .get_optional_child("pair-device")
+        .and_then(|p| p.get_optional_child("ref"))
+        .and_then(|r| match &r.content {
+            Some(wacore_binary::NodeContent::Bytes(b)) => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        })
+        .expect("a ref");
+    let adv_secret = [9u8; 32];
+    let qr = format!(
+        "{first_ref},{},{},{}",
+        B64.encode(noise.public_key.public_key_bytes()),
+        B64.encode(identity.public_key.public_key_bytes()),
+        B64.encode(adv_secret)
+    );
+    let scan = {
+        let state = mock.state().clone();
+        tokio::spawn(async move { mock_wa::pairing::scan(&state, &qr, None).await })
+    };
+    let success = c.recv().await.expect("pair-success arrives");
+    check_jid_attrs(&success, seen);
+    let container = success
+        .get_optional_child("pair-success")
+        .and_then(|p| p.get_optional_child("device-identity"))
+        .and_then(|d| match &d.content {
+            Some(wacore_binary::NodeContent::Bytes(b)) => Some(b.clone()),
+            _ => None,
+        })
+        .expect("device-identity bytes");
+    let container = wa::ADVSignedDeviceIdentityHMAC::decode_from_slice(&container).expect("hmac");
+    let mut signed =
+        wa::ADVSignedDeviceIdentity::decode_from_slice(container.details.as_deref().expect("d"))
+            .expect("signed identity");
+    let account_key = signed.account_signature_key.take().expect("account key");
+    let details = signed.details.clone().expect("details");
+    let msg = [
+        &[6u8, 1][..],
+        &details,
+        identity.public_key.public_key_bytes(),
+        &account_key,
+    ]
+    .concat();
+    let sig = identity
+        .private_key
+        .calculate_signature(&msg, &mut rand::rng())
+        .expect("sign");
+    signed.device_signature = Some(sig.to_vec());
+    let reply = NodeBuilder::new("iq")
+        .attr("id", attr(&success, "id").expect("iq id"))
+        .attr("type", "result")
+        .attr(
+            "to",
+            wacore_binary::Jid::new("", wacore_binary::jid::Server::Pn),
+        )
+        .children([NodeBuilder::new("pair-device-sign")
+            .children([NodeBuilder::new("device-identity")
+                .attr("key-index", "1")
+                .bytes(signed.encode_to_vec())
+                .build()])
+            .build()])
+        .build();
+    c.send(&reply).await;
+    let jid = scan.await.expect("scan task").expect("scan succeeds");
+    while let Some(node) = c.recv().await {
+        check_jid_attrs(&node, seen);
+    }
+    (noise, jid)
+}
+
+/// Everything mock-wa sends a device through pairing, login, IQs, messages
+/// both ways and receipts, decoded at the binary-node level: every address
+/// attribute is a JID, the server's own included.
+#[tokio::test]
+async fn every_address_mock_wa_sends_is_a_jid_on_the_wire() {
+    let mock = MockServer::start(MockConfig::default())
+        .await
+        .expect("mock starts");
+    let mut seen = std::collections::BTreeSet::new();
+    let (noise, jid) = pair_raw(&mock, &mut seen).await;
+    let device: wacore_binary::Jid = jid.parse().expect("device jid");
+    let login = wa::ClientPayload {
+        username: Some(device.user.parse().expect("numeric user")),
+        device: Some(u32::from(device.device)),
+        passive: Some(false),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut c = Raw::connect_as(&mock.ws_url(), b"", b"WA\x06\x03", noise, login).await;
+    let success = c.recv().await.expect("success");
+    assert_eq!(success.tag, "success");
+    check_jid_attrs(&success, &mut seen);
+
+    let server = || wacore_binary::Jid::new("", wacore_binary::jid::Server::Pn);
+    let contact = wacore_binary::Jid::pn("15557654321");
+    let ask = |id: &str, node: Node| {
+        let mut node = node;
+        node.attrs.insert("id", id.to_owned());
+        node
+    };
+    let identity = KeyPair::generate(&mut rand::rng());
+    let skey = KeyPair::generate(&mut rand::rng());
+    let prekey = KeyPair::generate(&mut rand::rng());
+    let skey_signature = identity
+        .private_key
+        .calculate_signature(&skey.public_key.serialize(), &mut rand::rng())
+        .expect("sign the signed prekey");
+    let upload = NodeBuilder::new("iq")
+        .attr("xmlns", "encrypt")
+        .attr("type", "set")
+        .attr("to", server())
+        .children([
+            NodeBuilder::new("registration")
+                .bytes(77u32.to_be_bytes().to_vec())
+                .build(),
+            NodeBuilder::new("type").bytes(vec![5]).build(),
+            NodeBuilder::new("identity")
+                .bytes(identity.public_key.public_key_bytes().to_vec())
+                .build(),
+            NodeBuilder::new("list")
+                .children([NodeBuilder::new("key")
+                    .children([
+                        NodeBuilder::new("id").bytes(vec![0, 0, 1]).build(),
+                        NodeBuilder::new("value")
+                            .bytes(prekey.public_key.public_key_bytes().to_vec())
+                            .build(),
+                    ])
+                    .build()])
+                .build(),
+            NodeBuilder::new("skey")
+                .children([
+                    NodeBuilder::new("id").bytes(vec![0, 0, 1]).build(),
+                    NodeBuilder::new("value")
+                        .bytes(skey.public_key.public_key_bytes().to_vec())
+                        .build(),
+                    NodeBuilder::new("signature")
+                        .bytes(skey_signature.to_vec())
+                        .build(),
+                ])
+                .build(),
+        ])
+        .build();
+    let usync = NodeBuilder::new("iq")
+        .attr("xmlns", "usync")
+        .attr("type", "get")
+        .attr("to", server())
+        .children([NodeBuilder::new("usync")
+            .attr("sid", "s1")
+            .attr("mode", "query")
+            .attr("context", "message")
+            .children([
+                NodeBuilder::new("query")
+                    .children([
+                        NodeBuilder::new("devices").attr("version", "2").build(),
+                        NodeBuilder::new("lid").build(),
+                    ])
+                    .build(),
+                NodeBuilder::new("list")
+                    .children([NodeBuilder::new("user")
+                        .attr("jid", contact.clone())
+                        .build()])
+                    .build(),
+            ])
+            .build()])
+        .build();
+    let fetch = NodeBuilder::new("iq")
+        .attr("xmlns", "encrypt")
+        .attr("type", "get")
+        .attr("to", server())
+        .children([NodeBuilder::new("key")
+            .children([NodeBuilder::new("user")
+                .attr("jid", contact.clone())
+                .build()])
+            .build()])
+        .build();
+    // A message the contact cannot decrypt: acked, then a retry receipt.
+    let message = NodeBuilder::new("message")
+        .attr("id", "3EB0WIRE")
+        .attr("to", contact.clone())
+        .attr("type", "text")
+        .children([NodeBuilder::new("enc")
+            .attr("v", "2")
+            .attr("type", "msg")
+            .bytes(vec![1, 2, 3])
+            .build()])
+        .build();
+    for (id, node) in [
+        ("up", upload),
+        ("us", usync),
+        ("fe", fetch),
+        ("pi", iq("pi", "w:p", None)),
+        ("un", iq("un", "x:made-up", Some("thing"))),
+    ] {
+        c.send(&ask(id, node)).await;
+        check_jid_attrs(&c.recv_id(id).await, &mut seen);
+    }
+    c.send(&message).await;
+    check_jid_attrs(&c.recv_id("3EB0WIRE").await, &mut seen);
+    let retry = c.recv_id("3EB0WIRE").await;
+    assert_eq!(retry.tag, "receipt");
+    check_jid_attrs(&retry, &mut seen);
+
+    let msg_id = mock
+        .deliver("15557654321", &device.user, "over the wire", None)
+        .await
+        .expect("deliver");
+    let incoming = c.recv_id(&msg_id).await;
+    assert_eq!(incoming.tag, "message");
+    check_jid_attrs(&incoming, &mut seen);
+    mock.receipt(
+        "15557654321",
+        &device.user,
+        "3EB0WIRE",
+        mock_wa::messaging::ReceiptKind::Read,
+    )
+    .await
+    .expect("receipt");
+    let receipt = c.recv_id("3EB0WIRE").await;
+    check_jid_attrs(&receipt, &mut seen);
+
+    for expected in [
+        "iq.from",
+        "device.jid",
+        "device.lid",
+        "success.lid",
+        "user.jid",
+        "ack.from",
+        "receipt.from",
+        "message.from",
+        "message.sender_pn",
+        "lid.val",
+    ] {
+        assert!(seen.contains(expected), "{expected} never seen: {seen:?}");
+    }
 }

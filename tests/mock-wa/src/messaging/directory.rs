@@ -26,11 +26,20 @@ pub trait ServerView: Send + Sync {
     /// device for it; `None` makes `phone` a plain simulated contact.
     fn account(&self, phone: &str) -> Option<AccountDevices>;
 
-    /// The phone number of the account with LID user `lid_user`.
+    /// The phone number (account or contact) whose LID user is `lid_user`.
     fn phone_of_lid(&self, lid_user: &str) -> Option<String>;
+
+    /// The LID user of phone number `phone`; every number has one.
+    fn lid_of(&self, phone: &str) -> String;
 
     /// Sends `node` to logged-in device `device`; `false` if it is offline.
     fn push(&self, device: &Jid, node: Node) -> bool;
+
+    /// The media host's store, where contacts put their media and clients'
+    /// uploads are found.
+    fn media(&self) -> Option<&crate::media::MediaStore> {
+        None
+    }
 }
 
 /// A stable ADV `raw_id` per account (clients reset a user's devices when

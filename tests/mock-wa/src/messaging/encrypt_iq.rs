@@ -98,7 +98,10 @@ impl Messaging {
                 continue;
             };
             let addr = DeviceAddr::of(view, &jid);
-            let bundle = if jid.device == 0 {
+            let unknown_lid = jid.is_lid() && view.phone_of_lid(&jid.user).is_none();
+            let bundle = if unknown_lid {
+                None
+            } else if jid.device == 0 {
                 match state.contact(&addr.user) {
                     Ok(contact) => Some(contact.take_bundle()),
                     Err(e) => {

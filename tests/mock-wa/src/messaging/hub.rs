@@ -9,6 +9,7 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
+use super::addressing::Addressing;
 use super::bundle::Bundle;
 use super::directory::ServerView;
 use super::sim_device::SimDevice;
@@ -30,17 +31,22 @@ impl Default for MessagingConfig {
 }
 
 /// One message a contact received from an account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InboxEntry {
     pub id: String,
     /// The sending account's user JID, e.g. `15550000001@s.whatsapp.net`.
     pub from: String,
-    /// The contact's JID.
+    /// The contact's address the client sent it to: its LID JID or its
+    /// phone-number JID (`addressing` says which).
     pub to: String,
+    pub addressing: Addressing,
     /// The text, or a bracketed description of non-text content.
     pub text: String,
     /// Unix seconds: the stanza's `t` when present, else arrival time.
     pub time: u64,
+    /// Media the message carried, as the contact decrypted it; `None` for
+    /// a text.
+    pub media: Option<super::media_msg::MediaSummary>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,11 +137,7 @@ pub(super) enum PendingBody {
     /// Encrypted once, resent byte for byte as the real server does.
     Stanza(Node),
     /// Not yet encryptable: the device has uploaded no keys yet.
-    Plain {
-        from: String,
-        content: Content,
-        time: u64,
-    },
+    Plain(SentText),
 }
 
 /// What a simulated device writes to a companion, before encryption.
@@ -145,6 +147,10 @@ pub(super) enum Content {
     Text(String),
     /// The account's own phone sharing app-state sync keys (a peer message).
     KeyShare(Arc<Vec<super::key_share::AppStateKey>>),
+    /// A contact's image or document, already on the media host.
+    Media(Arc<super::media_msg::MediaContent>),
+    /// A contact's post to a group, under its sender key.
+    Group(Arc<super::groups::GroupPost>),
 }
 
 #[derive(Clone, Debug)]
@@ -178,6 +184,14 @@ pub(super) struct State {
     pub retries: HashMap<(String, String), u8>,
     /// Companions the account's phone already shared its app-state keys with.
     pub keys_shared: HashSet<DeviceAddr>,
+    /// Groups by the user part of their JID.
+    pub groups: HashMap<String, super::groups::Group>,
+    pub next_group: u64,
+    /// What clients posted, per group, and the ids already recorded.
+    pub group_inbox: HashMap<String, Vec<InboxEntry>>,
+    pub group_inbox_ids: HashSet<(String, String)>,
+    /// (group, contact, device): the contact's sender key went to the device.
+    pub skdm_sent: HashSet<(String, String, DeviceAddr)>,
 }
 
 /// A contact message as written, before encryption.
@@ -186,6 +200,8 @@ pub(super) struct SentText {
     pub from: String,
     pub content: Content,
     pub time: u64,
+    /// How the stanza names the contact.
+    pub addressing: Addressing,
 }
 
 /// Retry receipts come within seconds; this bounds memory in long runs.
@@ -301,7 +317,7 @@ impl Messaging {
         let queue_len = state.devices.get(&addr).map_or(0, |s| s.queue.len());
         let mut out = Vec::new();
         for index in 0..queue_len {
-            if let Some(mut stanza) = self.stanza_of(&mut state, &addr, index).await {
+            if let Some(mut stanza) = self.stanza_of(view, &mut state, &addr, index).await {
                 stanza.attrs.insert("offline", "1");
                 if stanza.tag == "message" {
                     Counters::bump(&self.counters.messages_sent_to_devices);
@@ -410,7 +426,8 @@ impl Messaging {
         }
         let devices = super::outbound::account_devices(view, state, &target.user);
         for id in ids {
-            let stanza = super::outbound::receipt_stanza(&sender.user, id, kind);
+            let from = Addressing::of(to).jid(view, &sender.user, 0);
+            let stanza = super::outbound::receipt_stanza(from, id, kind);
             for addr in &devices {
                 let pending = super::outbound::receipt_pending(id, kind, stanza.clone());
                 self.push(view, state, addr, pending).await;
@@ -441,7 +458,7 @@ impl Messaging {
         let slot = state.devices.entry(addr.clone()).or_default();
         slot.queue.push_back(pending);
         let index = slot.queue.len() - 1;
-        if let Some(stanza) = self.stanza_of(state, addr, index).await {
+        if let Some(stanza) = self.stanza_of(view, state, addr, index).await {
             let is_message = stanza.tag == "message";
             if view.push(&addr.jid(), stanza) && is_message {
                 Counters::bump(&self.counters.messages_sent_to_devices);
@@ -470,7 +487,7 @@ impl Messaging {
             })
             .unwrap_or_default();
         for index in waiting {
-            if let Some(stanza) = self.stanza_of(state, addr, index).await
+            if let Some(stanza) = self.stanza_of(view, state, addr, index).await
                 && view.push(&addr.jid(), stanza)
             {
                 Counters::bump(&self.counters.messages_sent_to_devices);
@@ -480,17 +497,19 @@ impl Messaging {
 
     /// The stanza of queue item `index` of `addr`, encrypting it first when
     /// that has not been possible before; `None` while it cannot be.
-    async fn stanza_of(&self, state: &mut State, addr: &DeviceAddr, index: usize) -> Option<Node> {
+    async fn stanza_of(
+        &self,
+        view: &dyn ServerView,
+        state: &mut State,
+        addr: &DeviceAddr,
+        index: usize,
+    ) -> Option<Node> {
         let pending = state.devices.get(addr)?.queue.get(index)?.clone();
         match pending.body {
             PendingBody::Stanza(node) => Some(node),
-            PendingBody::Plain {
-                from,
-                content,
-                time,
-            } => {
+            PendingBody::Plain(sent) => {
                 match self
-                    .encrypt_for_device(state, &from, addr, &pending.id, &content, time)
+                    .encrypt_for_device(view, state, addr, &pending.id, &sent)
                     .await
                 {
                     Ok(Some(node)) => {

@@ -1,9 +1,10 @@
 //! Accounts writing to contacts: decrypt the contact's copy, record it, ack.
 
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::{Jid, Node, NodeContent};
+use wacore_binary::{Jid, JidExt as _, Node, NodeContent};
 
 use super::MessagingError;
+use super::addressing::Addressing;
 use super::directory::ServerView;
 use super::hub::{DeviceAddr, InboxEntry, Messaging, Pending, PendingBody, ReceiptKind, State};
 use super::outbound::{receipt_pending, receipt_stanza};
@@ -29,18 +30,38 @@ impl Messaging {
         let time = attr(message, "t")
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(now_secs);
+        if let Some(group) = chat.as_ref().filter(|c| c.is_group()) {
+            return self
+                .handle_group_message(view, device, message, group, &id, time)
+                .await;
+        }
         let sender = DeviceAddr::of(view, device);
         let mut replies = Vec::new();
         let mut state = self.state.lock().await;
         for (recipient, enc) in copies(message, chat.as_ref()) {
+            if recipient.is_lid() && view.phone_of_lid(&recipient.user).is_none() {
+                tracing::warn!(to = %recipient, id = %id, "copy for a LID the server never handed out; acked and dropped");
+                continue;
+            }
             let target = DeviceAddr::of(view, &recipient);
+            if target == sender {
+                // The server never echoes a message to the device that sent it.
+                continue;
+            }
             let own = target.user == sender.user;
             if own {
                 Counters::bump(&self.counters.own_device_copies);
             }
+            let addressing = Addressing::of(&recipient);
             if recipient.device != 0 {
+                let from = addressing.sender_attrs(
+                    NodeBuilder::new("message"),
+                    view,
+                    &sender.user,
+                    sender.device,
+                );
                 let forward =
-                    forwarded_copy(message, enc, device, own.then_some(chat.as_ref()).flatten());
+                    forwarded_copy(from, message, enc, own.then_some(chat.as_ref()).flatten());
                 if is_known_device(view, &state, &target) {
                     let pending = Pending {
                         class: "message",
@@ -58,9 +79,12 @@ impl Messaging {
                 // The account's own phone is simulated and reads nothing.
                 continue;
             }
-            match decrypt_copy(&mut state, &sender, &recipient, enc).await {
-                Ok(text) => {
-                    let contact = recipient.user.to_string();
+            let contact = target.user.clone();
+            let contact_jid = recipient.to_non_ad();
+            match decrypt_copy(&mut state, &sender, &contact, enc).await {
+                Ok(decoded) => {
+                    let media = super::media_msg::summarize(view.media(), &decoded);
+                    let text = text_of(&decoded);
                     if !state.inbox_ids.insert((contact.clone(), id.clone())) {
                         Counters::bump(&self.counters.messages_duplicate);
                         continue;
@@ -73,13 +97,16 @@ impl Messaging {
                         .or_default()
                         .push(InboxEntry {
                             id: id.clone(),
-                            from: device.to_non_ad().to_string(),
-                            to: Jid::pn(contact.as_str()).to_string(),
+                            from: Jid::pn(sender.user.as_str()).to_string(),
+                            to: contact_jid.to_string(),
+                            addressing,
                             text,
                             time,
+                            media,
                         });
                     if self.config.auto_delivery_receipts {
-                        let stanza = receipt_stanza(&contact, &id, ReceiptKind::Delivery);
+                        let stanza =
+                            receipt_stanza(contact_jid.clone(), &id, ReceiptKind::Delivery);
                         Self::enqueue(
                             &mut state,
                             &sender,
@@ -92,7 +119,7 @@ impl Messaging {
                 Err(e) => {
                     Counters::bump(&self.counters.decrypt_failures);
                     tracing::warn!(device = %device, to = %recipient, id = %id, error = %e, "could not decrypt the contact's copy; acking it, and the contact asks for a retry");
-                    match self.retry_receipt(&mut state, &sender, &recipient.user, &id) {
+                    match self.retry_receipt(&mut state, &sender, &contact, contact_jid, &id) {
                         Ok(Some(stanza)) => replies.push(stanza),
                         Ok(None) => {}
                         Err(e) => {
@@ -128,6 +155,7 @@ impl Messaging {
         state: &mut State,
         sender: &DeviceAddr,
         contact: &str,
+        contact_jid: Jid,
         id: &str,
     ) -> Result<Option<Node>, MessagingError> {
         let count = state
@@ -143,7 +171,7 @@ impl Messaging {
         device.forget_session(&sender.signal_address());
         let bundle = device.take_bundle();
         let stanza = NodeBuilder::new("receipt")
-            .attr("from", Jid::pn(contact))
+            .attr("from", contact_jid)
             .attr("id", id)
             .attr("type", "retry")
             .attr("t", now_secs().to_string())
@@ -174,14 +202,12 @@ impl Messaging {
     }
 }
 
-/// The stanza a companion device gets for its copy: from the sending
-/// device, with the sender's `<device-identity>` (a `pkmsg` from a companion
-/// is checked against it); a copy for the sender's own other devices names
-/// the chat in `recipient`.
-fn forwarded_copy(message: &Node, enc: &Node, sender: &Jid, own_chat: Option<&Jid>) -> Node {
-    let mut b = NodeBuilder::new("message")
-        .attr("from", sender.clone())
-        .attr("t", now_secs().to_string());
+/// The stanza a companion device gets for its copy: `from` names the
+/// sending device (in the addressing the copy was sent in), with the sender's
+/// `<device-identity>` (a `pkmsg` from a companion is checked against it); a
+/// copy for the sender's own other devices names the chat in `recipient`.
+fn forwarded_copy(from: NodeBuilder, message: &Node, enc: &Node, own_chat: Option<&Jid>) -> Node {
+    let mut b = from.attr("t", now_secs().to_string());
     for key in ["id", "type"] {
         if let Some(value) = attr(message, key) {
             b = b.attr(key, value);
@@ -225,12 +251,12 @@ fn copies<'a>(message: &'a Node, chat: Option<&Jid>) -> Vec<(Jid, &'a Node)> {
     out
 }
 
-async fn decrypt_copy(
+pub(super) async fn decrypt_copy(
     state: &mut State,
     sender: &DeviceAddr,
-    recipient: &Jid,
+    contact: &str,
     enc: &Node,
-) -> Result<String, MessagingError> {
+) -> Result<waproto::whatsapp::Message, MessagingError> {
     let enc_type = attr(enc, "type").unwrap_or_default();
     let kind = EncKind::parse(&enc_type).ok_or_else(|| {
         MessagingError::BadPlaintext(format!("enc type {enc_type:?} is not a 1:1 Signal message"))
@@ -241,16 +267,15 @@ async fn decrypt_copy(
         ));
     };
     let padded = state
-        .contact(&recipient.user)?
+        .contact(contact)?
         .decrypt(&sender.signal_address(), kind, ciphertext)
         .await?;
     let version = attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2);
-    let message = wacore::messages::decode_plaintext(&padded, version)
-        .map_err(|e| MessagingError::BadPlaintext(e.to_string()))?;
-    Ok(text_of(&message))
+    wacore::messages::decode_plaintext(&padded, version)
+        .map_err(|e| MessagingError::BadPlaintext(e.to_string()))
 }
 
-fn text_of(message: &waproto::whatsapp::Message) -> String {
+pub(super) fn text_of(message: &waproto::whatsapp::Message) -> String {
     if let Some(text) = &message.conversation {
         return text.clone();
     }
@@ -260,6 +285,12 @@ fn text_of(message: &waproto::whatsapp::Message) -> String {
         .and_then(|m| m.text.clone())
     {
         return text;
+    }
+    if let Some(m) = message.image_message.as_option() {
+        return m.caption.clone().unwrap_or_else(|| "[image]".into());
+    }
+    if let Some(m) = message.document_message.as_option() {
+        return m.caption.clone().unwrap_or_else(|| "[document]".into());
     }
     "[non-text message]".to_string()
 }

@@ -12,8 +12,9 @@ use wacore_binary::Jid;
 use waproto::whatsapp as wa;
 use waproto::whatsapp::message::protocol_message::Type as ProtocolType;
 
+use super::addressing::Addressing;
 use super::directory::ServerView;
-use super::hub::{Content, DeviceAddr, Messaging, Pending, PendingBody, State};
+use super::hub::{Content, DeviceAddr, Messaging, Pending, PendingBody, SentText, State};
 use super::stanza::{new_message_id, now_secs};
 
 /// One app-state sync key as the phone shares it.
@@ -99,11 +100,13 @@ impl Messaging {
             class: "message",
             id: new_message_id(),
             receipt_type: None,
-            body: PendingBody::Plain {
+            // The account's own phone writes to its companion by number.
+            body: PendingBody::Plain(SentText {
                 from: addr.user.clone(),
                 content: Content::KeyShare(Arc::new(app_state_keys(&addr.user))),
                 time: now_secs(),
-            },
+                addressing: Addressing::Pn,
+            }),
         };
         Self::enqueue(state, &addr, pending);
     }

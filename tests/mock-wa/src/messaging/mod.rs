@@ -9,13 +9,16 @@
 //! [`SignalHandlers`], its [`crate::StanzaHandlers`] implementation. Every
 //! entry point takes a [`ServerView`]: the core's accounts and connections.
 
+mod addressing;
 mod admin;
 mod bundle;
 mod directory;
 mod encrypt_iq;
+mod groups;
 mod hub;
 mod inbound;
 mod key_share;
+mod media_msg;
 mod outbound;
 mod retry;
 mod signal_handlers;
@@ -27,10 +30,13 @@ mod stats;
 mod tests;
 mod usync_iq;
 
+pub use addressing::Addressing;
 pub use admin::AdminReply;
 pub use directory::{AccountDevices, CompanionDevice, ServerView};
+pub use groups::{Group, GroupError};
 pub use hub::{InboxEntry, Messaging, MessagingConfig, ReceiptKind};
 pub use key_share::{AppStateKey, app_state_keys};
+pub use media_msg::{MediaContent, MediaRequest, MediaRequestError, MediaSummary};
 pub use signal_handlers::SignalHandlers;
 pub use stats::MessagingStats;
 
@@ -58,6 +64,10 @@ pub enum MessagingError {
         "this server was started without the messaging side; use MockServer::start or start_with_messaging"
     )]
     NotEnabled,
+    #[error("{0}")]
+    Media(#[from] MediaRequestError),
+    #[error("{0}")]
+    Group(#[from] GroupError),
     #[error("decoded plaintext is not a WhatsApp message: {0}")]
     BadPlaintext(String),
 }

@@ -41,11 +41,7 @@ impl Messaging {
             class: "message",
             id: id.to_string(),
             receipt_type: None,
-            body: PendingBody::Plain {
-                from: sent.from,
-                content: sent.content,
-                time: sent.time,
-            },
+            body: PendingBody::Plain(sent),
         };
         self.push(view, &mut state, addr, pending).await;
     }

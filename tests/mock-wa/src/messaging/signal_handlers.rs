@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use wacore_binary::{Jid, Node};
 
 use super::MessagingError;
+use super::addressing::Addressing;
 use super::directory::{AccountDevices, CompanionDevice, ServerView};
 use super::hub::{InboxEntry, Messaging, ReceiptKind};
 use crate::handlers::{AdminRequest, AdminResponse, Ctx, StanzaHandlers};
@@ -48,11 +49,15 @@ impl ServerView for CoreView<'_> {
     }
 
     fn phone_of_lid(&self, lid_user: &str) -> Option<String> {
-        self.0
-            .devices()
-            .into_iter()
-            .find(|d| d.lid.split([':', '@']).next() == Some(lid_user))
-            .map(|d| d.phone)
+        self.0.phone_of_lid(lid_user)
+    }
+
+    fn lid_of(&self, phone: &str) -> String {
+        self.0.lid_of(phone)
+    }
+
+    fn media(&self) -> Option<&crate::media::MediaStore> {
+        Some(&self.0.media)
     }
 
     fn push(&self, device: &Jid, node: Node) -> bool {
@@ -107,6 +112,14 @@ impl StanzaHandlers for SignalHandlers {
         self.iq(ctx, node).await
     }
 
+    async fn group_iq(&self, ctx: &Ctx, node: &Node) -> Vec<Node> {
+        vec![
+            self.messaging
+                .group_iq(&CoreView(&ctx.state), &jid_of(&ctx.device), node)
+                .await,
+        ]
+    }
+
     async fn on_login(&self, ctx: &Ctx) -> Vec<Node> {
         self.messaging
             .backlog(&CoreView(&ctx.state), &jid_of(&ctx.device))
@@ -155,13 +168,26 @@ impl MockHandle {
         }
     }
 
-    /// Contact `from` sends `text` to account `to`; returns the message id.
+    /// Contact `from` sends `text` to account `to`, LID-addressed as the
+    /// real server does; returns the message id.
     pub async fn deliver(
         &self,
         from: &str,
         to: &str,
         text: &str,
         id: Option<&str>,
+    ) -> Result<String, MessagingError> {
+        self.deliver_as(from, to, text, id, Addressing::Lid).await
+    }
+
+    /// Like [`Self::deliver`], naming the contact as `addressing` says.
+    pub async fn deliver_as(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        id: Option<&str>,
+        addressing: Addressing,
     ) -> Result<String, MessagingError> {
         self.messaging_or_err()?
             .deliver(
@@ -170,8 +196,85 @@ impl MockHandle {
                 to,
                 text,
                 id.map(str::to_string),
+                addressing,
             )
             .await
+    }
+
+    /// Contact `from` sends an image or a document to account `to`; returns
+    /// the message id.
+    pub async fn deliver_media(
+        &self,
+        from: &str,
+        to: &str,
+        media: &super::MediaRequest,
+        id: Option<&str>,
+    ) -> Result<String, MessagingError> {
+        self.messaging_or_err()?
+            .deliver_media(
+                &CoreView(self.state()),
+                from,
+                to,
+                media,
+                id.map(str::to_string),
+                Addressing::Lid,
+            )
+            .await
+    }
+
+    /// Creates a group of contacts `members` and the account `with_account`;
+    /// returns its JID.
+    pub async fn create_group(
+        &self,
+        subject: &str,
+        members: &[&str],
+        with_account: &str,
+    ) -> Result<String, MessagingError> {
+        let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        self.messaging_or_err()?
+            .create_group(&CoreView(self.state()), subject, &members, with_account)
+            .await
+    }
+
+    /// Contact `from` posts `text` (or `media`) to group `group`; returns the
+    /// message id.
+    pub async fn post_to_group(
+        &self,
+        from: &str,
+        group: &str,
+        text: &str,
+        media: Option<&super::MediaRequest>,
+    ) -> Result<String, MessagingError> {
+        self.messaging_or_err()?
+            .post_to_group(&CoreView(self.state()), from, group, text, media, None)
+            .await
+    }
+
+    /// Member `contact` sends a delivery or read receipt for the client's
+    /// post `msg_id` in `group`.
+    pub async fn group_receipt(
+        &self,
+        contact: &str,
+        group: &str,
+        msg_id: &str,
+        kind: ReceiptKind,
+    ) -> Result<(), MessagingError> {
+        self.messaging_or_err()?
+            .group_receipt(&CoreView(self.state()), contact, group, msg_id, kind)
+            .await
+    }
+
+    /// What the account's clients posted to `group`, oldest first.
+    pub async fn group_inbox(&self, group: &str) -> Vec<InboxEntry> {
+        match self.messaging() {
+            Some(m) => m.group_inbox(group).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// The LID user of phone number `phone` (account or contact).
+    pub fn lid_of(&self, phone: &str) -> String {
+        self.state().lid_of(phone)
     }
 
     /// Contact `contact` sends a delivery or read receipt for `msg_id` to

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use wacore_libsignal::protocol::{
     Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore, PreKeyId,
-    PreKeyRecord, PreKeyStore, ProtocolAddress, SessionRecord, SessionStore, SignalProtocolError,
-    SignedPreKeyId, SignedPreKeyRecord, SignedPreKeyStore,
+    PreKeyRecord, PreKeyStore, ProtocolAddress, SenderKeyName, SenderKeyRecord, SenderKeyStore,
+    SessionRecord, SessionStore, SignalProtocolError, SignedPreKeyId, SignedPreKeyRecord,
+    SignedPreKeyStore,
 };
 
 type SignalResult<T> = Result<T, SignalProtocolError>;
@@ -163,12 +164,34 @@ impl SessionStore for Sessions {
     }
 }
 
+/// Group sender keys: the device's own per group, and those its peers
+/// distributed to it.
+#[derive(Default)]
+pub struct SenderKeys(HashMap<SenderKeyName, SenderKeyRecord>);
+
+#[async_trait]
+impl SenderKeyStore for SenderKeys {
+    async fn store_sender_key(
+        &mut self,
+        name: &SenderKeyName,
+        record: SenderKeyRecord,
+    ) -> SignalResult<()> {
+        self.0.insert(name.clone(), record);
+        Ok(())
+    }
+
+    async fn load_sender_key(&self, name: &SenderKeyName) -> SignalResult<Option<SenderKeyRecord>> {
+        Ok(self.0.get(name).cloned())
+    }
+}
+
 /// Every store one simulated device needs.
 pub struct SignalStore {
     pub identities: Identities,
     pub prekeys: PreKeys,
     pub signed_prekeys: SignedPreKeys,
     pub sessions: Sessions,
+    pub sender_keys: SenderKeys,
 }
 
 impl SignalStore {
@@ -178,6 +201,7 @@ impl SignalStore {
             prekeys: PreKeys::default(),
             signed_prekeys: SignedPreKeys::default(),
             sessions: Sessions::default(),
+            sender_keys: SenderKeys::default(),
         }
     }
 }

@@ -11,7 +11,11 @@ use wacore_libsignal::protocol::{
     SignedPreKeyId, SignedPreKeyRecord, Timestamp, UsePQRatchet, message_decrypt_prekey,
     message_decrypt_signal, message_encrypt, process_prekey_bundle,
 };
-use wacore_libsignal::protocol::{PreKeyStore, SessionStore};
+use wacore_libsignal::protocol::{
+    PreKeyStore, SenderKeyDistributionMessage, SenderKeyName, SenderKeyStore, SessionStore,
+    create_sender_key_distribution_message, group_decrypt, group_encrypt,
+    process_sender_key_distribution_message,
+};
 
 use super::MessagingError;
 use super::bundle::Bundle;
@@ -66,6 +70,8 @@ fn seed_of(name: &str) -> u64 {
 }
 
 pub struct SimDevice {
+    /// The name the keys derive from; also its sender id in groups.
+    name: String,
     rng: StdRng,
     store: SignalStore,
     registration_id: u32,
@@ -98,6 +104,7 @@ impl SimDevice {
         store.signed_prekeys.insert(SIGNED_PREKEY_ID, record);
         let signed_public = public_32(&signed.public_key);
         Ok(Self {
+            name: name.to_owned(),
             rng,
             store,
             registration_id,
@@ -224,6 +231,75 @@ impl SimDevice {
         )
         .await?;
         Ok(ciphertext_parts(&message))
+    }
+}
+
+/// Groups: the device's own sender key per group (distributed to members
+/// in a `SenderKeyDistributionMessage`) and the keys members sent it.
+impl SimDevice {
+    fn own_sender_key(&self, group: &str) -> SenderKeyName {
+        SenderKeyName::from_parts(group, &self.name)
+    }
+
+    /// The serialized distribution message of this device's key for `group`
+    /// (created on first use), at the chain's current iteration.
+    pub async fn sender_key_distribution(
+        &mut self,
+        group: &str,
+    ) -> Result<Vec<u8>, MessagingError> {
+        let name = self.own_sender_key(group);
+        let skdm = create_sender_key_distribution_message(
+            &name,
+            &mut self.store.sender_keys,
+            &mut self.rng,
+        )
+        .await?;
+        Ok(skdm.serialized().to_vec())
+    }
+
+    /// `skmsg` ciphertext of `plaintext` under this device's key for `group`.
+    pub async fn group_encrypt(
+        &mut self,
+        group: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, MessagingError> {
+        let name = self.own_sender_key(group);
+        let message =
+            group_encrypt(&mut self.store.sender_keys, &name, plaintext, &mut self.rng).await?;
+        Ok(message.serialized().to_vec())
+    }
+
+    /// Takes in the sender key `sender` distributed for `group`.
+    pub async fn accept_sender_key(
+        &mut self,
+        group: &str,
+        sender: &ProtocolAddress,
+        skdm: &[u8],
+    ) -> Result<(), MessagingError> {
+        let skdm = SenderKeyDistributionMessage::try_from(skdm)?;
+        let name = SenderKeyName::from_parts(group, &sender.to_string());
+        process_sender_key_distribution_message(&name, &skdm, &mut self.store.sender_keys).await?;
+        Ok(())
+    }
+
+    /// Whether `sender` has distributed its key for `group` to this device.
+    pub async fn has_sender_key(&self, group: &str, sender: &ProtocolAddress) -> bool {
+        let name = SenderKeyName::from_parts(group, &sender.to_string());
+        matches!(
+            self.store.sender_keys.load_sender_key(&name).await,
+            Ok(Some(_))
+        )
+    }
+
+    /// Decrypts an `skmsg` `sender` posted to `group`.
+    pub async fn group_decrypt(
+        &mut self,
+        group: &str,
+        sender: &ProtocolAddress,
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, MessagingError> {
+        let name = SenderKeyName::from_parts(group, &sender.to_string());
+        Ok(group_decrypt(ciphertext, &mut self.store.sender_keys, &name).await?)
     }
 }
 

@@ -2,17 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wacore_binary::{Jid, Node, NodeValue};
-
 pub use crate::handlers::{iq_error, iq_result};
-pub use crate::nodefmt::attr;
-
-pub fn jid_attr(node: &Node, key: &str) -> Option<Jid> {
-    match node.attrs.get(key)? {
-        NodeValue::Jid(j) => Some(j.clone()),
-        other => other.as_str().parse().ok(),
-    }
-}
+pub use crate::nodefmt::{attr, jid_attr};
 
 pub fn now_secs() -> u64 {
     SystemTime::now()

@@ -13,6 +13,7 @@ use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
 use wacore_libsignal::protocol::{IdentityKeyPair, KeyPair};
 
+use super::addressing::Addressing;
 use super::directory::{AccountDevices, CompanionDevice, ServerView};
 use super::hub::{Messaging, MessagingConfig, ReceiptKind};
 use super::stanza::attr;
@@ -49,8 +50,15 @@ impl ServerView for FakeCore {
         })
     }
 
-    fn phone_of_lid(&self, _lid_user: &str) -> Option<String> {
-        None
+    fn phone_of_lid(&self, lid_user: &str) -> Option<String> {
+        [ACCOUNT, CONTACT]
+            .into_iter()
+            .find(|p| crate::state::lid_user_for(p) == lid_user)
+            .map(str::to_string)
+    }
+
+    fn lid_of(&self, phone: &str) -> String {
+        crate::state::lid_user_for(phone)
     }
 
     fn push(&self, _device: &Jid, node: Node) -> bool {
@@ -189,7 +197,14 @@ async fn unacked_messages_come_again_at_every_login_until_acked() {
     );
     upload_keys(&messaging, &core, 2).await;
     let id = messaging
-        .deliver(&core, CONTACT, ACCOUNT, "while offline", Some("M1".into()))
+        .deliver(
+            &core,
+            CONTACT,
+            ACCOUNT,
+            "while offline",
+            Some("M1".into()),
+            Addressing::Pn,
+        )
         .await
         .expect("deliver");
     assert_eq!(id, "M1");
@@ -242,11 +257,25 @@ async fn live_messages_go_out_at_once_and_a_receipt_settles_them() {
     upload_keys(&messaging, &core, 2).await;
     core.set_online(true);
     messaging
-        .deliver(&core, CONTACT, ACCOUNT, "one", Some("A".into()))
+        .deliver(
+            &core,
+            CONTACT,
+            ACCOUNT,
+            "one",
+            Some("A".into()),
+            Addressing::Pn,
+        )
         .await
         .expect("deliver");
     messaging
-        .deliver(&core, CONTACT, ACCOUNT, "two", Some("B".into()))
+        .deliver(
+            &core,
+            CONTACT,
+            ACCOUNT,
+            "two",
+            Some("B".into()),
+            Addressing::Pn,
+        )
         .await
         .expect("deliver");
     let pushed = core.take_pushed();
@@ -308,16 +337,20 @@ async fn delivery_needs_a_known_device_and_a_text() {
     );
     assert!(matches!(
         messaging
-            .deliver(&core, CONTACT, "15559999999", "x", None)
+            .deliver(&core, CONTACT, "15559999999", "x", None, Addressing::Pn)
             .await,
         Err(super::MessagingError::NoDevices(_))
     ));
     assert!(matches!(
-        messaging.deliver(&core, CONTACT, ACCOUNT, "", None).await,
+        messaging
+            .deliver(&core, CONTACT, ACCOUNT, "", None, Addressing::Pn)
+            .await,
         Err(super::MessagingError::EmptyText)
     ));
     assert!(matches!(
-        messaging.deliver(&core, "bob", ACCOUNT, "x", None).await,
+        messaging
+            .deliver(&core, "bob", ACCOUNT, "x", None, Addressing::Pn)
+            .await,
         Err(super::MessagingError::BadAddress(_))
     ));
 }
@@ -404,6 +437,7 @@ async fn a_retry_receipt_with_fresh_keys_gets_a_message_the_device_can_decrypt()
             ACCOUNT,
             "please decrypt me",
             Some("R1".into()),
+            Addressing::Pn,
         )
         .await
         .expect("deliver");
@@ -497,7 +531,14 @@ async fn a_message_waiting_for_keys_goes_out_once_the_device_uploads_them() {
     );
     core.set_online(true);
     messaging
-        .deliver(&core, CONTACT, ACCOUNT, "early", Some("E".into()))
+        .deliver(
+            &core,
+            CONTACT,
+            ACCOUNT,
+            "early",
+            Some("E".into()),
+            Addressing::Pn,
+        )
         .await
         .expect("deliver to a known device without keys");
     assert!(core.take_pushed().is_empty(), "nothing to encrypt with yet");

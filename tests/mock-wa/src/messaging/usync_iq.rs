@@ -1,9 +1,10 @@
 //! `iq xmlns="usync"`: who is on WhatsApp and which devices they have.
 //!
-//! Every phone number is "on WhatsApp" with one device (0). An account the
-//! core paired also lists its companion devices, with the ADV key index list
-//! clients use to filter them. No user gets a LID, so clients address
-//! everyone by phone number.
+//! Every phone number is "on WhatsApp" with one device (0) and a LID. An
+//! account the core paired also lists its companion devices, with the ADV
+//! key index list clients use to filter them. The `lid` protocol answers
+//! `<lid val="LID@lid"/>`, which is how clients learn whom to address by
+//! LID (current clients refuse to send to a number whose LID they lack).
 
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::{Jid, Node};
@@ -75,7 +76,7 @@ fn usync_user(view: &dyn ServerView, user: &Node, protocols: &[String]) -> Optio
                 children.push(contact.build());
             }
             "devices" => children.push(devices_node(view, &jid)),
-            "lid" => children.push(NodeBuilder::new("lid").build()),
+            "lid" => children.push(lid_node(view, &jid)),
             "status" => children.push(NodeBuilder::new("status").build()),
             // Other protocols carry profile details no test needs;
             // clients treat an absent protocol node as "no data".
@@ -88,6 +89,20 @@ fn usync_user(view: &dyn ServerView, user: &Node, protocols: &[String]) -> Optio
             .children(children)
             .build(),
     )
+}
+
+/// `<lid val=…/>` for `user`: its LID, whichever form it was asked in.
+fn lid_node(view: &dyn ServerView, user: &Jid) -> Node {
+    let lid = if user.is_lid() {
+        view.phone_of_lid(&user.user)
+            .map(|_| Jid::lid(user.user.as_str()))
+    } else {
+        Some(Jid::lid(view.lid_of(&user.user)))
+    };
+    match lid {
+        Some(lid) => NodeBuilder::new("lid").attr("val", lid).build(),
+        None => NodeBuilder::new("lid").build(),
+    }
 }
 
 fn devices_node(view: &dyn ServerView, user: &Jid) -> Node {

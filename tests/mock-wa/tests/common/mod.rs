@@ -1,6 +1,6 @@
 //! Drives whatsapp-rust's own Bot, unmodified, against the mock: a small
-//! WebSocket transport on tokio-tungstenite, an HTTP stub (no media in these
-//! tests) and the library's in-memory store.
+//! WebSocket transport on tokio-tungstenite, an HTTP client that reaches the
+//! mock's media host and nothing else, and the library's in-memory store.
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
@@ -11,14 +11,19 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use whatsapp_rust::async_channel;
 use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::buffa::MessageField;
 use whatsapp_rust::bytes::Bytes;
+use whatsapp_rust::download::MediaType;
 use whatsapp_rust::types::events::Event;
+use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore::net::{
     DisconnectReason, HttpClient, HttpRequest, HttpResponse, Transport, TransportEvent,
     TransportFactory,
 };
 use whatsapp_rust::wacore::store::InMemoryBackend;
 use whatsapp_rust::wacore::store::traits::Backend;
+use whatsapp_rust::wacore_binary::Jid;
+use whatsapp_rust::waproto::whatsapp as wa;
 use whatsapp_rust::{Client, TokioRuntime};
 
 type WsSink = futures_util::stream::SplitSink<
@@ -96,14 +101,69 @@ impl TransportFactory for WsFactory {
     }
 }
 
-/// No media in these tests: every HTTP request fails.
-pub struct NoHttp;
+/// The client's HTTP: `https://MEDIA_HOST/...` (the `IP:PORT` the mock's
+/// `media_conn` names) is fetched over plain HTTP from that loopback address;
+/// every other URL fails (all of them without a media host), so nothing
+/// leaves the machine.
+pub struct MediaHttp {
+    pub media_host: Option<String>,
+}
 
 #[whatsapp_rust::async_trait]
-impl HttpClient for NoHttp {
+impl HttpClient for MediaHttp {
     async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
-        anyhow::bail!("HTTP is not available in mock-wa tests ({})", request.url)
+        let host = self.media_host.as_deref().unwrap_or("no media host");
+        let Some(rest) = request.url.strip_prefix(&format!("https://{host}/")) else {
+            anyhow::bail!(
+                "only the mock's media host is reachable in tests, not {}",
+                request.url
+            )
+        };
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = request.body.clone().unwrap_or_default();
+        let (status_code, body) =
+            http_request(host, &request.method, &format!("/{rest}"), &headers, &body).await?;
+        Ok(HttpResponse { status_code, body })
     }
+}
+
+/// One plain HTTP/1.1 request to `addr` (the server closes after answering):
+/// status and body.
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body).await?;
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("{addr} answered no HTTP head"))?;
+    let status = std::str::from_utf8(&raw[..split])?
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("{addr} answered a bad status line"))?;
+    Ok((status, raw[split + 4..].to_vec()))
 }
 
 /// A running whatsapp-rust Bot plus the stream of its events.
@@ -115,8 +175,18 @@ pub struct TestClient {
 }
 
 impl TestClient {
-    /// Starts a bot on `backend` (pass the previous client's to "restart").
+    /// Starts a bot on `backend` (pass the previous client's to "restart"),
+    /// with no media host.
     pub async fn start(url: &str, backend: Option<Arc<dyn Backend>>) -> Self {
+        Self::start_on(url, None, backend).await
+    }
+
+    /// Starts a bot whose HTTP reaches the mock's media host `media_host`.
+    pub async fn start_on(
+        url: &str,
+        media_host: Option<String>,
+        backend: Option<Arc<dyn Backend>>,
+    ) -> Self {
         let backend = backend.unwrap_or_else(|| Arc::new(InMemoryBackend::new()));
         let (tx, events) = mpsc::unbounded_channel();
         let bot = Bot::builder()
@@ -124,7 +194,7 @@ impl TestClient {
             .with_transport_factory(WsFactory {
                 url: url.to_owned(),
             })
-            .with_http_client(NoHttp)
+            .with_http_client(MediaHttp { media_host })
             .with_runtime(TokioRuntime)
             .with_version((2, 3000, 1_000_000_000))
             .skip_history_sync()
@@ -168,6 +238,89 @@ impl TestClient {
         }
     }
 
+    /// The message with id `id`, from the `Messages` events.
+    pub async fn wait_message(&mut self, id: &str) -> wa::Message {
+        self.wait_event(
+            Duration::from_secs(30),
+            &format!("message {id}"),
+            |e| match e {
+                Event::Messages(batch) => batch
+                    .iter()
+                    .find(|m| m.info.id == id)
+                    .map(|m| (*m.message).clone()),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Sends `message` to `to` and waits for the server's ack; the id.
+    pub async fn send_acked(&mut self, to: Jid, message: wa::Message) -> String {
+        let sent = self
+            .client
+            .send_message(to, message)
+            .await
+            .expect("send completes");
+        let id = sent.message_id;
+        self.wait_event(Duration::from_secs(30), "ServerAck", |e| match e {
+            Event::ServerAck(a) if a.id == id => Some(()),
+            _ => None,
+        })
+        .await;
+        id
+    }
+
+    /// Uploads `data` to the mock's media host and returns the image (or,
+    /// with a `file_name`, document) message that points at it.
+    pub async fn upload_message(
+        &self,
+        data: Vec<u8>,
+        mimetype: &str,
+        file_name: Option<&str>,
+        caption: Option<&str>,
+    ) -> wa::Message {
+        let kind = if file_name.is_some() {
+            MediaType::Document
+        } else {
+            MediaType::Image
+        };
+        let up = self
+            .client
+            .upload(data, kind, UploadOptions::default())
+            .await
+            .expect("the upload to the mock's media host succeeds");
+        let mut message = wa::Message::default();
+        if let Some(name) = file_name {
+            message.document_message = MessageField::some(wa::message::DocumentMessage {
+                url: Some(up.url),
+                mimetype: Some(mimetype.into()),
+                file_name: Some(name.into()),
+                caption: caption.map(Into::into),
+                file_sha256: Some(up.file_sha256.to_vec()),
+                file_length: Some(up.file_length),
+                media_key: Some(up.media_key.to_vec()),
+                file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+                direct_path: Some(up.direct_path),
+                media_key_timestamp: Some(up.media_key_timestamp),
+                ..Default::default()
+            });
+        } else {
+            message.image_message = MessageField::some(wa::message::ImageMessage {
+                url: Some(up.url),
+                mimetype: Some(mimetype.into()),
+                caption: caption.map(Into::into),
+                file_sha256: Some(up.file_sha256.to_vec()),
+                file_length: Some(up.file_length),
+                media_key: Some(up.media_key.to_vec()),
+                file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+                direct_path: Some(up.direct_path),
+                media_key_timestamp: Some(up.media_key_timestamp),
+                ..Default::default()
+            });
+        }
+        message
+    }
+
     pub async fn wait_connected(&mut self, timeout: Duration) {
         self.wait_event(timeout, "Connected", |e| {
             matches!(e, Event::Connected(_)).then_some(())
@@ -193,7 +346,7 @@ pub async fn paired_client_within(
     mock: &mock_wa::MockHandle,
     step: Duration,
 ) -> (TestClient, String) {
-    let mut c = TestClient::start(&mock.ws_url(), None).await;
+    let mut c = TestClient::start_on(&mock.ws_url(), Some(mock.media_host()), None).await;
     let qr = c
         .wait_event(step, "PairingQrCode", |e| match e {
             Event::PairingQrCode(q) => Some(q.code.clone()),
@@ -213,4 +366,43 @@ pub fn init_logging() {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// One HTTP/1.1 request to the admin API; returns status and JSON body.
+pub async fn admin_http(
+    mock: &mock_wa::MockHandle,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let addr = mock.admin_url().trim_start_matches("http://").to_string();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, reply) = http_request(
+        &addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .await
+    .expect("the admin API answers");
+    (status, serde_json::from_slice(&reply).expect("json body"))
+}
+
+/// What `POST /admin/deliver` takes under `media`, for in-process calls.
+pub fn media_request(
+    kind: &str,
+    mimetype: &str,
+    filename: Option<&str>,
+    caption: Option<&str>,
+    data: &[u8],
+) -> mock_wa::messaging::MediaRequest {
+    use base64::Engine as _;
+    mock_wa::messaging::MediaRequest {
+        kind: kind.into(),
+        mimetype: mimetype.into(),
+        filename: filename.map(Into::into),
+        caption: caption.map(Into::into),
+        data_base64: base64::prelude::BASE64_STANDARD.encode(data),
+    }
 }
