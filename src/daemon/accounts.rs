@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use tokio::sync::RwLock;
 
+use super::recovery::Stores;
 use crate::account::snapshots::{Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, Settings};
 use crate::config::{AccountConfig, Config};
-use crate::store::{BackupDb, Retention, StateDb, StoreError};
+use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError};
 use crate::wa::ConnectionSettings;
 
 pub struct Accounts {
-    db: StateDb,
+    db: Arc<StateDb>,
+    messages: Arc<MessageDb>,
     settings: RwLock<Arc<Settings>>,
     handles: RwLock<BTreeMap<String, Arc<AccountHandle>>>,
     backups: Arc<BackupDb>,
@@ -79,10 +81,16 @@ pub struct ReloadSummary {
 
 impl Accounts {
     /// Opens every configured account's store and starts its supervisor.
-    pub fn start(db: StateDb, backups: Arc<BackupDb>, config: &Config) -> Result<Self, StoreError> {
+    pub fn start(stores: Stores, config: &Config) -> Result<Self, StoreError> {
+        let Stores {
+            state: db,
+            backups,
+            messages,
+        } = stores;
         let settings = Arc::new(settings(config));
         let mut accounts = Self {
-            db,
+            db: Arc::new(db),
+            messages,
             settings: RwLock::new(settings.clone()),
             handles: RwLock::new(BTreeMap::new()),
             backups,
@@ -105,7 +113,7 @@ impl Accounts {
         settings: &Arc<Settings>,
     ) -> Result<Arc<AccountHandle>, StoreError> {
         let backend = self.db.account(&spec.name)?;
-        let messages = self.db.messages(&spec.name)?;
+        let messages = self.messages.account(&spec.name)?;
         let name = spec.name.clone();
         let handle = Arc::new(AccountHandle::spawn(
             spec,
@@ -227,22 +235,43 @@ impl Accounts {
         Ok(summary)
     }
 
-    /// Stops every supervisor (closing connections) and flushes the store.
-    pub async fn stop_all(&self) {
+    /// Stops every supervisor (closing connections) and flushes the
+    /// stores, within `deadline` whatever the disk does: a step that does
+    /// not finish in time is logged and given up (everything a client was
+    /// told is stored was committed before it was told).
+    pub async fn stop_all(&self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
         let handles: Vec<_> = std::mem::take(&mut *self.handles.write().await)
             .into_values()
             .collect();
-        futures::future::join_all(handles.iter().map(|h| h.stop())).await;
+        let stops = futures::future::join_all(handles.iter().map(|h| h.stop()));
+        if tokio::time::timeout_at(until, stops).await.is_err() {
+            tracing::error!(
+                "the accounts did not stop within {deadline:?}; going on with the exit"
+            );
+        }
         self.custody
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        if let Err(e) = self.backups.flush() {
-            tracing::error!(error = %e, "flushing the backup database failed");
+        let backups = self.backups.clone();
+        let state = self.db.clone();
+        let flush = tokio::task::spawn_blocking(move || {
+            if let Err(e) = backups.flush() {
+                tracing::error!(error = %e, "flushing the backup database failed: {e}");
+            }
+            if let Err(e) = state.flush() {
+                tracing::error!(error = %e, "flushing the state database failed: {e}");
+            }
+        });
+        if tokio::time::timeout_at(until, flush).await.is_err() {
+            tracing::error!(
+                "flushing the sled databases did not finish within {deadline:?}; giving up on it"
+            );
         }
-        if let Err(e) = self.db.flush() {
-            tracing::error!(error = %e, "flushing the state database failed");
-        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let messages = self.messages.clone();
+        let _ = tokio::task::spawn_blocking(move || messages.close(left)).await;
     }
 
     /// True when every supervisor answers within `deadline`: the proof of

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod backups;
+mod errors;
 pub mod handler;
 pub mod logging;
 pub mod metrics;
@@ -23,6 +24,9 @@ use crate::ipc;
 use accounts::Accounts;
 use handler::DaemonHandler;
 
+/// SIGTERM to exit, whatever the disk does (systemd's stop timeout is
+/// longer; a test holds walinkd to 5 s).
+const STOP_WITHIN: Duration = Duration::from_secs(4);
 /// How often the STATUS= line is refreshed when it changed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -70,9 +74,9 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
 
     create_private_dir(&config.daemon.state_dir)?;
     let sealer = recovery::load_key(&config.storage)?;
-    let (db, backups) =
-        recovery::open_stores(&config, &state_db_path(&config.daemon.state_dir), sealer)?;
-    let accounts = Arc::new(Accounts::start(db, backups, &config)?);
+    let stores =
+        recovery::open_stores(&config, &state_db_path(&config.daemon.state_dir), sealer).await?;
+    let accounts = Arc::new(Accounts::start(stores, &config)?);
     let (listener, bound_socket) = match ipc::systemd_listener()
         .context("cannot use the socket passed by systemd")?
     {
@@ -141,7 +145,7 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     notify::stopping();
     shutdown.cancel();
     start_check.abort();
-    accounts.stop_all().await;
+    accounts.stop_all(STOP_WITHIN).await;
     let _ = server.await;
     if let Some(path) = bound_socket {
         let _ = std::fs::remove_file(path);
