@@ -24,6 +24,8 @@ pub struct Accounts {
     policy: Policy,
     /// Each account's snapshot task, next to its supervisor.
     custody: std::sync::Mutex<BTreeMap<String, Arc<Snapshots>>>,
+    /// Checks the message database on the validation schedule.
+    checker: tokio::task::JoinHandle<()>,
 }
 
 pub fn policy(config: &Config) -> Policy {
@@ -71,6 +73,19 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
+/// `quick_check` of the message database on the validation schedule (the
+/// full `integrity_check` runs at start): it reads the pages, but not every
+/// row against every index, and one check covers all accounts.
+async fn check_messages(messages: Arc<MessageDb>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let _ = messages.validate(false).await;
+    }
+}
+
 /// What a reload did, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -88,13 +103,16 @@ impl Accounts {
             messages,
         } = stores;
         let settings = Arc::new(settings(config));
+        let policy = policy(config);
+        let checker = tokio::spawn(check_messages(messages.clone(), policy.validate_every));
         let mut accounts = Self {
             db: Arc::new(db),
             messages,
+            checker,
             settings: RwLock::new(settings.clone()),
             handles: RwLock::new(BTreeMap::new()),
             backups,
-            policy: policy(config),
+            policy,
             custody: Default::default(),
         };
         let mut handles = BTreeMap::new();
@@ -241,6 +259,7 @@ impl Accounts {
     /// told is stored was committed before it was told).
     pub async fn stop_all(&self, deadline: Duration) {
         let until = tokio::time::Instant::now() + deadline;
+        self.checker.abort();
         let handles: Vec<_> = std::mem::take(&mut *self.handles.write().await)
             .into_values()
             .collect();

@@ -165,6 +165,7 @@ impl DaemonHandler {
             .messages()
             .messages(
                 p.chat.as_deref(),
+                p.search.as_deref(),
                 p.before,
                 p.limit.unwrap_or(wire::DEFAULT_PAGE),
             )

@@ -13,7 +13,7 @@ use crate::account::snapshots::restorable;
 use crate::config::{Config, StorageConfig};
 use crate::store::seal::{SealError, Sealer};
 use crate::store::{
-    BackupDb, BackupError, Fault, MessageDb, SledBackend, StateDb, messages_db_path,
+    BackupDb, BackupError, Fault, MessageDb, SledBackend, StateDb, StoreError, messages_db_path,
 };
 
 /// Name of the key file systemd passes with `LoadCredential[Encrypted]=`.
@@ -149,6 +149,20 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `e` failed the start only for lack of disk space: then walinkd
+/// waits for space instead of exiting (nothing was moved or changed).
+pub fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<StoreError>()
+            .is_some_and(|e| e.fault() == Fault::DiskFull)
+            || matches!(
+                cause.downcast_ref::<BackupError>(),
+                Some(BackupError::Open { source, .. }) if Fault::of_sled(source) == Fault::DiskFull
+            )
+    })
+}
+
 /// The stores of one state directory, open.
 pub struct Stores {
     pub state: StateDb,
@@ -159,8 +173,8 @@ pub struct Stores {
 /// Opens the message database; one that opens and fails its integrity
 /// check is set aside (with its WAL) and started afresh. Returns whether it
 /// was, so the pending sends kept in the backups are put back.
-fn open_messages(path: &Path) -> anyhow::Result<(Arc<MessageDb>, bool)> {
-    match MessageDb::open(path, None) {
+fn open_messages(path: &Path, key: Option<String>) -> anyhow::Result<(Arc<MessageDb>, bool)> {
+    match MessageDb::open(path, key.clone()) {
         Ok(db) => Ok((db, false)),
         Err(e) if e.fault() == Fault::Damaged => {
             let aside = aside_name(path);
@@ -178,7 +192,7 @@ fn open_messages(path: &Path) -> anyhow::Result<(Arc<MessageDb>, bool)> {
                     }
                 }
             }
-            Ok((MessageDb::open(path, None)?, true))
+            Ok((MessageDb::open(path, key)?, true))
         }
         Err(e) => Err(e).context("refusing to start; nothing was changed"),
     }
@@ -197,7 +211,12 @@ pub async fn open_stores(
     crate::store::access::check_state_dir(state_dir)?;
     let new_key = check_key(state_dir, sealer.as_deref())?;
     let backups = Arc::new(open_backups(&backup_db_path(state_dir), sealer.clone())?);
-    let (messages, messages_lost) = open_messages(&messages_db_path(state_dir))?;
+    let messages_path = messages_db_path(state_dir);
+    let database_key = sealer.as_ref().map(|s| s.database_key_hex());
+    if let Some(key) = database_key.as_deref().filter(|_| new_key) {
+        MessageDb::encrypt_in_place(&messages_path, key)?;
+    }
+    let (messages, messages_lost) = open_messages(&messages_path, database_key)?;
     let mut copied_aside = false;
     let db = match StateDb::open_sealed(live_path, sealer.clone()) {
         Ok(db) => db,

@@ -12,8 +12,11 @@ use super::seal::Sealer;
 const MAX_ACCOUNT_NAME: usize = 64;
 
 /// sled's page cache. Its default (1 GiB) is sized for a database server, not
-/// for a daemon on a small VPS; an account's working set is a few MiB.
-const CACHE_BYTES: u64 = 64 << 20;
+/// for a daemon on a small VPS; an account's working set is a few MiB, and
+/// with the messages in SQLite sled holds only the sessions. The cache
+/// fills to this whatever the working set (validation reads every record),
+/// so it is what walinkd's memory grows to.
+const CACHE_BYTES: u64 = 16 << 20;
 
 /// The live state database (one per walinkd), shared by all accounts.
 pub struct StateDb {

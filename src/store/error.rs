@@ -185,9 +185,10 @@ impl Fault {
             };
         };
         match failure.code {
-            ErrorCode::DatabaseCorrupt => Fault::Damaged,
-            // SQLCipher answers a wrong key with "file is not a database".
-            ErrorCode::NotADatabase => Fault::Key,
+            // "file is not a database" is a damaged header, or (SQLCipher)
+            // a wrong key; the key check file tells those apart before any
+            // database is opened (daemon/recovery.rs).
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => Fault::Damaged,
             ErrorCode::DiskFull => Fault::DiskFull,
             ErrorCode::PermissionDenied | ErrorCode::AuthorizationForStatementDenied => {
                 Fault::Permission

@@ -97,6 +97,8 @@ pub struct MessageDb {
     fault: Arc<FaultState>,
     /// Each account's outbox counts, shared by all its stores.
     counts: Mutex<HashMap<String, Arc<Counts>>>,
+    /// What the last [`Self::validate`] found, until one passes.
+    damage: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for MessageDb {
@@ -130,12 +132,7 @@ impl MessageDb {
             std::thread::Builder::new()
                 .name("walink-messages".into())
                 .spawn(move || write_loop(conn, &owned, &queue, &fault))
-                .map_err(|e| StoreError::Messages {
-                    path: path.to_owned(),
-                    op: "start its writer thread",
-                    fault: Fault::of_io(&e),
-                    detail: e.to_string(),
-                })?
+                .map_err(|e| io_error(path, "start its writer thread", &e))?
         };
         Ok(Arc::new(MessageDb {
             path: path.to_owned(),
@@ -145,6 +142,7 @@ impl MessageDb {
             readers: Mutex::new(Vec::new()),
             fault,
             counts: Mutex::new(HashMap::new()),
+            damage: Mutex::new(None),
         }))
     }
 
@@ -152,10 +150,72 @@ impl MessageDb {
         &self.path
     }
 
+    /// Encrypts the plain database at `path` with `key` (a key was just
+    /// configured for a state directory that had none): copied into a new
+    /// SQLCipher file that then takes its place. Nothing to do when there
+    /// is no database yet.
+    pub fn encrypt_in_place(path: &Path, key: &str) -> Result<(), StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if !path.exists() {
+            return Ok(());
+        }
+        probe_access(path)?;
+        let err = |op: &'static str| move |e: rusqlite::Error| sqlite_error(path, op, &e);
+        let sealed = PathBuf::from(format!("{}.encrypting", path.display()));
+        match std::fs::remove_file(&sealed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&sealed, "remove a leftover copy", &e)),
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&sealed)
+            .map_err(|e| io_error(&sealed, "create", &e))?;
+        {
+            let conn = open_connection(path, None, false).map_err(err("open"))?;
+            let version: u32 = conn
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(err("read its schema version"))?;
+            conn.execute(
+                "ATTACH DATABASE ?1 AS sealed KEY ?2",
+                rusqlite::params![sealed.to_string_lossy(), format!("x'{key}'")],
+            )
+            .map_err(err("attach the encrypted copy"))?;
+            conn.query_row("SELECT sqlcipher_export('sealed')", [], |_| Ok(()))
+                .map_err(err("copy itself into the encrypted file"))?;
+            conn.execute_batch(&format!(
+                "PRAGMA sealed.user_version = {version}; DETACH DATABASE sealed;"
+            ))
+            .map_err(err("finish the encrypted copy"))?;
+        }
+        std::fs::File::open(&sealed)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error(&sealed, "sync", &e))?;
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&side) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&side, "remove", &e)),
+            }
+        }
+        std::fs::rename(&sealed, path).map_err(|e| io_error(path, "replace", &e))?;
+        tracing::info!(path = %path.display(), "encrypted the message database with the configured key");
+        Ok(())
+    }
+
     /// The storage fault that stops writes right now, as a health reason
-    /// (`disk full: …`), until a write succeeds again.
+    /// (`disk full: …`), until a write succeeds again; else what the last
+    /// periodic check found damaged.
     pub fn fault(&self) -> Option<String> {
-        self.fault.get().map(|(_, reason)| reason)
+        self.fault.get().map(|(_, reason)| reason).or_else(|| {
+            self.damage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
     }
 
     /// Runs `work` in the writer's next transaction and returns its result
@@ -257,14 +317,34 @@ impl MessageDb {
     /// Checks the database: `full` reads every page (`integrity_check`,
     /// at start), otherwise `quick_check` bounded to the first problems,
     /// cheap enough to run every minute.
+    /// A check that finds damage is kept for health until one passes; a
+    /// check that cannot run (a full disk) is not damage and changes nothing.
     pub async fn validate(self: &Arc<Self>, full: bool) -> Result<(), StoreError> {
         let path = self.path.clone();
-        self.read(move |conn| check(conn, &path, full)).await
+        let result = self.read(move |conn| check(conn, &path, full)).await;
+        let mut damage = self.damage.lock().unwrap_or_else(PoisonError::into_inner);
+        match &result {
+            Ok(()) => *damage = None,
+            Err(e) if e.fault() == Fault::Damaged => {
+                if damage.is_none() {
+                    tracing::error!(event = "validation_failed", error = %e, "{e}");
+                }
+                *damage = Some(e.to_string());
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     /// Stops the writer after the jobs already queued, waiting at most
     /// `deadline`: a disk that hangs must not hold up the exit.
     pub fn close(&self, deadline: Duration) {
+        // Before the writer: the last connection to close checkpoints the
+        // WAL into the database, and a read-only one cannot.
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         drop(
             self.jobs
                 .lock()
@@ -287,10 +367,6 @@ impl MessageDb {
         if done_rx.recv_timeout(deadline).is_err() {
             tracing::error!(path = %self.path.display(), "the message database did not close within {deadline:?}; giving up on it");
         }
-        self.readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
     }
 }
 
@@ -334,12 +410,7 @@ fn open_connection(
 /// mode 0600 when missing.
 fn probe_access(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error, op: &'static str| StoreError::Messages {
-        path: path.to_owned(),
-        op,
-        fault: Fault::of_io(&e),
-        detail: e.to_string(),
-    };
+    let fail = |e: std::io::Error, op: &'static str| io_error(path, op, &e);
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -357,17 +428,19 @@ fn probe_access(path: &Path) -> Result<(), StoreError> {
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(StoreError::Messages {
-                    path: side,
-                    op: "open",
-                    fault: Fault::of_io(&e),
-                    detail: e.to_string(),
-                });
-            }
+            Err(e) => return Err(io_error(&side, "open", &e)),
         }
     }
     Ok(())
+}
+
+fn io_error(path: &Path, op: &'static str, e: &std::io::Error) -> StoreError {
+    StoreError::Messages {
+        path: path.to_owned(),
+        op,
+        fault: Fault::of_io(e),
+        detail: e.to_string(),
+    }
 }
 
 pub(super) fn sqlite_error(path: &Path, op: &'static str, e: &rusqlite::Error) -> StoreError {
@@ -411,6 +484,8 @@ fn check(conn: &Connection, path: &Path, full: bool) -> Result<(), StoreError> {
 }
 
 fn write_loop(conn: Connection, path: &Path, queue: &mpsc::Receiver<Job>, fault: &FaultState) {
+    // Started on a full disk: health says so before the first send fails.
+    probe(&conn, path, fault);
     loop {
         let first = if fault.is_set() {
             match queue.recv_timeout(PROBE_EVERY) {
@@ -419,12 +494,12 @@ fn write_loop(conn: Connection, path: &Path, queue: &mpsc::Receiver<Job>, fault:
                     probe(&conn, path, fault);
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         } else {
             match queue.recv() {
                 Ok(job) => job,
-                Err(_) => return,
+                Err(_) => break,
             }
         };
         let mut batch = vec![first];
@@ -435,6 +510,10 @@ fn write_loop(conn: Connection, path: &Path, queue: &mpsc::Receiver<Job>, fault:
             }
         }
         commit_batch(&conn, path, batch, fault);
+    }
+    // A clean stop leaves everything in the database file itself.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(path = %path.display(), error = %e, "checkpointing the message database at exit failed: {e}");
     }
 }
 

@@ -594,27 +594,53 @@ impl MessageStore {
     }
 
     /// Up to `limit` messages with a sequence below `before` (all when
-    /// `None`), newest first, of one chat or of all.
+    /// `None`), newest first, of one chat or of all, and with `search`
+    /// only those whose text has every word of it (FTS5).
     pub async fn messages(
         &self,
         chat: Option<&str>,
+        search: Option<&str>,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Page, StoreError> {
         let chat = chat.map(str::to_owned);
+        let search = match search.map(fts_query) {
+            // Nothing to look for: nothing found.
+            Some(None) => {
+                return Ok(Page {
+                    messages: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            other => other.flatten(),
+        };
         let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
         let mut messages = self
             .read("list messages", move |conn, account| {
-                let filter = if chat.is_some() { "AND chat = ?4" } else { "" };
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {INBOX_COLUMNS} FROM inbox WHERE account = ?1 AND seq < ?2 {filter} \
-                     ORDER BY seq DESC LIMIT ?3"
-                ))?;
-                let fetch = limit as i64 + 1;
-                let rows = match &chat {
-                    Some(chat) => stmt.query_map(params![account, before, fetch, chat], inbox_row),
-                    None => stmt.query_map(params![account, before, fetch], inbox_row),
-                }?;
+                let mut sql = format!("SELECT {INBOX_COLUMNS} FROM inbox");
+                if search.is_some() {
+                    sql.push_str(" JOIN inbox_fts ON inbox_fts.rowid = inbox.seq");
+                }
+                sql.push_str(" WHERE account = ?1 AND seq < ?2");
+                let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+                    Box::new(account.to_owned()),
+                    Box::new(before),
+                    Box::new(limit as i64 + 1),
+                ];
+                if let Some(chat) = chat {
+                    values.push(Box::new(chat));
+                    sql.push_str(&format!(" AND chat = ?{}", values.len()));
+                }
+                if let Some(query) = search {
+                    values.push(Box::new(query));
+                    sql.push_str(&format!(" AND inbox_fts MATCH ?{}", values.len()));
+                }
+                sql.push_str(" ORDER BY seq DESC LIMIT ?3");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(
+                    rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
+                    inbox_row,
+                )?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
@@ -669,6 +695,17 @@ impl MessageStore {
         Counts::sub(&self.counts.failed, failed);
         Ok(pruned)
     }
+}
+
+/// What a user typed, as an FTS5 query that matches messages holding every
+/// word (`None` when it has none): each word quoted (FTS5's own syntax never applies, so no input is
+/// a syntax error), joined by FTS5's implicit AND.
+fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// Inserts `record` unless the account has a message with its id; returns

@@ -54,6 +54,20 @@ const MIGRATIONS: &[&str] = &[
          last_seq INTEGER NOT NULL,
          PRIMARY KEY (account, chat)
      ) WITHOUT ROWID;",
+    // 2: full-text search over the inbox (FTS5, external content: the
+    // text is stored once, in `inbox`; triggers keep the index in step).
+    "CREATE VIRTUAL TABLE inbox_fts USING fts5 (
+         body, description, content = 'inbox', content_rowid = 'seq'
+     );
+     CREATE TRIGGER inbox_fts_insert AFTER INSERT ON inbox BEGIN
+         INSERT INTO inbox_fts (rowid, body, description)
+         VALUES (new.seq, new.body, new.description);
+     END;
+     CREATE TRIGGER inbox_fts_delete AFTER DELETE ON inbox BEGIN
+         INSERT INTO inbox_fts (inbox_fts, rowid, body, description)
+         VALUES ('delete', old.seq, old.body, old.description);
+     END;
+     INSERT INTO inbox_fts (inbox_fts) VALUES ('rebuild');",
 ];
 
 /// The schema version this walinkd writes.

@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::*;
+use crate::store::Fault;
 
 fn inbound(chat: &str, id: &str, timestamp: i64) -> Inbound {
     Inbound {
@@ -175,7 +176,7 @@ async fn inbox_dedupes_by_chat_sender_and_id() {
     let stored = store.store_inbound(&again, 3).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].message.id, "2");
-    let page = store.messages(None, None, 10).await.unwrap();
+    let page = store.messages(None, None, None, 10).await.unwrap();
     assert_eq!(page.messages.len(), 3);
     assert_eq!(page.next_cursor, None);
     let chats = store.chats().await.unwrap();
@@ -216,7 +217,7 @@ async fn pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
     let mut cursor = None;
     let mut arriving = 0;
     loop {
-        let page = store.messages(None, cursor, 50).await.unwrap();
+        let page = store.messages(None, None, cursor, 50).await.unwrap();
         assert!(page.messages.len() <= 50);
         for m in &page.messages {
             assert!(m.seq < last_seq, "newest first, strictly");
@@ -244,7 +245,7 @@ async fn pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
     let mut chat_ids = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.messages(Some("x@s"), cursor, 50).await.unwrap();
+        let page = store.messages(Some("x@s"), None, cursor, 50).await.unwrap();
         chat_ids.extend(page.messages.iter().map(|m| {
             assert_eq!(m.message.chat, "x@s");
             m.message.id.clone()
@@ -281,7 +282,7 @@ async fn retention_drops_the_oldest_and_never_pending_sends() {
         .unwrap();
     assert_eq!(pruned.inbox, 6);
     let ids: Vec<String> = store
-        .messages(None, None, 100)
+        .messages(None, None, None, 100)
         .await
         .unwrap()
         .messages
@@ -314,7 +315,7 @@ async fn retention_drops_the_oldest_and_never_pending_sends() {
     assert_eq!(pruned.inbox, 2, "m6 and m7 arrived before 7.5 s");
     assert_eq!(
         store
-            .messages(None, None, 100)
+            .messages(None, None, None, 100)
             .await
             .unwrap()
             .messages
@@ -392,4 +393,138 @@ async fn concurrent_enqueues_all_complete_in_sequence_order() {
             .collect();
         assert_eq!(mine, (0..50).collect::<Vec<u32>>());
     }
+}
+
+#[tokio::test]
+async fn requeue_puts_back_what_is_missing_and_never_a_second_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let acked = store
+        .enqueue("ACKED", "1@s.whatsapp.net", "a", None, 1)
+        .await
+        .unwrap()
+        .record;
+    let pending = store
+        .enqueue("PENDING", "1@s.whatsapp.net", "b", None, 2)
+        .await
+        .unwrap()
+        .record;
+    // What a backup generation held: both pending.
+    let generation = vec![acked.clone(), pending.clone()];
+    store
+        .advance("ACKED", DeliveryStatus::ServerAck, None, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.requeue(generation.clone()).await.unwrap(), 0);
+    assert_eq!(
+        store.outgoing("ACKED").await.unwrap().unwrap().status,
+        DeliveryStatus::ServerAck,
+        "an ack since the generation stands"
+    );
+    assert_eq!(store.counts().queued, 1);
+
+    // The outbox lost (a new messages.db): both come back, once.
+    let other = tempfile::tempdir().unwrap();
+    let fresh = open(&other);
+    assert_eq!(fresh.requeue(generation.clone()).await.unwrap(), 2);
+    assert_eq!(fresh.requeue(generation).await.unwrap(), 0);
+    let ids: Vec<String> = fresh
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["ACKED", "PENDING"]);
+    assert_eq!(fresh.counts().queued, 2);
+}
+
+#[tokio::test]
+async fn a_damaged_file_fails_its_check_as_damage_and_the_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = messages_db_path(dir.path());
+    {
+        let store = open(&dir);
+        let batch: Vec<Inbound> = (0..2000)
+            .map(|i| inbound("a@s", &format!("m{i}"), i))
+            .collect();
+        store.store_inbound(&batch, 1).await.unwrap();
+    }
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len / 2..len / 2 + 8192] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let err = MessageDb::open(&path, None).unwrap_err();
+    assert_eq!(err.fault(), Fault::Damaged, "{err}");
+}
+
+#[tokio::test]
+async fn search_finds_every_word_pages_and_follows_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut batch = Vec::new();
+    for i in 0..120 {
+        let mut m = inbound(if i % 2 == 0 { "a@s" } else { "b@s" }, &format!("m{i}"), i);
+        m.text = Some(if i % 3 == 0 {
+            format!("the parcel {i} has shipped")
+        } else {
+            format!("hello number {i}")
+        });
+        batch.push(m);
+    }
+    store.store_inbound(&batch, 1).await.unwrap();
+    let mut found = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .messages(None, Some("PARCEL shipped"), cursor, 7)
+            .await
+            .unwrap();
+        found.extend(page.messages.iter().map(|m| m.message.id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..120)
+        .rev()
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(found, expected, "every match, newest first, across pages");
+    let in_chat = store
+        .messages(Some("a@s"), Some("parcel"), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(in_chat.messages.len(), 20, "matches of one chat only");
+    // FTS5 syntax in the input is only text.
+    for odd in ["\"", "AND OR NOT", "parcel*", "(", "col:x", ""] {
+        store.messages(None, Some(odd), None, 10).await.unwrap();
+    }
+    store
+        .prune(
+            Retention {
+                max_age: None,
+                max_messages: Some(10),
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    let left = store
+        .messages(None, Some("parcel"), None, 100)
+        .await
+        .unwrap();
+    let ids: Vec<String> = left.messages.into_iter().map(|m| m.message.id).collect();
+    assert_eq!(
+        ids,
+        ["m117", "m114", "m111"],
+        "pruned messages leave the index"
+    );
 }
