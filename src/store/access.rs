@@ -31,11 +31,11 @@ pub struct AccessError {
 /// it read and write (and search, on directories). A file of another owner
 /// is refused even when this user could write it (root can): files of
 /// mixed owners are how the next start as the service user fails.
-pub fn check_state_dir(dir: &Path) -> Result<(), AccessError> {
+pub fn check_state_dir(dir: &Path) -> Result<(), Box<AccessError>> {
     check_tree(dir, dir, 0)
 }
 
-fn check_tree(root: &Path, path: &Path, depth: usize) -> Result<(), AccessError> {
+fn check_tree(root: &Path, path: &Path, depth: usize) -> Result<(), Box<AccessError>> {
     const MAX_DEPTH: usize = 4;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
@@ -63,7 +63,7 @@ fn check_tree(root: &Path, path: &Path, depth: usize) -> Result<(), AccessError>
         None
     };
     if let Some(what) = what {
-        return Err(refusal(root, path, &meta, what));
+        return Err(Box::new(refusal(root, path, &meta, what)));
     }
     if is_dir
         && depth < MAX_DEPTH

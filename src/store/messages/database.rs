@@ -44,10 +44,13 @@ const CACHE_KIB: i64 = 2048;
 /// How a job's work went: the writer rolls back a failed job's savepoint.
 pub(super) type JobResult = Result<Box<dyn FnOnce(Result<(), StoreError>) + Send>, ()>;
 
-/// A queued write: run in the open transaction, or told why it cannot be.
+/// A job's work: run in the open transaction, or told why it cannot be.
+type Work = Box<dyn FnOnce(Result<&Connection, StoreError>) -> JobResult + Send>;
+
+/// A queued write.
 struct Job {
     durable: bool,
-    run: Box<dyn FnOnce(Result<&Connection, StoreError>) -> JobResult + Send>,
+    run: Work,
 }
 
 /// The storage fault the last write hit, until a write succeeds again.
