@@ -218,8 +218,9 @@ impl Counts {
 
 const OUTBOX_COLUMNS: &str = "seq, id, recipient, body, created_at, updated_at, status, attempts, \
                               last_error, idempotency_key";
-const INBOX_COLUMNS: &str =
-    "seq, received_at, id, chat, sender, from_me, sent_at, body, description";
+/// Qualified: the search joins `inbox_fts`, which has `body` too.
+const INBOX_COLUMNS: &str = "inbox.seq, inbox.received_at, inbox.id, inbox.chat, inbox.sender, \
+                             inbox.from_me, inbox.sent_at, inbox.body, inbox.description";
 const PENDING: &str = "status IN ('queued', 'sent')";
 
 fn outbox_row(row: &Row<'_>) -> rusqlite::Result<OutboxRecord> {
@@ -621,7 +622,7 @@ impl MessageStore {
                 if search.is_some() {
                     sql.push_str(" JOIN inbox_fts ON inbox_fts.rowid = inbox.seq");
                 }
-                sql.push_str(" WHERE account = ?1 AND seq < ?2");
+                sql.push_str(" WHERE inbox.account = ?1 AND inbox.seq < ?2");
                 let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
                     Box::new(account.to_owned()),
                     Box::new(before),
@@ -629,13 +630,13 @@ impl MessageStore {
                 ];
                 if let Some(chat) = chat {
                     values.push(Box::new(chat));
-                    sql.push_str(&format!(" AND chat = ?{}", values.len()));
+                    sql.push_str(&format!(" AND inbox.chat = ?{}", values.len()));
                 }
                 if let Some(query) = search {
                     values.push(Box::new(query));
                     sql.push_str(&format!(" AND inbox_fts MATCH ?{}", values.len()));
                 }
-                sql.push_str(" ORDER BY seq DESC LIMIT ?3");
+                sql.push_str(" ORDER BY inbox.seq DESC LIMIT ?3");
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map(
                     rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
