@@ -273,6 +273,11 @@ impl Accounts {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        // The message database first: its writer finishes the commit in
+        // hand and checkpoints, which a stuck sled flush must not starve.
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let messages = self.messages.clone();
+        let _ = tokio::task::spawn_blocking(move || messages.close(left / 2)).await;
         let backups = self.backups.clone();
         let state = self.db.clone();
         let flush = tokio::task::spawn_blocking(move || {
@@ -288,9 +293,6 @@ impl Accounts {
                 "flushing the sled databases did not finish within {deadline:?}; giving up on it"
             );
         }
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
-        let messages = self.messages.clone();
-        let _ = tokio::task::spawn_blocking(move || messages.close(left)).await;
     }
 
     /// True when every supervisor answers within `deadline`: the proof of

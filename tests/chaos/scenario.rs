@@ -38,11 +38,15 @@ const SETTLE: Duration = Duration::from_secs(240);
 const MAX_RUN: Duration = Duration::from_secs(600);
 /// Reconnect quickly: the run is about correctness, not backoff policy.
 const CONNECTION: &str = "backoff_secs = [1, 2, 3]\nconnect_timeout_secs = 5\n";
+/// How long a restart may take to answer on the socket: a kill -9 can
+/// leave sled unopenable (its own recovery bug), and then every account is
+/// restored from its backups first, seconds each on a loaded machine.
+const RESTART: Duration = Duration::from_secs(90);
 /// Open descriptors the daemon may have above its idle baseline at the end.
 const FD_SLACK: usize = 32;
 /// Anonymous memory the daemon may have above its idle baseline at the end
-/// (a debug build; sled's page cache, capped at 72 MiB, fills as messages
-/// are written).
+/// (a debug build; sled's page caches, 16 + 8 MiB, and SQLite's, 2 MiB per
+/// connection, fill as the run goes).
 const ANON_SLACK_KIB: u64 = 128 * 1024;
 
 #[derive(Debug, Clone)]
@@ -592,7 +596,7 @@ async fn inject(
             let damaged_before = damaged(&env.daemon_log());
             env.stop_daemon(libc::SIGKILL).await;
             workload(env, accounts, ledger, rng, down).await;
-            env.start_daemon().await;
+            env.start_daemon_within(RESTART).await;
             if damaged(&env.daemon_log()) > damaged_before {
                 // sled is meant to survive a crash; a restore here loses the
                 // history and the outbox, which the checks would then report
@@ -718,7 +722,7 @@ async fn corrupt(
     };
     let restores = |log: &str| log.matches("restored_from_backup").count();
     let restores_before = restores(&env.daemon_log());
-    env.start_daemon().await;
+    env.start_daemon_within(RESTART).await;
     for a in accounts {
         let s = env.wait_state(&a.name, "connected", SETTLE).await;
         assert_eq!(
