@@ -697,10 +697,10 @@ impl Senders {
     }
 }
 
-/// Damages walinkd's live database while it is stopped. Everything before
-/// is settled and checked first: a restore brings back the sessions from
-/// the backups, not the message history or the outbox, so what was in
-/// flight would be lost by design, not by a fault.
+/// Damages walinkd's live sled database while it is stopped. Everything
+/// before is settled first, so the restore is judged on its own: sessions
+/// come back from the backups, and the messages (in `messages.db`, which
+/// the damage does not touch) stay whole.
 async fn corrupt(
     env: &mut Env,
     accounts: &[Account],
