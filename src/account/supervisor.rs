@@ -10,8 +10,6 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::backoff::{Backoff, jitter_sample};
-use super::custody::Custody;
-use super::events::{AccountEvent, Qr};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use super::waiters::StatusWaiters;
@@ -60,6 +58,21 @@ pub struct AccountSpec {
     pub proxy: Option<crate::net::Proxy>,
 }
 
+/// The current QR payload; in memory only, never logged or stored.
+#[derive(Clone, PartialEq)]
+pub struct Qr {
+    pub code: String,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Qr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Qr")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything `status` shows about an account, kept current by its supervisor.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -88,9 +101,36 @@ pub struct Snapshot {
     pub size_bytes: u64,
     pub qr: Option<Qr>,
     /// Kept by the account's snapshot task (see `snapshots.rs`).
-    pub custody: Custody,
-    /// Why the message database takes no writes right now (`disk full: …`).
-    pub storage_fault: Option<String>,
+    pub custody: super::snapshots::Custody,
+}
+
+/// What subscribers of an account see.
+#[derive(Debug, Clone)]
+pub enum AccountEvent {
+    StateChanged {
+        state: AccountState,
+        reason: Option<String>,
+        attempt: Option<u32>,
+        next_retry_at: Option<SystemTime>,
+    },
+    Qr(Qr),
+    Paired {
+        jid: String,
+    },
+    Message(IncomingMessage),
+    MessageStatus {
+        id: String,
+        chat: String,
+        status: DeliveryStatus,
+        reason: Option<String>,
+    },
+    BackupDone {
+        generation: u64,
+        size_bytes: u64,
+    },
+    RestoredFromBackup {
+        generation: u64,
+    },
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -148,7 +188,7 @@ pub struct AccountHandle {
     status_tx: Arc<watch::Sender<Snapshot>>,
     events: broadcast::Sender<AccountEvent>,
     waiters: Arc<StatusWaiters>,
-    messages: MessageStore,
+    messages: Arc<MessageStore>,
     /// Tells the connection's outbox sender that something was queued.
     kick: Arc<Notify>,
     connection: ConnectionSettings,
@@ -163,7 +203,7 @@ impl AccountHandle {
     pub fn spawn(
         spec: AccountSpec,
         backend: Arc<SledBackend>,
-        messages: MessageStore,
+        messages: Arc<MessageStore>,
         settings: Arc<Settings>,
     ) -> Self {
         // The account's own proxy, when it has one, replaces the daemon's.
@@ -196,7 +236,6 @@ impl AccountHandle {
             size_bytes: backend.size_bytes(),
             qr: None,
             custody: Default::default(),
-            storage_fault: None,
         };
         let (status_tx, status) = watch::channel(snapshot);
         let status_tx = Arc::new(status_tx);
@@ -249,7 +288,7 @@ impl AccountHandle {
     }
 
     /// The account's outbox and inbox.
-    pub fn messages(&self) -> &MessageStore {
+    pub fn messages(&self) -> &Arc<MessageStore> {
         &self.messages
     }
 
@@ -263,9 +302,7 @@ impl AccountHandle {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = self.status.borrow().clone();
-        snapshot.storage_fault = self.messages.fault();
-        snapshot
+        self.status.borrow().clone()
     }
 
     /// A receiver that sees every change of the snapshot.
@@ -278,7 +315,7 @@ impl AccountHandle {
     }
 
     /// Lets a companion task (snapshots) keep its part of the snapshot.
-    pub(crate) fn update_custody(&self, update: impl FnOnce(&mut Custody)) {
+    pub(crate) fn update_custody(&self, update: impl FnOnce(&mut super::snapshots::Custody)) {
         self.status_tx.send_modify(|s| update(&mut s.custody));
     }
 
@@ -401,26 +438,28 @@ enum Flow {
     Exit,
 }
 
-/// Applies the account's retention now and then (in the message
-/// database's writer, off the async workers).
-async fn prune_forever(account: String, messages: MessageStore, retention: Retention) {
+/// Applies the account's retention now and then, off the async workers
+/// (a large prune is many sled writes).
+async fn prune_forever(account: String, messages: Arc<MessageStore>, retention: Retention) {
     let mut every = tokio::time::interval(RETENTION_EVERY);
     loop {
         every.tick().await;
-        match messages.prune(retention, now_ms()).await {
-            Ok(pruned) if pruned.inbox + pruned.outbox > 0 => {
+        let store = messages.clone();
+        match tokio::task::spawn_blocking(move || store.prune(retention, now_ms())).await {
+            Ok(Ok(pruned)) if pruned.inbox + pruned.outbox > 0 => {
                 tracing::info!(account = %account, inbox = pruned.inbox, outbox = pruned.outbox, "pruned old messages");
             }
-            Ok(_) => {}
-            Err(e) => {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 tracing::warn!(account = %account, error = %e, "pruning old messages failed");
             }
+            Err(_) => return,
         }
     }
 }
 
 struct Supervisor {
-    messages: MessageStore,
+    messages: Arc<MessageStore>,
     waiters: Arc<StatusWaiters>,
     kick: Arc<Notify>,
     name: String,
@@ -944,14 +983,14 @@ impl Supervisor {
             // here as well raced the library's own teardown.
             WaEvent::StreamError { code } => attempt.stream_error = Some(code),
             WaEvent::TemporaryBan { expire } => attempt.banned_for = Some(expire),
-            WaEvent::ServerAck { id, error } => self.on_server_ack(id, error).await,
+            WaEvent::ServerAck { id, error } => self.on_server_ack(id, error),
             WaEvent::Receipt { ids, status, from } => {
                 let status = match status {
                     ReceiptStatus::Delivered => DeliveryStatus::Delivered,
                     ReceiptStatus::Read => DeliveryStatus::Read,
                 };
                 for id in ids {
-                    if !self.set_status(&id, status, None).await {
+                    if !self.set_status(&id, status, None) {
                         // Not ours (sent by another device of the account).
                         outbox::announce(&self.events, &id, &from, status, None);
                     }
@@ -967,7 +1006,7 @@ impl Supervisor {
     }
 
     /// Returns whether `id` is an outbox message.
-    async fn set_status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) -> bool {
+    fn set_status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) -> bool {
         apply_status(
             &self.name,
             &self.messages,
@@ -977,32 +1016,28 @@ impl Supervisor {
             status,
             reason,
         )
-        .await
     }
 
     /// An ack ends a message's time in the outbox; a nack fails it, unless
     /// the server only asked to try again later.
-    async fn on_server_ack(&self, id: String, error: Option<String>) {
+    fn on_server_ack(&self, id: String, error: Option<String>) {
         let Some(code) = error else {
             self.status.send_modify(|s| s.messages_out += 1);
-            if !self.set_status(&id, DeliveryStatus::ServerAck, None).await {
+            if !self.set_status(&id, DeliveryStatus::ServerAck, None) {
                 outbox::announce(&self.events, &id, "", DeliveryStatus::ServerAck, None);
             }
             return;
         };
         let reason = format!("server refused the message (error {code})");
         if is_transient_nack(&code) {
-            match self.messages.retry_later(&id, reason, now_ms()).await {
+            match self.messages.retry_later(&id, reason, now_ms()) {
                 Ok(Some(_)) => self.kick.notify_one(),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(account = %self.name, error = %e, "recording a nack failed");
                 }
             }
-        } else if !self
-            .set_status(&id, DeliveryStatus::Failed, Some(reason.clone()))
-            .await
-        {
+        } else if !self.set_status(&id, DeliveryStatus::Failed, Some(reason.clone())) {
             let _ = self.events.send(AccountEvent::MessageStatus {
                 id,
                 chat: String::new(),

@@ -43,11 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(walink::daemon::run(path, explicit, mode));
-    // A blocking task stuck on a failing disk (a flush that never returns)
-    // must not hold the exit: the runtime is not waited for.
-    runtime.shutdown_background();
-    match result {
+    match runtime.block_on(walink::daemon::run(path, explicit, mode)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("walinkd: {e:#}");
