@@ -241,6 +241,31 @@ async fn qr_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_code_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
+    let mut env = Env::new(&[]).await;
+    let closed = VersionPage::unreachable();
+    env.write_raw_config(
+        "",
+        &format!("url = \"ws://{closed}/ws/chat\"\nclient_version = {CLIENT_VERSION:?}"),
+        "[[account]]\nname = \"sales\"\n",
+    );
+    env.start_daemon().await;
+
+    let out = env
+        .walink(&["pair-code", "sales", "+15551112222", "--timeout", "3"])
+        .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("sales: reconnecting: could not connect:"),
+        "the state and reason while waiting: {stderr}"
+    );
+    assert!(stderr.contains("no pair code yet"), "{stderr}");
+    assert!(stderr.contains("not linked after 3s"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no code was shown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_that_fails_after_the_dial_says_why() {
     // Upgrades to a WebSocket, then hangs up before the Noise hello: the
     // dial worked, the library's handshake did not.

@@ -63,6 +63,10 @@ pub enum Command {
         account: String,
         /// Phone number of the WhatsApp account, international format (+15551234567)
         phone: String,
+        /// Give up after this many seconds without a code (exit 3 with the
+        /// account's state and reason); default: wait until there is one
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
     },
     /// Start the account; without a session it waits for pairing
     Initialize {

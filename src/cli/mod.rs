@@ -23,7 +23,7 @@ pub use args::{Cli, Command};
 pub use socket::default_socket;
 
 use crate::config::validate_account_name;
-use crate::ipc::client::{Client, ClientError, StreamItem, decode};
+use crate::ipc::client::{Client, ClientError, Stream, StreamItem, decode};
 use crate::ipc::protocol::{
     self, ActionResult, ChatsResult, DiagnoseReport, HealthLevel, HealthResult, Lagged,
     MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, QrWaiting, SendResult,
@@ -145,23 +145,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             raw,
             timeout,
         } => qr(&mut client, &out, &account, raw, timeout).await,
-        Command::PairCode { account, phone } => {
-            let result: PairCodeResult = call(
-                &mut client,
-                &out,
-                method::PAIR_CODE,
-                json!({"account": account, "phone": phone}),
-                "pair-code",
-            )
-            .await?;
-            if !out.json {
-                println!("{}", result.code);
-                println!(
-                    "On the phone: WhatsApp → Linked devices → Link a device → Link with phone number instead, then type this code."
-                );
-            }
-            Ok(exit::OK)
-        }
+        Command::PairCode {
+            account,
+            phone,
+            timeout,
+        } => pair_code(&mut client, &out, &account, &phone, timeout).await,
         Command::Initialize { account } => {
             action(&mut client, &out, method::INITIALIZE, &account).await
         }
@@ -464,39 +452,14 @@ async fn qr(
     let what = format!("qr {account}");
     let fail = |e| Failure::client(&what, e);
     let redraw = !raw && !out.json && std::io::stdout().is_terminal();
-    let deadline = timeout.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
     let mut waiting: Option<QrWaiting> = None;
+    let deadline = Deadline::after(timeout);
     let mut stream = client
         .stream(method::QR, json!({ "account": account }))
         .await
         .map_err(fail)?;
     loop {
-        let next = match deadline {
-            Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    let why = match &waiting {
-                        Some(w) => format!(
-                            "not linked after {}s; the account is {}: {}",
-                            timeout.unwrap_or_default(),
-                            w.state,
-                            w.reason.as_deref().unwrap_or("no reason given")
-                        ),
-                        None => format!(
-                            "not linked after {}s; run `walink status {account}`",
-                            timeout.unwrap_or_default()
-                        ),
-                    };
-                    return Err(Failure {
-                        what,
-                        why,
-                        code: exit::REFUSED,
-                    });
-                }
-            },
-            None => stream.next().await,
-        };
-        let Some(item) = next.map_err(fail)? else {
+        let Some(item) = deadline.next(&mut stream, &waiting, account, &what).await? else {
             break;
         };
         match item {
@@ -506,16 +469,7 @@ async fn qr(
                     continue;
                 }
                 let w: QrWaiting = decode(n.params).map_err(fail)?;
-                eprintln!(
-                    "{}: {}: {}; no QR yet, still trying{}",
-                    w.account,
-                    w.state,
-                    w.reason.as_deref().unwrap_or("no reason given"),
-                    match timeout {
-                        Some(s) => format!(" (giving up after {s}s)"),
-                        None => " (Ctrl-C to stop)".to_owned(),
-                    }
-                );
+                say_waiting(&w, "no QR", timeout);
                 waiting = Some(w);
             }
             StreamItem::Notification(n) if n.method == notification::QR => {
@@ -546,6 +500,124 @@ async fn qr(
         }
     }
     Err(fail(ClientError::Closed))
+}
+
+/// `walink pair-code`: like `qr`, it says why while the account cannot
+/// reach the server, and gives up after `timeout` seconds if one is set.
+async fn pair_code(
+    client: &mut Client,
+    out: &Output,
+    account: &str,
+    phone: &str,
+    timeout: Option<u64>,
+) -> Result<u8, Failure> {
+    let what = format!("pair-code {account}");
+    let fail = |e| Failure::client(&what, e);
+    let mut waiting: Option<QrWaiting> = None;
+    let deadline = Deadline::after(timeout);
+    let mut stream = client
+        .stream(
+            method::PAIR_CODE,
+            json!({"account": account, "phone": phone}),
+        )
+        .await
+        .map_err(fail)?;
+    loop {
+        let Some(item) = deadline.next(&mut stream, &waiting, account, &what).await? else {
+            break;
+        };
+        match item {
+            StreamItem::Notification(n) if n.method == notification::QR_WAITING => {
+                if out.json {
+                    out.json_line(&n.params);
+                    continue;
+                }
+                let w: QrWaiting = decode(n.params).map_err(fail)?;
+                say_waiting(&w, "no pair code", timeout);
+                waiting = Some(w);
+            }
+            StreamItem::Notification(_) => {}
+            StreamItem::Result(value) => {
+                if out.json {
+                    out.json_line(&value);
+                } else {
+                    let result: PairCodeResult = decode(value).map_err(fail)?;
+                    println!("{}", result.code);
+                    println!(
+                        "On the phone: WhatsApp → Linked devices → Link a device → Link with phone number instead, then type this code."
+                    );
+                }
+                return Ok(exit::OK);
+            }
+        }
+    }
+    Err(fail(ClientError::Closed))
+}
+
+/// When `qr` and `pair-code` give up: `--timeout` seconds from the start.
+struct Deadline {
+    at: Option<tokio::time::Instant>,
+    secs: u64,
+}
+
+impl Deadline {
+    fn after(timeout: Option<u64>) -> Deadline {
+        Deadline {
+            at: timeout.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s)),
+            secs: timeout.unwrap_or_default(),
+        }
+    }
+
+    /// The stream's next item, or the failure that names the account's last
+    /// known state once the deadline has passed.
+    async fn next(
+        &self,
+        stream: &mut Stream<'_>,
+        waiting: &Option<QrWaiting>,
+        account: &str,
+        what: &str,
+    ) -> Result<Option<StreamItem>, Failure> {
+        let next = match self.at {
+            Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let why = match waiting {
+                        Some(w) => format!(
+                            "not linked after {}s; the account is {}: {}",
+                            self.secs,
+                            w.state,
+                            w.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                        None => format!(
+                            "not linked after {}s; run `walink status {account}`",
+                            self.secs
+                        ),
+                    };
+                    return Err(Failure {
+                        what: what.to_owned(),
+                        why,
+                        code: exit::REFUSED,
+                    });
+                }
+            },
+            None => stream.next().await,
+        };
+        next.map_err(|e| Failure::client(what, e))
+    }
+}
+
+/// One line on stderr for a `qr.waiting` notification.
+fn say_waiting(w: &QrWaiting, missing: &str, timeout: Option<u64>) {
+    eprintln!(
+        "{}: {}: {}; {missing} yet, still trying{}",
+        w.account,
+        w.state,
+        w.reason.as_deref().unwrap_or("no reason given"),
+        match timeout {
+            Some(s) => format!(" (giving up after {s}s)"),
+            None => " (Ctrl-C to stop)".to_owned(),
+        }
+    );
 }
 
 fn show_qr(code: &QrNotification, raw: bool, redraw: bool) -> Result<(), String> {

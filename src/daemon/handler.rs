@@ -22,8 +22,6 @@ use crate::ipc::{Handler, NotificationSink};
 const SEND_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most messages `outbox --all` lists.
 const OUTBOX_ALL_LIMIT: usize = 1000;
-/// How long `pair_code` waits for a pairing connection to come up.
-const PAIRING_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct DaemonHandler {
     accounts: Arc<Accounts>,
@@ -228,27 +226,8 @@ impl DaemonHandler {
         let mut paired = false;
         loop {
             let snap = watch.borrow_and_update().clone();
-            // No code to show and not connected: say why, once per change,
-            // instead of leaving the user in front of a blank terminal.
-            if snap.qr.is_none()
-                && matches!(
-                    snap.state,
-                    AccountState::Connecting | AccountState::Reconnecting
-                )
-                && snap.state_reason.is_some()
-            {
-                let waiting = QrWaiting {
-                    account: name.to_string(),
-                    state: snap.state,
-                    reason: snap.state_reason.clone(),
-                    next_retry_at: secs(snap.next_retry_at),
-                };
-                if last_waiting.as_ref() != Some(&waiting) {
-                    if sink.notify(notification::QR_WAITING, &waiting).is_err() {
-                        return Err(RpcError::invalid_request("client went away"));
-                    }
-                    last_waiting = Some(waiting);
-                }
+            if snap.qr.is_none() {
+                say_why_waiting(name, &snap, &mut last_waiting, &sink)?;
             }
             if let Some(qr) = &snap.qr
                 && last_code.as_ref() != Some(&qr.code)
@@ -293,7 +272,11 @@ impl DaemonHandler {
         }
     }
 
-    async fn pair_code(&self, p: wire::PairCodeParams) -> Result<Value, RpcError> {
+    async fn pair_code(
+        &self,
+        p: wire::PairCodeParams,
+        sink: NotificationSink,
+    ) -> Result<Value, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
         if let Some(why) = cannot_show_qr(&p.account, &snap) {
@@ -311,21 +294,26 @@ impl DaemonHandler {
                 .initialize()
                 .await
                 .map_err(|e| command_error(&p.account, e))?;
-            let ready = watch.wait_for(|s| s.state == AccountState::WaitingForPairing);
-            match tokio::time::timeout(PAIRING_READY_TIMEOUT, ready).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return Err(RpcError::shutting_down()),
-                Err(_) => {
-                    let now = handle.snapshot();
-                    return Err(RpcError::timeout(format!(
-                        "no pairing connection within {}s: the account is {}{}; check `walink status {}`",
-                        PAIRING_READY_TIMEOUT.as_secs(),
+            let mut last_waiting: Option<QrWaiting> = None;
+            loop {
+                let now = watch.borrow_and_update().clone();
+                if now.state == AccountState::WaitingForPairing {
+                    break;
+                }
+                if let Some(why) = cannot_show_qr(&p.account, &now) {
+                    return Err(RpcError::invalid_state(&p.account, now.state, why));
+                }
+                if now.state == AccountState::Failed {
+                    return Err(RpcError::invalid_state(
+                        &p.account,
                         now.state,
                         now.state_reason
-                            .map(|r| format!(": {r}"))
-                            .unwrap_or_default(),
-                        p.account
-                    )));
+                            .unwrap_or_else(|| "the account failed".to_owned()),
+                    ));
+                }
+                say_why_waiting(&p.account, &now, &mut last_waiting, &sink)?;
+                if watch.changed().await.is_err() {
+                    return Err(RpcError::shutting_down());
                 }
             }
         }
@@ -453,7 +441,7 @@ impl Handler for DaemonHandler {
             Call::Import(p) => super::backups::import(&self.accounts, &self.uploads, p).await,
             Call::Send(p) => self.send(p).await,
             Call::Qr(p) => self.qr(&p.account, sink).await,
-            Call::PairCode(p) => self.pair_code(p).await,
+            Call::PairCode(p) => self.pair_code(p, sink).await,
             Call::Subscribe(f) => self.subscribe(f.account.as_deref(), sink).await,
             Call::Outbox(p) => self.outbox(p).await,
             Call::Messages(p) => self.messages(p).await,
@@ -495,6 +483,37 @@ pub(super) fn command_error(account: &str, e: CommandError) -> RpcError {
         CommandError::Store(why) => RpcError::storage(why),
         CommandError::Gone => RpcError::shutting_down(),
     }
+}
+
+/// While an account that should show a QR or a pair code cannot reach the
+/// server, tells the client its state and reason, once per change, instead
+/// of leaving the user in front of a blank terminal.
+fn say_why_waiting(
+    name: &str,
+    snap: &Snapshot,
+    last: &mut Option<QrWaiting>,
+    sink: &NotificationSink,
+) -> Result<(), RpcError> {
+    if !matches!(
+        snap.state,
+        AccountState::Connecting | AccountState::Reconnecting
+    ) || snap.state_reason.is_none()
+    {
+        return Ok(());
+    }
+    let waiting = QrWaiting {
+        account: name.to_string(),
+        state: snap.state,
+        reason: snap.state_reason.clone(),
+        next_retry_at: secs(snap.next_retry_at),
+    };
+    if last.as_ref() != Some(&waiting) {
+        if sink.notify(notification::QR_WAITING, &waiting).is_err() {
+            return Err(RpcError::invalid_request("client went away"));
+        }
+        *last = Some(waiting);
+    }
+    Ok(())
 }
 
 /// Why an account cannot show a QR now, if it cannot.
