@@ -452,25 +452,18 @@ async fn qr(
     let what = format!("qr {account}");
     let fail = |e| Failure::client(&what, e);
     let redraw = !raw && !out.json && std::io::stdout().is_terminal();
-    let mut waiting: Option<QrWaiting> = None;
-    let deadline = Deadline::after(timeout);
+    let mut wait = Waiting::new(timeout, "no QR");
     let mut stream = client
         .stream(method::QR, json!({ "account": account }))
         .await
         .map_err(fail)?;
     loop {
-        let Some(item) = deadline.next(&mut stream, &waiting, account, &what).await? else {
+        let Some(item) = wait.next(&mut stream, account, &what).await? else {
             break;
         };
         match item {
             StreamItem::Notification(n) if n.method == notification::QR_WAITING => {
-                if out.json {
-                    out.json_line(&n.params);
-                    continue;
-                }
-                let w: QrWaiting = decode(n.params).map_err(fail)?;
-                say_waiting(&w, "no QR", timeout);
-                waiting = Some(w);
+                wait.note(n.params, out).map_err(fail)?;
             }
             StreamItem::Notification(n) if n.method == notification::QR => {
                 if out.json {
@@ -513,8 +506,7 @@ async fn pair_code(
 ) -> Result<u8, Failure> {
     let what = format!("pair-code {account}");
     let fail = |e| Failure::client(&what, e);
-    let mut waiting: Option<QrWaiting> = None;
-    let deadline = Deadline::after(timeout);
+    let mut wait = Waiting::new(timeout, "no pair code");
     let mut stream = client
         .stream(
             method::PAIR_CODE,
@@ -523,18 +515,12 @@ async fn pair_code(
         .await
         .map_err(fail)?;
     loop {
-        let Some(item) = deadline.next(&mut stream, &waiting, account, &what).await? else {
+        let Some(item) = wait.next(&mut stream, account, &what).await? else {
             break;
         };
         match item {
             StreamItem::Notification(n) if n.method == notification::QR_WAITING => {
-                if out.json {
-                    out.json_line(&n.params);
-                    continue;
-                }
-                let w: QrWaiting = decode(n.params).map_err(fail)?;
-                say_waiting(&w, "no pair code", timeout);
-                waiting = Some(w);
+                wait.note(n.params, out).map_err(fail)?;
             }
             StreamItem::Notification(_) => {}
             StreamItem::Result(value) => {
@@ -554,17 +540,24 @@ async fn pair_code(
     Err(fail(ClientError::Closed))
 }
 
-/// When `qr` and `pair-code` give up: `--timeout` seconds from the start.
-struct Deadline {
+/// What `qr` and `pair-code` know while they wait: the account's last
+/// reported state and reason, and when to give up (`--timeout` seconds
+/// from the start).
+struct Waiting {
     at: Option<tokio::time::Instant>,
-    secs: u64,
+    timeout: Option<u64>,
+    /// What there is none of yet ("no QR", "no pair code").
+    missing: &'static str,
+    last: Option<QrWaiting>,
 }
 
-impl Deadline {
-    fn after(timeout: Option<u64>) -> Deadline {
-        Deadline {
+impl Waiting {
+    fn new(timeout: Option<u64>, missing: &'static str) -> Waiting {
+        Waiting {
             at: timeout.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s)),
-            secs: timeout.unwrap_or_default(),
+            timeout,
+            missing,
+            last: None,
         }
     }
 
@@ -573,7 +566,6 @@ impl Deadline {
     async fn next(
         &self,
         stream: &mut Stream<'_>,
-        waiting: &Option<QrWaiting>,
         account: &str,
         what: &str,
     ) -> Result<Option<StreamItem>, Failure> {
@@ -581,17 +573,16 @@ impl Deadline {
             Some(at) => match tokio::time::timeout_at(at, stream.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    let why = match waiting {
+                    let secs = self.timeout.unwrap_or_default();
+                    let why = match &self.last {
                         Some(w) => format!(
-                            "not linked after {}s; the account is {}: {}",
-                            self.secs,
+                            "not linked after {secs}s; the account is {}: {}",
                             w.state,
                             w.reason.as_deref().unwrap_or("no reason given")
                         ),
-                        None => format!(
-                            "not linked after {}s; run `walink status {account}`",
-                            self.secs
-                        ),
+                        None => {
+                            format!("not linked after {secs}s; run `walink status {account}`")
+                        }
                     };
                     return Err(Failure {
                         what: what.to_owned(),
@@ -604,20 +595,29 @@ impl Deadline {
         };
         next.map_err(|e| Failure::client(what, e))
     }
-}
 
-/// One line on stderr for a `qr.waiting` notification.
-fn say_waiting(w: &QrWaiting, missing: &str, timeout: Option<u64>) {
-    eprintln!(
-        "{}: {}: {}; {missing} yet, still trying{}",
-        w.account,
-        w.state,
-        w.reason.as_deref().unwrap_or("no reason given"),
-        match timeout {
-            Some(s) => format!(" (giving up after {s}s)"),
-            None => " (Ctrl-C to stop)".to_owned(),
+    /// A `qr.waiting` notification: a JSON line with `--json`, else one
+    /// line on stderr.
+    fn note(&mut self, params: Value, out: &Output) -> Result<(), ClientError> {
+        if out.json {
+            out.json_line(&params);
+            return Ok(());
         }
-    );
+        let w: QrWaiting = decode(params)?;
+        eprintln!(
+            "{}: {}: {}; {} yet, still trying{}",
+            w.account,
+            w.state,
+            w.reason.as_deref().unwrap_or("no reason given"),
+            self.missing,
+            match self.timeout {
+                Some(s) => format!(" (giving up after {s}s)"),
+                None => " (Ctrl-C to stop)".to_owned(),
+            }
+        );
+        self.last = Some(w);
+        Ok(())
+    }
 }
 
 fn show_qr(code: &QrNotification, raw: bool, redraw: bool) -> Result<(), String> {
