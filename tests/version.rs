@@ -217,8 +217,8 @@ async fn a_version_page_that_is_down_never_blocks_a_connect() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qr_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
+/// walinkd with one unlinked account `sales` whose server refuses connections.
+async fn unreachable_sales() -> Env {
     let mut env = Env::new(&[]).await;
     let closed = VersionPage::unreachable();
     env.write_raw_config(
@@ -227,14 +227,27 @@ async fn qr_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
         "[[account]]\nname = \"sales\"\n",
     );
     env.start_daemon().await;
+    env
+}
 
-    let out = env.walink(&["qr", "sales", "--timeout", "3"]).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+/// Checks that a `qr`/`pair-code` run gave up (exit 3) after printing the
+/// account's state and reason; returns its stderr.
+fn gave_up_saying_why(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
         stderr.contains("sales: reconnecting: could not connect:"),
         "the state and reason while waiting: {stderr}"
     );
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
+    let env = unreachable_sales().await;
+
+    let out = env.walink(&["qr", "sales", "--timeout", "3"]).await;
+    let stderr = gave_up_saying_why(&out);
     assert!(stderr.contains("refused"), "{stderr}");
     assert!(stderr.contains("not linked after 3s"), "{stderr}");
     assert!(out.stdout.is_empty(), "no QR was shown");
@@ -242,24 +255,12 @@ async fn qr_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_code_says_why_there_is_no_code_and_gives_up_after_its_timeout() {
-    let mut env = Env::new(&[]).await;
-    let closed = VersionPage::unreachable();
-    env.write_raw_config(
-        "",
-        &format!("url = \"ws://{closed}/ws/chat\"\nclient_version = {CLIENT_VERSION:?}"),
-        "[[account]]\nname = \"sales\"\n",
-    );
-    env.start_daemon().await;
+    let env = unreachable_sales().await;
 
     let out = env
         .walink(&["pair-code", "sales", "+15551112222", "--timeout", "3"])
         .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(
-        stderr.contains("sales: reconnecting: could not connect:"),
-        "the state and reason while waiting: {stderr}"
-    );
+    let stderr = gave_up_saying_why(&out);
     assert!(stderr.contains("no pair code yet"), "{stderr}");
     assert!(stderr.contains("not linked after 3s"), "{stderr}");
     assert!(out.stdout.is_empty(), "no code was shown");
