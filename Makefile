@@ -121,7 +121,9 @@ bench:
 ## stream errors, slow links and blackholes; checks that nothing was lost or
 ## duplicated and every account came back (tests/chaos/scenario.rs).
 ## CHAOS_SECONDS (default 180, at most 600), CHAOS_ACCOUNTS (default 3),
-## CHAOS_SEED (default: a random one, printed; set it to replay a run).
+## CHAOS_SEED (default: a random one, printed; set it to replay a run),
+## CHAOS_KILL_WEIGHT (how often kill -9 is drawn; default 12, meant for 30+ kills in
+## 10 minutes).
 CHAOS_SECONDS ?= 180
 CHAOS_ACCOUNTS ?= 3
 chaos:

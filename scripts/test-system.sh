@@ -46,7 +46,7 @@ if [ ! -x "$rootfs/lib/systemd/systemd" ]; then
   mirror=${mirror:-http://deb.debian.org/debian}
   step "debootstrap bookworm into $rootfs (once) from $mirror"
   rm -rf "$rootfs.tmp"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$rootfs.tmp" "$mirror" >/dev/null
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libssl3 bookworm "$rootfs.tmp" "$mirror" >/dev/null
   mv "$rootfs.tmp" "$rootfs"
 fi
 

@@ -7,9 +7,8 @@ mod harness;
 use std::path::Path;
 use std::time::Duration;
 
-use harness::{Env, eventually, path_str, stays};
+use harness::{Env, eventually, hashes, path_str, stays, walinkd_fails};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const CONNECT: Duration = Duration::from_secs(40);
 /// Short schedule so tests see several rounds quickly.
@@ -372,36 +371,6 @@ async fn restore_and_clear_session_keep_or_purge_the_last_backup() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no usable backup"));
 }
 
-fn hashes(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let digest = Sha256::digest(std::fs::read(&path).unwrap());
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                out.push((path.display().to_string(), hex));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-async fn walinkd_fails(env: &Env) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walinkd"))
-        .arg("--config")
-        .arg(env.config_path())
-        .output()
-        .await
-        .unwrap();
-    assert!(!out.status.success(), "walinkd must refuse to start");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
     let keys = tempfile::tempdir().unwrap();
@@ -419,6 +388,10 @@ async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
     })
     .await;
     assert_eq!(list[0]["sealed"], false);
+    let out = env
+        .walink(&["send", "sales", CONTACT, "written before the key"])
+        .await;
+    assert!(out.status.success());
     env.stop_daemon(libc::SIGTERM).await;
     env.write_config(&["sales"], &with_key(&key_a));
     env.start_daemon().await;
@@ -430,6 +403,16 @@ async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
         (list[0]["sealed"] == true).then_some(())
     })
     .await;
+    let out = env
+        .walink(&["send", "sales", CONTACT, "written with the key"])
+        .await;
+    assert!(out.status.success());
+    let out = env.walink(&["outbox", "sales", "--all", "--json"]).await;
+    let outbox = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        outbox.contains("written before the key") && outbox.contains("written with the key"),
+        "the outbox reads through the encryption: {outbox}"
+    );
 
     // Export with a passphrase from a file: the daemon never sees it.
     let pass = keys.path().join("pass");
@@ -461,6 +444,25 @@ async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
             .unwrap()
             .expect("device record");
         assert!(device[0] >= 0x80, "the device record is sealed");
+    }
+    // messages.db is encrypted whole: no text, no number in its files.
+    for (path, bytes) in files(&env.state_dir()) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !contains(&bytes, b"written with the key"),
+            "{} holds a message text in the clear",
+            path.display()
+        );
+        if name.starts_with("messages.db") {
+            for needle in [&b"written before the key"[..], CONTACT.as_bytes()] {
+                assert!(
+                    !contains(&bytes, needle),
+                    "{} holds {:?} in the clear",
+                    path.display(),
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
     }
 
     // A wrong key, or none: refused, and not one byte changes.
@@ -509,5 +511,151 @@ async fn encrypted_state_needs_its_key_and_moves_to_another_state_dir() {
             .iter()
             .any(|s| s["reason"] == "imported"),
         "the import is kept as a generation: {v}"
+    );
+}
+
+const CONTACT: &str = "15557654321";
+
+/// Every file below `dir` with its bytes.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Takes the account offline (the mock refuses it), so sends stay pending.
+async fn go_offline(env: &Env) {
+    let jid = env.jid("sales").await;
+    env.mock.refuse(3600);
+    env.mock.fault(&jid, mock_wa::Fault::Close);
+    env.wait_state("sales", "reconnecting", CONNECT).await;
+}
+
+async fn send_no_wait(env: &Env, text: &str) -> String {
+    let out = env
+        .walink(&["send", "sales", CONTACT, text, "--no-wait"])
+        .await;
+    assert!(
+        out.status.success(),
+        "send {text}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// How many times the contact got each text.
+async fn delivered(env: &Env) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for entry in env.mock.inbox(CONTACT).await {
+        *counts.entry(entry.text).or_default() += 1;
+    }
+    counts
+}
+
+async fn wait_delivered(env: &Env, texts: &[&str]) {
+    eventually(
+        CONNECT,
+        "every pending send reaches the contact",
+        || async {
+            let got = delivered(env).await;
+            texts.iter().all(|t| got.contains_key(*t)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Cuts `messages.db` short and scrambles what is left past its header,
+/// its WAL gone with it, as a bad disk would leave it.
+fn damage_messages_db(state_dir: &Path) {
+    let db = state_dir.join("messages.db");
+    for side in ["messages.db-wal", "messages.db-shm"] {
+        let _ = std::fs::remove_file(state_dir.join(side));
+    }
+    let mut bytes = std::fs::read(&db).expect("read messages.db");
+    for b in bytes.iter_mut().skip(100) {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&db, bytes).expect("write the damaged messages.db");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_pending_at_a_restore_go_out_once() {
+    let (mut env, jid) = paired_with(STORAGE).await;
+
+    // Acked after a generation that has it as pending: never sent twice.
+    go_offline(&env).await;
+    send_no_wait(&env, "acked later").await;
+    let out = env.walink(&["backup", "sales", "--json"]).await;
+    assert!(out.status.success());
+    env.mock.refuse(0);
+    wait_delivered(&env, &["acked later"]).await;
+
+    // Pending while sled becomes unopenable (the panic path at start): the
+    // session comes back from a backup, and the messages were never in it.
+    go_offline(&env).await;
+    let texts = ["pending 1", "pending 2", "pending 3"];
+    for text in texts {
+        send_no_wait(&env, text).await;
+    }
+    env.stop_daemon(libc::SIGKILL).await;
+    damage_files(&env.state_dir().join("state"));
+    env.mock.refuse(0);
+    env.start_daemon().await;
+    let s = env.wait_state("sales", "connected", CONNECT).await;
+    assert_eq!(s["jid"], jid.as_str(), "the same session, restored");
+    assert_eq!(restored_lines(&env.daemon_log()).len(), 1);
+    wait_delivered(&env, &texts).await;
+
+    // Pending, in a generation, and then messages.db is lost as well: the
+    // generation's pending sends go out, the ones acked long ago do not.
+    go_offline(&env).await;
+    let later = ["from the backup 1", "from the backup 2"];
+    for text in later {
+        send_no_wait(&env, text).await;
+    }
+    let out = env.walink(&["backup", "sales", "--json"]).await;
+    assert!(out.status.success());
+    env.stop_daemon(libc::SIGKILL).await;
+    damage_files(&env.state_dir().join("state"));
+    damage_messages_db(&env.state_dir());
+    env.mock.refuse(0);
+    env.start_daemon().await;
+    env.wait_state("sales", "connected", CONNECT).await;
+    let log = env.daemon_log();
+    assert!(log.contains("messages_damaged"), "the damage is logged");
+    assert!(log.contains("requeued_from_backup"), "{log}");
+    wait_delivered(&env, &later).await;
+
+    // Once each, whatever came back from where, and still no new pairing.
+    stays(
+        Duration::from_secs(3),
+        "nothing is delivered twice",
+        || async { delivered(&env).await.values().all(|n| *n == 1) },
+    )
+    .await;
+    let got = delivered(&env).await;
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert_eq!(env.mock.stats().pairings, 1);
+    assert!(
+        std::fs::read_dir(env.state_dir()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("messages.db.damaged-")),
+        "the damaged messages.db is kept aside"
     );
 }

@@ -1,6 +1,7 @@
 //! Fault injection against the real walinkd: a short seeded run in every
 //! `make test`; `make chaos` runs this same test longer, with a seed of its
-//! own (CHAOS_SECONDS, CHAOS_SEED, CHAOS_ACCOUNTS; see README.md).
+//! own (CHAOS_SECONDS, CHAOS_SEED, CHAOS_ACCOUNTS, CHAOS_KILL_WEIGHT; see
+//! README.md).
 
 mod harness;
 #[path = "chaos/scenario.rs"]
@@ -11,7 +12,7 @@ use scenario::ChaosConfig;
 /// The short run's defaults: a fixed seed, so the suite runs the same plan
 /// every time.
 const SEED: u64 = 0x5EED_C4A0;
-const SECONDS: u64 = 20;
+const SECONDS: u64 = 60;
 const ACCOUNTS: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

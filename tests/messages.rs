@@ -300,6 +300,44 @@ async fn history_pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
     for id in &stored {
         assert!(unique.contains(id), "gap: {id} missing");
     }
+
+    // Full-text search pages the same way, through the CLI.
+    let first = walink_json(
+        &env,
+        &["messages", "sales", "--search", "OLD 7", "--limit", "3"],
+    )
+    .await;
+    let texts: Vec<&str> = first["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["old 7"], "every word must match, case aside");
+    let mut found = 0;
+    let mut before: Option<u64> = None;
+    loop {
+        let mut args = vec!["messages", "sales", "--search", "old", "--limit", "40"];
+        let cursor = before.map(|c| c.to_string());
+        if let Some(c) = &cursor {
+            args.extend(["--before", c.as_str()]);
+        }
+        let page = walink_json(&env, &args).await;
+        found += page["messages"].as_array().unwrap().len();
+        match page["next_cursor"].as_u64() {
+            Some(c) => before = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(found, STORED, "every message with the word, once");
+    let table = env
+        .walink(&["messages", "sales", "--search", "old", "--limit", "5"])
+        .await;
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("walink messages sales --search \"old\" --before"),
+        "the next page keeps the search: {table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

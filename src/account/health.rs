@@ -69,6 +69,9 @@ pub struct HealthInput<'a> {
     pub store_problems: &'a [String],
     /// Validation findings that only degrade (size above the warning limit).
     pub store_warnings: &'a [String],
+    /// Why the message database takes no writes (`disk full: …`): sends
+    /// are refused until it passes.
+    pub storage_fault: Option<&'a str>,
 }
 
 pub fn assess(input: &HealthInput<'_>) -> Health {
@@ -99,6 +102,13 @@ pub fn assess(input: &HealthInput<'_>) -> Health {
             &mut reasons,
         );
         rec.should_restore_backup |= input.session_exists;
+    }
+    if let Some(fault) = input.storage_fault {
+        raise(
+            HealthLevel::Critical,
+            format!("{fault}; sends are refused until it can write again"),
+            &mut reasons,
+        );
     }
     for warning in input.store_warnings {
         raise(HealthLevel::Degraded, warning.clone(), &mut reasons);
@@ -206,6 +216,7 @@ mod tests {
             state_reason: None,
             store_problems: &[],
             store_warnings: &[],
+            storage_fault: None,
         }
     }
 
@@ -275,6 +286,19 @@ mod tests {
         let h = assess(&i);
         assert_eq!(h.level, HealthLevel::Critical);
         assert!(h.recommendations.should_restore_backup);
+    }
+
+    #[test]
+    fn a_full_disk_is_critical_with_its_reason() {
+        let mut i = input(AccountState::Connected);
+        i.storage_fault = Some("disk full: the message database /x/messages.db failed to commit");
+        let h = assess(&i);
+        assert_eq!(h.level, HealthLevel::Critical);
+        assert!(h.reasons[0].starts_with("disk full: "), "{:?}", h.reasons);
+        assert!(
+            !h.recommendations.should_restore_backup,
+            "a full disk is not damage"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! its health model. Knows nothing of sockets or JSON.
 
 pub mod backoff;
+pub mod custody;
+pub mod events;
 pub mod health;
 mod outbox;
 pub mod snapshots;
@@ -10,7 +12,6 @@ pub mod supervisor;
 pub mod waiters;
 
 pub use crate::store::DeliveryStatus;
-pub use supervisor::{
-    AccountEvent, AccountHandle, AccountSpec, CommandError, OfflineWork, Qr, Settings, Snapshot,
-};
+pub use events::{AccountEvent, Qr};
+pub use supervisor::{AccountHandle, AccountSpec, CommandError, OfflineWork, Settings, Snapshot};
 pub use waiters::{StatusWaiter, StatusWaiters};

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, broadcast};
 
-use super::supervisor::AccountEvent;
+use super::events::AccountEvent;
 use super::waiters::StatusWaiters;
 use crate::store::{DeliveryStatus, MessageStore};
 use crate::wa::{InboxSink, IncomingMessage, Session, SessionError};
@@ -29,7 +29,7 @@ pub(crate) fn now_ms() -> u64 {
 /// Moves message `id` to `status` in the store and tells subscribers and
 /// the `send` calls waiting for it, when that is progress. Returns whether
 /// the id belongs to the outbox.
-pub(crate) fn apply_status(
+pub(crate) async fn apply_status(
     account: &str,
     store: &MessageStore,
     events: &broadcast::Sender<AccountEvent>,
@@ -38,13 +38,13 @@ pub(crate) fn apply_status(
     status: DeliveryStatus,
     reason: Option<String>,
 ) -> bool {
-    match store.advance(id, status, reason, now_ms()) {
+    match store.advance(id, status, reason, now_ms()).await {
         Ok(Some(record)) => {
             announce(events, &record.id, &record.to, status, record.last_error);
             waiters.resolve(&record.id, status);
             true
         }
-        Ok(None) => matches!(store.outgoing(id), Ok(Some(_))),
+        Ok(None) => matches!(store.outgoing(id).await, Ok(Some(_))),
         Err(e) => {
             tracing::error!(account = %account, error = %e, "recording a message status failed");
             true
@@ -74,7 +74,7 @@ pub(crate) fn announce(
 /// Ends when the connection is gone; the next connection starts a new one.
 pub(crate) struct Sender {
     pub(crate) account: String,
-    pub(crate) store: Arc<MessageStore>,
+    pub(crate) store: MessageStore,
     pub(crate) session: Arc<Session>,
     pub(crate) kick: Arc<Notify>,
     pub(crate) events: broadcast::Sender<AccountEvent>,
@@ -88,7 +88,7 @@ impl Sender {
         // ack is sent again, under the same id.
         let mut in_flight: HashSet<String> = HashSet::new();
         loop {
-            let pending = match self.store.pending() {
+            let pending = match self.store.pending().await {
                 Ok(pending) => pending,
                 Err(e) => {
                     tracing::error!(account = %self.account, error = %e, "reading the outbox failed");
@@ -108,19 +108,23 @@ impl Sender {
                 match sent {
                     Ok(_) => {
                         in_flight.insert(record.id.clone());
-                        self.status(&record.id, DeliveryStatus::Sent, None);
+                        self.status(&record.id, DeliveryStatus::Sent, None).await;
                     }
                     Err(SessionError::NotConnected) => return,
                     Err(e @ SessionError::BadRecipient(_)) => {
-                        self.status(&record.id, DeliveryStatus::Failed, Some(e.to_string()));
+                        self.status(&record.id, DeliveryStatus::Failed, Some(e.to_string()))
+                            .await;
                     }
                     Err(e) => {
                         tracing::warn!(account = %self.account, id = %record.id, error = %e, "sending failed; will retry");
                         if record.attempts + 1 >= MAX_ATTEMPTS {
                             let reason = format!("gave up after {MAX_ATTEMPTS} attempts: {e}");
-                            self.status(&record.id, DeliveryStatus::Failed, Some(reason));
-                        } else if let Err(e) =
-                            self.store.retry_later(&record.id, e.to_string(), now_ms())
+                            self.status(&record.id, DeliveryStatus::Failed, Some(reason))
+                                .await;
+                        } else if let Err(e) = self
+                            .store
+                            .retry_later(&record.id, e.to_string(), now_ms())
+                            .await
                         {
                             tracing::error!(account = %self.account, error = %e, "recording a failed send failed");
                         }
@@ -137,7 +141,7 @@ impl Sender {
         }
     }
 
-    fn status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) {
+    async fn status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) {
         apply_status(
             &self.account,
             &self.store,
@@ -146,7 +150,8 @@ impl Sender {
             id,
             status,
             reason,
-        );
+        )
+        .await;
     }
 }
 
@@ -154,7 +159,7 @@ impl Sender {
 /// each message it stores for the first time: a redelivery after a crash is
 /// stored once and announced once.
 pub(crate) struct StoreInbox {
-    pub(crate) store: Arc<MessageStore>,
+    pub(crate) store: MessageStore,
     pub(crate) events: broadcast::Sender<AccountEvent>,
 }
 

@@ -10,27 +10,17 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use super::events::AccountEvent;
 use super::state::AccountState;
-use super::supervisor::{AccountEvent, AccountHandle, CommandError};
+use super::supervisor::{AccountHandle, CommandError};
 use crate::store::backup::{BackupDb, SnapshotInfo, Stored};
-use crate::store::{AccountSnapshot, SledBackend, VerifyReport};
+use crate::store::{AccountSnapshot, OutboxRecord, SledBackend, VerifyReport};
 
 /// Changes to the credentials come in bursts (pairing writes the device
 /// record several times): one snapshot once they settle.
 const SETTLE: Duration = Duration::from_secs(1);
 /// Problems listed in status; the rest are counted.
 const MAX_PROBLEMS: usize = 5;
-
-/// What the custody task knows, shown in status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Custody {
-    /// Findings of the last validation that make the session invalid.
-    pub problems: Vec<String>,
-    /// Findings that only degrade the account (store above the warning size).
-    pub warnings: Vec<String>,
-    pub validated_at: Option<SystemTime>,
-    pub last_backup_at: Option<SystemTime>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -200,6 +190,10 @@ impl Snapshots {
         .map_err(|e| CommandError::Store(e.to_string()))?;
         let generation = info.id;
         let name = self.inner.name().to_owned();
+        let pending = snapshot
+            .pending_sends(self.inner.backend.sealer())
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        self.inner.requeue(pending).await?;
         let state = self
             .inner
             .handle
@@ -229,10 +223,14 @@ impl Snapshots {
         let verify = restorable(&self.inner.backend);
         verify(&snapshot)
             .map_err(|why| CommandError::Rejected(format!("the import is unusable: {why}")))?;
+        let pending = snapshot
+            .pending_sends(self.inner.backend.sealer())
+            .map_err(|e| CommandError::Rejected(format!("the import is unusable: {e}")))?;
         // Held from the restore to its backup: otherwise the backup taken
         // when the account reconnects can store the imported state first,
         // and the import's own generation is then a duplicate, not kept.
         let busy = self.inner.busy.lock().await;
+        self.inner.requeue(pending).await?;
         let state = self
             .inner
             .handle
@@ -269,11 +267,23 @@ impl Inner {
         let backups = self.backups.clone();
         let keep = self.policy.generations;
         let reason_owned = reason.to_owned();
+        // Read before the session: a send acked in between is then in the
+        // generation as pending, which a restore puts back only when the
+        // outbox has lost it (same id: never a second copy).
+        let pending = self
+            .handle
+            .messages()
+            .pending()
+            .await
+            .map_err(|e| e.to_string())?;
         let stored = tokio::task::spawn_blocking(move || {
             if !backend.has_credentials() {
                 return Ok(None);
             }
-            let snapshot = backend.snapshot().map_err(|e| e.to_string())?;
+            let snapshot = backend
+                .snapshot()
+                .and_then(|s| s.with_pending_sends(&pending, backend.sealer()))
+                .map_err(|e| e.to_string())?;
             backups
                 .store(&snapshot, &reason_owned, keep, now_ms())
                 .map(Some)
@@ -303,6 +313,21 @@ impl Inner {
             }
         }
         Ok(stored)
+    }
+
+    /// Puts a generation's pending sends back in the outbox, before the
+    /// restored session connects and drains it.
+    async fn requeue(&self, pending: Vec<OutboxRecord>) -> Result<(), CommandError> {
+        let added = self
+            .handle
+            .messages()
+            .requeue(pending)
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        if added > 0 {
+            tracing::warn!(account = %self.name(), event = "requeued_from_backup", count = added, "put {added} pending send(s) from the backup back in the outbox");
+        }
+        Ok(())
     }
 
     async fn take_logged(&self, reason: &str) {

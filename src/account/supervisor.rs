@@ -10,6 +10,8 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::backoff::{Backoff, jitter_sample};
+use super::custody::Custody;
+use super::events::{AccountEvent, Qr};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use super::waiters::StatusWaiters;
@@ -58,21 +60,6 @@ pub struct AccountSpec {
     pub proxy: Option<crate::net::Proxy>,
 }
 
-/// The current QR payload; in memory only, never logged or stored.
-#[derive(Clone, PartialEq)]
-pub struct Qr {
-    pub code: String,
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for Qr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Qr")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Everything `status` shows about an account, kept current by its supervisor.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -101,36 +88,9 @@ pub struct Snapshot {
     pub size_bytes: u64,
     pub qr: Option<Qr>,
     /// Kept by the account's snapshot task (see `snapshots.rs`).
-    pub custody: super::snapshots::Custody,
-}
-
-/// What subscribers of an account see.
-#[derive(Debug, Clone)]
-pub enum AccountEvent {
-    StateChanged {
-        state: AccountState,
-        reason: Option<String>,
-        attempt: Option<u32>,
-        next_retry_at: Option<SystemTime>,
-    },
-    Qr(Qr),
-    Paired {
-        jid: String,
-    },
-    Message(IncomingMessage),
-    MessageStatus {
-        id: String,
-        chat: String,
-        status: DeliveryStatus,
-        reason: Option<String>,
-    },
-    BackupDone {
-        generation: u64,
-        size_bytes: u64,
-    },
-    RestoredFromBackup {
-        generation: u64,
-    },
+    pub custody: Custody,
+    /// Why the message database takes no writes right now (`disk full: …`).
+    pub storage_fault: Option<String>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -188,7 +148,7 @@ pub struct AccountHandle {
     status_tx: Arc<watch::Sender<Snapshot>>,
     events: broadcast::Sender<AccountEvent>,
     waiters: Arc<StatusWaiters>,
-    messages: Arc<MessageStore>,
+    messages: MessageStore,
     /// Tells the connection's outbox sender that something was queued.
     kick: Arc<Notify>,
     connection: ConnectionSettings,
@@ -203,7 +163,7 @@ impl AccountHandle {
     pub fn spawn(
         spec: AccountSpec,
         backend: Arc<SledBackend>,
-        messages: Arc<MessageStore>,
+        messages: MessageStore,
         settings: Arc<Settings>,
     ) -> Self {
         // The account's own proxy, when it has one, replaces the daemon's.
@@ -236,6 +196,7 @@ impl AccountHandle {
             size_bytes: backend.size_bytes(),
             qr: None,
             custody: Default::default(),
+            storage_fault: None,
         };
         let (status_tx, status) = watch::channel(snapshot);
         let status_tx = Arc::new(status_tx);
@@ -288,7 +249,7 @@ impl AccountHandle {
     }
 
     /// The account's outbox and inbox.
-    pub fn messages(&self) -> &Arc<MessageStore> {
+    pub fn messages(&self) -> &MessageStore {
         &self.messages
     }
 
@@ -302,7 +263,9 @@ impl AccountHandle {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        self.status.borrow().clone()
+        let mut snapshot = self.status.borrow().clone();
+        snapshot.storage_fault = self.messages.fault();
+        snapshot
     }
 
     /// A receiver that sees every change of the snapshot.
@@ -315,7 +278,7 @@ impl AccountHandle {
     }
 
     /// Lets a companion task (snapshots) keep its part of the snapshot.
-    pub(crate) fn update_custody(&self, update: impl FnOnce(&mut super::snapshots::Custody)) {
+    pub(crate) fn update_custody(&self, update: impl FnOnce(&mut Custody)) {
         self.status_tx.send_modify(|s| update(&mut s.custody));
     }
 
@@ -438,28 +401,26 @@ enum Flow {
     Exit,
 }
 
-/// Applies the account's retention now and then, off the async workers
-/// (a large prune is many sled writes).
-async fn prune_forever(account: String, messages: Arc<MessageStore>, retention: Retention) {
+/// Applies the account's retention now and then (in the message
+/// database's writer, off the async workers).
+async fn prune_forever(account: String, messages: MessageStore, retention: Retention) {
     let mut every = tokio::time::interval(RETENTION_EVERY);
     loop {
         every.tick().await;
-        let store = messages.clone();
-        match tokio::task::spawn_blocking(move || store.prune(retention, now_ms())).await {
-            Ok(Ok(pruned)) if pruned.inbox + pruned.outbox > 0 => {
+        match messages.prune(retention, now_ms()).await {
+            Ok(pruned) if pruned.inbox + pruned.outbox > 0 => {
                 tracing::info!(account = %account, inbox = pruned.inbox, outbox = pruned.outbox, "pruned old messages");
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
+            Ok(_) => {}
+            Err(e) => {
                 tracing::warn!(account = %account, error = %e, "pruning old messages failed");
             }
-            Err(_) => return,
         }
     }
 }
 
 struct Supervisor {
-    messages: Arc<MessageStore>,
+    messages: MessageStore,
     waiters: Arc<StatusWaiters>,
     kick: Arc<Notify>,
     name: String,
@@ -983,14 +944,14 @@ impl Supervisor {
             // here as well raced the library's own teardown.
             WaEvent::StreamError { code } => attempt.stream_error = Some(code),
             WaEvent::TemporaryBan { expire } => attempt.banned_for = Some(expire),
-            WaEvent::ServerAck { id, error } => self.on_server_ack(id, error),
+            WaEvent::ServerAck { id, error } => self.on_server_ack(id, error).await,
             WaEvent::Receipt { ids, status, from } => {
                 let status = match status {
                     ReceiptStatus::Delivered => DeliveryStatus::Delivered,
                     ReceiptStatus::Read => DeliveryStatus::Read,
                 };
                 for id in ids {
-                    if !self.set_status(&id, status, None) {
+                    if !self.set_status(&id, status, None).await {
                         // Not ours (sent by another device of the account).
                         outbox::announce(&self.events, &id, &from, status, None);
                     }
@@ -1006,7 +967,7 @@ impl Supervisor {
     }
 
     /// Returns whether `id` is an outbox message.
-    fn set_status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) -> bool {
+    async fn set_status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) -> bool {
         apply_status(
             &self.name,
             &self.messages,
@@ -1016,28 +977,32 @@ impl Supervisor {
             status,
             reason,
         )
+        .await
     }
 
     /// An ack ends a message's time in the outbox; a nack fails it, unless
     /// the server only asked to try again later.
-    fn on_server_ack(&self, id: String, error: Option<String>) {
+    async fn on_server_ack(&self, id: String, error: Option<String>) {
         let Some(code) = error else {
             self.status.send_modify(|s| s.messages_out += 1);
-            if !self.set_status(&id, DeliveryStatus::ServerAck, None) {
+            if !self.set_status(&id, DeliveryStatus::ServerAck, None).await {
                 outbox::announce(&self.events, &id, "", DeliveryStatus::ServerAck, None);
             }
             return;
         };
         let reason = format!("server refused the message (error {code})");
         if is_transient_nack(&code) {
-            match self.messages.retry_later(&id, reason, now_ms()) {
+            match self.messages.retry_later(&id, reason, now_ms()).await {
                 Ok(Some(_)) => self.kick.notify_one(),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(account = %self.name, error = %e, "recording a nack failed");
                 }
             }
-        } else if !self.set_status(&id, DeliveryStatus::Failed, Some(reason.clone())) {
+        } else if !self
+            .set_status(&id, DeliveryStatus::Failed, Some(reason.clone()))
+            .await
+        {
             let _ = self.events.send(AccountEvent::MessageStatus {
                 id,
                 chat: String::new(),

@@ -43,7 +43,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(walink::daemon::run(path, explicit, mode)) {
+    let result = runtime.block_on(walink::daemon::run(path, explicit, mode));
+    // A blocking task stuck on a failing disk (a flush that never returns)
+    // must not hold the exit: the runtime is not waited for.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("walinkd: {e:#}");

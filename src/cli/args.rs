@@ -174,6 +174,9 @@ pub enum Command {
         /// Older than this cursor (printed at the end of the previous page)
         #[arg(long, value_name = "CURSOR")]
         before: Option<u64>,
+        /// Only messages whose text holds every word of TEXT
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
     },
     /// Chats with received messages: last message time and count
     Chats {

@@ -236,17 +236,25 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             chat,
             limit,
             before,
+            search,
         } => {
             let result: MessagesResult = call(
                 &mut client,
                 &out,
                 method::MESSAGES,
-                json!({"account": account, "chat": chat, "limit": limit, "before": before}),
+                json!({"account": account, "chat": chat, "limit": limit, "before": before, "search": search}),
                 "messages",
             )
             .await?;
             if !out.json {
-                print!("{}", render::messages_table(&result, &account));
+                let mut again = account.clone();
+                if let Some(chat) = &chat {
+                    again.push_str(&format!(" --chat {chat}"));
+                }
+                if let Some(search) = &search {
+                    again.push_str(&format!(" --search {search:?}"));
+                }
+                print!("{}", render::messages_table(&result, &again));
             }
             Ok(exit::OK)
         }

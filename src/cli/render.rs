@@ -343,8 +343,9 @@ pub fn outbox_table(messages: &[OutboxMessage], now: u64) -> String {
     table.render()
 }
 
-/// `walink messages`, with how to get the next page.
-pub fn messages_table(page: &MessagesResult, account: &str) -> String {
+/// `walink messages`, with how to get the next page (`args`: the account
+/// and the filters the next page keeps).
+pub fn messages_table(page: &MessagesResult, args: &str) -> String {
     if page.messages.is_empty() {
         return "no messages\n".to_owned();
     }
@@ -371,7 +372,7 @@ pub fn messages_table(page: &MessagesResult, account: &str) -> String {
     }
     let mut out = table.render();
     if let Some(cursor) = page.next_cursor {
-        let _ = writeln!(out, "\nolder: walink messages {account} --before {cursor}");
+        let _ = writeln!(out, "\nolder: walink messages {args} --before {cursor}");
     }
     out
 }

@@ -8,20 +8,24 @@ use std::time::Duration;
 
 use tokio::sync::RwLock;
 
+use super::recovery::Stores;
 use crate::account::snapshots::{Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, Settings};
 use crate::config::{AccountConfig, Config};
-use crate::store::{BackupDb, Retention, StateDb, StoreError};
+use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError};
 use crate::wa::ConnectionSettings;
 
 pub struct Accounts {
-    db: StateDb,
+    db: Arc<StateDb>,
+    messages: Arc<MessageDb>,
     settings: RwLock<Arc<Settings>>,
     handles: RwLock<BTreeMap<String, Arc<AccountHandle>>>,
     backups: Arc<BackupDb>,
     policy: Policy,
     /// Each account's snapshot task, next to its supervisor.
     custody: std::sync::Mutex<BTreeMap<String, Arc<Snapshots>>>,
+    /// Checks the message database on the validation schedule.
+    checker: tokio::task::JoinHandle<()>,
 }
 
 pub fn policy(config: &Config) -> Policy {
@@ -69,6 +73,19 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
+/// `quick_check` of the message database on the validation schedule (the
+/// full `integrity_check` runs at start): it reads the pages, but not every
+/// row against every index, and one check covers all accounts.
+async fn check_messages(messages: Arc<MessageDb>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let _ = messages.validate(false).await;
+    }
+}
+
 /// What a reload did, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -79,14 +96,23 @@ pub struct ReloadSummary {
 
 impl Accounts {
     /// Opens every configured account's store and starts its supervisor.
-    pub fn start(db: StateDb, backups: Arc<BackupDb>, config: &Config) -> Result<Self, StoreError> {
+    pub fn start(stores: Stores, config: &Config) -> Result<Self, StoreError> {
+        let Stores {
+            state: db,
+            backups,
+            messages,
+        } = stores;
         let settings = Arc::new(settings(config));
+        let policy = policy(config);
+        let checker = tokio::spawn(check_messages(messages.clone(), policy.validate_every));
         let mut accounts = Self {
-            db,
+            db: Arc::new(db),
+            messages,
+            checker,
             settings: RwLock::new(settings.clone()),
             handles: RwLock::new(BTreeMap::new()),
             backups,
-            policy: policy(config),
+            policy,
             custody: Default::default(),
         };
         let mut handles = BTreeMap::new();
@@ -105,7 +131,7 @@ impl Accounts {
         settings: &Arc<Settings>,
     ) -> Result<Arc<AccountHandle>, StoreError> {
         let backend = self.db.account(&spec.name)?;
-        let messages = self.db.messages(&spec.name)?;
+        let messages = self.messages.account(&spec.name)?;
         let name = spec.name.clone();
         let handle = Arc::new(AccountHandle::spawn(
             spec,
@@ -227,21 +253,45 @@ impl Accounts {
         Ok(summary)
     }
 
-    /// Stops every supervisor (closing connections) and flushes the store.
-    pub async fn stop_all(&self) {
+    /// Stops every supervisor (closing connections) and flushes the
+    /// stores, within `deadline` whatever the disk does: a step that does
+    /// not finish in time is logged and given up (everything a client was
+    /// told is stored was committed before it was told).
+    pub async fn stop_all(&self, deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        self.checker.abort();
         let handles: Vec<_> = std::mem::take(&mut *self.handles.write().await)
             .into_values()
             .collect();
-        futures::future::join_all(handles.iter().map(|h| h.stop())).await;
+        let stops = futures::future::join_all(handles.iter().map(|h| h.stop()));
+        if tokio::time::timeout_at(until, stops).await.is_err() {
+            tracing::error!(
+                "the accounts did not stop within {deadline:?}; going on with the exit"
+            );
+        }
         self.custody
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        if let Err(e) = self.backups.flush() {
-            tracing::error!(error = %e, "flushing the backup database failed");
-        }
-        if let Err(e) = self.db.flush() {
-            tracing::error!(error = %e, "flushing the state database failed");
+        // The message database first: its writer finishes the commit in
+        // hand and checkpoints, which a stuck sled flush must not starve.
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let messages = self.messages.clone();
+        let _ = tokio::task::spawn_blocking(move || messages.close(left / 2)).await;
+        let backups = self.backups.clone();
+        let state = self.db.clone();
+        let flush = tokio::task::spawn_blocking(move || {
+            if let Err(e) = backups.flush() {
+                tracing::error!(error = %e, "flushing the backup database failed: {e}");
+            }
+            if let Err(e) = state.flush() {
+                tracing::error!(error = %e, "flushing the state database failed: {e}");
+            }
+        });
+        if tokio::time::timeout_at(until, flush).await.is_err() {
+            tracing::error!(
+                "flushing the sled databases did not finish within {deadline:?}; giving up on it"
+            );
         }
     }
 

@@ -120,7 +120,7 @@ pub async fn clear_session(
     let state = handle
         .clear_session()
         .await
-        .map_err(|e| super::handler::command_error(&p.account, e))?;
+        .map_err(|e| super::errors::command_error(&p.account, e))?;
     if p.purge {
         backups.purge(&p.account).map_err(RpcError::storage)?;
         handle.update_custody(|c| c.last_backup_at = None);
@@ -141,8 +141,13 @@ pub async fn export(accounts: &Accounts, name: &str) -> Result<Value, RpcError> 
             "it has no credentials to export; link it first",
         ));
     }
+    let pending = handle
+        .messages()
+        .pending()
+        .await
+        .map_err(RpcError::storage)?;
     let bytes = tokio::task::spawn_blocking(move || {
-        let snapshot = backend.snapshot()?;
+        let snapshot = backend.snapshot()?.with_pending_sends(&pending, None)?;
         snapshot.resealed(backend.sealer(), None)?.to_bytes()
     })
     .await

@@ -8,9 +8,10 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::accounts::Accounts;
+use super::errors::command_error;
 use crate::account::health::{HealthInput, assess};
 use crate::account::state::AccountState;
-use crate::account::{AccountEvent, AccountHandle, CommandError, DeliveryStatus, Snapshot};
+use crate::account::{AccountEvent, AccountHandle, DeliveryStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
     MessageStatus, PairCodeResult, QrNotification, QrResult, QrWaiting, RpcError, SendResult,
@@ -86,7 +87,7 @@ impl DaemonHandler {
         // waiter.
         let mut waiter = handle.waiters().register(&id);
         let wait = async {
-            let status = match messages.outgoing(&id) {
+            let status = match messages.outgoing(&id).await {
                 Ok(Some(r)) if !r.status.is_pending() => r.status,
                 _ => waiter.wait().await.ok_or_else(RpcError::shutting_down)?,
             };
@@ -94,6 +95,7 @@ impl DaemonHandler {
                 DeliveryStatus::Failed => {
                     let reason = messages
                         .outgoing(&id)
+                        .await
                         .ok()
                         .flatten()
                         .and_then(|r| r.last_error)
@@ -106,7 +108,7 @@ impl DaemonHandler {
         let status = match tokio::time::timeout(SEND_ACK_TIMEOUT, wait).await {
             Ok(result) => result?,
             Err(_) => {
-                let now = messages.outgoing(&id).ok().flatten();
+                let now = messages.outgoing(&id).await.ok().flatten();
                 let (status, attempts) = now
                     .as_ref()
                     .map_or((DeliveryStatus::Queued, 0), |r| (r.status, r.attempts));
@@ -127,13 +129,16 @@ impl DaemonHandler {
         let handle = self.account(&p.account).await?;
         let store = handle.messages();
         let records = if p.all {
-            store.recent_outgoing(OUTBOX_ALL_LIMIT)
+            store.recent_outgoing(OUTBOX_ALL_LIMIT).await
         } else {
-            store.pending().and_then(|mut pending| {
-                pending.extend(store.failed()?);
-                pending.sort_by_key(|r| r.seq);
-                Ok(pending)
-            })
+            match (store.pending().await, store.failed().await) {
+                (Ok(mut pending), Ok(failed)) => {
+                    pending.extend(failed);
+                    pending.sort_by_key(|r| r.seq);
+                    Ok(pending)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
         }
         .map_err(RpcError::storage)?;
         let messages = records
@@ -158,9 +163,11 @@ impl DaemonHandler {
             .messages()
             .messages(
                 p.chat.as_deref(),
+                p.search.as_deref(),
                 p.before,
                 p.limit.unwrap_or(wire::DEFAULT_PAGE),
             )
+            .await
             .map_err(RpcError::storage)?;
         let messages = page
             .messages
@@ -188,6 +195,7 @@ impl DaemonHandler {
         let chats = handle
             .messages()
             .chats()
+            .await
             .map_err(RpcError::storage)?
             .into_iter()
             .map(|c| wire::ChatInfo {
@@ -473,18 +481,6 @@ fn action(account: &str, state: AccountState) -> Result<Value, RpcError> {
     })
 }
 
-pub(super) fn command_error(account: &str, e: CommandError) -> RpcError {
-    match e {
-        CommandError::NotConnected { state, .. } => RpcError::not_connected(account, state),
-        CommandError::InvalidState { state, what, .. } => {
-            RpcError::invalid_state(account, state, what)
-        }
-        CommandError::Rejected(why) => RpcError::send_failed(why),
-        CommandError::Store(why) => RpcError::storage(why),
-        CommandError::Gone => RpcError::shutting_down(),
-    }
-}
-
 /// While an account that should show a QR or a pair code cannot reach the
 /// server, tells the client its state and reason, once per change, instead
 /// of leaving the user in front of a blank terminal.
@@ -552,6 +548,7 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
         state_reason: s.state_reason.as_deref(),
         store_problems: &s.custody.problems,
         store_warnings: &s.custody.warnings,
+        storage_fault: s.storage_fault.as_deref(),
     });
     let uptime = s
         .connected_since

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod backups;
+mod errors;
 pub mod handler;
 pub mod logging;
 pub mod metrics;
@@ -23,6 +24,11 @@ use crate::ipc;
 use accounts::Accounts;
 use handler::DaemonHandler;
 
+/// SIGTERM to exit, whatever the disk does (systemd's stop timeout is
+/// longer; a test holds walinkd to 5 s).
+const STOP_WITHIN: Duration = Duration::from_secs(4);
+/// How often a start on a full disk tries to open the stores again.
+const SPACE_RETRY: Duration = Duration::from_secs(2);
 /// How often the STATUS= line is refreshed when it changed.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -70,9 +76,33 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
 
     create_private_dir(&config.daemon.state_dir)?;
     let sealer = recovery::load_key(&config.storage)?;
-    let (db, backups) =
-        recovery::open_stores(&config, &state_db_path(&config.daemon.state_dir), sealer)?;
-    let accounts = Arc::new(Accounts::start(db, backups, &config)?);
+    let stores = loop {
+        match recovery::open_stores(
+            &config,
+            &state_db_path(&config.daemon.state_dir),
+            sealer.clone(),
+        )
+        .await
+        {
+            Ok(stores) => break stores,
+            // Started on a full disk: nothing is damaged, so wait for space
+            // (and for SIGTERM) rather than exit and be restarted in a loop.
+            Err(e) if recovery::is_disk_full(&e) => {
+                tracing::error!(event = "storage_fault", reason = %format!("{e:#}"), "disk full: cannot open the stores yet ({e:#}); retrying every {}s", SPACE_RETRY.as_secs());
+                notify::status(&format!(
+                    "disk full: waiting for space in {}",
+                    config.daemon.state_dir.display()
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(SPACE_RETRY) => {}
+                    _ = term.recv() => return Ok(()),
+                    _ = int.recv() => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let accounts = Arc::new(Accounts::start(stores, &config)?);
     let (listener, bound_socket) = match ipc::systemd_listener()
         .context("cannot use the socket passed by systemd")?
     {
@@ -141,7 +171,7 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     notify::stopping();
     shutdown.cancel();
     start_check.abort();
-    accounts.stop_all().await;
+    accounts.stop_all(STOP_WITHIN).await;
     let _ = server.await;
     if let Some(path) = bound_socket {
         let _ = std::fs::remove_file(path);

@@ -12,7 +12,9 @@ use anyhow::{Context, bail};
 use crate::account::snapshots::restorable;
 use crate::config::{Config, StorageConfig};
 use crate::store::seal::{SealError, Sealer};
-use crate::store::{BackupDb, BackupError, SledBackend, StateDb, StoreError};
+use crate::store::{
+    BackupDb, BackupError, Fault, MessageDb, SledBackend, StateDb, StoreError, messages_db_path,
+};
 
 /// Name of the key file systemd passes with `LoadCredential[Encrypted]=`.
 pub const CREDENTIAL_NAME: &str = "walink.key";
@@ -99,21 +101,14 @@ fn seal_plain_records(backend: &SledBackend) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn is_lock_error(e: &StoreError) -> bool {
-    matches!(e, StoreError::Open { source, .. } if is_sled_lock_error(source))
-}
-
-/// Another walinkd holds the database: not damage, nothing may be moved.
-fn is_sled_lock_error(e: &sled::Error) -> bool {
-    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
-}
-
-/// Opens the backup database; one that cannot be opened is set aside and
+/// Opens the backup database; one whose data is damaged is set aside and
 /// started afresh, so damaged backups never keep the live state offline.
+/// Anything else (no permission, a full or failing disk, another walinkd)
+/// is not damage: nothing is moved and walinkd does not start.
 fn open_backups(path: &Path, sealer: Option<Arc<Sealer>>) -> anyhow::Result<BackupDb> {
     match BackupDb::open(path, sealer.clone()) {
         Ok(db) => Ok(db),
-        Err(BackupError::Open { source, .. }) if !is_sled_lock_error(&source) => {
+        Err(BackupError::Open { source, .. }) if Fault::of_sled(&source) == Fault::Damaged => {
             let aside = aside_name(path);
             tracing::error!(event = "backups_damaged", error = %source, aside = %aside.display(), "the backup database cannot be opened ({source}); moving it to {} and starting a new one", aside.display());
             std::fs::rename(path, &aside).with_context(|| {
@@ -154,19 +149,80 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens the live state and the backups, restoring what needs it.
-pub fn open_stores(
+/// Whether `e` failed the start only for lack of disk space: then walinkd
+/// waits for space instead of exiting (nothing was moved or changed).
+pub fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<StoreError>()
+            .is_some_and(|e| e.fault() == Fault::DiskFull)
+            || matches!(
+                cause.downcast_ref::<BackupError>(),
+                Some(BackupError::Open { source, .. }) if Fault::of_sled(source) == Fault::DiskFull
+            )
+    })
+}
+
+/// The stores of one state directory, open.
+pub struct Stores {
+    pub state: StateDb,
+    pub backups: Arc<BackupDb>,
+    pub messages: Arc<MessageDb>,
+}
+
+/// Opens the message database; one that opens and fails its integrity
+/// check is set aside (with its WAL) and started afresh. Returns whether it
+/// was, so the pending sends kept in the backups are put back.
+fn open_messages(path: &Path, key: Option<String>) -> anyhow::Result<(Arc<MessageDb>, bool)> {
+    match MessageDb::open(path, key.clone()) {
+        Ok(db) => Ok((db, false)),
+        Err(e) if e.fault() == Fault::Damaged => {
+            let aside = aside_name(path);
+            tracing::error!(event = "messages_damaged", error = %e, aside = %aside.display(), "{e}; moving it to {} and starting a new one", aside.display());
+            for suffix in ["", "-wal", "-shm"] {
+                let from = PathBuf::from(format!("{}{suffix}", path.display()));
+                let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                match std::fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("cannot move the damaged {} aside", from.display())
+                        });
+                    }
+                }
+            }
+            Ok((MessageDb::open(path, key)?, true))
+        }
+        Err(e) => Err(e).context("refusing to start; nothing was changed"),
+    }
+}
+
+/// Opens the live state, the backups and the messages, restoring what
+/// needs it. Only data that opens and fails its checks is restored; a
+/// storage fault (permissions, a full or failing disk) stops here with
+/// what to do, and every file stays as it is.
+pub async fn open_stores(
     config: &Config,
     live_path: &Path,
     sealer: Option<Arc<Sealer>>,
-) -> anyhow::Result<(StateDb, Arc<BackupDb>)> {
+) -> anyhow::Result<Stores> {
     let state_dir = &config.daemon.state_dir;
+    crate::store::access::check_state_dir(state_dir)?;
     let new_key = check_key(state_dir, sealer.as_deref())?;
     let backups = Arc::new(open_backups(&backup_db_path(state_dir), sealer.clone())?);
+    let messages_path = messages_db_path(state_dir);
+    let database_key = sealer.as_ref().map(|s| s.database_key_hex());
+    if let Some(key) = database_key.as_deref().filter(|_| new_key) {
+        MessageDb::encrypt_in_place(&messages_path, key)?;
+    }
+    let (messages, messages_lost) = open_messages(&messages_path, database_key)?;
     let mut copied_aside = false;
     let db = match StateDb::open_sealed(live_path, sealer.clone()) {
         Ok(db) => db,
-        Err(e) if is_lock_error(&e) => return Err(e.into()),
+        Err(e) if e.fault() != Fault::Damaged => {
+            return Err(e).context("refusing to start; nothing was changed");
+        }
         Err(e) => {
             let aside = aside_name(live_path);
             tracing::error!(event = "state_damaged", error = %e, aside = %aside.display(), "the live state cannot be opened ({e}); moving it to {} and restoring from backups", aside.display());
@@ -210,6 +266,7 @@ pub fn open_stores(
             tracing::warn!(account = %name, reason = %reason, "skipped a backup generation: {reason}");
         }
         backend.restore(&snapshot)?;
+        requeue(&messages, name, snapshot.pending_sends(backend.sealer())?).await?;
         tracing::warn!(
             account = %name,
             event = "restored_from_backup",
@@ -226,7 +283,56 @@ pub fn open_stores(
         }
         record_key(state_dir, sealer)?;
     }
-    Ok((db, backups))
+    if messages_lost {
+        requeue_from_backups(config, &db, &backups, &messages).await?;
+    }
+    Ok(Stores {
+        state: db,
+        backups,
+        messages,
+    })
+}
+
+/// Puts the sends a restored generation had pending back in the outbox;
+/// the ones the outbox still has (pending or acked since) stay as they are.
+async fn requeue(
+    messages: &Arc<MessageDb>,
+    account: &str,
+    pending: Vec<crate::store::OutboxRecord>,
+) -> anyhow::Result<()> {
+    let added = messages.account(account)?.requeue(pending).await?;
+    if added > 0 {
+        tracing::warn!(account = %account, event = "requeued_from_backup", count = added, "account {account}: put {added} pending send(s) from the backup back in the outbox");
+    }
+    Ok(())
+}
+
+/// A new message database replaced a damaged one: the sends pending in
+/// each account's newest backup go out again, under their ids.
+async fn requeue_from_backups(
+    config: &Config,
+    db: &StateDb,
+    backups: &BackupDb,
+    messages: &Arc<MessageDb>,
+) -> anyhow::Result<()> {
+    for account in &config.accounts {
+        let backend = db.account(&account.name)?;
+        let verify = restorable(&backend);
+        match backups.newest_valid(&account.name, &verify) {
+            Ok((_, snapshot, _)) => {
+                requeue(
+                    messages,
+                    &account.name,
+                    snapshot.pending_sends(backend.sealer())?,
+                )
+                .await?;
+            }
+            Err(e) => {
+                tracing::warn!(account = %account.name, error = %e, "no backup to take pending sends from: {e}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why `backend` needs a restore, if it does.
@@ -234,7 +340,14 @@ fn damage(backend: &SledBackend, backups: &BackupDb) -> anyhow::Result<Option<St
     let name = backend.account_name();
     let report = match backend.verify() {
         Ok(report) => report,
-        Err(e) => return Ok(Some(format!("its state cannot be read: {e}"))),
+        Err(e) if e.fault() == Fault::Damaged => {
+            return Ok(Some(format!("its state cannot be read: {e}")));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "refusing to start: account {name:?}'s state cannot be read; nothing was changed"
+            )));
+        }
     };
     if let Some(key) = report.key_problem {
         bail!(

@@ -639,7 +639,13 @@ pub struct MessagesParams {
     /// `next_cursor` of the previous page: only older messages.
     #[serde(default)]
     pub before: Option<u64>,
+    /// Only messages whose text holds every word of this (full-text search).
+    #[serde(default)]
+    pub search: Option<String>,
 }
+
+/// Longest `search` accepted, in bytes.
+pub const MAX_SEARCH: usize = 1024;
 
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 1000;
@@ -901,6 +907,13 @@ impl Call {
                 if p.limit.is_some_and(|l| !(1..=MAX_PAGE).contains(&l)) {
                     return Err(RpcError::invalid_params(format!(
                         "limit must be 1 to {MAX_PAGE}"
+                    )));
+                }
+                if let Some(search) = &p.search
+                    && (search.trim().is_empty() || search.len() > MAX_SEARCH)
+                {
+                    return Err(RpcError::invalid_params(format!(
+                        "search must hold a word and be at most {MAX_SEARCH} bytes"
                     )));
                 }
                 Call::Messages(p)

@@ -6,16 +6,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::backend::{Kind, SledBackend};
 use super::error::StoreError;
-use super::group_flush::GroupFlush;
-use super::messages::MessageStore;
 use super::seal::Sealer;
 
 /// Longest account name accepted; it is part of every tree name.
 const MAX_ACCOUNT_NAME: usize = 64;
 
 /// sled's page cache. Its default (1 GiB) is sized for a database server, not
-/// for a daemon on a small VPS; an account's working set is a few MiB.
-const CACHE_BYTES: u64 = 64 << 20;
+/// for a daemon on a small VPS; an account's working set is a few MiB, and
+/// with the messages in SQLite sled holds only the sessions. The cache
+/// fills to this whatever the working set (validation reads every record),
+/// so it is what walinkd's memory grows to.
+const CACHE_BYTES: u64 = 16 << 20;
 
 /// The live state database (one per walinkd), shared by all accounts.
 pub struct StateDb {
@@ -24,10 +25,6 @@ pub struct StateDb {
     /// One backend per account name, so every user of an account shares the
     /// same in-process counters and write gate.
     accounts: Mutex<HashMap<String, Arc<SledBackend>>>,
-    /// One message store per account name, for the same reason.
-    messages: Mutex<HashMap<String, Arc<MessageStore>>>,
-    /// The message stores' shared flush (group commit across accounts).
-    flusher: Arc<GroupFlush>,
     /// Seals every account record when encryption at rest is on.
     sealer: Option<Arc<Sealer>>,
 }
@@ -56,12 +53,11 @@ impl StateDb {
             path: path.to_owned(),
             source,
         })?;
+        drop_legacy_message_trees(&db);
         Ok(StateDb {
             path: path.to_owned(),
-            flusher: Arc::new(GroupFlush::new(db.clone())),
             db,
             accounts: Mutex::new(HashMap::new()),
-            messages: Mutex::new(HashMap::new()),
             sealer,
         })
     }
@@ -81,22 +77,6 @@ impl StateDb {
         let backend = Arc::new(SledBackend::open(&self.db, name, self.sealer.clone())?);
         accounts.insert(name.to_owned(), Arc::clone(&backend));
         Ok(backend)
-    }
-
-    /// The outbox and inbox of account `name` (created empty on first use).
-    pub fn messages(&self, name: &str) -> Result<Arc<MessageStore>, StoreError> {
-        validate_account_name(name)?;
-        let mut stores = self.messages.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(store) = stores.get(name) {
-            return Ok(Arc::clone(store));
-        }
-        let store = Arc::new(MessageStore::open(
-            &self.db,
-            Arc::clone(&self.flusher),
-            name,
-        )?);
-        stores.insert(name.to_owned(), Arc::clone(&store));
-        Ok(store)
     }
 
     /// Names of the accounts ever opened in this database (their trees
@@ -135,6 +115,34 @@ impl StateDb {
                 op: "measure its size on disk",
                 source,
             })
+    }
+}
+
+/// Tree kinds where walinkd before `messages.db` kept each account's
+/// messages. No release carried them, so they are dropped, not migrated.
+const LEGACY_MESSAGE_TREES: [&str; 8] = [
+    "outbox",
+    "outbox_ids",
+    "outbox_pending",
+    "outbox_failed",
+    "inbox",
+    "inbox_ids",
+    "inbox_chats",
+    "inbox_chat_stats",
+];
+
+fn drop_legacy_message_trees(db: &sled::Db) {
+    for raw in db.tree_names() {
+        let Some(name) = std::str::from_utf8(&raw).ok() else {
+            continue;
+        };
+        let legacy = name
+            .strip_prefix("acct:")
+            .and_then(|rest| rest.rsplit_once(':'))
+            .is_some_and(|(_, kind)| LEGACY_MESSAGE_TREES.contains(&kind));
+        if legacy && let Err(e) = db.drop_tree(&raw) {
+            tracing::warn!(tree = name, error = %e, "could not drop a message tree left by an older walinkd");
+        }
     }
 }
 

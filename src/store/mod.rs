@@ -1,4 +1,4 @@
-//! The store layer: the only place that touches sled.
+//! The store layer: the only place that touches sled and SQLite.
 //!
 //! [`StateDb`] is the live-state database shared by all accounts; each
 //! account gets a [`SledBackend`], the whatsapp-rust `Backend` on its own
@@ -34,15 +34,16 @@
 //! | `msg_secrets`        | (chat, sender, message id)        | secret, times    |
 //! | `msg_secret_expiry`  | deadline ++ (chat, sender, id)    | marker           |
 //!
-//! Messages (outbox, inbox) have their own trees, listed in `messages.rs`;
-//! they are history, not session, so `clear` leaves them alone.
+//! Messages (outbox, inbox, chats) are not in sled: they live in SQLite,
+//! `messages.db` beside the state database (see `messages/`), so a restore
+//! of the session or `clear` leaves them alone.
 
+pub mod access;
 mod backend;
 pub mod backup;
 pub mod codec;
 mod db;
 mod error;
-mod group_flush;
 mod keys;
 pub mod messages;
 mod records;
@@ -54,10 +55,11 @@ mod tests;
 pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
 pub use backup::{BackupDb, BackupError, SnapshotInfo};
 pub use db::StateDb;
+pub use error::Fault;
 pub use error::StoreError;
 pub use messages::{
-    ChatSummary, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageStore, OutboxCounts,
-    OutboxRecord, Page, Pruned, Retention,
+    ChatSummary, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageDb, MessageStore,
+    OutboxCounts, OutboxRecord, Page, Pruned, Retention, messages_db_path,
 };
 pub use records::WebVersion;
 pub use seal::{SealError, Sealer};

@@ -65,6 +65,9 @@ pub enum SealError {
 pub struct Sealer {
     cipher: Aes256Gcm,
     key_id: [u8; KEY_ID_LEN],
+    /// SQLCipher's key for `messages.db`: a subkey, so the database and the
+    /// sealed records never share a key.
+    database_key: [u8; KEY_LEN],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -83,10 +86,21 @@ impl Sealer {
         let digest = hash.finalize();
         let mut key_id = [0; KEY_ID_LEN];
         key_id.copy_from_slice(&digest[..KEY_ID_LEN]);
+        let mut database_key = [0; KEY_LEN];
+        hkdf::Hkdf::<Sha256>::new(Some(b"walink subkeys v1"), key)
+            .expand(b"messages.db sqlcipher", &mut database_key)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
         Sealer {
             cipher: Aes256Gcm::new(&(*key).into()),
             key_id,
+            database_key,
         }
+    }
+
+    /// The raw SQLCipher key of the message database, in hex (derived with
+    /// HKDF-SHA256 from this key; used as is, no passphrase stretching).
+    pub fn database_key_hex(&self) -> String {
+        hex(&self.database_key)
     }
 
     /// Reads a key file: 32 raw bytes, or 64 hex digits (surrounding

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use mock_wa::{MockConfig, MockHandle, MockServer};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -308,4 +309,37 @@ pub async fn raw_exchange(socket: &Path, lines: &[&[u8]]) -> Vec<Value> {
         replies.push(serde_json::from_str(&reply).expect("reply is JSON"));
     }
     replies
+}
+
+/// Every file below `dir` with its SHA-256, sorted by path.
+pub fn hashes(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let digest = Sha256::digest(std::fs::read(&path).unwrap());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                out.push((path.display().to_string(), hex));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs walinkd on `env`'s config, which must refuse to start; returns
+/// what it printed.
+pub async fn walinkd_fails(env: &Env) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walinkd"))
+        .arg("--config")
+        .arg(env.config_path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "walinkd must refuse to start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

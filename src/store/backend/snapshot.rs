@@ -9,13 +9,19 @@ use sled::Transactional;
 
 use super::verify::VerifyReport;
 use super::{Kind, SledBackend, meta};
-use crate::store::StoreError;
 use crate::store::codec::{self, Record};
 use crate::store::records::DeviceState;
 use crate::store::seal::{self, Sealer};
+use crate::store::{OutboxRecord, StoreError};
 
 /// `(key, value)` rows of one tree, in key order.
 type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The snapshot's pseudo-tree of the sends that were pending when it was
+/// taken (message id → outbox record, sealed like the rest): they live in
+/// `messages.db`, not in sled, but a restore must never lose one. Nothing
+/// else of the message database is in a backup.
+const PENDING_SENDS: &str = "messages:pending_sends";
 
 /// A consistent copy of every record of one account, values still in their
 /// versioned encoding. Equal account states give equal snapshots (and equal
@@ -103,6 +109,10 @@ impl AccountSnapshot {
                 report.check(kind, key, value, sealer);
             }
         }
+        if let Err(e) = self.pending_sends(sealer) {
+            report.problem_count += 1;
+            report.problems.push(e.to_string());
+        }
         for name in self.unknown_trees() {
             report.problem_count += 1;
             report.problems.push(format!(
@@ -140,9 +150,65 @@ impl AccountSnapshot {
     }
 
     fn unknown_trees(&self) -> impl Iterator<Item = &String> {
-        self.trees
-            .keys()
-            .filter(|name| !Kind::ALL.iter().any(|k| k.name() == name.as_str()))
+        self.trees.keys().filter(|name| {
+            name.as_str() != PENDING_SENDS && !Kind::ALL.iter().any(|k| k.name() == name.as_str())
+        })
+    }
+
+    /// The same snapshot carrying `pending`, the account's sends not yet
+    /// acknowledged (sealed with `sealer` when there is one).
+    pub fn with_pending_sends(
+        mut self,
+        pending: &[OutboxRecord],
+        sealer: Option<&Sealer>,
+    ) -> Result<Self, StoreError> {
+        let mut rows = Vec::with_capacity(pending.len());
+        for record in pending {
+            let plain = codec::encode(record).map_err(|source| StoreError::Encode {
+                account: self.account.clone(),
+                tree: PENDING_SENDS,
+                source,
+            })?;
+            let value = match sealer {
+                Some(sealer) => sealer.seal(&plain, PENDING_SENDS.as_bytes()),
+                None => plain,
+            };
+            rows.push((record.id.as_bytes().to_vec(), value));
+        }
+        rows.sort();
+        self.trees.remove(PENDING_SENDS);
+        if !rows.is_empty() {
+            self.trees.insert(PENDING_SENDS.to_owned(), rows);
+        }
+        Ok(self)
+    }
+
+    /// The sends that were pending when the snapshot was taken, oldest
+    /// first.
+    pub fn pending_sends(&self, sealer: Option<&Sealer>) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut out = Vec::new();
+        for (key, value) in self.trees.get(PENDING_SENDS).into_iter().flatten() {
+            let describe = || crate::store::error::describe_key(key);
+            let plain =
+                seal::unseal(sealer, value, PENDING_SENDS.as_bytes()).map_err(|source| {
+                    StoreError::Sealed {
+                        account: self.account.clone(),
+                        tree: PENDING_SENDS,
+                        key: describe(),
+                        source,
+                    }
+                })?;
+            let record: OutboxRecord =
+                codec::decode(&plain).map_err(|source| StoreError::Decode {
+                    account: self.account.clone(),
+                    tree: PENDING_SENDS,
+                    key: describe(),
+                    source,
+                })?;
+            out.push(record);
+        }
+        out.sort_by_key(|r| (r.created_at, r.seq));
+        Ok(out)
     }
 }
 

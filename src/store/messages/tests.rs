@@ -1,10 +1,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use super::*;
-use crate::store::StateDb;
+use crate::store::Fault;
 
 fn inbound(chat: &str, id: &str, timestamp: i64) -> Inbound {
     Inbound {
@@ -18,19 +16,11 @@ fn inbound(chat: &str, id: &str, timestamp: i64) -> Inbound {
     }
 }
 
-/// sled frees its file lock from a background thread shortly after the last
-/// handle is dropped, so a reopen polls until it is free.
-fn open(dir: &tempfile::TempDir) -> Arc<MessageStore> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match StateDb::open(dir.path()) {
-            Ok(db) => return db.messages("sales").unwrap(),
-            Err(StoreError::Open { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(err) => panic!("open the state database: {err}"),
-        }
-    }
+fn open(dir: &tempfile::TempDir) -> MessageStore {
+    MessageDb::open(&messages_db_path(dir.path()), None)
+        .unwrap()
+        .account("sales")
+        .unwrap()
 }
 
 #[tokio::test]
@@ -48,17 +38,25 @@ async fn outbox_round_trip_survives_reopen_and_keeps_order() {
         }
         store
             .advance("ID1", DeliveryStatus::Sent, None, 11)
+            .await
             .unwrap()
             .unwrap();
         store
             .advance("ID1", DeliveryStatus::ServerAck, None, 12)
+            .await
             .unwrap()
             .unwrap();
     }
     let store = open(&dir);
-    let pending: Vec<String> = store.pending().unwrap().into_iter().map(|r| r.id).collect();
+    let pending: Vec<String> = store
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(pending, ["ID0", "ID2", "ID3", "ID4"]);
-    let acked = store.outgoing("ID1").unwrap().unwrap();
+    let acked = store.outgoing("ID1").await.unwrap().unwrap();
     assert_eq!(acked.status, DeliveryStatus::ServerAck);
     assert_eq!(acked.attempts, 1);
     // Sequences continue after a reopen instead of reusing old ones.
@@ -90,7 +88,7 @@ async fn same_id_is_queued_once() {
         .unwrap();
     assert!(first.created && !again.created);
     assert_eq!(again.record, first.record, "the stored message comes back");
-    assert_eq!(store.pending().unwrap().len(), 1);
+    assert_eq!(store.pending().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -105,27 +103,30 @@ async fn statuses_only_move_forward() {
     assert!(
         store
             .advance("A", DeliveryStatus::Delivered, None, 2)
+            .await
             .unwrap()
             .is_some()
     );
     assert!(
         store
             .advance("A", DeliveryStatus::ServerAck, None, 3)
+            .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
             .advance("A", DeliveryStatus::Failed, Some("late".into()), 3)
+            .await
             .unwrap()
             .is_none(),
         "a delivered message cannot fail"
     );
     assert_eq!(
-        store.outgoing("A").unwrap().unwrap().status,
+        store.outgoing("A").await.unwrap().unwrap().status,
         DeliveryStatus::Delivered
     );
-    assert!(store.pending().unwrap().is_empty());
+    assert!(store.pending().await.unwrap().is_empty());
 
     store
         .enqueue("B", "1@s.whatsapp.net", "x", None, 1)
@@ -133,6 +134,7 @@ async fn statuses_only_move_forward() {
         .unwrap();
     let r = store
         .retry_later("B", "server busy".into(), 4)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -141,6 +143,7 @@ async fn statuses_only_move_forward() {
     );
     let failed = store
         .advance("B", DeliveryStatus::Failed, Some("refused".into()), 5)
+        .await
         .unwrap()
         .unwrap();
     assert_eq!(failed.last_error.as_deref(), Some("refused"));
@@ -151,10 +154,11 @@ async fn statuses_only_move_forward() {
             failed: 1
         }
     );
-    assert_eq!(store.failed().unwrap()[0].id, "B");
+    assert_eq!(store.failed().await.unwrap()[0].id, "B");
     assert!(
         store
             .advance("nope", DeliveryStatus::Read, None, 6)
+            .await
             .unwrap()
             .is_none()
     );
@@ -172,10 +176,10 @@ async fn inbox_dedupes_by_chat_sender_and_id() {
     let stored = store.store_inbound(&again, 3).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].message.id, "2");
-    let page = store.messages(None, None, 10).unwrap();
+    let page = store.messages(None, None, None, 10).await.unwrap();
     assert_eq!(page.messages.len(), 3);
     assert_eq!(page.next_cursor, None);
-    let chats = store.chats().unwrap();
+    let chats = store.chats().await.unwrap();
     assert_eq!(chats.len(), 2);
     assert_eq!(
         (
@@ -213,7 +217,7 @@ async fn pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
     let mut cursor = None;
     let mut arriving = 0;
     loop {
-        let page = store.messages(None, cursor, 50).unwrap();
+        let page = store.messages(None, None, cursor, 50).await.unwrap();
         assert!(page.messages.len() <= 50);
         for m in &page.messages {
             assert!(m.seq < last_seq, "newest first, strictly");
@@ -241,7 +245,7 @@ async fn pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
     let mut chat_ids = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.messages(Some("x@s"), cursor, 50).unwrap();
+        let page = store.messages(Some("x@s"), None, cursor, 50).await.unwrap();
         chat_ids.extend(page.messages.iter().map(|m| {
             assert_eq!(m.message.chat, "x@s");
             m.message.id.clone()
@@ -274,17 +278,19 @@ async fn retention_drops_the_oldest_and_never_pending_sends() {
             },
             10_000,
         )
+        .await
         .unwrap();
     assert_eq!(pruned.inbox, 6);
     let ids: Vec<String> = store
-        .messages(None, None, 100)
+        .messages(None, None, None, 100)
+        .await
         .unwrap()
         .messages
         .into_iter()
         .map(|m| m.message.id)
         .collect();
     assert_eq!(ids, ["m9", "m8", "m7", "m6"]);
-    assert_eq!(store.chats().unwrap()[0].count, 4);
+    assert_eq!(store.chats().await.unwrap()[0].count, 4);
     // A pruned message is forgotten entirely: a redelivery stores it again.
     assert_eq!(
         store
@@ -304,9 +310,18 @@ async fn retention_drops_the_oldest_and_never_pending_sends() {
             },
             10_000,
         )
+        .await
         .unwrap();
     assert_eq!(pruned.inbox, 2, "m6 and m7 arrived before 7.5 s");
-    assert_eq!(store.messages(None, None, 100).unwrap().messages.len(), 3);
+    assert_eq!(
+        store
+            .messages(None, None, None, 100)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        3
+    );
 
     for i in 0..4 {
         store
@@ -316,8 +331,12 @@ async fn retention_drops_the_oldest_and_never_pending_sends() {
     }
     store
         .advance("o1", DeliveryStatus::ServerAck, None, 5)
+        .await
         .unwrap();
-    store.advance("o2", DeliveryStatus::Read, None, 5).unwrap();
+    store
+        .advance("o2", DeliveryStatus::Read, None, 5)
+        .await
+        .unwrap();
     let pruned = store
         .prune(
             Retention {
@@ -326,16 +345,18 @@ async fn retention_drops_the_oldest_and_never_pending_sends() {
             },
             10,
         )
+        .await
         .unwrap();
     assert_eq!(pruned.outbox, 2, "only the finished ones");
     let left: Vec<String> = store
         .recent_outgoing(10)
+        .await
         .unwrap()
         .into_iter()
         .map(|r| r.id)
         .collect();
     assert_eq!(left, ["o3", "o0"]);
-    assert!(store.outgoing("o1").unwrap().is_none());
+    assert!(store.outgoing("o1").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +382,7 @@ async fn concurrent_enqueues_all_complete_in_sequence_order() {
     })
     .await
     .expect("400 concurrent enqueues finish");
-    let pending = store.pending().unwrap();
+    let pending = store.pending().await.unwrap();
     assert_eq!(pending.len(), 400);
     assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
     // Each client's messages keep the order it queued them in.
@@ -374,77 +395,136 @@ async fn concurrent_enqueues_all_complete_in_sequence_order() {
     }
 }
 
-/// What a kill -9 between the separate writes of an enqueue or a status
-/// change can leave behind, written by hand, then repaired by reopening.
 #[tokio::test]
-async fn a_crash_between_outbox_writes_is_repaired_at_open() {
+async fn requeue_puts_back_what_is_missing_and_never_a_second_copy() {
     let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let acked = store
+        .enqueue("ACKED", "1@s.whatsapp.net", "a", None, 1)
+        .await
+        .unwrap()
+        .record;
+    let pending = store
+        .enqueue("PENDING", "1@s.whatsapp.net", "b", None, 2)
+        .await
+        .unwrap()
+        .record;
+    // What a backup generation held: both pending.
+    let generation = vec![acked.clone(), pending.clone()];
+    store
+        .advance("ACKED", DeliveryStatus::ServerAck, None, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.requeue(generation.clone()).await.unwrap(), 0);
+    assert_eq!(
+        store.outgoing("ACKED").await.unwrap().unwrap().status,
+        DeliveryStatus::ServerAck,
+        "an ack since the generation stands"
+    );
+    assert_eq!(store.counts().queued, 1);
+
+    // The outbox lost (a new messages.db): both come back, once.
+    let other = tempfile::tempdir().unwrap();
+    let fresh = open(&other);
+    assert_eq!(fresh.requeue(generation.clone()).await.unwrap(), 2);
+    assert_eq!(fresh.requeue(generation).await.unwrap(), 0);
+    let ids: Vec<String> = fresh
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["ACKED", "PENDING"]);
+    assert_eq!(fresh.counts().queued, 2);
+}
+
+#[tokio::test]
+async fn a_damaged_file_fails_its_check_as_damage_and_the_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = messages_db_path(dir.path());
     {
         let store = open(&dir);
-        for id in ["A", "B", "C"] {
-            store
-                .enqueue(id, "1@s.whatsapp.net", "x", None, 1)
-                .await
-                .unwrap();
-        }
-        // Enqueues that died after their id (and pending) entry.
-        store
-            .tree(Tree::OutboxIds)
-            .insert("D", &seq_key(4))
-            .unwrap();
-        store
-            .tree(Tree::OutboxPending)
-            .insert(seq_key(4), &[])
-            .unwrap();
-        store
-            .tree(Tree::OutboxIds)
-            .insert("E", &seq_key(5))
-            .unwrap();
-        // Status changes that died after the record, before the indexes.
-        for (seq, status) in [(2, DeliveryStatus::Failed), (3, DeliveryStatus::ServerAck)] {
-            let mut record = store.outgoing_at(seq).unwrap().unwrap();
-            record.status = status;
-            let value = store.encode(Tree::Outbox, &record).unwrap();
-            store
-                .tree(Tree::Outbox)
-                .insert(seq_key(seq), value)
-                .unwrap();
-        }
-        store.flush().await.unwrap();
+        let batch: Vec<Inbound> = (0..2000)
+            .map(|i| inbound("a@s", &format!("m{i}"), i))
+            .collect();
+        store.store_inbound(&batch, 1).await.unwrap();
     }
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len / 2..len / 2 + 8192] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let err = MessageDb::open(&path, None).unwrap_err();
+    assert_eq!(err.fault(), Fault::Damaged, "{err}");
+}
+
+#[tokio::test]
+async fn search_finds_every_word_pages_and_follows_prunes() {
+    let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let ids = |records: Vec<OutboxRecord>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
-    assert_eq!(ids(store.pending().unwrap()), ["A"]);
-    assert_eq!(ids(store.failed().unwrap()), ["B"]);
-    assert_eq!(
-        store.counts(),
-        OutboxCounts {
-            queued: 1,
-            failed: 1
+    let mut batch = Vec::new();
+    for i in 0..120 {
+        let mut m = inbound(if i % 2 == 0 { "a@s" } else { "b@s" }, &format!("m{i}"), i);
+        m.text = Some(if i % 3 == 0 {
+            format!("the parcel {i} has shipped")
+        } else {
+            format!("hello number {i}")
+        });
+        batch.push(m);
+    }
+    store.store_inbound(&batch, 1).await.unwrap();
+    let mut found = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .messages(None, Some("PARCEL shipped"), cursor, 7)
+            .await
+            .unwrap();
+        found.extend(page.messages.iter().map(|m| m.message.id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
         }
-    );
-    assert_eq!(store.outgoing("D").unwrap(), None, "D was never stored");
-    let d = store
-        .enqueue("D", "1@s.whatsapp.net", "again", None, 2)
+    }
+    let expected: Vec<String> = (0..120)
+        .rev()
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(found, expected, "every match, newest first, across pages");
+    let in_chat = store
+        .messages(Some("a@s"), Some("parcel"), None, 100)
         .await
         .unwrap();
-    assert!(d.created, "a retried D is queued, once");
-    let f = store
-        .enqueue("F", "1@s.whatsapp.net", "x", None, 2)
+    assert_eq!(in_chat.messages.len(), 20, "matches of one chat only");
+    // FTS5 syntax in the input is only text.
+    for odd in ["\"", "AND OR NOT", "parcel*", "(", "col:x", ""] {
+        store.messages(None, Some(odd), None, 10).await.unwrap();
+    }
+    store
+        .prune(
+            Retention {
+                max_age: None,
+                max_messages: Some(10),
+            },
+            2,
+        )
         .await
         .unwrap();
-    assert_eq!((d.record.seq, f.record.seq), (4, 5), "sequences are reused");
+    let left = store
+        .messages(None, Some("parcel"), None, 100)
+        .await
+        .unwrap();
+    let ids: Vec<String> = left.messages.into_iter().map(|m| m.message.id).collect();
     assert_eq!(
-        store.outgoing("E").unwrap(),
-        None,
-        "E's stale id entry does not name F"
+        ids,
+        ["m117", "m114", "m111"],
+        "pruned messages leave the index"
     );
-    assert_eq!(
-        store
-            .advance("E", DeliveryStatus::ServerAck, None, 3)
-            .unwrap(),
-        None,
-        "nor does a status for E change F"
-    );
-    assert_eq!(ids(store.pending().unwrap()), ["A", "D", "F"]);
 }

@@ -1,0 +1,662 @@
+//! One account's durable messages: the outbox (what `send` accepted and has
+//! not finished with) and the inbox (every message received, with history).
+//!
+//! They live in `messages.db` (SQLite, see [`database`] and [`schema`]),
+//! never in the sled state database: a restore of the session touches no
+//! message. All accounts share the file and its writer, so concurrent sends
+//! on any account share one commit.
+//!
+//! Sequences only grow (AUTOINCREMENT), so "newest first, before CURSOR"
+//! pages stay correct while messages arrive: a new message gets a larger
+//! sequence than any cursor already handed out.
+
+mod database;
+mod schema;
+mod sql;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+use database::sqlite_error;
+pub use database::{MessageDb, messages_db_path};
+use sql::{
+    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, fts_query, inbox_row, insert_outgoing, outbox_row,
+    outgoing, prune,
+};
+
+/// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeliveryStatus {
+    /// Durable, waiting for a connection.
+    Queued,
+    /// Written to the connection; no server ack yet.
+    Sent,
+    ServerAck,
+    Delivered,
+    Read,
+    /// Given up on; `last_error` says why.
+    Failed,
+}
+
+impl DeliveryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::ServerAck => "server_ack",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Queued,
+            DeliveryStatus::Sent,
+            DeliveryStatus::ServerAck,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Read,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            DeliveryStatus::Queued => 0,
+            DeliveryStatus::Sent => 1,
+            DeliveryStatus::ServerAck => 2,
+            DeliveryStatus::Delivered => 3,
+            DeliveryStatus::Read => 4,
+            DeliveryStatus::Failed => 5,
+        }
+    }
+
+    /// Still the outbox's job: not acked by the server, not given up on.
+    pub fn is_pending(self) -> bool {
+        matches!(self, DeliveryStatus::Queued | DeliveryStatus::Sent)
+    }
+
+    /// Whether moving from `self` to `next` is progress. A receipt can
+    /// overtake the server ack, and a late ack must not undo a receipt;
+    /// only a message still pending can fail.
+    fn may_become(self, next: DeliveryStatus) -> bool {
+        match next {
+            DeliveryStatus::Failed => self.is_pending(),
+            _ => self != DeliveryStatus::Failed && next.rank() > self.rank(),
+        }
+    }
+}
+
+/// One message of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub seq: u64,
+    /// The WhatsApp message id; every (re)send uses it.
+    pub id: String,
+    /// Recipient JID.
+    pub to: String,
+    pub text: String,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub status: DeliveryStatus,
+    /// Times it was written to a connection or failed to be.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// The client's idempotency key, when it gave one.
+    pub idempotency_key: Option<String>,
+}
+
+impl super::codec::Record for OutboxRecord {
+    const NAME: &'static str = "outbox message";
+    const VERSION: u8 = 1;
+}
+
+/// A message as received, before it has a place in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub id: String,
+    pub chat: String,
+    pub sender: String,
+    pub from_me: bool,
+    /// When the sender sent it (Unix seconds).
+    pub timestamp: i64,
+    pub text: Option<String>,
+    /// What it is when it is not text ("image", …).
+    pub description: Option<String>,
+}
+
+/// One message of the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxRecord {
+    /// Arrival order; the pagination cursor.
+    pub seq: u64,
+    /// When walink stored it (Unix milliseconds); retention counts from here.
+    pub received_at: u64,
+    pub message: Inbound,
+}
+
+/// One chat of the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSummary {
+    pub chat: String,
+    pub count: u64,
+    /// Sender's timestamp of the newest message (Unix seconds).
+    pub last_timestamp: i64,
+    pub last_seq: u64,
+}
+
+/// Result of [`MessageStore::enqueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub record: OutboxRecord,
+    /// False when a message with this id was already in the outbox: the
+    /// stored one is returned and nothing new was queued.
+    pub created: bool,
+}
+
+/// One page of the inbox, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub messages: Vec<InboxRecord>,
+    /// Pass as `before` for the next (older) page; `None` on the last page.
+    pub next_cursor: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Queued or sent, waiting for the server's ack.
+    pub queued: u64,
+    pub failed: u64,
+}
+
+/// How much of the history to keep; `None` keeps everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Option<Duration>,
+    pub max_messages: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub inbox: u64,
+    pub outbox: u64,
+}
+
+/// Outbox counts of one account, kept in memory (status and metrics read
+/// them all the time) and moved only after a commit.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    queued: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Counts {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn sub(counter: &AtomicU64, n: u64) {
+        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            Some(v.saturating_sub(n))
+        });
+    }
+
+    /// A record moved from `old` to `new`.
+    fn moved(&self, old: DeliveryStatus, new: DeliveryStatus) {
+        if old.is_pending() && !new.is_pending() {
+            Counts::sub(&self.queued, 1);
+        }
+        if new == DeliveryStatus::Failed && old != DeliveryStatus::Failed {
+            Counts::add(&self.failed, 1);
+        }
+    }
+}
+
+impl MessageDb {
+    /// The outbox and inbox of account `name`.
+    pub fn account(self: &Arc<Self>, name: &str) -> Result<MessageStore, StoreError> {
+        super::db::validate_account_name(name)?;
+        let counts = self.counts_of(name, |conn| {
+            let count = |filter: &str| -> rusqlite::Result<u64> {
+                conn.query_row(
+                    &format!("SELECT count(*) FROM outbox WHERE account = ?1 AND {filter}"),
+                    [name],
+                    |row| row.get(0),
+                )
+            };
+            Ok(Counts {
+                queued: AtomicU64::new(count(PENDING)?),
+                failed: AtomicU64::new(count("status = 'failed'")?),
+            })
+        })?;
+        Ok(MessageStore {
+            account: name.to_owned(),
+            db: self.clone(),
+            counts,
+        })
+    }
+}
+
+/// The outbox and inbox of one account. Obtain it from
+/// [`MessageDb::account`]; every store of one account shares its counts.
+#[derive(Clone)]
+pub struct MessageStore {
+    account: String,
+    db: Arc<MessageDb>,
+    counts: Arc<Counts>,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageStore {
+    /// The storage fault that stops writes right now (`disk full: …`).
+    pub fn fault(&self) -> Option<String> {
+        self.db.fault()
+    }
+
+    /// Runs a write for this account in the writer's next commit.
+    async fn write<T: Send + 'static>(
+        &self,
+        durable: bool,
+        op: &'static str,
+        work: impl FnOnce(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let account = self.account.clone();
+        let path = self.db.path().to_owned();
+        self.db
+            .write(durable, move |conn| {
+                work(conn, &account).map_err(|e| sqlite_error(&path, op, &e))
+            })
+            .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        work: impl FnOnce(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let account = self.account.clone();
+        let path = self.db.path().to_owned();
+        self.db
+            .read(move |conn| work(conn, &account).map_err(|e| sqlite_error(&path, op, &e)))
+            .await
+    }
+
+    // -----------------------------------------------------------------------
+    // Outbox
+
+    /// Queues a message under `id` and returns once it is on disk. A message
+    /// already stored under `id` is returned unchanged instead (a retried
+    /// send with the same idempotency key).
+    pub async fn enqueue(
+        &self,
+        id: &str,
+        to: &str,
+        text: &str,
+        idempotency_key: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Enqueued, StoreError> {
+        let mut record = OutboxRecord {
+            seq: 0,
+            id: id.to_owned(),
+            to: to.to_owned(),
+            text: text.to_owned(),
+            created_at: now_ms,
+            updated_at: now_ms,
+            status: DeliveryStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            idempotency_key: idempotency_key.map(str::to_owned),
+        };
+        let enqueued = self
+            .write(true, "queue a message", move |conn, account| {
+                if let Some(seq) = insert_outgoing(conn, account, &record)? {
+                    record.seq = seq;
+                    return Ok(Enqueued {
+                        record,
+                        created: true,
+                    });
+                }
+                Ok(Enqueued {
+                    record: outgoing(conn, account, &record.id)?
+                        .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+                    created: false,
+                })
+            })
+            .await?;
+        if enqueued.created {
+            Counts::add(&self.counts.queued, 1);
+        }
+        Ok(enqueued)
+    }
+
+    /// Puts back sends that were pending when a backup generation was
+    /// taken, under their ids. One the outbox still has (pending, acked or
+    /// failed since) is left as it is, so nothing goes out twice. Returns
+    /// how many came back.
+    pub async fn requeue(&self, records: Vec<OutboxRecord>) -> Result<u64, StoreError> {
+        let added = self
+            .write(true, "put back pending messages", move |conn, account| {
+                let mut added = 0;
+                for record in records.iter().filter(|r| r.status.is_pending()) {
+                    added += u64::from(insert_outgoing(conn, account, record)?.is_some());
+                }
+                Ok(added)
+            })
+            .await?;
+        Counts::add(&self.counts.queued, added);
+        Ok(added)
+    }
+
+    /// The outbox message with WhatsApp id `id`.
+    pub async fn outgoing(&self, id: &str) -> Result<Option<OutboxRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read("read a message", move |conn, account| {
+            outgoing(conn, account, &id)
+        })
+        .await
+    }
+
+    /// Queued and sent-but-unacked messages, oldest first: what a connection
+    /// has to (re)send.
+    pub async fn pending(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.outgoing_where(PENDING, "ASC", None).await
+    }
+
+    /// Messages given up on, oldest first.
+    pub async fn failed(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.outgoing_where("status = 'failed'", "ASC", None).await
+    }
+
+    /// Every outbox message, newest first, at most `limit`.
+    pub async fn recent_outgoing(&self, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.outgoing_where("1", "DESC", Some(limit)).await
+    }
+
+    async fn outgoing_where(
+        &self,
+        filter: &'static str,
+        order: &'static str,
+        limit: Option<usize>,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let limit = limit.map_or(-1, |l| l as i64);
+        self.read("list messages", move |conn, account| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1 AND {filter} \
+                 ORDER BY seq {order} LIMIT ?2"
+            ))?;
+            stmt.query_map(params![account, limit], outbox_row)?
+                .collect()
+        })
+        .await
+    }
+
+    pub fn counts(&self) -> OutboxCounts {
+        OutboxCounts {
+            queued: self.counts.queued.load(Ordering::Acquire),
+            failed: self.counts.failed.load(Ordering::Acquire),
+        }
+    }
+
+    /// Moves message `id` to `status` when that is progress (see
+    /// [`DeliveryStatus`]); returns the updated record, or `None` when
+    /// nothing changed (unknown id, or not progress). `error` is kept as
+    /// `last_error`. Moving to `Sent` counts an attempt.
+    pub async fn advance(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        error: Option<String>,
+        now_ms: u64,
+    ) -> Result<Option<OutboxRecord>, StoreError> {
+        self.update(id, now_ms, move |record| {
+            if !record.status.may_become(status) {
+                return false;
+            }
+            record.status = status;
+            if status == DeliveryStatus::Sent {
+                record.attempts += 1;
+            }
+            if error.is_some() {
+                record.last_error = error.clone();
+            }
+            true
+        })
+        .await
+    }
+
+    /// Records a failed try that will be retried: the message goes back to
+    /// `Queued` (from `Queued` or `Sent`) with the reason. Returns the record.
+    pub async fn retry_later(
+        &self,
+        id: &str,
+        error: String,
+        now_ms: u64,
+    ) -> Result<Option<OutboxRecord>, StoreError> {
+        self.update(id, now_ms, move |record| {
+            if !record.status.is_pending() {
+                return false;
+            }
+            record.status = DeliveryStatus::Queued;
+            record.attempts += 1;
+            record.last_error = Some(error.clone());
+            true
+        })
+        .await
+    }
+
+    /// A status change. Not fsynced before it returns (see `database.rs`):
+    /// losing one to a power cut repeats a send under the same id.
+    async fn update(
+        &self,
+        id: &str,
+        now_ms: u64,
+        change: impl FnOnce(&mut OutboxRecord) -> bool + Send + 'static,
+    ) -> Result<Option<OutboxRecord>, StoreError> {
+        let id = id.to_owned();
+        let changed = self
+            .write(false, "update a message's status", move |conn, account| {
+                let Some(mut record) = outgoing(conn, account, &id)? else {
+                    return Ok(None);
+                };
+                let old = record.status;
+                if !change(&mut record) {
+                    return Ok(None);
+                }
+                record.updated_at = now_ms;
+                conn.prepare_cached(
+                    "UPDATE outbox SET status = ?1, attempts = ?2, last_error = ?3, \
+                     updated_at = ?4 WHERE seq = ?5",
+                )?
+                .execute(params![
+                    record.status.as_str(),
+                    record.attempts,
+                    record.last_error,
+                    record.updated_at,
+                    record.seq
+                ])?;
+                Ok(Some((old, record)))
+            })
+            .await?;
+        Ok(changed.map(|(old, record)| {
+            self.counts.moved(old, record.status);
+            record
+        }))
+    }
+
+    // -----------------------------------------------------------------------
+    // Inbox
+
+    /// Stores a batch of received messages, skipping any already stored
+    /// (same chat, sender and id), and returns once it is on disk. Returns
+    /// the records that were new.
+    pub async fn store_inbound(
+        &self,
+        batch: &[Inbound],
+        now_ms: u64,
+    ) -> Result<Vec<InboxRecord>, StoreError> {
+        let batch = batch.to_vec();
+        self.write(true, "store received messages", move |conn, account| {
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO inbox (account, chat, sender, id, from_me, sent_at, received_at, \
+                 body, description) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (account, chat, sender, id) DO NOTHING RETURNING seq",
+            )?;
+            let mut chat = conn.prepare_cached(
+                "INSERT INTO chats (account, chat, count, last_timestamp, last_seq) \
+                 VALUES (?1, ?2, 1, ?3, ?4) ON CONFLICT (account, chat) DO UPDATE SET \
+                 count = count + 1, last_timestamp = excluded.last_timestamp, \
+                 last_seq = excluded.last_seq",
+            )?;
+            let mut stored = Vec::new();
+            for message in batch {
+                let seq: Option<u64> = insert
+                    .query_row(
+                        params![
+                            account,
+                            message.chat,
+                            message.sender,
+                            message.id,
+                            message.from_me,
+                            message.timestamp,
+                            now_ms,
+                            message.text,
+                            message.description
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let Some(seq) = seq else { continue };
+                chat.execute(params![account, message.chat, message.timestamp, seq])?;
+                stored.push(InboxRecord {
+                    seq,
+                    received_at: now_ms,
+                    message,
+                });
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// Up to `limit` messages with a sequence below `before` (all when
+    /// `None`), newest first, of one chat or of all, and with `search`
+    /// only those whose text has every word of it (FTS5).
+    pub async fn messages(
+        &self,
+        chat: Option<&str>,
+        search: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let chat = chat.map(str::to_owned);
+        let search = match search.map(fts_query) {
+            // Nothing to look for: nothing found.
+            Some(None) => {
+                return Ok(Page {
+                    messages: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            other => other.flatten(),
+        };
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        let mut messages = self
+            .read("list messages", move |conn, account| {
+                let mut sql = format!("SELECT {INBOX_COLUMNS} FROM inbox");
+                if search.is_some() {
+                    sql.push_str(" JOIN inbox_fts ON inbox_fts.rowid = inbox.seq");
+                }
+                sql.push_str(" WHERE inbox.account = ?1 AND inbox.seq < ?2");
+                let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+                    Box::new(account.to_owned()),
+                    Box::new(before),
+                    Box::new(limit as i64 + 1),
+                ];
+                if let Some(chat) = chat {
+                    values.push(Box::new(chat));
+                    sql.push_str(&format!(" AND inbox.chat = ?{}", values.len()));
+                }
+                if let Some(query) = search {
+                    values.push(Box::new(query));
+                    sql.push_str(&format!(" AND inbox_fts MATCH ?{}", values.len()));
+                }
+                sql.push_str(" ORDER BY inbox.seq DESC LIMIT ?3");
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(
+                    rusqlite::params_from_iter(values.iter().map(|v| v.as_ref())),
+                    inbox_row,
+                )?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        let next_cursor = if more {
+            messages.last().map(|m| m.seq)
+        } else {
+            None
+        };
+        Ok(Page {
+            messages,
+            next_cursor,
+        })
+    }
+
+    /// Every chat with messages, most recently active first.
+    pub async fn chats(&self) -> Result<Vec<ChatSummary>, StoreError> {
+        self.read("list chats", |conn, account| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT chat, count, last_timestamp, last_seq FROM chats WHERE account = ?1 \
+                 ORDER BY last_seq DESC",
+            )?;
+            stmt.query_map([account], |row| {
+                Ok(ChatSummary {
+                    chat: row.get(0)?,
+                    count: row.get(1)?,
+                    last_timestamp: row.get(2)?,
+                    last_seq: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    // -----------------------------------------------------------------------
+    // Retention
+
+    /// Deletes inbox messages and finished outbox messages beyond
+    /// `retention`, oldest first. Pending outbox messages are never deleted.
+    pub async fn prune(&self, retention: Retention, now_ms: u64) -> Result<Pruned, StoreError> {
+        let cutoff = retention
+            .max_age
+            .map_or(0, |age| now_ms.saturating_sub(age.as_millis() as u64));
+        let max = retention.max_messages.map_or(i64::MAX, |m| m as i64);
+        let (pruned, failed) = self
+            .write(false, "delete old messages", move |conn, account| {
+                prune(conn, account, max, cutoff)
+            })
+            .await?;
+        Counts::sub(&self.counts.failed, failed);
+        Ok(pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! The message database's schema, as numbered migrations: migration N
+//! brings `PRAGMA user_version` from N-1 to N, in one transaction, so a
+//! database is always at a version some walinkd wrote. Never edit a
+//! migration that has shipped; add the next one.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: outbox, inbox and chats, all accounts in one file.
+    "CREATE TABLE meta (
+         key TEXT PRIMARY KEY NOT NULL,
+         value TEXT
+     ) WITHOUT ROWID;
+     -- AUTOINCREMENT: a sequence is never reused, even after a prune, so a
+     -- cursor handed out once keeps meaning the same place.
+     CREATE TABLE outbox (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         account TEXT NOT NULL,
+         id TEXT NOT NULL,
+         recipient TEXT NOT NULL,
+         body TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         updated_at INTEGER NOT NULL,
+         status TEXT NOT NULL CHECK (status IN
+             ('queued', 'sent', 'server_ack', 'delivered', 'read', 'failed')),
+         attempts INTEGER NOT NULL DEFAULT 0,
+         last_error TEXT,
+         idempotency_key TEXT,
+         UNIQUE (account, id)
+     );
+     CREATE INDEX outbox_pending ON outbox (account, seq) WHERE status IN ('queued', 'sent');
+     CREATE INDEX outbox_failed ON outbox (account, seq) WHERE status = 'failed';
+     CREATE INDEX outbox_by_account ON outbox (account, seq);
+     CREATE TABLE inbox (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         account TEXT NOT NULL,
+         chat TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         id TEXT NOT NULL,
+         from_me INTEGER NOT NULL,
+         sent_at INTEGER NOT NULL,
+         received_at INTEGER NOT NULL,
+         body TEXT,
+         description TEXT,
+         UNIQUE (account, chat, sender, id)
+     );
+     CREATE INDEX inbox_by_account ON inbox (account, seq);
+     CREATE INDEX inbox_by_chat ON inbox (account, chat, seq);
+     CREATE TABLE chats (
+         account TEXT NOT NULL,
+         chat TEXT NOT NULL,
+         count INTEGER NOT NULL,
+         last_timestamp INTEGER NOT NULL,
+         last_seq INTEGER NOT NULL,
+         PRIMARY KEY (account, chat)
+     ) WITHOUT ROWID;",
+    // 2: full-text search over the inbox (FTS5, external content: the
+    // text is stored once, in `inbox`; triggers keep the index in step).
+    "CREATE VIRTUAL TABLE inbox_fts USING fts5 (
+         body, description, content = 'inbox', content_rowid = 'seq'
+     );
+     CREATE TRIGGER inbox_fts_insert AFTER INSERT ON inbox BEGIN
+         INSERT INTO inbox_fts (rowid, body, description)
+         VALUES (new.seq, new.body, new.description);
+     END;
+     CREATE TRIGGER inbox_fts_delete AFTER DELETE ON inbox BEGIN
+         INSERT INTO inbox_fts (inbox_fts, rowid, body, description)
+         VALUES ('delete', old.seq, old.body, old.description);
+     END;
+     INSERT INTO inbox_fts (inbox_fts) VALUES ('rebuild');",
+];
+
+/// The schema version this walinkd writes.
+pub(super) const VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Applies the migrations the database has not had yet. A database from a
+/// newer walinkd is refused rather than written with an older schema.
+pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "its schema version is {current}, newer than this walinkd's {VERSION}: \
+                 run the walinkd that wrote it"
+            )),
+        ));
+    }
+    for (done, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", done as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The SQL behind [`super::MessageStore`]: row mapping and the statements
+//! that take more than one line.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{DeliveryStatus, Inbound, InboxRecord, OutboxRecord, Pruned};
+
+pub(super) const OUTBOX_COLUMNS: &str = "seq, id, recipient, body, created_at, updated_at, status, attempts, \
+                              last_error, idempotency_key";
+/// Qualified: the search joins `inbox_fts`, which has `body` too.
+pub(super) const INBOX_COLUMNS: &str = "inbox.seq, inbox.received_at, inbox.id, inbox.chat, inbox.sender, \
+                             inbox.from_me, inbox.sent_at, inbox.body, inbox.description";
+pub(super) const PENDING: &str = "status IN ('queued', 'sent')";
+
+pub(super) fn outbox_row(row: &Row<'_>) -> rusqlite::Result<OutboxRecord> {
+    let status: String = row.get(6)?;
+    Ok(OutboxRecord {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        to: row.get(2)?,
+        text: row.get(3)?,
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                6,
+                rusqlite::types::Type::Text,
+                format!("unknown delivery status {status:?}").into(),
+            )
+        })?,
+        attempts: row.get(7)?,
+        last_error: row.get(8)?,
+        idempotency_key: row.get(9)?,
+    })
+}
+
+pub(super) fn inbox_row(row: &Row<'_>) -> rusqlite::Result<InboxRecord> {
+    Ok(InboxRecord {
+        seq: row.get(0)?,
+        received_at: row.get(1)?,
+        message: Inbound {
+            id: row.get(2)?,
+            chat: row.get(3)?,
+            sender: row.get(4)?,
+            from_me: row.get(5)?,
+            timestamp: row.get(6)?,
+            text: row.get(7)?,
+            description: row.get(8)?,
+        },
+    })
+}
+
+/// What a user typed, as an FTS5 query that matches messages holding every
+/// word (`None` when it has none): each word quoted (FTS5's own syntax never applies, so no input is
+/// a syntax error), joined by FTS5's implicit AND.
+pub(super) fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// Inserts `record` unless the account has a message with its id; returns
+/// the new sequence.
+pub(super) fn insert_outgoing(
+    conn: &Connection,
+    account: &str,
+    record: &OutboxRecord,
+) -> rusqlite::Result<Option<u64>> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (account, id, recipient, body, created_at, updated_at, status, \
+         attempts, last_error, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (account, id) DO NOTHING RETURNING seq",
+    )?
+    .query_row(
+        params![
+            account,
+            record.id,
+            record.to,
+            record.text,
+            record.created_at,
+            record.updated_at,
+            record.status.as_str(),
+            record.attempts,
+            record.last_error,
+            record.idempotency_key
+        ],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+pub(super) fn outgoing(
+    conn: &Connection,
+    account: &str,
+    id: &str,
+) -> rusqlite::Result<Option<OutboxRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1 AND id = ?2"
+    ))?
+    .query_row(params![account, id], outbox_row)
+    .optional()
+}
+
+/// Returns what went, and how many of the outbox messages were failed ones.
+pub(super) fn prune(
+    conn: &Connection,
+    account: &str,
+    max: i64,
+    cutoff: u64,
+) -> rusqlite::Result<(Pruned, u64)> {
+    let mut pruned = Pruned::default();
+    let inbox_len: i64 = conn.query_row(
+        "SELECT count(*) FROM inbox WHERE account = ?1",
+        [account],
+        |row| row.get(0),
+    )?;
+    let excess = (inbox_len - max).max(0);
+    let mut chats: Vec<String> = conn
+        .prepare(
+            "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox WHERE account = ?1 \
+             ORDER BY seq LIMIT ?2) OR (account = ?1 AND received_at < ?3) RETURNING chat",
+        )?
+        .query_map(params![account, excess, cutoff], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    pruned.inbox = chats.len() as u64;
+    chats.sort();
+    chats.dedup();
+    for chat in chats {
+        conn.execute(
+            "UPDATE chats SET count = (SELECT count(*) FROM inbox WHERE account = ?1 \
+             AND chat = ?2) WHERE account = ?1 AND chat = ?2",
+            params![account, chat],
+        )?;
+    }
+    conn.execute(
+        "DELETE FROM chats WHERE account = ?1 AND count = 0",
+        [account],
+    )?;
+
+    let outbox_len: i64 = conn.query_row(
+        "SELECT count(*) FROM outbox WHERE account = ?1",
+        [account],
+        |row| row.get(0),
+    )?;
+    let excess = (outbox_len - max).max(0);
+    let statuses: Vec<String> = conn
+        .prepare(&format!(
+            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE account = ?1 \
+             AND NOT {PENDING} ORDER BY seq LIMIT ?2) \
+             OR (account = ?1 AND NOT {PENDING} AND created_at < ?3) RETURNING status"
+        ))?
+        .query_map(params![account, excess, cutoff], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    pruned.outbox = statuses.len() as u64;
+    let failed = statuses.iter().filter(|s| *s == "failed").count() as u64;
+    Ok((pruned, failed))
+}
