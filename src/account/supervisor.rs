@@ -174,6 +174,7 @@ impl AccountHandle {
             own.connection.proxy = spec.proxy.clone();
             Arc::new(own)
         };
+        backend.serve_resends_from(Arc::new(crate::wa::OutboxResends::new(messages.clone())));
         let session_exists = backend.has_credentials();
         let snapshot = Snapshot {
             name: spec.name.clone(),

@@ -52,7 +52,7 @@ pub mod seal;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{AccountSnapshot, SledBackend, VerifyReport};
+pub use backend::{AccountSnapshot, ResendSource, SledBackend, VerifyReport};
 pub use backup::{BackupDb, BackupError, SnapshotInfo};
 pub use db::StateDb;
 pub use error::Fault;

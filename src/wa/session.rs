@@ -243,10 +243,7 @@ impl Session {
         let jid: Jid = to
             .parse()
             .map_err(|_| SessionError::BadRecipient(to.to_string()))?;
-        let message = whatsapp_rust::waproto::whatsapp::Message {
-            conversation: Some(text.to_string()),
-            ..Default::default()
-        };
+        let message = text_message(text);
         let options = match message_id {
             Some(id) => SendOptions::default().with_message_id(id),
             None => SendOptions::default(),
@@ -281,5 +278,13 @@ impl Session {
             .await
             .map_err(|e| SessionError::Keepalive(e.to_string()))?;
         Ok(start.elapsed())
+    }
+}
+
+/// A plain text message, as walink sends it (and sends it again on a retry).
+pub(crate) fn text_message(text: &str) -> whatsapp_rust::waproto::whatsapp::Message {
+    whatsapp_rust::waproto::whatsapp::Message {
+        conversation: Some(text.to_string()),
+        ..Default::default()
     }
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mock_wa::Fault;
+use mock_wa::{Fault, MockHandle};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use walink::ipc::protocol::code;
@@ -349,13 +349,7 @@ pub async fn run(config: ChaosConfig) {
         assert_eq!(status["jid"], a.jid.as_str(), "{} kept its device", a.name);
         assert_eq!(status["outbox"], json!({"queued": 0, "failed": 0}));
 
-        let inbox: Vec<String> = env
-            .mock
-            .inbox(&a.contact)
-            .await
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
+        let inbox = contact_inbox(&env.mock, &a.contact).await;
         let unique: HashSet<&String> = inbox.iter().collect();
         assert_eq!(
             unique.len(),
@@ -872,26 +866,32 @@ async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
     .await;
     let accepted = ledger.lock().unwrap().accepted.clone();
     let delivered = ledger.lock().unwrap().delivered.clone();
-    eventually(SETTLE, "every accepted message reaches its contact", || {
-        let accepted = &accepted;
-        async move {
-            for a in accounts {
-                let got: HashSet<String> = env
-                    .mock
-                    .inbox(&a.contact)
-                    .await
-                    .into_iter()
-                    .map(|e| e.id)
-                    .collect();
-                let want = accepted.get(&a.name)?;
-                if !want.iter().all(|id| got.contains(id)) {
-                    return None;
-                }
-            }
-            Some(())
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for a in accounts {
+            let got: HashSet<String> = contact_inbox(&env.mock, &a.contact)
+                .await
+                .into_iter()
+                .collect();
+            let want = accepted.get(&a.name).cloned().unwrap_or_default();
+            missing.extend(
+                want.into_iter()
+                    .filter(|id| !got.contains(id))
+                    .map(|id| (a.name.clone(), id)),
+            );
         }
-    })
-    .await;
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {SETTLE:?} waiting for every accepted message to reach its contact; {}",
+                undelivered_report(env, &missing).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     eventually(SETTLE, "every delivered message is stored", || {
         let delivered = &delivered;
         async move {
@@ -906,6 +906,37 @@ async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
         }
     })
     .await;
+}
+
+/// The ids of every message `contact` received, as the mock recorded them.
+async fn contact_inbox(mock: &MockHandle, contact: &str) -> Vec<String> {
+    mock.inbox(contact)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+/// What the daemon and the mock know of accepted messages that never
+/// reached their contact: the daemon's view of each (its outbox record) and
+/// the mock's messaging counters, so a failure says where the message went.
+async fn undelivered_report(env: &Env, missing: &[(String, String)]) -> String {
+    let mut out = format!("{} missing:", missing.len());
+    for (account, id) in missing.iter().take(20) {
+        let outbox = env
+            .call("outbox", json!({"account": account, "all": true}))
+            .await
+            .ok()
+            .and_then(|v| {
+                v["messages"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|m| m["id"] == id.as_str()).cloned())
+            });
+        out.push_str(&format!("\n  {account} {id}: daemon has {outbox:?}"));
+    }
+    let messaging = env.mock.messaging().map(|m| m.stats());
+    out.push_str(&format!("\n  mock messaging: {messaging:?}"));
+    out
 }
 
 /// Every message id the daemon stored for `account`, all pages.

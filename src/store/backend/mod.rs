@@ -15,7 +15,7 @@ pub use snapshot::AccountSnapshot;
 pub use verify::VerifyReport;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use wacore::store::Device;
@@ -125,6 +125,16 @@ pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>
 /// time-based pruning is the client's sweep, this only bounds a burst.
 pub(crate) const MAX_SENT_MESSAGES: usize = 4096;
 
+/// Where the message a retry receipt asks for comes from when the library's
+/// own copy (`sent_messages`) is gone: a kill -9 before sled wrote it out,
+/// or a restore from a generation older than the send. walink's outbox
+/// commits every accepted message before it is sent, so it still has it.
+#[async_trait::async_trait]
+pub trait ResendSource: Send + Sync {
+    /// The encoded message `message_id` sent to `chat_jid`, if it is ours.
+    async fn payload(&self, chat_jid: &str, message_id: &str) -> Option<Vec<u8>>;
+}
+
 /// The whatsapp-rust storage backend of one account.
 ///
 /// Obtain it from [`super::StateDb::account`]; there is one instance per
@@ -140,6 +150,8 @@ pub struct SledBackend {
     sent_count: AtomicUsize,
     /// Encryption at rest: every value written is sealed with it.
     sealer: Option<Arc<Sealer>>,
+    /// Answers retry receipts for messages `sent_messages` lost.
+    resends: OnceLock<Arc<dyn ResendSource>>,
 }
 
 impl std::fmt::Debug for SledBackend {
@@ -175,7 +187,18 @@ impl SledBackend {
             gate: RwLock::new(()),
             sent_count,
             sealer,
+            resends: OnceLock::new(),
         })
+    }
+
+    /// Serves retry receipts from `source` when `sent_messages` has no copy.
+    /// Set once, by the account that owns this backend.
+    pub fn serve_resends_from(&self, source: Arc<dyn ResendSource>) {
+        let _ = self.resends.set(source);
+    }
+
+    pub(crate) fn resend_source(&self) -> Option<&Arc<dyn ResendSource>> {
+        self.resends.get()
     }
 
     /// The account name this backend belongs to.

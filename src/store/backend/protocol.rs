@@ -18,6 +18,27 @@ use crate::store::records::{
 type StoreResult<T> = std::result::Result<T, StoreError>;
 
 impl SledBackend {
+    /// Removes and returns the library's own copy of a sent message.
+    fn take_sent_row(&self, chat_jid: &str, message_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row_key = keys::composite(&[chat_jid.as_bytes(), message_id.as_bytes()]);
+        let _gate = self.writing();
+        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
+            |(rows, by_time)| {
+                let Some(bytes) = rows.remove(row_key.as_slice())? else {
+                    return Ok(None);
+                };
+                let row: SentMessage = abort(self.decode(Kind::SentMessages, &row_key, &bytes))?;
+                by_time.remove(keys::timed(row.timestamp, &row_key))?;
+                Ok(Some(row.payload))
+            },
+        );
+        let taken = self.tx_result(Kind::SentMessages, result)?;
+        if taken.is_some() {
+            self.sent_removed(1);
+        }
+        Ok(taken)
+    }
+
     /// Writes one LID mapping inside a transaction over `lid_mappings` and
     /// `pn_to_lid`, keeping the reverse index in step.
     fn put_lid_mapping_tx(
@@ -428,23 +449,13 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
-        let row_key = keys::composite(&[chat_jid.as_bytes(), message_id.as_bytes()]);
-        let _gate = self.writing();
-        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
-            |(rows, by_time)| {
-                let Some(bytes) = rows.remove(row_key.as_slice())? else {
-                    return Ok(None);
-                };
-                let row: SentMessage = abort(self.decode(Kind::SentMessages, &row_key, &bytes))?;
-                by_time.remove(keys::timed(row.timestamp, &row_key))?;
-                Ok(Some(row.payload))
-            },
-        );
-        let taken = self.tx_result(Kind::SentMessages, result)?;
-        if taken.is_some() {
-            self.sent_removed(1);
+        if let Some(taken) = self.take_sent_row(chat_jid, message_id)? {
+            return Ok(Some(taken));
         }
-        Ok(taken)
+        match self.resend_source() {
+            Some(source) => Ok(source.payload(chat_jid, message_id).await),
+            None => Ok(None),
+        }
     }
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {

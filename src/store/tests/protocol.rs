@@ -478,3 +478,48 @@ async fn pending_inbound_buffer() {
             .is_none()
     );
 }
+
+/// What the outbox would answer: one message it knows.
+struct OneResend;
+
+#[async_trait::async_trait]
+impl crate::store::ResendSource for OneResend {
+    async fn payload(&self, _chat: &str, id: &str) -> Option<Vec<u8>> {
+        (id == "lost").then(|| b"from the outbox".to_vec())
+    }
+}
+
+#[tokio::test]
+async fn a_sent_message_sled_lost_is_served_from_the_resend_source() {
+    let dir = temp_dir();
+    let (_db, s) = write_then_reopen(&dir, "sales", |s| async move {
+        s.store_sent_message("c@s.whatsapp.net", "kept", b"library copy")
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        s.take_sent_message("c@s.whatsapp.net", "lost")
+            .await
+            .unwrap(),
+        None
+    );
+    s.serve_resends_from(Arc::new(OneResend));
+    assert_eq!(
+        s.take_sent_message("c@s.whatsapp.net", "kept")
+            .await
+            .unwrap(),
+        Some(b"library copy".to_vec()),
+        "the library's own copy comes first"
+    );
+    assert_eq!(
+        s.take_sent_message("c@lid", "lost").await.unwrap(),
+        Some(b"from the outbox".to_vec())
+    );
+    assert_eq!(
+        s.take_sent_message("c@s.whatsapp.net", "other")
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -1,0 +1,76 @@
+//! Retry receipts answered from walink's outbox: when a contact could not
+//! decrypt a message and the library no longer holds its copy, the text the
+//! outbox committed before the send is encoded again, exactly as it was
+//! first sent, so the library can re-encrypt it under the same id.
+
+use crate::store::{MessageStore, ResendSource};
+
+use super::session::text_message;
+
+pub struct OutboxResends {
+    store: MessageStore,
+}
+
+impl OutboxResends {
+    pub fn new(store: MessageStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl ResendSource for OutboxResends {
+    async fn payload(&self, _chat_jid: &str, message_id: &str) -> Option<Vec<u8>> {
+        // Ids are unique per account; the chat may be either of the
+        // person's addresses (phone number or LID), so it is not compared.
+        match self.store.outgoing(message_id).await {
+            Ok(Some(record)) => {
+                tracing::info!(id = %message_id, "answering a retry receipt from the outbox");
+                Some(whatsapp_rust::waproto::codec::message_to_vec(
+                    &text_message(&record.text),
+                ))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(id = %message_id, error = %e, "reading the outbox for a retry receipt failed");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::messages::{MessageDb, messages_db_path};
+
+    #[tokio::test]
+    async fn a_retry_gets_the_outbox_text_encoded_as_it_was_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = MessageDb::open(&messages_db_path(dir.path()), None).unwrap();
+        let store = db.account("sales").unwrap();
+        store
+            .enqueue(
+                "3EB0AA",
+                "15551234567@s.whatsapp.net",
+                "hello again",
+                None,
+                1,
+            )
+            .await
+            .unwrap();
+        let resends = OutboxResends::new(store);
+        let payload = resends
+            .payload("100015551234567@lid", "3EB0AA")
+            .await
+            .expect("the outbox has it");
+        let message = whatsapp_rust::waproto::codec::message_decode(&payload).unwrap();
+        assert_eq!(message.conversation.as_deref(), Some("hello again"));
+        assert_eq!(message, text_message("hello again"));
+        assert!(
+            resends
+                .payload("15551234567@s.whatsapp.net", "3EB0BB")
+                .await
+                .is_none()
+        );
+    }
+}
