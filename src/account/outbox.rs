@@ -87,8 +87,17 @@ impl Sender {
         // sent on an earlier connection (or by an earlier walinkd) without an
         // ack is sent again, under the same id.
         let mut in_flight: HashSet<String> = HashSet::new();
+        // Until one pass has gone through the whole outbox, unacked messages
+        // of earlier connections are read too; after that only new ones, so
+        // a busy outbox is not read whole again for every message queued.
+        let mut resend_unacked = true;
         loop {
-            let pending = match self.store.pending().await {
+            let listed = if resend_unacked {
+                self.store.pending().await
+            } else {
+                self.store.queued().await
+            };
+            let pending = match listed {
                 Ok(pending) => pending,
                 Err(e) => {
                     tracing::error!(account = %self.account, error = %e, "reading the outbox failed");
@@ -136,6 +145,7 @@ impl Sender {
             if pause {
                 tokio::time::sleep(RETRY_AFTER).await;
             } else {
+                resend_unacked = false;
                 self.kick.notified().await;
             }
         }

@@ -25,8 +25,8 @@ use super::error::StoreError;
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};
 use sql::{
-    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, fts_query, inbox_row, insert_outgoing, outbox_row,
-    outgoing, prune,
+    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, QUEUED, fts_query, inbox_row, insert_outgoing,
+    outbox_row, outgoing, prune,
 };
 
 /// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
@@ -376,6 +376,13 @@ impl MessageStore {
     /// has to (re)send.
     pub async fn pending(&self) -> Result<Vec<OutboxRecord>, StoreError> {
         self.outgoing_where(PENDING, "ASC", None).await
+    }
+
+    /// Messages not yet written to any connection, oldest first: what a
+    /// connection that already resent its unacked messages has left to send.
+    pub async fn queued(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        // The `PENDING` term lets SQLite use the partial index on it.
+        self.outgoing_where(QUEUED, "ASC", None).await
     }
 
     /// Messages given up on, oldest first.
