@@ -109,6 +109,7 @@ impl Sender {
                     Ok(_) => {
                         in_flight.insert(record.id.clone());
                         self.status(&record.id, DeliveryStatus::Sent, None).await;
+                        self.learn_mapping(&record.to).await;
                     }
                     Err(SessionError::NotConnected) => return,
                     Err(e @ SessionError::BadRecipient(_)) => {
@@ -141,6 +142,17 @@ impl Sender {
         }
     }
 
+    /// Sending to a number makes the library ask for its LID (and the
+    /// reverse): the mapping it keeps joins the person's conversations.
+    async fn learn_mapping(&self, to: &str) {
+        let Some((lid, phone)) = self.session.lid_pn(to).await else {
+            return;
+        };
+        if let Err(e) = crate::messages::learn(&self.store, lid, phone, now_ms()).await {
+            tracing::warn!(account = %self.account, error = %e, "recording a contact failed");
+        }
+    }
+
     async fn status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) {
         apply_status(
             &self.account,
@@ -166,13 +178,11 @@ pub(crate) struct StoreInbox {
 #[async_trait::async_trait]
 impl InboxSink for StoreInbox {
     async fn store(&self, batch: &[IncomingMessage]) -> Result<(), String> {
-        let stored = self
-            .store
-            .store_inbound(batch, now_ms())
+        let stored = crate::messages::file(&self.store, batch, now_ms())
             .await
             .map_err(|e| e.to_string())?;
-        for record in stored {
-            let _ = self.events.send(AccountEvent::Message(record.message));
+        for message in stored {
+            let _ = self.events.send(AccountEvent::Message(message));
         }
         Ok(())
     }

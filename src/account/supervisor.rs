@@ -136,6 +136,8 @@ enum Command {
         work: OfflineWork,
         reply: Reply<AccountState>,
     },
+    /// The connection, for a question to the server (usync, groups).
+    Connection(oneshot::Sender<Option<Arc<Session>>>),
     Ping(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
@@ -331,16 +333,39 @@ impl AccountHandle {
             Some(key) => message_id_for_key(&self.spec.name, key),
             None => new_message_id(&self.spec.name),
         };
-        let enqueued = self
-            .messages
-            .enqueue(&id, &to, &text, key.as_deref(), now_ms())
-            .await
-            .map_err(|e| CommandError::Store(e.to_string()))?;
+        let own = self.status.borrow().jid.clone();
+        let enqueued = crate::messages::send(
+            &self.messages,
+            &id,
+            &to,
+            own.as_deref(),
+            &text,
+            key.as_deref(),
+            now_ms(),
+        )
+        .await
+        .map_err(|e| CommandError::Store(e.to_string()))?;
         if enqueued.created {
             outbox::announce(&self.events, &id, &to, DeliveryStatus::Queued, None);
             self.kick.notify_one();
         }
         Ok(enqueued)
+    }
+
+    /// The account's connection, while it is connected: for questions to
+    /// the server that are not messages (who is on WhatsApp, groups).
+    pub async fn live_session(&self) -> Result<Arc<Session>, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Connection(tx))
+            .await
+            .map_err(|_| CommandError::Gone)?;
+        rx.await
+            .map_err(|_| CommandError::Gone)?
+            .ok_or_else(|| CommandError::NotConnected {
+                account: self.spec.name.clone(),
+                state: self.snapshot().state,
+            })
     }
 
     pub async fn pair_code(&self, phone: String) -> Result<String, CommandError> {
@@ -577,6 +602,10 @@ impl Supervisor {
                         self.name
                     ),
                 }));
+                None
+            }
+            Command::Connection(reply) => {
+                let _ = reply.send(None);
                 None
             }
             Command::Ping(reply) => {
@@ -960,7 +989,9 @@ impl Supervisor {
             WaEvent::Message(m) => {
                 tracing::debug!(account = %self.name, event = "message_received", "message received");
                 self.status.send_modify(|s| s.messages_in += 1);
-                let _ = self.events.send(AccountEvent::Message(m));
+                let _ = self
+                    .events
+                    .send(AccountEvent::Message(crate::messages::unstored(&m)));
             }
         }
         None
@@ -1073,6 +1104,10 @@ impl Supervisor {
                         .map_err(|e| CommandError::Rejected(e.to_string()));
                     let _ = reply.send(result);
                 });
+                None
+            }
+            Command::Connection(reply) => {
+                let _ = reply.send(session.is_connected().then(|| session.clone()));
                 None
             }
             Command::Ping(reply) => {

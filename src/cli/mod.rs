@@ -25,9 +25,9 @@ pub use socket::default_socket;
 use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, Stream, StreamItem, decode};
 use crate::ipc::protocol::{
-    self, ActionResult, ChatsResult, DiagnoseReport, HealthLevel, HealthResult, Lagged,
-    MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, QrWaiting, SendResult,
-    StatusResult, method, notification,
+    self, ActionResult, ChatsResult, ContactsResult, DiagnoseReport, HealthLevel, HealthResult,
+    Lagged, MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, QrWaiting,
+    SendResult, StatusResult, method, notification,
 };
 
 /// Exit statuses.
@@ -272,6 +272,21 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Command::Contacts { account, check } => {
+            let check = (!check.is_empty()).then_some(check);
+            let result: ContactsResult = call(
+                &mut client,
+                &out,
+                method::CONTACTS,
+                json!({ "account": account, "check": check }),
+                "contacts",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::contacts_table(&result.contacts));
+            }
+            Ok(exit::OK)
+        }
         Command::Events { account } => events(&mut client, &out, account).await,
         Command::Completions { shell } => Ok(completions(shell)),
     }
@@ -305,7 +320,8 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Send { account, .. }
         | Command::Outbox { account, .. }
         | Command::Messages { account, .. }
-        | Command::Chats { account } => Some(account.as_str()),
+        | Command::Chats { account }
+        | Command::Contacts { account, .. } => Some(account.as_str()),
     };
     if let Some(name) = account {
         validate_account_name(name)
@@ -333,6 +349,13 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
                     "invalid --limit",
                     format!("must be 1 to {}", protocol::MAX_PAGE),
                 ));
+            }
+        }
+        Command::Contacts { check, .. } => {
+            for phone in check {
+                protocol::normalize_phone(phone).map_err(|why| {
+                    Failure::usage(&format!("invalid phone number {phone:?}"), why)
+                })?;
             }
         }
         _ => {}

@@ -157,56 +157,6 @@ impl DaemonHandler {
         to_value(wire::OutboxResult { messages })
     }
 
-    async fn messages(&self, p: wire::MessagesParams) -> Result<Value, RpcError> {
-        let handle = self.account(&p.account).await?;
-        let page = handle
-            .messages()
-            .messages(
-                p.chat.as_deref(),
-                p.search.as_deref(),
-                p.before,
-                p.limit.unwrap_or(wire::DEFAULT_PAGE),
-            )
-            .await
-            .map_err(RpcError::storage)?;
-        let messages = page
-            .messages
-            .into_iter()
-            .map(|r| wire::StoredMessage {
-                cursor: r.seq,
-                id: r.message.id,
-                chat: r.message.chat,
-                sender: r.message.sender,
-                from_me: r.message.from_me,
-                timestamp: r.message.timestamp.max(0) as u64,
-                received_at: r.received_at / 1000,
-                text: r.message.text,
-                description: r.message.description,
-            })
-            .collect();
-        to_value(wire::MessagesResult {
-            messages,
-            next_cursor: page.next_cursor,
-        })
-    }
-
-    async fn chats(&self, account: &str) -> Result<Value, RpcError> {
-        let handle = self.account(account).await?;
-        let chats = handle
-            .messages()
-            .chats()
-            .await
-            .map_err(RpcError::storage)?
-            .into_iter()
-            .map(|c| wire::ChatInfo {
-                chat: c.chat,
-                count: c.count,
-                last_message_at: c.last_timestamp.max(0) as u64,
-            })
-            .collect();
-        to_value(wire::ChatsResult { chats })
-    }
-
     async fn qr(&self, name: &str, sink: NotificationSink) -> Result<Value, RpcError> {
         let handle = self.account(name).await?;
         let mut watch = handle.watch();
@@ -452,8 +402,13 @@ impl Handler for DaemonHandler {
             Call::PairCode(p) => self.pair_code(p, sink).await,
             Call::Subscribe(f) => self.subscribe(f.account.as_deref(), sink).await,
             Call::Outbox(p) => self.outbox(p).await,
-            Call::Messages(p) => self.messages(p).await,
-            Call::Chats(p) => self.chats(&p.account).await,
+            Call::Messages(p) => {
+                super::conversations::messages(&*self.account(&p.account).await?, p).await
+            }
+            Call::Chats(p) => super::conversations::chats(&*self.account(&p.account).await?).await,
+            Call::Contacts(p) => {
+                super::conversations::contacts(&*self.account(&p.account).await?, p).await
+            }
             Call::Diagnose(f) => {
                 let report = match f.account.as_deref() {
                     Some(name) => {
@@ -593,7 +548,7 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
     }
 }
 
-fn wire_status(s: DeliveryStatus) -> MessageStatus {
+pub(super) fn wire_status(s: DeliveryStatus) -> MessageStatus {
     match s {
         DeliveryStatus::Queued => MessageStatus::Queued,
         DeliveryStatus::Sent => MessageStatus::Sent,
@@ -623,12 +578,7 @@ fn wire_event(account: &str, event: AccountEvent) -> Event {
         },
         AccountEvent::Paired { jid } => EventKind::Paired { jid },
         AccountEvent::Message(m) => EventKind::MessageReceived {
-            id: m.id,
-            chat: m.chat,
-            sender: m.sender,
-            timestamp: m.timestamp.max(0) as u64,
-            text: m.text,
-            description: m.description,
+            message: super::conversations::wire_message(m),
         },
         AccountEvent::MessageStatus {
             id,

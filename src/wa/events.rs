@@ -60,9 +60,24 @@ pub enum ReceiptStatus {
     Read,
 }
 
-/// An incoming message, reduced to what walink stores and shows: the same
-/// shape the inbox keeps, so nothing is copied field by field between layers.
-pub use crate::store::Inbound as IncomingMessage;
+/// An incoming message, reduced to what walink stores and shows: the
+/// shape the inbox keeps (chat and sender as the message named them), and
+/// the other forms of those addresses the message carried, from which the
+/// message layer learns who is who.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    pub message: crate::store::Inbound,
+    /// The sender's other address: the phone-number JID of a LID-addressed
+    /// sender (`sender_pn`, `participant_pn`), or the LID of a
+    /// phone-addressed one.
+    pub sender_alt: Option<String>,
+    /// The chat's other address, for a one-to-one chat written from
+    /// another device of the account (`recipient_pn`/`recipient_lid`).
+    pub chat_alt: Option<String>,
+    pub is_group: bool,
+    /// The name the sender set for themselves; empty names are `None`.
+    pub push_name: Option<String>,
+}
 
 /// Forwards library events into a channel. The library calls handlers
 /// synchronously on its own tasks, so this never blocks: the channel is
@@ -194,14 +209,21 @@ pub(crate) fn is_device_key_exchange(m: &InboundMessage) -> bool {
 /// A decrypted message reduced to walink's view of it.
 pub(crate) fn incoming(m: &InboundMessage) -> IncomingMessage {
     let info = &m.info;
+    let source = &info.source;
     IncomingMessage {
-        id: info.id.to_string(),
-        chat: info.source.chat.to_string(),
-        sender: info.source.sender.to_string(),
-        from_me: info.source.is_from_me,
-        timestamp: info.timestamp.timestamp(),
-        text: m.message.text_content().map(str::to_string),
-        description: describe(&m.message),
+        message: crate::store::Inbound {
+            id: info.id.to_string(),
+            chat: source.chat.to_string(),
+            sender: source.sender.to_string(),
+            from_me: source.is_from_me,
+            timestamp: info.timestamp.timestamp(),
+            text: m.message.text_content().map(str::to_string),
+            description: describe(&m.message),
+        },
+        sender_alt: source.sender_alt.as_ref().map(|j| j.to_string()),
+        chat_alt: source.recipient_alt.as_ref().map(|j| j.to_string()),
+        is_group: source.is_group,
+        push_name: (!info.push_name.is_empty()).then(|| info.push_name.clone()),
     }
 }
 
@@ -215,6 +237,12 @@ fn describe(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<Strin
         "image"
     } else if base.video_message.is_set() {
         "video"
+    } else if base
+        .audio_message
+        .as_option()
+        .is_some_and(|a| a.ptt == Some(true))
+    {
+        "voice"
     } else if base.audio_message.is_set() {
         "audio"
     } else if base.document_message.is_set() {

@@ -83,11 +83,13 @@ pub enum SessionError {
     PairCode(String),
     #[error("keepalive failed: {0}")]
     Keepalive(String),
+    #[error("WhatsApp did not answer: {0}")]
+    Query(String),
 }
 
 /// A built client plus the subscription that feeds its events to us.
 pub struct Session {
-    client: Arc<Client>,
+    pub(super) client: Arc<Client>,
     dial_error: Arc<std::sync::Mutex<Option<String>>>,
     version: VersionKeeper,
     _subscription: Subscription,

@@ -68,6 +68,19 @@ const MIGRATIONS: &[&str] = &[
          VALUES ('delete', old.seq, old.body, old.description);
      END;
      INSERT INTO inbox_fts (inbox_fts) VALUES ('rebuild');",
+    // 3: people. A contact is one person, known by LID, by phone number or
+    // both (digits, no server part); one row per person, so a mapping that
+    // joins two rows merges them (see `contacts.rs`).
+    "CREATE TABLE contacts (
+         account TEXT NOT NULL,
+         lid TEXT,
+         phone TEXT,
+         name TEXT,
+         updated_at INTEGER NOT NULL,
+         CHECK (lid IS NOT NULL OR phone IS NOT NULL)
+     );
+     CREATE UNIQUE INDEX contacts_by_lid ON contacts (account, lid) WHERE lid IS NOT NULL;
+     CREATE UNIQUE INDEX contacts_by_phone ON contacts (account, phone) WHERE phone IS NOT NULL;",
 ];
 
 /// The schema version this walinkd writes.

@@ -126,7 +126,8 @@ impl Messaging {
     }
 
     /// Contact `contact` sends a receipt for message `msg_id` to every device
-    /// of `account`, queued like a message until each device acks it.
+    /// of `account`, queued like a message until each device acks it; from
+    /// the address the message went to unless `from` says which.
     pub async fn receipt(
         &self,
         view: &dyn ServerView,
@@ -134,6 +135,7 @@ impl Messaging {
         account: &str,
         msg_id: &str,
         kind: ReceiptKind,
+        from: Option<Addressing>,
     ) -> Result<(), MessagingError> {
         let contact_user = phone_of(view, contact)?;
         let account_user = phone_of(view, account)?;
@@ -143,11 +145,13 @@ impl Messaging {
             return Err(MessagingError::NoDevices(account_user));
         }
         // From the address the client wrote to, as the real server sends it.
-        let addressing = state
-            .inbox
-            .get(&contact_user)
-            .and_then(|entries| entries.iter().rev().find(|e| e.id == msg_id))
-            .map_or(Addressing::default(), |e| e.addressing);
+        let addressing = from.unwrap_or_else(|| {
+            state
+                .inbox
+                .get(&contact_user)
+                .and_then(|entries| entries.iter().rev().find(|e| e.id == msg_id))
+                .map_or(Addressing::default(), |e| e.addressing)
+        });
         let stanza = receipt_stanza(addressing.jid(view, &contact_user, 0), msg_id, kind);
         for addr in &targets {
             let pending = receipt_pending(msg_id, kind, stanza.clone());
@@ -214,6 +218,10 @@ impl Messaging {
                 },
             )
             .attr("t", time.to_string());
+        if !matches!(content, Content::KeyShare(_)) {
+            // The push name the contact set, as the server relays it.
+            stanza = stanza.attr("notify", super::addressing::push_name(from));
+        }
         if matches!(content, Content::KeyShare(_)) {
             // From the account's own phone to its companion: a peer message,
             // which the client acknowledges with a `peer_msg` receipt.

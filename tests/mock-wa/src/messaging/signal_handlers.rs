@@ -287,7 +287,37 @@ impl MockHandle {
         kind: ReceiptKind,
     ) -> Result<(), MessagingError> {
         self.messaging_or_err()?
-            .receipt(&CoreView(self.state()), contact, account, msg_id, kind)
+            .receipt(
+                &CoreView(self.state()),
+                contact,
+                account,
+                msg_id,
+                kind,
+                None,
+            )
+            .await
+    }
+
+    /// Like [`Self::receipt`], from the contact's address in `addressing`
+    /// whatever address the message went to (a phone that answers from its
+    /// LID what was written to its number).
+    pub async fn receipt_as(
+        &self,
+        contact: &str,
+        account: &str,
+        msg_id: &str,
+        kind: ReceiptKind,
+        addressing: Addressing,
+    ) -> Result<(), MessagingError> {
+        self.messaging_or_err()?
+            .receipt(
+                &CoreView(self.state()),
+                contact,
+                account,
+                msg_id,
+                kind,
+                Some(addressing),
+            )
             .await
     }
 }

@@ -1,0 +1,336 @@
+//! People: the contacts table (LID ↔ phone number, push name) and the
+//! rule that files every message under one conversation per person.
+//!
+//! A person's conversation is keyed by their phone-number JID when the
+//! number is known, else by their LID JID; a group's by its JID. When a
+//! mapping joins a LID to a number, what was filed under the LID moves to
+//! the number in the same transaction, so no reader ever sees one person
+//! as two chats once walink knows they are one.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::sql::{insert_inbound, insert_outgoing, outgoing};
+use super::{Counts, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageStore, OutboxRecord};
+
+const PN_SERVER: &str = "s.whatsapp.net";
+const LID_SERVER: &str = "lid";
+
+/// An address reduced to the person or group behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Address {
+    /// A LID user (the digits before `@lid`).
+    Lid(String),
+    /// A phone number (digits).
+    Phone(String),
+    /// Anything else (a group, a broadcast list): its own conversation.
+    Other(String),
+}
+
+impl Address {
+    /// The address as a JID without a device.
+    pub fn jid(&self) -> String {
+        match self {
+            Address::Lid(user) => format!("{user}@{LID_SERVER}"),
+            Address::Phone(user) => format!("{user}@{PN_SERVER}"),
+            Address::Other(jid) => jid.clone(),
+        }
+    }
+}
+
+/// What a message or a usync answer says about one person.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    pub lid: Option<String>,
+    pub phone: Option<String>,
+    /// The push name the person set, if this sighting carries it.
+    pub name: Option<String>,
+}
+
+/// One person of the contacts table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub lid: Option<String>,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    /// Unix milliseconds of the last change.
+    pub updated_at: u64,
+}
+
+/// A received message and what filing it needs: the address of its chat
+/// and the people it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToFile {
+    pub message: Inbound,
+    pub chat: Address,
+    pub people: Vec<Sighting>,
+}
+
+impl MessageStore {
+    /// Files received messages under their people's conversations, learning
+    /// what they say about who is who first, and returns once on disk with
+    /// the records that were new (see [`MessageStore::store_inbound`]).
+    pub async fn file_inbound(
+        &self,
+        batch: Vec<ToFile>,
+        now_ms: u64,
+    ) -> Result<Vec<InboxRecord>, super::StoreError> {
+        self.write(true, "store received messages", move |conn, account| {
+            let mut stored = Vec::new();
+            for ToFile {
+                mut message,
+                chat,
+                people,
+            } in batch
+            {
+                for person in &people {
+                    learn(conn, account, person, now_ms)?;
+                }
+                message.chat = chat_key(conn, account, &chat)?;
+                if let Some(seq) = insert_inbound(conn, account, &message, now_ms)? {
+                    stored.push(InboxRecord {
+                        seq,
+                        received_at: now_ms,
+                        message,
+                    });
+                }
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// Records what is now known about people (a usync answer, the
+    /// library's LID-PN store) and merges their conversations.
+    pub async fn learn(&self, people: Vec<Sighting>, now_ms: u64) -> Result<(), super::StoreError> {
+        self.write(false, "record contacts", move |conn, account| {
+            for person in &people {
+                learn(conn, account, person, now_ms)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Queues a text for `to` (the JID it goes out to) and files it in the
+    /// history of `chat`'s conversation, sent by `own` (the account's
+    /// JID), in one durable commit. A message already queued under `id` is
+    /// returned unchanged and filed once.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_filed(
+        &self,
+        id: &str,
+        to: &str,
+        chat: Address,
+        own: &str,
+        text: &str,
+        idempotency_key: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Enqueued, super::StoreError> {
+        let record = OutboxRecord {
+            seq: 0,
+            id: id.to_owned(),
+            to: to.to_owned(),
+            text: text.to_owned(),
+            created_at: now_ms,
+            updated_at: now_ms,
+            status: DeliveryStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            idempotency_key: idempotency_key.map(str::to_owned),
+        };
+        let own = own.to_owned();
+        let enqueued = self
+            .write(true, "queue a message", move |conn, account| {
+                let Some(seq) = insert_outgoing(conn, account, &record)? else {
+                    return Ok(Enqueued {
+                        record: outgoing(conn, account, &record.id)?
+                            .ok_or(rusqlite::Error::QueryReturnedNoRows)?,
+                        created: false,
+                    });
+                };
+                let sent = Inbound {
+                    id: record.id.clone(),
+                    chat: chat_key(conn, account, &chat)?,
+                    sender: own,
+                    from_me: true,
+                    timestamp: (now_ms / 1000) as i64,
+                    text: Some(record.text.clone()),
+                    description: None,
+                };
+                insert_inbound(conn, account, &sent, now_ms)?;
+                Ok(Enqueued {
+                    record: OutboxRecord { seq, ..record },
+                    created: true,
+                })
+            })
+            .await?;
+        if enqueued.created {
+            Counts::add(&self.counts.queued, 1);
+        }
+        Ok(enqueued)
+    }
+
+    /// The conversation key `address` is filed under right now.
+    pub async fn chat_key(&self, address: Address) -> Result<String, super::StoreError> {
+        self.read("look up a contact", move |conn, account| {
+            chat_key(conn, account, &address)
+        })
+        .await
+    }
+
+    /// Every contact of the account, in the order walink met them.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, super::StoreError> {
+        self.read("list contacts", |conn, account| {
+            conn.prepare_cached(
+                "SELECT lid, phone, name, updated_at FROM contacts WHERE account = ?1 \
+                 ORDER BY rowid",
+            )?
+            .query_map([account], |row| {
+                Ok(Contact {
+                    lid: row.get(0)?,
+                    phone: row.get(1)?,
+                    name: row.get(2)?,
+                    updated_at: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    /// The outbox status of each of `ids` that is an outbox message.
+    pub async fn statuses(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, DeliveryStatus>, super::StoreError> {
+        self.read("read message statuses", move |conn, account| {
+            let mut found = HashMap::new();
+            for id in ids {
+                if let Some(record) = outgoing(conn, account, &id)? {
+                    found.insert(id, record.status);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+}
+
+/// The conversation `address` belongs to: a LID whose number is known is
+/// filed under the number.
+fn chat_key(conn: &Connection, account: &str, address: &Address) -> rusqlite::Result<String> {
+    if let Address::Lid(lid) = address {
+        let phone: Option<String> = conn
+            .prepare_cached(
+                "SELECT phone FROM contacts WHERE account = ?1 AND lid = ?2 AND phone IS NOT NULL",
+            )?
+            .query_row(params![account, lid], |row| row.get(0))
+            .optional()?;
+        if let Some(phone) = phone {
+            return Ok(Address::Phone(phone).jid());
+        }
+    }
+    Ok(address.jid())
+}
+
+/// Folds one sighting into the contacts table: a row known by its LID and
+/// one known by its number become one row when a sighting names both.
+fn learn(conn: &Connection, account: &str, person: &Sighting, now_ms: u64) -> rusqlite::Result<()> {
+    let find =
+        |column: &str, value: &Option<String>| -> rusqlite::Result<Option<(i64, Option<String>)>> {
+            let Some(value) = value else { return Ok(None) };
+            conn.prepare_cached(&format!(
+                "SELECT rowid, name FROM contacts WHERE account = ?1 AND {column} = ?2"
+            ))?
+            .query_row(params![account, value], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+        };
+    let by_lid = find("lid", &person.lid)?;
+    let by_phone = find("phone", &person.phone)?;
+    let keep = match (by_lid, by_phone) {
+        (None, None) => {
+            if person.lid.is_none() && person.phone.is_none() {
+                return Ok(());
+            }
+            conn.prepare_cached(
+                "INSERT INTO contacts (account, lid, phone, name, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                account,
+                person.lid,
+                person.phone,
+                person.name,
+                now_ms
+            ])?;
+            None
+        }
+        (Some((a, _)), Some((b, _))) if a == b => Some((a, None)),
+        (Some((a, _)), Some((b, b_name))) => {
+            conn.prepare_cached("DELETE FROM contacts WHERE rowid = ?1")?
+                .execute([b])?;
+            Some((a, b_name))
+        }
+        (Some((row, _)), None) | (None, Some((row, _))) => Some((row, None)),
+    };
+    if let Some((row, other_name)) = keep {
+        conn.prepare_cached(
+            "UPDATE contacts SET lid = coalesce(?2, lid), phone = coalesce(?3, phone), \
+             name = coalesce(?4, name, ?5), updated_at = ?6 WHERE rowid = ?1 AND \
+             (lid IS NOT coalesce(?2, lid) OR phone IS NOT coalesce(?3, phone) \
+              OR name IS NOT coalesce(?4, name, ?5))",
+        )?
+        .execute(params![
+            row,
+            person.lid,
+            person.phone,
+            person.name,
+            other_name,
+            now_ms
+        ])?;
+    }
+    if let (Some(lid), Some(phone)) = (&person.lid, &person.phone) {
+        merge_conversation(conn, account, lid, phone)?;
+    }
+    Ok(())
+}
+
+/// Moves what was filed under `lid` to the conversation of `phone`.
+fn merge_conversation(
+    conn: &Connection,
+    account: &str,
+    lid: &str,
+    phone: &str,
+) -> rusqlite::Result<()> {
+    let from = Address::Lid(lid.to_owned()).jid();
+    let to = Address::Phone(phone.to_owned()).jid();
+    let filed: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM chats WHERE account = ?1 AND chat = ?2")?
+        .query_row(params![account, from], |row| row.get(0))
+        .optional()?;
+    if filed.is_none() {
+        return Ok(());
+    }
+    // A message filed under both (the same id from the same sender) is
+    // kept once, under the number.
+    conn.prepare_cached("UPDATE OR IGNORE inbox SET chat = ?3 WHERE account = ?1 AND chat = ?2")?
+        .execute(params![account, from, to])?;
+    conn.prepare_cached("DELETE FROM inbox WHERE account = ?1 AND chat = ?2")?
+        .execute(params![account, from])?;
+    conn.prepare_cached("DELETE FROM chats WHERE account = ?1 AND chat IN (?2, ?3)")?
+        .execute(params![account, from, to])?;
+    conn.prepare_cached(
+        "INSERT INTO chats (account, chat, count, last_timestamp, last_seq) \
+         SELECT account, chat, count(*), \
+                (SELECT sent_at FROM inbox WHERE account = ?1 AND chat = ?2 \
+                 ORDER BY seq DESC LIMIT 1), max(seq) \
+         FROM inbox WHERE account = ?1 AND chat = ?2 GROUP BY account, chat",
+    )?
+    .execute(params![account, to])?;
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Who is who, asked of WhatsApp: which numbers are on it and under which
+//! LID (usync), and what the library's own LID-PN store knows.
+
+use whatsapp_rust::Jid;
+
+use super::session::{Session, SessionError};
+
+/// The server's answer about one phone number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberCheck {
+    /// Digits.
+    pub phone: String,
+    pub on_whatsapp: bool,
+    /// The LID user (digits), when the server gave one.
+    pub lid: Option<String>,
+}
+
+impl Session {
+    /// Asks the server (usync) which of `phones` (digits) are on WhatsApp
+    /// and their LIDs. The library keeps the mappings it learns as well.
+    pub async fn check_numbers(&self, phones: &[String]) -> Result<Vec<NumberCheck>, SessionError> {
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let jids: Vec<Jid> = phones.iter().map(|p| Jid::pn(p)).collect();
+        let answers = self
+            .client
+            .contacts()
+            .is_on_whatsapp(&jids)
+            .await
+            .map_err(|e| {
+                SessionError::Query(format!("asking which numbers are on WhatsApp: {e}"))
+            })?;
+        Ok(phones
+            .iter()
+            .map(|phone| {
+                let answer = answers.iter().find(|a| {
+                    (a.jid.is_pn() && a.jid.user == *phone)
+                        || a.pn_jid.as_ref().is_some_and(|pn| pn.user == *phone)
+                });
+                NumberCheck {
+                    phone: phone.clone(),
+                    on_whatsapp: answer.is_some_and(|a| a.is_registered),
+                    lid: answer.and_then(|a| {
+                        a.lid
+                            .as_ref()
+                            .or(a.jid.is_lid().then_some(&a.jid))
+                            .map(|l| l.user.to_string())
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    /// The (LID, phone) users the library's LID-PN store holds for `jid`,
+    /// a LID or phone-number JID.
+    pub async fn lid_pn(&self, jid: &str) -> Option<(String, String)> {
+        let jid: Jid = jid.parse().ok()?;
+        let entry = self.client.get_lid_pn_entry(&jid).await.ok().flatten()?;
+        Some((entry.lid.to_string(), entry.phone_number.to_string()))
+    }
+}
