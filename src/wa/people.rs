@@ -22,7 +22,7 @@ impl Session {
         if !self.is_connected() {
             return Err(SessionError::NotConnected);
         }
-        let jids: Vec<Jid> = phones.iter().map(|p| Jid::pn(p)).collect();
+        let jids: Vec<Jid> = phones.iter().map(Jid::pn).collect();
         let answers = self
             .client
             .contacts()

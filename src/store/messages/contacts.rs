@@ -334,3 +334,167 @@ fn merge_conversation(
     .execute(params![account, to])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MessageDb, messages_db_path};
+
+    fn open(dir: &tempfile::TempDir) -> MessageStore {
+        MessageDb::open(&messages_db_path(dir.path()), None)
+            .unwrap()
+            .account("sales")
+            .unwrap()
+    }
+
+    fn from_lid(id: &str, lid: &str, phone: Option<&str>) -> ToFile {
+        ToFile {
+            message: Inbound {
+                id: id.into(),
+                chat: format!("{lid}@lid"),
+                sender: format!("{lid}@lid"),
+                from_me: false,
+                timestamp: 1,
+                text: Some(id.into()),
+                description: None,
+            },
+            chat: Address::Lid(lid.into()),
+            people: vec![Sighting {
+                lid: Some(lid.into()),
+                phone: phone.map(str::to_owned),
+                name: None,
+            }],
+        }
+    }
+
+    fn person(lid: Option<&str>, phone: Option<&str>, name: Option<&str>) -> Sighting {
+        Sighting {
+            lid: lid.map(str::to_owned),
+            phone: phone.map(str::to_owned),
+            name: name.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_mapping_merges_chats_and_contacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        store
+            .file_inbound(
+                vec![from_lid("a", "1000", None), from_lid("b", "1000", None)],
+                1,
+            )
+            .await
+            .unwrap();
+        store
+            .learn(vec![person(None, Some("555"), Some("Ann"))], 2)
+            .await
+            .unwrap();
+        let chats = store.chats().await.unwrap();
+        assert_eq!(chats.len(), 1);
+        assert_eq!((chats[0].chat.as_str(), chats[0].count), ("1000@lid", 2));
+        assert_eq!(
+            store.contacts().await.unwrap().len(),
+            2,
+            "not yet one person"
+        );
+
+        store
+            .learn(vec![person(Some("1000"), Some("555"), None)], 3)
+            .await
+            .unwrap();
+        let contacts = store.contacts().await.unwrap();
+        assert_eq!(contacts.len(), 1, "{contacts:?}");
+        assert_eq!(contacts[0].lid.as_deref(), Some("1000"));
+        assert_eq!(contacts[0].phone.as_deref(), Some("555"));
+        assert_eq!(
+            contacts[0].name.as_deref(),
+            Some("Ann"),
+            "the name survives the merge"
+        );
+        let chats = store.chats().await.unwrap();
+        assert_eq!(chats.len(), 1);
+        assert_eq!(
+            (chats[0].chat.as_str(), chats[0].count),
+            ("555@s.whatsapp.net", 2)
+        );
+        let page = store
+            .messages(Some("555@s.whatsapp.net"), None, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page.messages.len(), 2);
+
+        // Later LID-addressed messages go straight to the number.
+        store
+            .file_inbound(vec![from_lid("c", "1000", None)], 4)
+            .await
+            .unwrap();
+        let chats = store.chats().await.unwrap();
+        assert_eq!((chats.len(), chats[0].count), (1, 3));
+        assert_eq!(
+            store.chat_key(Address::Lid("1000".into())).await.unwrap(),
+            "555@s.whatsapp.net"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_filed_twice_is_kept_once_after_the_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mut by_number = from_lid("same", "1000", None);
+        by_number.chat = Address::Phone("555".into());
+        store
+            .file_inbound(vec![from_lid("same", "1000", None), by_number], 1)
+            .await
+            .unwrap();
+        assert_eq!(store.chats().await.unwrap().len(), 2);
+        store
+            .learn(vec![person(Some("1000"), Some("555"), None)], 2)
+            .await
+            .unwrap();
+        let chats = store.chats().await.unwrap();
+        assert_eq!(chats.len(), 1);
+        assert_eq!(chats[0].count, 1);
+        let page = store.messages(None, None, None, 10).await.unwrap();
+        assert_eq!(page.messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_send_is_filed_once_under_its_person() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        store
+            .learn(vec![person(Some("1000"), Some("555"), None)], 1)
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            store
+                .send_filed(
+                    "m1",
+                    "1000@lid",
+                    Address::Lid("1000".into()),
+                    "1@s.whatsapp.net",
+                    "hi",
+                    Some("k"),
+                    5000,
+                )
+                .await
+                .unwrap();
+        }
+        let page = store
+            .messages(Some("555@s.whatsapp.net"), None, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page.messages.len(), 1);
+        assert!(page.messages[0].message.from_me);
+        assert_eq!(page.messages[0].message.timestamp, 5);
+        assert_eq!(store.pending().await.unwrap()[0].to, "1000@lid");
+        let statuses = store
+            .statuses(vec!["m1".into(), "other".into()])
+            .await
+            .unwrap();
+        assert_eq!(statuses.len(), 1);
+        assert_eq!(statuses["m1"], DeliveryStatus::Queued);
+        assert_eq!(store.counts().queued, 1);
+    }
+}
