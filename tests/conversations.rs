@@ -302,3 +302,90 @@ async fn what_arrived_before_the_mapping_joins_the_person_once_it_is_known() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_posts_with_its_members_as_people_and_takes_our_posts() {
+    const OTHER: &str = "15551112222";
+    let env = paired("sales").await;
+    let phone = phone(&env, "sales").await;
+    let group = env
+        .mock
+        .create_group("Support team", &[CONTACT, OTHER], &phone)
+        .await
+        .unwrap();
+    let lid = format!("{}@lid", env.mock.lid_of(CONTACT));
+    let plus = format!("+{CONTACT}");
+
+    let first = env
+        .mock
+        .post_to_group(CONTACT, &group, "hello group", None)
+        .await
+        .unwrap();
+    env.mock
+        .post_to_group(OTHER, &group, "me too", None)
+        .await
+        .unwrap();
+    let page = eventually(CONNECT, "both posts are stored", || async {
+        let page = walink_json(&env, &["messages", "sales", "--chat", &group]).await;
+        (page["messages"].as_array().unwrap().len() == 2).then_some(page)
+    })
+    .await;
+    let post = &page["messages"][1];
+    assert_eq!(post["id"], first.as_str(), "{page}");
+    assert_eq!(post["chat"], group.as_str());
+    assert_eq!(post["sender"], lid.as_str());
+    assert_eq!(post["sender_phone"], plus.as_str());
+    assert_eq!(post["sender_lid"], lid.as_str());
+    assert_eq!(post["sender_name"], push_name(CONTACT).as_str());
+    assert_eq!(page["messages"][0]["sender_phone"], format!("+{OTHER}"));
+
+    let out = env
+        .walink(&["send", "sales", &group, "hello from walink"])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let recorded = env.mock.group_inbox(&group).await;
+    assert_eq!(recorded.len(), 1, "the mock recorded our post once");
+    assert_eq!(
+        (recorded[0].id.as_str(), recorded[0].text.as_str()),
+        (ours.as_str(), "hello from walink")
+    );
+
+    let listed = walink_json(&env, &["groups", "sales"]).await;
+    let groups = listed["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{listed}");
+    assert_eq!(groups[0]["jid"], group.as_str());
+    assert_eq!(groups[0]["subject"], "Support team");
+    let members = groups[0]["participants"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "two contacts and the account: {listed}");
+    let creator = members
+        .iter()
+        .find(|m| m["phone"] == plus.as_str())
+        .expect("the first contact is a member");
+    assert_eq!(creator["lid"], lid.as_str());
+    assert_eq!(creator["admin"], true, "the creator is its superadmin");
+    assert!(members.iter().any(|m| m["phone"] == format!("+{phone}")));
+
+    // The group is one chat, named by its subject once listed; its
+    // members are people of their own, not chats.
+    let chats = walink_json(&env, &["chats", "sales"]).await;
+    let rows = chats["chats"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{chats}");
+    assert_eq!(rows[0]["chat"], group.as_str());
+    assert_eq!(rows[0]["kind"], "group");
+    assert_eq!(rows[0]["name"], "Support team");
+    assert_eq!(rows[0]["messages"], 3);
+    let page = walink_json(&env, &["messages", "sales", "--chat", &group]).await;
+    assert_eq!(texts(&page), ["hello from walink", "me too", "hello group"]);
+    assert_eq!(page["messages"][0]["from_me"], true);
+    let table = env.walink(&["groups", "sales"]).await;
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.contains("Support team") && table.contains(&plus),
+        "{table}"
+    );
+}

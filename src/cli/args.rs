@@ -185,6 +185,11 @@ pub enum Command {
         /// Account name from walink.toml
         account: String,
     },
+    /// The groups the account is in: subject and members (asks the server)
+    Groups {
+        /// Account name from walink.toml
+        account: String,
+    },
     /// People walink knows (phone number, LID, push name), or with --check
     /// which numbers are on WhatsApp and their LIDs (asks the server)
     Contacts {

@@ -25,9 +25,9 @@ pub use socket::default_socket;
 use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, Stream, StreamItem, decode};
 use crate::ipc::protocol::{
-    self, ActionResult, ChatsResult, ContactsResult, DiagnoseReport, HealthLevel, HealthResult,
-    Lagged, MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, QrWaiting,
-    SendResult, StatusResult, method, notification,
+    self, ActionResult, ChatsResult, ContactsResult, DiagnoseReport, GroupsResult, HealthLevel,
+    HealthResult, Lagged, MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult,
+    QrWaiting, SendResult, StatusResult, method, notification,
 };
 
 /// Exit statuses.
@@ -272,6 +272,20 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Command::Groups { account } => {
+            let result: GroupsResult = call(
+                &mut client,
+                &out,
+                method::GROUPS,
+                json!({ "account": account }),
+                "groups",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::groups_table(&result.groups));
+            }
+            Ok(exit::OK)
+        }
         Command::Contacts { account, check } => {
             let check = (!check.is_empty()).then_some(check);
             let result: ContactsResult = call(
@@ -321,6 +335,7 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Outbox { account, .. }
         | Command::Messages { account, .. }
         | Command::Chats { account }
+        | Command::Groups { account }
         | Command::Contacts { account, .. } => Some(account.as_str()),
     };
     if let Some(name) = account {

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::ipc::protocol::{
-    AccountHealth, AccountStatus, ChatInfo, ChatKind, ContactInfo, DiagnoseReport, Health,
-    MessagesResult, OutboxMessage, Recommendations, StepStatus,
+    AccountHealth, AccountStatus, ChatInfo, ChatKind, ContactInfo, DiagnoseReport, GroupInfo,
+    Health, MessagesResult, OutboxMessage, Recommendations, StepStatus,
 };
 
 /// Columns separated by two spaces, each as wide as its widest cell.
@@ -400,6 +400,31 @@ pub fn chats_table(chats: &[ChatInfo]) -> String {
             c.messages.to_string(),
             timestamp(c.last_at),
         ]);
+    }
+    table.render()
+}
+
+/// `walink groups`: one row per member.
+pub fn groups_table(groups: &[GroupInfo]) -> String {
+    if groups.is_empty() {
+        return "the account is in no group\n".to_owned();
+    }
+    let mut table = Table::new(&["GROUP", "SUBJECT", "MEMBER", "NAME", "ADMIN"]);
+    for g in groups {
+        for (i, m) in g.participants.iter().enumerate() {
+            let first = i == 0;
+            table.row(vec![
+                if first { g.jid.clone() } else { String::new() },
+                if first {
+                    g.subject.clone()
+                } else {
+                    String::new()
+                },
+                or_dash(m.phone.clone().or_else(|| m.lid.clone())),
+                or_dash(m.name.clone()),
+                if m.admin { "yes" } else { "" }.to_owned(),
+            ]);
+        }
     }
     table.render()
 }

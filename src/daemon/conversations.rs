@@ -98,6 +98,38 @@ pub(super) async fn contacts(
     to_result(&wire::ContactsResult { contacts })
 }
 
+pub(super) async fn groups(handle: &AccountHandle, account: &str) -> Result<Value, RpcError> {
+    let session = handle
+        .live_session()
+        .await
+        .map_err(|e| command_error(account, e))?;
+    let listed = session.groups().await.map_err(|e| {
+        RpcError::timeout(format!(
+            "listing the groups of account {account}: {e}; try again once it is connected"
+        ))
+    })?;
+    let groups = messages::groups(handle.messages(), listed, now_ms())
+        .await
+        .map_err(RpcError::storage)?
+        .into_iter()
+        .map(|g| wire::GroupInfo {
+            jid: g.jid,
+            subject: g.subject,
+            participants: g
+                .participants
+                .into_iter()
+                .map(|m| wire::MemberInfo {
+                    phone: m.person.phone,
+                    lid: m.person.lid,
+                    name: m.person.name,
+                    admin: m.admin,
+                })
+                .collect(),
+        })
+        .collect();
+    to_result(&wire::GroupsResult { groups })
+}
+
 pub(super) fn wire_message(m: MessageView) -> wire::StoredMessage {
     wire::StoredMessage {
         cursor: m.cursor,

@@ -406,6 +406,9 @@ impl Handler for DaemonHandler {
                 super::conversations::messages(&*self.account(&p.account).await?, p).await
             }
             Call::Chats(p) => super::conversations::chats(&*self.account(&p.account).await?).await,
+            Call::Groups(p) => {
+                super::conversations::groups(&*self.account(&p.account).await?, &p.account).await
+            }
             Call::Contacts(p) => {
                 super::conversations::contacts(&*self.account(&p.account).await?, p).await
             }

@@ -50,6 +50,7 @@ pub mod method {
     pub const MESSAGES: &str = "messages";
     pub const CHATS: &str = "chats";
     pub const CONTACTS: &str = "contacts";
+    pub const GROUPS: &str = "groups";
     pub const BACKUP: &str = "backup";
     pub const BACKUPS: &str = "backups";
     pub const RESTORE: &str = "restore";
@@ -73,6 +74,7 @@ pub mod method {
         MESSAGES,
         CHATS,
         CONTACTS,
+        GROUPS,
         BACKUP,
         BACKUPS,
         RESTORE,
@@ -810,6 +812,7 @@ pub enum Call {
     Chats(AccountParams),
     /// `check` is already normalized to digits.
     Contacts(ContactsParams),
+    Groups(AccountParams),
     Backup(AccountParams),
     Backups(AccountParams),
     Restore(RestoreParams),
@@ -858,6 +861,7 @@ impl Call {
             }
             method::OUTBOX => Call::Outbox(parse_params(params)?),
             method::CHATS => Call::Chats(parse_params(params)?),
+            method::GROUPS => Call::Groups(parse_params(params)?),
             method::CONTACTS => {
                 let mut p: ContactsParams = parse_params(params)?;
                 if let Some(check) = &mut p.check {
@@ -932,7 +936,8 @@ impl Call {
             | Call::Export(p)
             | Call::Restart(p)
             | Call::Qr(p)
-            | Call::Chats(p) => Some(&p.account),
+            | Call::Chats(p)
+            | Call::Groups(p) => Some(&p.account),
             Call::Send(s) => Some(&s.account),
             Call::Outbox(p) => Some(&p.account),
             Call::Messages(p) => Some(&p.account),

@@ -1,6 +1,8 @@
 //! Addresses as WhatsApp writes them (`user[:device]@server`) reduced to
 //! people, and people shown as users expect (`+15551234567`).
 
+use std::collections::HashMap;
+
 use crate::store::{Address, Contact, Sighting};
 
 /// The person or group `jid` names; a device suffix is dropped.
@@ -40,10 +42,12 @@ pub fn plus(phone: &str) -> String {
     format!("+{phone}")
 }
 
-/// The contacts of an account, looked up by either address.
+/// The contacts of an account, looked up by either address, and the
+/// subjects of its groups.
 #[derive(Debug, Default)]
 pub struct Directory {
     contacts: Vec<Contact>,
+    subjects: HashMap<String, String>,
 }
 
 /// One person or group as shown: the phone number when known, else the
@@ -58,8 +62,8 @@ pub struct Shown {
 }
 
 impl Directory {
-    pub fn new(contacts: Vec<Contact>) -> Self {
-        Self { contacts }
+    pub fn new(contacts: Vec<Contact>, subjects: HashMap<String, String>) -> Self {
+        Self { contacts, subjects }
     }
 
     fn find(&self, address: &Address) -> Option<&Contact> {
@@ -91,10 +95,12 @@ impl Directory {
         };
         Shown {
             group: jid.ends_with("@g.us"),
+            name: contact
+                .and_then(|c| c.name.clone())
+                .or_else(|| self.subjects.get(jid).cloned()),
             shown,
             phone: phone.map(|p| plus(&p)),
             lid: lid.map(|l| Address::Lid(l).jid()),
-            name: contact.and_then(|c| c.name.clone()),
         }
     }
 }
@@ -135,12 +141,16 @@ mod tests {
 
     #[test]
     fn people_show_their_number_when_known() {
-        let dir = Directory::new(vec![Contact {
-            lid: Some("1000555".into()),
-            phone: Some("555".into()),
-            name: Some("Ann".into()),
-            updated_at: 0,
-        }]);
+        let subjects = HashMap::from([("1-2@g.us".to_string(), "Team".to_string())]);
+        let dir = Directory::new(
+            vec![Contact {
+                lid: Some("1000555".into()),
+                phone: Some("555".into()),
+                name: Some("Ann".into()),
+                updated_at: 0,
+            }],
+            subjects,
+        );
         let by_lid = dir.show("1000555@lid");
         assert_eq!(by_lid.shown, "+555");
         assert_eq!(by_lid.lid.as_deref(), Some("1000555@lid"));
@@ -148,6 +158,11 @@ mod tests {
         assert_eq!(dir.show("555@s.whatsapp.net"), by_lid);
         let stranger = dir.show("42@lid");
         assert_eq!((stranger.shown.as_str(), stranger.phone), ("42@lid", None));
-        assert!(dir.show("1-2@g.us").group);
+        let group = dir.show("1-2@g.us");
+        assert!(group.group);
+        assert_eq!(
+            (group.shown.as_str(), group.name.as_deref()),
+            ("1-2@g.us", Some("Team"))
+        );
     }
 }

@@ -9,7 +9,7 @@ use crate::store::{
     Address, ChatSummary, Contact, DeliveryStatus, Enqueued, InboxRecord, MessageStore, Sighting,
     StoreError, ToFile,
 };
-use crate::wa::{IncomingMessage, NumberCheck};
+use crate::wa::{GroupInfo, IncomingMessage, NumberCheck, Participant};
 pub use address::{Directory, Shown};
 
 /// A message as walink shows it, received or sent.
@@ -112,7 +112,7 @@ pub fn unstored(m: &IncomingMessage) -> MessageView {
         received_at: 0,
         message: m.message.clone(),
     };
-    view(&Directory::new(contacts), record, None)
+    view(&Directory::new(contacts, Default::default()), record, None)
 }
 
 /// Queues a text for `to` (any address of the person, or a group) and files
@@ -181,7 +181,7 @@ pub async fn views(
     store: &MessageStore,
     records: Vec<InboxRecord>,
 ) -> Result<Vec<MessageView>, StoreError> {
-    let directory = Directory::new(store.contacts().await?);
+    let directory = directory(store).await?;
     let sent: Vec<String> = records
         .iter()
         .filter(|r| r.message.from_me)
@@ -199,6 +199,13 @@ pub async fn views(
             view(&directory, r, status)
         })
         .collect())
+}
+
+async fn directory(store: &MessageStore) -> Result<Directory, StoreError> {
+    Ok(Directory::new(
+        store.contacts().await?,
+        store.group_subjects().await?,
+    ))
 }
 
 fn view(directory: &Directory, r: InboxRecord, status: Option<DeliveryStatus>) -> MessageView {
@@ -223,7 +230,7 @@ fn view(directory: &Directory, r: InboxRecord, status: Option<DeliveryStatus>) -
 
 /// Chats as shown, most recently active first.
 pub async fn chats(store: &MessageStore) -> Result<Vec<ChatView>, StoreError> {
-    let directory = Directory::new(store.contacts().await?);
+    let directory = directory(store).await?;
     Ok(store
         .chats()
         .await?
@@ -259,6 +266,60 @@ pub async fn contacts(store: &MessageStore) -> Result<Vec<Shown>, StoreError> {
             lid: c.lid.map(|l| Address::Lid(l).jid()),
             name: c.name,
             group: false,
+        })
+        .collect())
+}
+
+/// A group as shown, its members as people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub jid: String,
+    pub subject: String,
+    pub participants: Vec<MemberView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    pub person: Shown,
+    pub admin: bool,
+}
+
+/// Keeps what the server listed (subjects, and each member's LID and
+/// number, which joins their conversations) and shows it.
+pub async fn groups(
+    store: &MessageStore,
+    groups: Vec<GroupInfo>,
+    now_ms: u64,
+) -> Result<Vec<GroupView>, StoreError> {
+    let people: Vec<Sighting> = groups
+        .iter()
+        .flat_map(|g| &g.participants)
+        .filter_map(|p| address::sighting(&p.jid, p.phone.as_deref(), None))
+        .collect();
+    store.learn(people, now_ms).await?;
+    store
+        .save_groups(
+            groups
+                .iter()
+                .map(|g| (g.jid.clone(), g.subject.clone()))
+                .collect(),
+            now_ms,
+        )
+        .await?;
+    let directory = directory(store).await?;
+    Ok(groups
+        .into_iter()
+        .map(|g| GroupView {
+            participants: g
+                .participants
+                .iter()
+                .map(|p: &Participant| MemberView {
+                    person: directory.show(&p.jid),
+                    admin: p.admin,
+                })
+                .collect(),
+            jid: g.jid,
+            subject: g.subject,
         })
         .collect())
 }

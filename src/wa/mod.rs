@@ -15,6 +15,6 @@ pub use diagnose::{DiagnoseReport, DiagnoseStep, StepStatus, diagnose};
 pub use events::{IncomingMessage, ReceiptStatus, WaEvent};
 pub use inbox::InboxSink;
 pub use message_id::{message_id_for_key, new_message_id};
-pub use people::NumberCheck;
+pub use people::{GroupInfo, NumberCheck, Participant};
 pub use session::{ConnectionSettings, Session, SessionError};
 pub use version::{VersionSource, VersionStatus};

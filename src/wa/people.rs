@@ -60,3 +60,58 @@ impl Session {
         Some((entry.lid.to_string(), entry.phone_number.to_string()))
     }
 }
+
+/// A group the account is in, as the server lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub jid: String,
+    pub subject: String,
+    pub participants: Vec<Participant>,
+}
+
+/// A member of a group: the addresses the server gave for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// The member's address in the group (a LID in LID-addressed groups).
+    pub jid: String,
+    /// The phone-number JID beside it, when the server (or the library's
+    /// LID-PN store) has it.
+    pub phone: Option<String>,
+    pub admin: bool,
+}
+
+impl Session {
+    /// The groups the account is in, with their members.
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, SessionError> {
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let groups = self
+            .client
+            .groups()
+            .get_participating()
+            .await
+            .map_err(|e| SessionError::Query(format!("listing the account's groups: {e}")))?;
+        let mut groups: Vec<GroupInfo> = groups
+            .into_values()
+            .map(|g| GroupInfo {
+                jid: g.id.to_string(),
+                subject: g.subject,
+                participants: g
+                    .participants
+                    .into_iter()
+                    .map(|p| Participant {
+                        admin: p.is_admin(),
+                        phone: p
+                            .phone_number
+                            .or_else(|| p.jid.is_pn().then(|| p.jid.clone()))
+                            .map(|j| j.to_string()),
+                        jid: p.lid.unwrap_or(p.jid).to_string(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        groups.sort_by(|a, b| a.jid.cmp(&b.jid));
+        Ok(groups)
+    }
+}

@@ -94,3 +94,29 @@ pub struct ContactInfo {
 pub struct ContactsResult {
     pub contacts: Vec<ContactInfo>,
 }
+
+/// One member of a group, as a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// `+15551234567`, when known.
+    pub phone: Option<String>,
+    /// `NNN@lid`, when known.
+    pub lid: Option<String>,
+    pub name: Option<String>,
+    pub admin: bool,
+}
+
+/// One group the account is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// What `send` takes as `to` and `messages` as `chat`.
+    pub jid: String,
+    pub subject: String,
+    pub participants: Vec<MemberInfo>,
+}
+
+/// `groups` result, by JID.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupsResult {
+    pub groups: Vec<GroupInfo>,
+}

@@ -201,6 +201,36 @@ impl MessageStore {
         .await
     }
 
+    /// Keeps the subjects of the groups the server listed (JID, subject).
+    pub async fn save_groups(
+        &self,
+        groups: Vec<(String, String)>,
+        now_ms: u64,
+    ) -> Result<(), super::StoreError> {
+        self.write(false, "record groups", move |conn, account| {
+            let mut upsert = conn.prepare_cached(
+                "INSERT INTO groups (account, jid, subject, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (account, jid) DO UPDATE SET subject = excluded.subject, \
+                 updated_at = excluded.updated_at",
+            )?;
+            for (jid, subject) in &groups {
+                upsert.execute(params![account, jid, subject, now_ms])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The subject of each group walinkd has seen listed, by JID.
+    pub async fn group_subjects(&self) -> Result<HashMap<String, String>, super::StoreError> {
+        self.read("list groups", |conn, account| {
+            conn.prepare_cached("SELECT jid, subject FROM groups WHERE account = ?1")?
+                .query_map([account], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .await
+    }
+
     /// The outbox status of each of `ids` that is an outbox message.
     pub async fn statuses(
         &self,

@@ -81,6 +81,14 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE UNIQUE INDEX contacts_by_lid ON contacts (account, lid) WHERE lid IS NOT NULL;
      CREATE UNIQUE INDEX contacts_by_phone ON contacts (account, phone) WHERE phone IS NOT NULL;",
+    // 4: the subjects of the account's groups, as the server last listed them.
+    "CREATE TABLE groups (
+         account TEXT NOT NULL,
+         jid TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         updated_at INTEGER NOT NULL,
+         PRIMARY KEY (account, jid)
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this walinkd writes.
