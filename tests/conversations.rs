@@ -389,3 +389,130 @@ async fn a_group_posts_with_its_members_as_people_and_takes_our_posts() {
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_reactions_edits_and_deletions_change_the_history() {
+    use whatsapp_rust::waproto::buffa;
+    use whatsapp_rust::waproto::whatsapp::{self as wa, message::protocol_message::Type};
+    let env = paired("sales").await;
+    let phone = phone(&env, "sales").await;
+    let plus = format!("+{CONTACT}");
+    let history = || async { walink_json(&env, &["messages", "sales", "--chat", &plus]).await };
+    let key = |id: &str| {
+        buffa::MessageField::some(wa::MessageKey {
+            remote_jid: Some(format!("{phone}@s.whatsapp.net")),
+            from_me: Some(false),
+            id: Some(id.to_string()),
+            ..Default::default()
+        })
+    };
+
+    let original = env
+        .mock
+        .deliver(CONTACT, &phone, "first version", None)
+        .await
+        .unwrap();
+    let reply = wa::Message {
+        extended_text_message: buffa::MessageField::some(wa::message::ExtendedTextMessage {
+            text: Some("a reply".into()),
+            context_info: buffa::MessageField::some(wa::ContextInfo {
+                stanza_id: Some(original.clone()),
+                participant: Some(format!("{CONTACT}@s.whatsapp.net")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let reply = env
+        .mock
+        .deliver_message(CONTACT, &phone, reply, None, Addressing::Lid)
+        .await
+        .unwrap();
+    let page = eventually(CONNECT, "both messages are stored", || async {
+        let page = history().await;
+        (page["messages"].as_array().unwrap().len() == 2).then_some(page)
+    })
+    .await;
+    assert_eq!(page["messages"][0]["id"], reply.as_str());
+    assert_eq!(page["messages"][0]["reply_to"], original.as_str(), "{page}");
+    assert_eq!(page["messages"][1]["reply_to"], Value::Null);
+
+    let react = wacore::proto_helpers::build_reaction_message(
+        wa::MessageKey {
+            remote_jid: Some(format!("{phone}@s.whatsapp.net")),
+            from_me: Some(false),
+            id: Some(original.clone()),
+            ..Default::default()
+        },
+        "👍",
+        1,
+    );
+    env.mock
+        .deliver_message(CONTACT, &phone, react, None, Addressing::Lid)
+        .await
+        .unwrap();
+    let edit = wa::Message {
+        protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+            key: key(&original),
+            r#type: Some(Type::MESSAGE_EDIT),
+            edited_message: buffa::MessageField::some(wa::Message {
+                conversation: Some("second version".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    env.mock
+        .deliver_message(CONTACT, &phone, edit, None, Addressing::Lid)
+        .await
+        .unwrap();
+    let revoke = wa::Message {
+        protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
+            key: key(&reply),
+            r#type: Some(Type::REVOKE),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    env.mock
+        .deliver_message(CONTACT, &phone, revoke, None, Addressing::Lid)
+        .await
+        .unwrap();
+
+    let page = eventually(CONNECT, "the changes are applied", || async {
+        let page = history().await;
+        let changed = page["messages"][1]["edited"] == true
+            && page["messages"][0]["revoked"] == true
+            && !page["messages"][1]["reactions"].as_array()?.is_empty();
+        changed.then_some(page)
+    })
+    .await;
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        2,
+        "changes are not messages of their own: {page}"
+    );
+    let (replied, first) = (&messages[0], &messages[1]);
+    assert_eq!(first["text"], "second version");
+    assert_eq!(first["revoked"], false);
+    assert_eq!(
+        first["reactions"],
+        serde_json::json!([{"emoji": "👍", "by": plus, "by_phone": plus,
+            "by_lid": format!("{}@lid", env.mock.lid_of(CONTACT))}])
+    );
+    assert_eq!(
+        replied["text"],
+        Value::Null,
+        "a deletion for everyone drops the text"
+    );
+    assert_eq!(replied["edited"], false);
+    assert_eq!(replied["reply_to"], original.as_str());
+    // The search index follows the edit.
+    let found = walink_json(&env, &["messages", "sales", "--search", "second"]).await;
+    assert_eq!(found["messages"][0]["id"], original.as_str());
+    let gone = walink_json(&env, &["messages", "sales", "--search", "first"]).await;
+    assert_eq!(gone["messages"], serde_json::json!([]));
+}

@@ -145,6 +145,19 @@ pub(super) fn wire_message(m: MessageView) -> wire::StoredMessage {
         kind: m.kind,
         text: m.text,
         status: m.status.map(super::handler::wire_status),
+        reply_to: m.reply_to,
+        edited: m.edited,
+        revoked: m.revoked,
+        reactions: m
+            .reactions
+            .into_iter()
+            .map(|r| wire::ReactionInfo {
+                emoji: r.emoji,
+                by: r.by.shown,
+                by_phone: r.by.phone,
+                by_lid: r.by.lid,
+            })
+            .collect(),
     }
 }
 

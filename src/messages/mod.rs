@@ -6,8 +6,8 @@
 pub mod address;
 
 use crate::store::{
-    Address, ChatSummary, Contact, DeliveryStatus, Enqueued, InboxRecord, MessageStore, Sighting,
-    StoreError, ToFile,
+    Address, Annotations, ChatSummary, Contact, DeliveryStatus, Enqueued, InboxRecord,
+    MessageStore, Sighting, StoreError, ToFile,
 };
 use crate::wa::{GroupInfo, IncomingMessage, NumberCheck, Participant};
 pub use address::{Directory, Shown};
@@ -36,6 +36,19 @@ pub struct MessageView {
     pub text: Option<String>,
     /// For a message walink sent: where it is.
     pub status: Option<DeliveryStatus>,
+    /// The id of the message this one answers.
+    pub reply_to: Option<String>,
+    pub edited: bool,
+    /// Deleted for everyone (its text is gone).
+    pub revoked: bool,
+    pub reactions: Vec<ReactionView>,
+}
+
+/// A reaction, by a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub by: Shown,
 }
 
 /// One conversation as shown.
@@ -75,6 +88,8 @@ pub fn to_file(m: &IncomingMessage) -> ToFile {
         message: message.clone(),
         chat: address::parse(&message.chat),
         people,
+        reply_to: m.reply_to.clone(),
+        change: m.change.clone(),
     }
 }
 
@@ -112,7 +127,15 @@ pub fn unstored(m: &IncomingMessage) -> MessageView {
         received_at: 0,
         message: m.message.clone(),
     };
-    view(&Directory::new(contacts, Default::default()), record, None)
+    view(
+        &Directory::new(contacts, Default::default()),
+        record,
+        None,
+        Annotations {
+            reply_to: m.reply_to.clone(),
+            ..Annotations::default()
+        },
+    )
 }
 
 /// Queues a text for `to` (any address of the person, or a group) and files
@@ -192,11 +215,15 @@ pub async fn views(
     } else {
         store.statuses(sent).await?
     };
+    let mut notes = store
+        .annotations(records.iter().map(|r| r.seq).collect())
+        .await?;
     Ok(records
         .into_iter()
         .map(|r| {
             let status = statuses.get(&r.message.id).copied();
-            view(&directory, r, status)
+            let notes = notes.remove(&r.seq).unwrap_or_default();
+            view(&directory, r, status, notes)
         })
         .collect())
 }
@@ -208,10 +235,26 @@ async fn directory(store: &MessageStore) -> Result<Directory, StoreError> {
     ))
 }
 
-fn view(directory: &Directory, r: InboxRecord, status: Option<DeliveryStatus>) -> MessageView {
+fn view(
+    directory: &Directory,
+    r: InboxRecord,
+    status: Option<DeliveryStatus>,
+    notes: Annotations,
+) -> MessageView {
     let m = r.message;
     let sender = directory.show(&m.sender);
     MessageView {
+        reply_to: notes.reply_to,
+        edited: notes.edited,
+        revoked: notes.revoked,
+        reactions: notes
+            .reactions
+            .into_iter()
+            .map(|r| ReactionView {
+                by: directory.show(&r.reactor),
+                emoji: r.emoji,
+            })
+            .collect(),
         cursor: r.seq,
         chat: directory.show(&m.chat).shown,
         sender_phone: sender.phone,

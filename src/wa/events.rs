@@ -77,6 +77,11 @@ pub struct IncomingMessage {
     pub is_group: bool,
     /// The name the sender set for themselves; empty names are `None`.
     pub push_name: Option<String>,
+    /// The id of the message this one quotes (a reply).
+    pub reply_to: Option<String>,
+    /// Set for an edit, a deletion for everyone or a reaction: a change
+    /// to another message rather than one of its own.
+    pub change: Option<crate::store::Change>,
 }
 
 /// Forwards library events into a channel. The library calls handlers
@@ -224,6 +229,64 @@ pub(crate) fn incoming(m: &InboundMessage) -> IncomingMessage {
         chat_alt: source.recipient_alt.as_ref().map(|j| j.to_string()),
         is_group: source.is_group,
         push_name: (!info.push_name.is_empty()).then(|| info.push_name.clone()),
+        reply_to: reply_to(&m.message),
+        change: change(&m.message),
+    }
+}
+
+/// The id of the message `message` quotes, from the context of whichever
+/// content it carries.
+fn reply_to(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<String> {
+    let base = message.get_base_message();
+    [
+        base.extended_text_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.image_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.video_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.audio_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.document_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.sticker_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|c| c.stanza_id.clone())
+}
+
+/// What `message` does to an earlier message, if it is an edit, a deletion
+/// for everyone or a reaction.
+fn change(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::store::Change> {
+    use crate::store::Change;
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+    let base = message.get_base_message();
+    if let Some(reaction) = base.reaction_message.as_option() {
+        return Some(Change::React {
+            id: reaction.key.as_option()?.id.clone()?,
+            emoji: reaction.text.clone().unwrap_or_default(),
+        });
+    }
+    let protocol = base.protocol_message.as_option()?;
+    let id = protocol.key.as_option()?.id.clone()?;
+    match protocol.r#type? {
+        Type::REVOKE => Some(Change::Revoke { id }),
+        Type::MESSAGE_EDIT => Some(Change::Edit {
+            id,
+            text: protocol
+                .edited_message
+                .as_option()
+                .and_then(|m| m.text_content().map(str::to_string)),
+        }),
+        _ => None,
     }
 }
 

@@ -41,6 +41,28 @@ pub struct StoredMessage {
     /// For a message walink sent: where it is.
     #[serde(default)]
     pub status: Option<MessageStatus>,
+    /// The id of the message this one answers.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Its sender edited it (`text` is the new text).
+    #[serde(default)]
+    pub edited: bool,
+    /// Deleted for everyone: `text` is gone.
+    #[serde(default)]
+    pub revoked: bool,
+    /// One per person who reacted, oldest first.
+    #[serde(default)]
+    pub reactions: Vec<ReactionInfo>,
+}
+
+/// A reaction to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionInfo {
+    pub emoji: String,
+    /// Who reacted: their number (`+…`) when known, else their LID JID.
+    pub by: String,
+    pub by_phone: Option<String>,
+    pub by_lid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -66,6 +66,10 @@ pub struct ToFile {
     pub message: Inbound,
     pub chat: Address,
     pub people: Vec<Sighting>,
+    /// The id of the message this one answers.
+    pub reply_to: Option<String>,
+    /// Set when the message changes another instead of joining the history.
+    pub change: Option<super::Change>,
 }
 
 impl MessageStore {
@@ -83,13 +87,28 @@ impl MessageStore {
                 mut message,
                 chat,
                 people,
+                reply_to,
+                change,
             } in batch
             {
                 for person in &people {
                     learn(conn, account, person, now_ms)?;
                 }
+                if let Some(change) = change {
+                    // The sender as the change named it, and in its other forms.
+                    let mut senders = vec![message.sender.clone()];
+                    for person in &people {
+                        senders.extend(person.lid.clone().map(|l| Address::Lid(l).jid()));
+                        senders.extend(person.phone.clone().map(|p| Address::Phone(p).jid()));
+                    }
+                    super::changes::apply(conn, account, &senders, &change, now_ms)?;
+                    continue;
+                }
                 message.chat = chat_key(conn, account, &chat)?;
                 if let Some(seq) = insert_inbound(conn, account, &message, now_ms)? {
+                    if let Some(reply_to) = &reply_to {
+                        super::changes::set_reply_to(conn, seq, reply_to)?;
+                    }
                     stored.push(InboxRecord {
                         seq,
                         received_at: now_ms,
@@ -394,6 +413,8 @@ mod tests {
                 phone: phone.map(str::to_owned),
                 name: None,
             }],
+            reply_to: None,
+            change: None,
         }
     }
 

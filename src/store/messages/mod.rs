@@ -10,6 +10,7 @@
 //! pages stay correct while messages arrive: a new message gets a larger
 //! sequence than any cursor already handed out.
 
+mod changes;
 mod contacts;
 mod database;
 mod schema;
@@ -23,6 +24,7 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
+pub use changes::{Annotations, Change, Reaction};
 pub use contacts::{Address, Contact, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};

@@ -89,6 +89,28 @@ const MIGRATIONS: &[&str] = &[
          updated_at INTEGER NOT NULL,
          PRIMARY KEY (account, jid)
      ) WITHOUT ROWID;",
+    // 5: what happens to a message after it arrived: the message it
+    // answers, an edit, a deletion for everyone, and reactions (one per
+    // person; an empty emoji removes it). An edit changes the text, so the
+    // search index follows updates too.
+    "ALTER TABLE inbox ADD COLUMN reply_to TEXT;
+     ALTER TABLE inbox ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE inbox ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX inbox_by_id ON inbox (account, id);
+     CREATE TABLE reactions (
+         account TEXT NOT NULL,
+         message_id TEXT NOT NULL,
+         reactor TEXT NOT NULL,
+         emoji TEXT NOT NULL,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (account, message_id, reactor)
+     ) WITHOUT ROWID;
+     CREATE TRIGGER inbox_fts_update AFTER UPDATE OF body, description ON inbox BEGIN
+         INSERT INTO inbox_fts (inbox_fts, rowid, body, description)
+         VALUES ('delete', old.seq, old.body, old.description);
+         INSERT INTO inbox_fts (rowid, body, description)
+         VALUES (new.seq, new.body, new.description);
+     END;",
 ];
 
 /// The schema version this walinkd writes.

@@ -46,6 +46,30 @@ impl Messaging {
         .await
     }
 
+    /// Contact `from` sends `message` as it is (a reply, a reaction, an
+    /// edit, a deletion for everyone) to account `to`; returns its id.
+    pub async fn deliver_message(
+        &self,
+        view: &dyn ServerView,
+        from: &str,
+        to: &str,
+        message: waproto::whatsapp::Message,
+        id: Option<String>,
+        addressing: Addressing,
+    ) -> Result<String, MessagingError> {
+        let from_user = phone_of(view, from)?;
+        let to_user = phone_of(view, to)?;
+        self.deliver_content(
+            view,
+            from_user,
+            to_user,
+            Content::Message(std::sync::Arc::new(message)),
+            id,
+            addressing,
+        )
+        .await
+    }
+
     /// Contact `from` sends an image or a document to account `to`: the file
     /// is encrypted with a fresh media key and stored on the media host, and
     /// the message carries the key and the blob's references.
@@ -179,6 +203,7 @@ impl Messaging {
             },
             Content::KeyShare(keys) => super::key_share::key_share_message(keys),
             Content::Media(media) => media.to_message(),
+            Content::Message(message) => (**message).clone(),
             Content::Group(post) => {
                 return self
                     .encrypt_group_post(view, state, addr, id, sent, post)

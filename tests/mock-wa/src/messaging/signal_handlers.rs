@@ -201,6 +201,29 @@ impl MockHandle {
             .await
     }
 
+    /// Contact `from` sends `message` as built by the caller (a reply, a
+    /// reaction, an edit, a deletion for everyone) to account `to`;
+    /// returns its id.
+    pub async fn deliver_message(
+        &self,
+        from: &str,
+        to: &str,
+        message: waproto::whatsapp::Message,
+        id: Option<&str>,
+        addressing: Addressing,
+    ) -> Result<String, MessagingError> {
+        self.messaging_or_err()?
+            .deliver_message(
+                &CoreView(self.state()),
+                from,
+                to,
+                message,
+                id.map(str::to_string),
+                addressing,
+            )
+            .await
+    }
+
     /// Contact `from` sends an image or a document to account `to`; returns
     /// the message id.
     pub async fn deliver_media(
