@@ -515,4 +515,63 @@ async fn replies_reactions_edits_and_deletions_change_the_history() {
     assert_eq!(found["messages"][0]["id"], original.as_str());
     let gone = walink_json(&env, &["messages", "sales", "--search", "first"]).await;
     assert_eq!(gone["messages"], serde_json::json!([]));
+
+    // And going out: a reply quotes its message, a reaction lands on it.
+    let out = env
+        .walink(&["send", "sales", &plus, "our reply", "--reply-to", &original])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = env.walink(&["react", "sales", &original, "❤"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reaction = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let got: Vec<(String, String)> = env
+        .mock
+        .inbox(CONTACT)
+        .await
+        .into_iter()
+        .map(|e| (e.id, e.text))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ours.clone(), format!("[reply to {original}] our reply")),
+            (reaction, format!("[reaction ❤ to {original}]")),
+        ]
+    );
+    let page = history().await;
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        3,
+        "a reaction is no message of its own: {page}"
+    );
+    assert_eq!(messages[0]["id"], ours.as_str());
+    assert_eq!(messages[0]["from_me"], true);
+    assert_eq!(messages[0]["reply_to"], original.as_str());
+    let emojis: Vec<(&str, &str)> = messages[2]["reactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["emoji"].as_str().unwrap(), r["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        emojis,
+        [("👍", plus.as_str()), ("❤", format!("+{phone}").as_str())]
+    );
+
+    let unknown = env
+        .walink(&["react", "sales", "3EB0NOSUCHMESSAGE", "👍"])
+        .await;
+    assert!(!unknown.status.success());
+    let why = String::from_utf8_lossy(&unknown.stderr);
+    assert!(why.contains("has no message 3EB0NOSUCHMESSAGE"), "{why}");
 }

@@ -11,8 +11,8 @@ use tokio::sync::{Notify, broadcast};
 
 use super::events::AccountEvent;
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, MessageStore};
-use crate::wa::{InboxSink, IncomingMessage, Session, SessionError};
+use crate::store::{DeliveryStatus, MessageStore, OutboxRecord};
+use crate::wa::{InboxSink, IncomingMessage, Quote, Session, SessionError};
 
 /// A message that failed this many times to go out is given up on.
 const MAX_ATTEMPTS: u32 = 10;
@@ -101,10 +101,7 @@ impl Sender {
                 if record.status == DeliveryStatus::Sent && in_flight.contains(&record.id) {
                     continue;
                 }
-                let sent = self
-                    .session
-                    .send_text(&record.to, &record.text, Some(record.id.clone()))
-                    .await;
+                let sent = self.send(&record).await;
                 match sent {
                     Ok(_) => {
                         in_flight.insert(record.id.clone());
@@ -138,6 +135,40 @@ impl Sender {
                 tokio::time::sleep(RETRY_AFTER).await;
             } else {
                 self.kick.notified().await;
+            }
+        }
+    }
+
+    /// Writes `record` to the connection: a text, a reply or a reaction.
+    async fn send(&self, record: &OutboxRecord) -> Result<String, SessionError> {
+        let context = match self.store.context_of(&record.id).await {
+            Ok(context) => context,
+            Err(e) => return Err(SessionError::Send(format!("reading its context: {e}"))),
+        };
+        let id = Some(record.id.clone());
+        let Some(context) = context else {
+            return self
+                .session
+                .send_text(&record.to, &record.text, None, id)
+                .await;
+        };
+        let quote = |target: &String| Quote {
+            id: target.clone(),
+            sender: context.sender.clone(),
+            from_me: context.from_me,
+            text: context.text.clone(),
+        };
+        match (&context.react_to, &context.reply_to) {
+            (Some(target), _) => {
+                self.session
+                    .send_reaction(&record.to, &quote(target), &record.text, id)
+                    .await
+            }
+            (None, reply) => {
+                let quote = reply.as_ref().map(quote);
+                self.session
+                    .send_text(&record.to, &record.text, quote.as_ref(), id)
+                    .await
             }
         }
     }

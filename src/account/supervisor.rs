@@ -15,7 +15,7 @@ use super::events::{AccountEvent, Qr};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, Enqueued, MessageStore, Retention, SledBackend};
+use crate::store::{DeliveryStatus, Draft, Enqueued, MessageStore, Retention, SledBackend};
 use crate::wa::{
     ConnectionSettings, DiagnoseReport, InboxSink, IncomingMessage, ReceiptStatus, Session,
     VersionStatus, WaEvent, diagnose, message_id_for_key, new_message_id,
@@ -46,6 +46,15 @@ pub struct Settings {
     pub connection: ConnectionSettings,
     pub backoff_steps: Vec<Duration>,
     pub jitter: f64,
+}
+
+/// What a send answers or reacts to (by message id); both `None` for a
+/// plain text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    pub reply_to: Option<String>,
+    /// With this, the text is the reaction's emoji (empty takes it back).
+    pub react_to: Option<String>,
 }
 
 /// An account as configured.
@@ -321,6 +330,7 @@ impl AccountHandle {
         to: String,
         text: String,
         key: Option<String>,
+        context: Context,
     ) -> Result<Enqueued, CommandError> {
         if !self.spec.enabled {
             return Err(CommandError::InvalidState {
@@ -334,17 +344,17 @@ impl AccountHandle {
             None => new_message_id(&self.spec.name),
         };
         let own = self.status.borrow().jid.clone();
-        let enqueued = crate::messages::send(
-            &self.messages,
-            &id,
-            &to,
-            own.as_deref(),
-            &text,
-            key.as_deref(),
-            now_ms(),
-        )
-        .await
-        .map_err(|e| CommandError::Store(e.to_string()))?;
+        let draft = Draft {
+            id: id.clone(),
+            to: to.clone(),
+            text,
+            idempotency_key: key,
+            reply_to: context.reply_to,
+            react_to: context.react_to,
+        };
+        let enqueued = crate::messages::send(&self.messages, draft, own.as_deref(), now_ms())
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?;
         if enqueued.created {
             outbox::announce(&self.events, &id, &to, DeliveryStatus::Queued, None);
             self.kick.notify_one();

@@ -153,6 +153,23 @@ pub enum Command {
         /// account is connected (`walink outbox ACCOUNT` shows it)
         #[arg(long)]
         no_wait: bool,
+        /// Answer this message (its id, as `walink messages` shows it): it
+        /// is quoted
+        #[arg(long, value_name = "MESSAGE_ID")]
+        reply_to: Option<String>,
+    },
+    /// React to a message with an emoji ("" takes the reaction back); it
+    /// goes to the message's conversation
+    React {
+        /// Account name from walink.toml
+        account: String,
+        /// The message's id, as `walink messages` shows it
+        message_id: String,
+        /// The emoji (quote it); "" removes the reaction
+        emoji: String,
+        /// Return as soon as the reaction is queued
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Messages waiting to be sent, and those that failed
     Outbox {

@@ -203,13 +203,33 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             text,
             id,
             no_wait,
+            reply_to,
         } => {
             let result: SendResult = call(
                 &mut client,
                 &out,
                 method::SEND,
-                json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait}),
+                json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait, "reply_to": reply_to}),
                 "send",
+            )
+            .await?;
+            if !out.json {
+                println!("{}", result.id);
+            }
+            Ok(exit::OK)
+        }
+        Command::React {
+            account,
+            message_id,
+            emoji,
+            no_wait,
+        } => {
+            let result: SendResult = call(
+                &mut client,
+                &out,
+                method::REACT,
+                json!({"account": account, "id": message_id, "emoji": emoji, "wait": !no_wait}),
+                "react",
             )
             .await?;
             if !out.json {
@@ -332,6 +352,7 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Import { account, .. }
         | Command::Restart { account }
         | Command::Send { account, .. }
+        | Command::React { account, .. }
         | Command::Outbox { account, .. }
         | Command::Messages { account, .. }
         | Command::Chats { account }

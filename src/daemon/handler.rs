@@ -11,7 +11,7 @@ use super::accounts::Accounts;
 use super::errors::command_error;
 use crate::account::health::{HealthInput, assess};
 use crate::account::state::AccountState;
-use crate::account::{AccountEvent, AccountHandle, DeliveryStatus, Snapshot};
+use crate::account::{AccountEvent, AccountHandle, Context, DeliveryStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
     MessageStatus, PairCodeResult, QrNotification, QrResult, QrWaiting, RpcError, SendResult,
@@ -56,7 +56,32 @@ impl DaemonHandler {
         }
     }
 
-    async fn send(&self, p: wire::SendParams) -> Result<Value, RpcError> {
+    /// A reaction goes to the conversation of the message it reacts to.
+    async fn react(&self, p: wire::ReactParams) -> Result<Value, RpcError> {
+        let handle = self.account(&p.account).await?;
+        let chat = handle
+            .messages()
+            .chat_of(&p.id)
+            .await
+            .map_err(RpcError::storage)?
+            .ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "account {} has no message {}; react to an id `walink messages {}` lists",
+                    p.account, p.id, p.account
+                ))
+            })?;
+        let send = wire::SendParams {
+            account: p.account,
+            to: chat,
+            text: p.emoji,
+            id: None,
+            wait: p.wait,
+            reply_to: None,
+        };
+        self.send(send, Some(p.id)).await
+    }
+
+    async fn send(&self, p: wire::SendParams, react_to: Option<String>) -> Result<Value, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
         if p.wait && !snap.session_exists {
@@ -64,7 +89,15 @@ impl DaemonHandler {
             return Err(RpcError::not_connected(&p.account, snap.state));
         }
         let enqueued = handle
-            .send(p.to.clone(), p.text, p.id)
+            .send(
+                p.to.clone(),
+                p.text,
+                p.id,
+                Context {
+                    reply_to: p.reply_to,
+                    react_to,
+                },
+            )
             .await
             .map_err(|e| command_error(&p.account, e))?;
         let record = enqueued.record;
@@ -397,7 +430,8 @@ impl Handler for DaemonHandler {
             Call::Restore(p) => super::backups::restore(&self.accounts, p).await,
             Call::Export(p) => super::backups::export(&self.accounts, &p.account).await,
             Call::Import(p) => super::backups::import(&self.accounts, &self.uploads, p).await,
-            Call::Send(p) => self.send(p).await,
+            Call::Send(p) => self.send(p, None).await,
+            Call::React(p) => self.react(p).await,
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p, sink).await,
             Call::Subscribe(f) => self.subscribe(f.account.as_deref(), sink).await,

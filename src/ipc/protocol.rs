@@ -51,6 +51,7 @@ pub mod method {
     pub const CHATS: &str = "chats";
     pub const CONTACTS: &str = "contacts";
     pub const GROUPS: &str = "groups";
+    pub const REACT: &str = "react";
     pub const BACKUP: &str = "backup";
     pub const BACKUPS: &str = "backups";
     pub const RESTORE: &str = "restore";
@@ -75,6 +76,7 @@ pub mod method {
         CHATS,
         CONTACTS,
         GROUPS,
+        REACT,
         BACKUP,
         BACKUPS,
         RESTORE,
@@ -555,6 +557,9 @@ pub struct SendParams {
     /// message is queued durably.
     #[serde(default = "yes")]
     pub wait: bool,
+    /// The id of the message this one answers (it is quoted).
+    #[serde(default)]
+    pub reply_to: Option<String>,
 }
 
 fn yes() -> bool {
@@ -813,6 +818,7 @@ pub enum Call {
     /// `check` is already normalized to digits.
     Contacts(ContactsParams),
     Groups(AccountParams),
+    React(ReactParams),
     Backup(AccountParams),
     Backups(AccountParams),
     Restore(RestoreParams),
@@ -857,11 +863,24 @@ impl Call {
                 if let Some(key) = &send.id {
                     check_idempotency_key(key).map_err(RpcError::invalid_params)?;
                 }
+                if let Some(reply_to) = &send.reply_to {
+                    check_message_id(reply_to).map_err(RpcError::invalid_params)?;
+                }
                 Call::Send(send)
             }
             method::OUTBOX => Call::Outbox(parse_params(params)?),
             method::CHATS => Call::Chats(parse_params(params)?),
             method::GROUPS => Call::Groups(parse_params(params)?),
+            method::REACT => {
+                let p: ReactParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                if p.emoji.chars().count() > MAX_EMOJI_CHARS {
+                    return Err(RpcError::invalid_params(format!(
+                        "emoji must be at most {MAX_EMOJI_CHARS} characters (one emoji; empty removes the reaction)"
+                    )));
+                }
+                Call::React(p)
+            }
             method::CONTACTS => {
                 let mut p: ContactsParams = parse_params(params)?;
                 if let Some(check) = &mut p.check {
@@ -942,12 +961,26 @@ impl Call {
             Call::Outbox(p) => Some(&p.account),
             Call::Messages(p) => Some(&p.account),
             Call::Contacts(p) => Some(&p.account),
+            Call::React(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),
             Call::ClearSession(p) => Some(&p.account),
             Call::Restore(p) => Some(&p.account),
             Call::Import(p) => Some(&p.account),
         }
     }
+}
+
+/// A WhatsApp message id as `reply_to` and `react` take it.
+fn check_message_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !id.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "message id {id:?} must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} letters and digits, as `walink messages` shows it"
+        ));
+    }
+    Ok(())
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), String> {

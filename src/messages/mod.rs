@@ -6,7 +6,7 @@
 pub mod address;
 
 use crate::store::{
-    Address, Annotations, ChatSummary, Contact, DeliveryStatus, Enqueued, InboxRecord,
+    Address, Annotations, ChatSummary, Contact, DeliveryStatus, Draft, Enqueued, InboxRecord,
     MessageStore, Sighting, StoreError, ToFile,
 };
 use crate::wa::{GroupInfo, IncomingMessage, NumberCheck, Participant};
@@ -138,21 +138,17 @@ pub fn unstored(m: &IncomingMessage) -> MessageView {
     )
 }
 
-/// Queues a text for `to` (any address of the person, or a group) and files
-/// it in that conversation's history; `own` is the account's JID.
+/// Queues `draft` for `draft.to` (any address of the person, or a group)
+/// and files it in that conversation; `own` is the account's JID.
 pub async fn send(
     store: &MessageStore,
-    id: &str,
-    to: &str,
+    draft: Draft,
     own: Option<&str>,
-    text: &str,
-    key: Option<&str>,
     now_ms: u64,
 ) -> Result<Enqueued, StoreError> {
     let own = own.map(|j| address::parse(j).jid()).unwrap_or_default();
-    store
-        .send_filed(id, to, address::parse(to), &own, text, key, now_ms)
-        .await
+    let chat = address::parse(&draft.to);
+    store.send_filed(draft, chat, &own, now_ms).await
 }
 
 /// The conversation key `chat` (any address of a person, or a group) is

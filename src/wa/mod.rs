@@ -16,5 +16,5 @@ pub use events::{IncomingMessage, ReceiptStatus, WaEvent};
 pub use inbox::InboxSink;
 pub use message_id::{message_id_for_key, new_message_id};
 pub use people::{GroupInfo, NumberCheck, Participant};
-pub use session::{ConnectionSettings, Session, SessionError};
+pub use session::{ConnectionSettings, Quote, Session, SessionError};
 pub use version::{VersionSource, VersionStatus};

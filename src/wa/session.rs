@@ -87,6 +87,17 @@ pub enum SessionError {
     Query(String),
 }
 
+/// The message a reply quotes or a reaction targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub id: String,
+    /// Who sent it (a JID), when known.
+    pub sender: Option<String>,
+    pub from_me: bool,
+    /// Its text, shown in the quote.
+    pub text: Option<String>,
+}
+
 /// A built client plus the subscription that feeds its events to us.
 pub struct Session {
     pub(super) client: Arc<Client>,
@@ -230,13 +241,66 @@ impl Session {
     }
 
     /// Sends a text to `to`, a JID (the IPC layer normalizes phone numbers),
-    /// and returns the WhatsApp message id. With `message_id`,
-    /// the same id is reused, so a retried send is recognised as the same
-    /// message by the recipient instead of arriving twice.
+    /// quoting `quote` when it answers a message, and returns the WhatsApp
+    /// message id. With `message_id`, the same id is reused, so a retried
+    /// send is recognised as the same message by the recipient instead of
+    /// arriving twice.
     pub async fn send_text(
         &self,
         to: &str,
         text: &str,
+        quote: Option<&Quote>,
+        message_id: Option<String>,
+    ) -> Result<String, SessionError> {
+        use wacore::proto_helpers::MessageBuilderExt;
+        let message = match quote {
+            None => whatsapp_rust::waproto::whatsapp::Message {
+                conversation: Some(text.to_string()),
+                ..Default::default()
+            },
+            Some(quote) => {
+                let quoted = whatsapp_rust::waproto::whatsapp::Message {
+                    conversation: quote.text.clone(),
+                    ..Default::default()
+                };
+                let sender = quote.sender.clone().unwrap_or_else(|| to.to_string());
+                whatsapp_rust::waproto::whatsapp::Message::text_with_context(
+                    text,
+                    wacore::proto_helpers::build_quote_context(&quote.id, sender, &quoted),
+                )
+            }
+        };
+        self.send_message(to, message, message_id).await
+    }
+
+    /// Reacts to `target` with `emoji` (empty takes the reaction back).
+    pub async fn send_reaction(
+        &self,
+        to: &str,
+        target: &Quote,
+        emoji: &str,
+        message_id: Option<String>,
+    ) -> Result<String, SessionError> {
+        let key = whatsapp_rust::waproto::whatsapp::MessageKey {
+            remote_jid: Some(to.to_string()),
+            from_me: Some(target.from_me),
+            id: Some(target.id.clone()),
+            participant: to
+                .ends_with("@g.us")
+                .then(|| target.sender.clone())
+                .flatten(),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let message = wacore::proto_helpers::build_reaction_message(key, emoji, now);
+        self.send_message(to, message, message_id).await
+    }
+
+    async fn send_message(
+        &self,
+        to: &str,
+        message: whatsapp_rust::waproto::whatsapp::Message,
         message_id: Option<String>,
     ) -> Result<String, SessionError> {
         if !self.is_connected() {
@@ -245,10 +309,6 @@ impl Session {
         let jid: Jid = to
             .parse()
             .map_err(|_| SessionError::BadRecipient(to.to_string()))?;
-        let message = whatsapp_rust::waproto::whatsapp::Message {
-            conversation: Some(text.to_string()),
-            ..Default::default()
-        };
         let options = match message_id {
             Some(id) => SendOptions::default().with_message_id(id),
             None => SendOptions::default(),

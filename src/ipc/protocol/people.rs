@@ -6,6 +6,23 @@ use serde::{Deserialize, Serialize};
 
 use super::MessageStatus;
 
+/// Longest `emoji` `react` takes, in characters (an emoji with modifiers).
+pub const MAX_EMOJI_CHARS: usize = 16;
+
+/// Params of `react`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactParams {
+    pub account: String,
+    /// The message reacted to, as `messages` lists it.
+    pub id: String,
+    /// The reaction; empty takes it back.
+    pub emoji: String,
+    /// Wait for the server's ack (default), as `send` does.
+    #[serde(default = "super::yes")]
+    pub wait: bool,
+}
+
 /// Most numbers one `contacts` check asks about.
 pub const MAX_CHECK: usize = 100;
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::MessageStore;
@@ -112,6 +112,17 @@ pub(super) fn set_reply_to(conn: &Connection, seq: u64, reply_to: &str) -> rusql
 }
 
 impl MessageStore {
+    /// The conversation key of the stored message `id`, if walink has it.
+    pub async fn chat_of(&self, id: &str) -> Result<Option<String>, super::StoreError> {
+        let id = id.to_owned();
+        self.read("find a message", move |conn, account| {
+            conn.prepare_cached("SELECT chat FROM inbox WHERE account = ?1 AND id = ?2 LIMIT 1")?
+                .query_row(params![account, id], |r| r.get(0))
+                .optional()
+        })
+        .await
+    }
+
     /// What changed about the messages at `seqs` (only those with news).
     pub async fn annotations(
         &self,

@@ -59,6 +59,34 @@ pub struct Contact {
     pub updated_at: u64,
 }
 
+/// A message to queue: a text (maybe a reply) or a reaction.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Draft {
+    pub id: String,
+    /// The JID it goes out to.
+    pub to: String,
+    /// The text, or a reaction's emoji (empty takes a reaction back).
+    pub text: String,
+    pub idempotency_key: Option<String>,
+    /// The id of the message it answers.
+    pub reply_to: Option<String>,
+    /// The id of the message it reacts to.
+    pub react_to: Option<String>,
+}
+
+/// What an outbox message answers or reacts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub reply_to: Option<String>,
+    pub react_to: Option<String>,
+    /// The sender of that message and whether it was this account, when
+    /// walink has it.
+    pub sender: Option<String>,
+    pub from_me: bool,
+    /// Its text, for the quote a reply carries.
+    pub text: Option<String>,
+}
+
 /// A received message and what filing it needs: the address of its chat
 /// and the people it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,32 +161,28 @@ impl MessageStore {
         .await
     }
 
-    /// Queues a text for `to` (the JID it goes out to) and files it in the
-    /// history of `chat`'s conversation, sent by `own` (the account's
-    /// JID), in one durable commit. A message already queued under `id` is
-    /// returned unchanged and filed once.
-    #[allow(clippy::too_many_arguments)]
+    /// Queues `draft` and files it, in one durable commit: a text in the
+    /// history of `chat`'s conversation as sent by `own` (the account's
+    /// JID), a reaction on the message it reacts to. A message already
+    /// queued under its id is returned unchanged and filed once.
     pub async fn send_filed(
         &self,
-        id: &str,
-        to: &str,
+        draft: Draft,
         chat: Address,
         own: &str,
-        text: &str,
-        idempotency_key: Option<&str>,
         now_ms: u64,
     ) -> Result<Enqueued, super::StoreError> {
         let record = OutboxRecord {
             seq: 0,
-            id: id.to_owned(),
-            to: to.to_owned(),
-            text: text.to_owned(),
+            id: draft.id.clone(),
+            to: draft.to.clone(),
+            text: draft.text.clone(),
             created_at: now_ms,
             updated_at: now_ms,
             status: DeliveryStatus::Queued,
             attempts: 0,
             last_error: None,
-            idempotency_key: idempotency_key.map(str::to_owned),
+            idempotency_key: draft.idempotency_key.clone(),
         };
         let own = own.to_owned();
         let enqueued = self
@@ -170,16 +194,41 @@ impl MessageStore {
                         created: false,
                     });
                 };
-                let sent = Inbound {
-                    id: record.id.clone(),
-                    chat: chat_key(conn, account, &chat)?,
-                    sender: own,
-                    from_me: true,
-                    timestamp: (now_ms / 1000) as i64,
-                    text: Some(record.text.clone()),
-                    description: None,
-                };
-                insert_inbound(conn, account, &sent, now_ms)?;
+                if draft.reply_to.is_some() || draft.react_to.is_some() {
+                    conn.prepare_cached(
+                        "INSERT INTO outbox_context (account, id, reply_to, react_to) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        account,
+                        record.id,
+                        draft.reply_to,
+                        draft.react_to
+                    ])?;
+                }
+                if let Some(target) = &draft.react_to {
+                    let react = super::Change::React {
+                        id: target.clone(),
+                        emoji: record.text.clone(),
+                    };
+                    super::changes::apply(conn, account, &[own], &react, now_ms)?;
+                } else {
+                    let sent = Inbound {
+                        id: record.id.clone(),
+                        chat: chat_key(conn, account, &chat)?,
+                        sender: own,
+                        from_me: true,
+                        timestamp: (now_ms / 1000) as i64,
+                        text: Some(record.text.clone()),
+                        description: None,
+                    };
+                    if let (Some(seq), Some(reply_to)) = (
+                        insert_inbound(conn, account, &sent, now_ms)?,
+                        &draft.reply_to,
+                    ) {
+                        super::changes::set_reply_to(conn, seq, reply_to)?;
+                    }
+                }
                 Ok(Enqueued {
                     record: OutboxRecord { seq, ..record },
                     created: true,
@@ -190,6 +239,44 @@ impl MessageStore {
             Counts::add(&self.counts.queued, 1);
         }
         Ok(enqueued)
+    }
+
+    /// What outbox message `id` answers or reacts to, with who sent that
+    /// message, for building it on the wire.
+    pub async fn context_of(&self, id: &str) -> Result<Option<Context>, super::StoreError> {
+        let id = id.to_owned();
+        self.read("read a message's context", move |conn, account| {
+            let found: Option<(Option<String>, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT reply_to, react_to FROM outbox_context WHERE account = ?1 AND id = ?2",
+                )?
+                .query_row(params![account, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((reply_to, react_to)) = found else {
+                return Ok(None);
+            };
+            let target = reply_to.clone().or(react_to.clone()).unwrap_or_default();
+            let quoted: Option<(String, bool, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT sender, from_me, body FROM inbox WHERE account = ?1 AND id = ?2 LIMIT 1",
+                )?
+                .query_row(params![account, target], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let (sender, from_me, text) = match quoted {
+                Some((sender, from_me, text)) => (Some(sender), from_me, text),
+                None => (None, false, None),
+            };
+            Ok(Some(Context {
+                reply_to,
+                react_to,
+                sender,
+                from_me,
+                text,
+            }))
+        })
+        .await
     }
 
     /// The conversation key `address` is filed under right now.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
 pub use changes::{Annotations, Change, Reaction};
-pub use contacts::{Address, Contact, Sighting, ToFile};
+pub use contacts::{Address, Contact, Context, Draft, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};
 use sql::{

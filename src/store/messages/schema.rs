@@ -105,6 +105,15 @@ const MIGRATIONS: &[&str] = &[
          at INTEGER NOT NULL,
          PRIMARY KEY (account, message_id, reactor)
      ) WITHOUT ROWID;
+     -- What an outbox message answers or reacts to (its body is the text,
+     -- or the emoji of a reaction).
+     CREATE TABLE outbox_context (
+         account TEXT NOT NULL,
+         id TEXT NOT NULL,
+         reply_to TEXT,
+         react_to TEXT,
+         PRIMARY KEY (account, id)
+     ) WITHOUT ROWID;
      CREATE TRIGGER inbox_fts_update AFTER UPDATE OF body, description ON inbox BEGIN
          INSERT INTO inbox_fts (inbox_fts, rowid, body, description)
          VALUES ('delete', old.seq, old.body, old.description);
