@@ -51,7 +51,7 @@ pub enum WaEvent {
         status: ReceiptStatus,
         from: String,
     },
-    Message(IncomingMessage),
+    Message(Box<IncomingMessage>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +179,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
             .messages
             .iter()
             .filter(|m| !is_device_key_exchange(m))
-            .map(|m| WaEvent::Message(incoming(m)))
+            .map(|m| WaEvent::Message(Box::new(incoming(m))))
             .collect(),
         // The library reports 503/429/515 only in its logs; the raw
         // `<stream:error>` is the one place their codes are visible, and the

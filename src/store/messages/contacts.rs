@@ -606,16 +606,15 @@ mod tests {
             .await
             .unwrap();
         for _ in 0..2 {
+            let draft = Draft {
+                id: "m1".into(),
+                to: "1000@lid".into(),
+                text: "hi".into(),
+                idempotency_key: Some("k".into()),
+                ..Draft::default()
+            };
             store
-                .send_filed(
-                    "m1",
-                    "1000@lid",
-                    Address::Lid("1000".into()),
-                    "1@s.whatsapp.net",
-                    "hi",
-                    Some("k"),
-                    5000,
-                )
+                .send_filed(draft, Address::Lid("1000".into()), "1@s.whatsapp.net", 5000)
                 .await
                 .unwrap();
         }
