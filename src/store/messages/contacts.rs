@@ -634,4 +634,62 @@ mod tests {
         assert_eq!(statuses["m1"], DeliveryStatus::Queued);
         assert_eq!(store.counts().queued, 1);
     }
+
+    #[tokio::test]
+    async fn retention_takes_reactions_and_send_context_with_their_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mut react = from_lid("r", "1000", None);
+        react.change = Some(super::super::Change::React {
+            id: "a".into(),
+            emoji: "👍".into(),
+        });
+        store
+            .file_inbound(vec![from_lid("a", "1000", None), react], 1)
+            .await
+            .unwrap();
+        let draft = Draft {
+            id: "m1".into(),
+            to: "1000@lid".into(),
+            text: "yes".into(),
+            reply_to: Some("a".into()),
+            ..Draft::default()
+        };
+        store
+            .send_filed(draft, Address::Lid("1000".into()), "1@s.whatsapp.net", 2)
+            .await
+            .unwrap();
+        store
+            .advance("m1", DeliveryStatus::ServerAck, None, 3)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = store
+            .messages(None, None, None, 10)
+            .await
+            .unwrap()
+            .messages
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        let notes = store.annotations(seqs).await.unwrap();
+        assert_eq!(notes.len(), 2, "a reaction and a reply: {notes:?}");
+        assert!(store.context_of("m1").await.unwrap().is_some());
+
+        let retention = crate::store::Retention {
+            max_age: None,
+            max_messages: Some(0),
+        };
+        store.prune(retention, 4).await.unwrap();
+        let left = store
+            .read("count", |conn, _| {
+                conn.query_row(
+                    "SELECT (SELECT count(*) FROM reactions) + (SELECT count(*) FROM outbox_context)",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    }
 }

@@ -114,6 +114,15 @@ const MIGRATIONS: &[&str] = &[
          react_to TEXT,
          PRIMARY KEY (account, id)
      ) WITHOUT ROWID;
+     -- Retention takes what hangs off a message with it (a duplicate
+     -- removed by a merge leaves its twin's reactions alone).
+     CREATE TRIGGER inbox_reactions_delete AFTER DELETE ON inbox
+     WHEN NOT EXISTS (SELECT 1 FROM inbox WHERE account = old.account AND id = old.id) BEGIN
+         DELETE FROM reactions WHERE account = old.account AND message_id = old.id;
+     END;
+     CREATE TRIGGER outbox_context_delete AFTER DELETE ON outbox BEGIN
+         DELETE FROM outbox_context WHERE account = old.account AND id = old.id;
+     END;
      CREATE TRIGGER inbox_fts_update AFTER UPDATE OF body, description ON inbox BEGIN
          INSERT INTO inbox_fts (inbox_fts, rowid, body, description)
          VALUES ('delete', old.seq, old.body, old.description);
