@@ -575,3 +575,87 @@ async fn replies_reactions_edits_and_deletions_change_the_history() {
     let why = String::from_utf8_lossy(&unknown.stderr);
     assert!(why.contains("has no message 3EB0NOSUCHMESSAGE"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_keeps_its_caption_and_what_the_message_says_of_the_file() {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let env = paired("sales").await;
+    let phone = phone(&env, "sales").await;
+    let plus = format!("+{CONTACT}");
+    let photo: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let pdf = b"%PDF-1.4 an invoice".to_vec();
+    let hex = |data: &[u8]| {
+        Sha256::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let request =
+        |kind: &str, mimetype: &str, filename: Option<&str>, caption: Option<&str>, data: &[u8]| {
+            mock_wa::messaging::MediaRequest {
+                kind: kind.into(),
+                mimetype: mimetype.into(),
+                filename: filename.map(str::to_owned),
+                caption: caption.map(str::to_owned),
+                data_base64: base64::engine::general_purpose::STANDARD.encode(data),
+            }
+        };
+    let image = env
+        .mock
+        .deliver_media(
+            CONTACT,
+            &phone,
+            &request("image", "image/jpeg", None, Some("the parcel"), &photo),
+            None,
+        )
+        .await
+        .unwrap();
+    let document = env
+        .mock
+        .deliver_media(
+            CONTACT,
+            &phone,
+            &request(
+                "document",
+                "application/pdf",
+                Some("invoice.pdf"),
+                None,
+                &pdf,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let page = eventually(CONNECT, "both media messages are stored", || async {
+        let page = walink_json(&env, &["messages", "sales", "--chat", &plus]).await;
+        (page["messages"].as_array().unwrap().len() == 2).then_some(page)
+    })
+    .await;
+    let by_id = |id: &str| {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {page}"))
+    };
+    let img = by_id(&image);
+    assert_eq!(img["kind"], "image");
+    assert_eq!(img["text"], "the parcel", "the caption is the text");
+    assert_eq!(img["media"]["mimetype"], "image/jpeg");
+    assert_eq!(img["media"]["size"], photo.len());
+    assert_eq!(img["media"]["sha256"], hex(&photo));
+    let doc = by_id(&document);
+    assert_eq!(doc["kind"], "document");
+    assert_eq!(doc["media"]["filename"], "invoice.pdf");
+    assert_eq!(doc["media"]["sha256"], hex(&pdf));
+    assert_eq!(doc["media"]["size"], pdf.len());
+    let found = walink_json(&env, &["messages", "sales", "--search", "parcel"]).await;
+    assert_eq!(
+        found["messages"][0]["id"],
+        image.as_str(),
+        "captions are searchable"
+    );
+}

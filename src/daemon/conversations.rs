@@ -145,6 +145,12 @@ pub(super) fn wire_message(m: MessageView) -> wire::StoredMessage {
         kind: m.kind,
         text: m.text,
         status: m.status.map(super::handler::wire_status),
+        media: m.media.map(|m| wire::MediaInfo {
+            mimetype: m.mimetype,
+            size: m.size,
+            filename: m.filename,
+            sha256: m.sha256,
+        }),
         reply_to: m.reply_to,
         edited: m.edited,
         revoked: m.revoked,

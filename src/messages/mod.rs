@@ -7,7 +7,7 @@ pub mod address;
 
 use crate::store::{
     Address, Annotations, ChatSummary, Contact, DeliveryStatus, Draft, Enqueued, InboxRecord,
-    MessageStore, Sighting, StoreError, ToFile,
+    MediaMeta, MessageStore, Sighting, StoreError, ToFile,
 };
 use crate::wa::{GroupInfo, IncomingMessage, NumberCheck, Participant};
 pub use address::{Directory, Shown};
@@ -36,6 +36,8 @@ pub struct MessageView {
     pub text: Option<String>,
     /// For a message walink sent: where it is.
     pub status: Option<DeliveryStatus>,
+    /// What a media message says of its file.
+    pub media: Option<MediaMeta>,
     /// The id of the message this one answers.
     pub reply_to: Option<String>,
     pub edited: bool,
@@ -90,6 +92,7 @@ pub fn to_file(m: &IncomingMessage) -> ToFile {
         people,
         reply_to: m.reply_to.clone(),
         change: m.change.clone(),
+        media: m.media.clone(),
     }
 }
 
@@ -133,6 +136,7 @@ pub fn unstored(m: &IncomingMessage) -> MessageView {
         None,
         Annotations {
             reply_to: m.reply_to.clone(),
+            media: m.media.clone(),
             ..Annotations::default()
         },
     )
@@ -240,6 +244,7 @@ fn view(
     let m = r.message;
     let sender = directory.show(&m.sender);
     MessageView {
+        media: notes.media,
         reply_to: notes.reply_to,
         edited: notes.edited,
         revoked: notes.revoked,

@@ -82,6 +82,8 @@ pub struct IncomingMessage {
     /// Set for an edit, a deletion for everyone or a reaction: a change
     /// to another message rather than one of its own.
     pub change: Option<crate::store::Change>,
+    /// What a media message says of its file.
+    pub media: Option<crate::store::MediaMeta>,
 }
 
 /// Forwards library events into a channel. The library calls handlers
@@ -222,7 +224,12 @@ pub(crate) fn incoming(m: &InboundMessage) -> IncomingMessage {
             sender: source.sender.to_string(),
             from_me: source.is_from_me,
             timestamp: info.timestamp.timestamp(),
-            text: m.message.text_content().map(str::to_string),
+            // A caption is the media's text.
+            text: m
+                .message
+                .text_content()
+                .or_else(|| m.message.get_caption())
+                .map(str::to_string),
             description: describe(&m.message),
         },
         sender_alt: source.sender_alt.as_ref().map(|j| j.to_string()),
@@ -231,7 +238,42 @@ pub(crate) fn incoming(m: &InboundMessage) -> IncomingMessage {
         push_name: (!info.push_name.is_empty()).then(|| info.push_name.clone()),
         reply_to: reply_to(&m.message),
         change: change(&m.message),
+        media: media(&m.message),
     }
+}
+
+fn media(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::store::MediaMeta> {
+    let base = message.get_base_message();
+    let hex = |h: &Option<Vec<u8>>| {
+        h.as_ref()
+            .map(|h| h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    };
+    macro_rules! meta {
+        ($m:expr, $filename:expr) => {
+            crate::store::MediaMeta {
+                mimetype: $m.mimetype.clone(),
+                size: $m.file_length,
+                filename: $filename,
+                sha256: hex(&$m.file_sha256),
+            }
+        };
+    }
+    if let Some(m) = base.image_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    if let Some(m) = base.video_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    if let Some(m) = base.audio_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    if let Some(m) = base.document_message.as_option() {
+        return Some(meta!(m, m.file_name.clone()));
+    }
+    if let Some(m) = base.sticker_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    None
 }
 
 /// The id of the message `message` quotes, from the context of whichever

@@ -58,6 +58,9 @@ pub struct StoredMessage {
     /// For a message walink sent: where it is.
     #[serde(default)]
     pub status: Option<MessageStatus>,
+    /// A media message's file, as the message describes it.
+    #[serde(default)]
+    pub media: Option<MediaInfo>,
     /// The id of the message this one answers.
     #[serde(default)]
     pub reply_to: Option<String>,
@@ -70,6 +73,17 @@ pub struct StoredMessage {
     /// One per person who reacted, oldest first.
     #[serde(default)]
     pub reactions: Vec<ReactionInfo>,
+}
+
+/// What a media message says of its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub mimetype: Option<String>,
+    /// Bytes.
+    pub size: Option<u64>,
+    pub filename: Option<String>,
+    /// SHA-256 of the decrypted file, hex.
+    pub sha256: Option<String>,
 }
 
 /// A reaction to a message.

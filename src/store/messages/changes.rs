@@ -37,9 +37,22 @@ pub struct Reaction {
     pub emoji: String,
 }
 
-/// What changed about a stored message since it arrived.
+/// What a media message says of its file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaMeta {
+    pub mimetype: Option<String>,
+    /// Bytes.
+    pub size: Option<u64>,
+    pub filename: Option<String>,
+    /// Of the decrypted file, hex.
+    pub sha256: Option<String>,
+}
+
+/// What a stored message carries beyond its text, and what changed about
+/// it since it arrived.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Annotations {
+    pub media: Option<MediaMeta>,
     pub reply_to: Option<String>,
     pub edited: bool,
     pub revoked: bool,
@@ -105,6 +118,14 @@ pub(super) fn apply(
     Ok(())
 }
 
+pub(super) fn set_media(conn: &Connection, seq: u64, media: &MediaMeta) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(media)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.prepare_cached("UPDATE inbox SET media = ?2 WHERE seq = ?1")?
+        .execute(params![seq, json])?;
+    Ok(())
+}
+
 pub(super) fn set_reply_to(conn: &Connection, seq: u64, reply_to: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("UPDATE inbox SET reply_to = ?2 WHERE seq = ?1")?
         .execute(params![seq, reply_to])?;
@@ -131,20 +152,22 @@ impl MessageStore {
         self.read("read message changes", move |conn, account| {
             let mut found = HashMap::new();
             let mut row = conn.prepare_cached(
-                "SELECT id, reply_to, edited, revoked FROM inbox WHERE seq = ?1 AND account = ?2",
+                "SELECT id, reply_to, edited, revoked, media FROM inbox WHERE seq = ?1 \
+                 AND account = ?2",
             )?;
             let mut reactions = conn.prepare_cached(
                 "SELECT reactor, emoji FROM reactions WHERE account = ?1 AND message_id = ?2 \
                  ORDER BY at",
             )?;
             for seq in seqs {
-                let Some((id, reply_to, edited, revoked)) = row
+                let Some((id, reply_to, edited, revoked, media)) = row
                     .query_map(params![seq, account], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
                             r.get::<_, Option<String>>(1)?,
                             r.get::<_, bool>(2)?,
                             r.get::<_, bool>(3)?,
+                            r.get::<_, Option<String>>(4)?,
                         ))
                     })?
                     .next()
@@ -161,6 +184,9 @@ impl MessageStore {
                     })?
                     .collect::<rusqlite::Result<_>>()?;
                 let notes = Annotations {
+                    // Written by this walinkd from its own type: unreadable
+                    // JSON would be damage, and shows as no metadata.
+                    media: media.and_then(|m| serde_json::from_str(&m).ok()),
                     reply_to,
                     edited,
                     revoked,

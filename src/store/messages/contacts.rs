@@ -98,6 +98,7 @@ pub struct ToFile {
     pub reply_to: Option<String>,
     /// Set when the message changes another instead of joining the history.
     pub change: Option<super::Change>,
+    pub media: Option<super::MediaMeta>,
 }
 
 impl MessageStore {
@@ -117,6 +118,7 @@ impl MessageStore {
                 people,
                 reply_to,
                 change,
+                media,
             } in batch
             {
                 for person in &people {
@@ -136,6 +138,9 @@ impl MessageStore {
                 if let Some(seq) = insert_inbound(conn, account, &message, now_ms)? {
                     if let Some(reply_to) = &reply_to {
                         super::changes::set_reply_to(conn, seq, reply_to)?;
+                    }
+                    if let Some(media) = &media {
+                        super::changes::set_media(conn, seq, media)?;
                     }
                     stored.push(InboxRecord {
                         seq,
@@ -502,6 +507,7 @@ mod tests {
             }],
             reply_to: None,
             change: None,
+            media: None,
         }
     }
 

@@ -24,7 +24,7 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
-pub use changes::{Annotations, Change, Reaction};
+pub use changes::{Annotations, Change, MediaMeta, Reaction};
 pub use contacts::{Address, Contact, Context, Draft, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};

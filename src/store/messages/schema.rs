@@ -89,11 +89,13 @@ const MIGRATIONS: &[&str] = &[
          updated_at INTEGER NOT NULL,
          PRIMARY KEY (account, jid)
      ) WITHOUT ROWID;",
-    // 5: what happens to a message after it arrived: the message it
+    // 5: what a message carries beyond its text (the media's metadata, as
+    // JSON) and what happens to it after it arrived: the message it
     // answers, an edit, a deletion for everyone, and reactions (one per
     // person; an empty emoji removes it). An edit changes the text, so the
     // search index follows updates too.
     "ALTER TABLE inbox ADD COLUMN reply_to TEXT;
+     ALTER TABLE inbox ADD COLUMN media TEXT;
      ALTER TABLE inbox ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE inbox ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
      CREATE INDEX inbox_by_id ON inbox (account, id);
