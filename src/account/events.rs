@@ -35,7 +35,7 @@ pub enum AccountEvent {
     Paired {
         jid: String,
     },
-    Message(MessageView),
+    Message(Box<MessageView>),
     MessageStatus {
         id: String,
         chat: String,

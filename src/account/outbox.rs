@@ -213,7 +213,7 @@ impl InboxSink for StoreInbox {
             .await
             .map_err(|e| e.to_string())?;
         for message in stored {
-            let _ = self.events.send(AccountEvent::Message(message));
+            let _ = self.events.send(AccountEvent::Message(Box::new(message)));
         }
         Ok(())
     }

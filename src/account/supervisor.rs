@@ -999,9 +999,11 @@ impl Supervisor {
             WaEvent::Message(m) => {
                 tracing::debug!(account = %self.name, event = "message_received", "message received");
                 self.status.send_modify(|s| s.messages_in += 1);
-                let _ = self
-                    .events
-                    .send(AccountEvent::Message(crate::messages::unstored(&m)));
+                let _ =
+                    self.events
+                        .send(AccountEvent::Message(Box::new(crate::messages::unstored(
+                            &m,
+                        ))));
             }
         }
         None

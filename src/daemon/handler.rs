@@ -615,7 +615,7 @@ fn wire_event(account: &str, event: AccountEvent) -> Event {
         },
         AccountEvent::Paired { jid } => EventKind::Paired { jid },
         AccountEvent::Message(m) => EventKind::MessageReceived {
-            message: super::conversations::wire_message(m),
+            message: Box::new(super::conversations::wire_message(*m)),
         },
         AccountEvent::MessageStatus {
             id,

@@ -756,7 +756,7 @@ pub enum EventKind {
     /// The message, as `messages` lists it (nested: its own `kind` says
     /// what the message is).
     MessageReceived {
-        message: StoredMessage,
+        message: Box<StoredMessage>,
     },
     MessageStatus {
         id: String,
