@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod ipc;
+pub mod messages;
 pub mod net;
 pub mod store;
 pub mod wa;

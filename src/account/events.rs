@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::state::AccountState;
+use crate::messages::MessageView;
 use crate::store::DeliveryStatus;
-use crate::wa::IncomingMessage;
 
 /// The current QR payload; in memory only, never logged or stored.
 #[derive(Clone, PartialEq)]
@@ -35,7 +35,7 @@ pub enum AccountEvent {
     Paired {
         jid: String,
     },
-    Message(IncomingMessage),
+    Message(Box<MessageView>),
     MessageStatus {
         id: String,
         chat: String,

@@ -13,5 +13,8 @@ pub mod waiters;
 
 pub use crate::store::DeliveryStatus;
 pub use events::{AccountEvent, Qr};
-pub use supervisor::{AccountHandle, AccountSpec, CommandError, OfflineWork, Settings, Snapshot};
+pub(crate) use outbox::now_ms;
+pub use supervisor::{
+    AccountHandle, AccountSpec, CommandError, Context, OfflineWork, Settings, Snapshot,
+};
 pub use waiters::{StatusWaiter, StatusWaiters};

@@ -11,8 +11,8 @@ use tokio::sync::{Notify, broadcast};
 
 use super::events::AccountEvent;
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, MessageStore};
-use crate::wa::{InboxSink, IncomingMessage, Session, SessionError};
+use crate::store::{DeliveryStatus, MessageStore, OutboxRecord};
+use crate::wa::{InboxSink, IncomingMessage, Session, SessionError, outgoing_message};
 
 /// A message that failed this many times to go out is given up on.
 const MAX_ATTEMPTS: u32 = 10;
@@ -110,14 +110,12 @@ impl Sender {
                 if record.status == DeliveryStatus::Sent && in_flight.contains(&record.id) {
                     continue;
                 }
-                let sent = self
-                    .session
-                    .send_text(&record.to, &record.text, Some(record.id.clone()))
-                    .await;
+                let sent = self.send(&record).await;
                 match sent {
                     Ok(_) => {
                         in_flight.insert(record.id.clone());
                         self.status(&record.id, DeliveryStatus::Sent, None).await;
+                        self.learn_mapping(&record.to).await;
                     }
                     Err(SessionError::NotConnected) => return,
                     Err(e @ SessionError::BadRecipient(_)) => {
@@ -151,6 +149,29 @@ impl Sender {
         }
     }
 
+    /// Writes `record` to the connection: a text, a reply or a reaction.
+    async fn send(&self, record: &OutboxRecord) -> Result<String, SessionError> {
+        let context = match self.store.context_of(&record.id).await {
+            Ok(context) => context,
+            Err(e) => return Err(SessionError::Send(format!("reading its context: {e}"))),
+        };
+        let message = outgoing_message(&record.to, &record.text, context.as_ref());
+        self.session
+            .send_message(&record.to, message, Some(record.id.clone()))
+            .await
+    }
+
+    /// Sending to a number makes the library ask for its LID (and the
+    /// reverse): the mapping it keeps joins the person's conversations.
+    async fn learn_mapping(&self, to: &str) {
+        let Some((lid, phone)) = self.session.lid_pn(to).await else {
+            return;
+        };
+        if let Err(e) = crate::messages::learn(&self.store, lid, phone, now_ms()).await {
+            tracing::warn!(account = %self.account, error = %e, "recording a contact failed");
+        }
+    }
+
     async fn status(&self, id: &str, status: DeliveryStatus, reason: Option<String>) {
         apply_status(
             &self.account,
@@ -176,13 +197,11 @@ pub(crate) struct StoreInbox {
 #[async_trait::async_trait]
 impl InboxSink for StoreInbox {
     async fn store(&self, batch: &[IncomingMessage]) -> Result<(), String> {
-        let stored = self
-            .store
-            .store_inbound(batch, now_ms())
+        let stored = crate::messages::file(&self.store, batch, now_ms())
             .await
             .map_err(|e| e.to_string())?;
-        for record in stored {
-            let _ = self.events.send(AccountEvent::Message(record.message));
+        for message in stored {
+            let _ = self.events.send(AccountEvent::Message(Box::new(message)));
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use super::events::{AccountEvent, Qr};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, Enqueued, MessageStore, Retention, SledBackend};
+use crate::store::{DeliveryStatus, Draft, Enqueued, MessageStore, Retention, SledBackend};
 use crate::wa::{
     ConnectionSettings, DiagnoseReport, InboxSink, IncomingMessage, ReceiptStatus, Session,
     VersionStatus, WaEvent, diagnose, message_id_for_key, new_message_id,
@@ -46,6 +46,15 @@ pub struct Settings {
     pub connection: ConnectionSettings,
     pub backoff_steps: Vec<Duration>,
     pub jitter: f64,
+}
+
+/// What a send answers or reacts to (by message id); both `None` for a
+/// plain text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    pub reply_to: Option<String>,
+    /// With this, the text is the reaction's emoji (empty takes it back).
+    pub react_to: Option<String>,
 }
 
 /// An account as configured.
@@ -136,6 +145,8 @@ enum Command {
         work: OfflineWork,
         reply: Reply<AccountState>,
     },
+    /// The connection, for a question to the server (usync, groups).
+    Connection(oneshot::Sender<Option<Arc<Session>>>),
     Ping(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
@@ -320,6 +331,7 @@ impl AccountHandle {
         to: String,
         text: String,
         key: Option<String>,
+        context: Context,
     ) -> Result<Enqueued, CommandError> {
         if !self.spec.enabled {
             return Err(CommandError::InvalidState {
@@ -332,9 +344,16 @@ impl AccountHandle {
             Some(key) => message_id_for_key(&self.spec.name, key),
             None => new_message_id(&self.spec.name),
         };
-        let enqueued = self
-            .messages
-            .enqueue(&id, &to, &text, key.as_deref(), now_ms())
+        let own = self.status.borrow().jid.clone();
+        let draft = Draft {
+            id: id.clone(),
+            to: to.clone(),
+            text,
+            idempotency_key: key,
+            reply_to: context.reply_to,
+            react_to: context.react_to,
+        };
+        let enqueued = crate::messages::send(&self.messages, draft, own.as_deref(), now_ms())
             .await
             .map_err(|e| CommandError::Store(e.to_string()))?;
         if enqueued.created {
@@ -342,6 +361,22 @@ impl AccountHandle {
             self.kick.notify_one();
         }
         Ok(enqueued)
+    }
+
+    /// The account's connection, while it is connected: for questions to
+    /// the server that are not messages (who is on WhatsApp, groups).
+    pub async fn live_session(&self) -> Result<Arc<Session>, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Connection(tx))
+            .await
+            .map_err(|_| CommandError::Gone)?;
+        rx.await
+            .map_err(|_| CommandError::Gone)?
+            .ok_or_else(|| CommandError::NotConnected {
+                account: self.spec.name.clone(),
+                state: self.snapshot().state,
+            })
     }
 
     pub async fn pair_code(&self, phone: String) -> Result<String, CommandError> {
@@ -578,6 +613,10 @@ impl Supervisor {
                         self.name
                     ),
                 }));
+                None
+            }
+            Command::Connection(reply) => {
+                let _ = reply.send(None);
                 None
             }
             Command::Ping(reply) => {
@@ -961,7 +1000,11 @@ impl Supervisor {
             WaEvent::Message(m) => {
                 tracing::debug!(account = %self.name, event = "message_received", "message received");
                 self.status.send_modify(|s| s.messages_in += 1);
-                let _ = self.events.send(AccountEvent::Message(m));
+                let _ =
+                    self.events
+                        .send(AccountEvent::Message(Box::new(crate::messages::unstored(
+                            &m,
+                        ))));
             }
         }
         None
@@ -1074,6 +1117,10 @@ impl Supervisor {
                         .map_err(|e| CommandError::Rejected(e.to_string()));
                     let _ = reply.send(result);
                 });
+                None
+            }
+            Command::Connection(reply) => {
+                let _ = reply.send(session.is_connected().then(|| session.clone()));
                 None
             }
             Command::Ping(reply) => {

@@ -141,7 +141,8 @@ pub enum Command {
     Send {
         /// Account name from walink.toml
         account: String,
-        /// Phone number (+15551234567) or JID (…@s.whatsapp.net, …@g.us)
+        /// Phone number (+15551234567) or JID (…@s.whatsapp.net, …@lid,
+        /// …@g.us); any address of a person reaches the same conversation
         to: String,
         /// Message text (quote it)
         text: String,
@@ -150,6 +151,23 @@ pub enum Command {
         id: Option<String>,
         /// Return as soon as the message is queued; it goes out when the
         /// account is connected (`walink outbox ACCOUNT` shows it)
+        #[arg(long)]
+        no_wait: bool,
+        /// Answer this message (its id, as `walink messages` shows it): it
+        /// is quoted
+        #[arg(long, value_name = "MESSAGE_ID")]
+        reply_to: Option<String>,
+    },
+    /// React to a message with an emoji ("" takes the reaction back); it
+    /// goes to the message's conversation
+    React {
+        /// Account name from walink.toml
+        account: String,
+        /// The message's id, as `walink messages` shows it
+        message_id: String,
+        /// The emoji (quote it); "" removes the reaction
+        emoji: String,
+        /// Return as soon as the reaction is queued
         #[arg(long)]
         no_wait: bool,
     },
@@ -161,12 +179,13 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Received messages, newest first
+    /// Received and sent messages, newest first
     Messages {
         /// Account name from walink.toml
         account: String,
-        /// Only this chat (phone number or JID)
-        #[arg(long, value_name = "JID")]
+        /// Only this conversation: a phone number (+15551234567), a phone
+        /// or LID JID of the person, or a group JID
+        #[arg(long, value_name = "CHAT")]
         chat: Option<String>,
         /// Messages per page (1 to 1000)
         #[arg(long, value_name = "N", default_value_t = 50)]
@@ -178,10 +197,24 @@ pub enum Command {
         #[arg(long, value_name = "TEXT")]
         search: Option<String>,
     },
-    /// Chats with received messages: last message time and count
+    /// Conversations, one per person or group: last message time and count
     Chats {
         /// Account name from walink.toml
         account: String,
+    },
+    /// The groups the account is in: subject and members (asks the server)
+    Groups {
+        /// Account name from walink.toml
+        account: String,
+    },
+    /// People walink knows (phone number, LID, push name), or with --check
+    /// which numbers are on WhatsApp and their LIDs (asks the server)
+    Contacts {
+        /// Account name from walink.toml
+        account: String,
+        /// Phone numbers to ask the server about (the account must be connected)
+        #[arg(long, value_name = "PHONE", num_args = 1..)]
+        check: Vec<String>,
     },
     /// Print account events as they happen, one per line, until interrupted
     Events {

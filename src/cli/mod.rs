@@ -25,9 +25,9 @@ pub use socket::default_socket;
 use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, Stream, StreamItem, decode};
 use crate::ipc::protocol::{
-    self, ActionResult, ChatsResult, DiagnoseReport, HealthLevel, HealthResult, Lagged,
-    MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult, QrWaiting, SendResult,
-    StatusResult, method, notification,
+    self, ActionResult, ChatsResult, ContactsResult, DiagnoseReport, GroupsResult, HealthLevel,
+    HealthResult, Lagged, MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult,
+    QrWaiting, SendResult, StatusResult, method, notification,
 };
 
 /// Exit statuses.
@@ -203,13 +203,33 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             text,
             id,
             no_wait,
+            reply_to,
         } => {
             let result: SendResult = call(
                 &mut client,
                 &out,
                 method::SEND,
-                json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait}),
+                json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait, "reply_to": reply_to}),
                 "send",
+            )
+            .await?;
+            if !out.json {
+                println!("{}", result.id);
+            }
+            Ok(exit::OK)
+        }
+        Command::React {
+            account,
+            message_id,
+            emoji,
+            no_wait,
+        } => {
+            let result: SendResult = call(
+                &mut client,
+                &out,
+                method::REACT,
+                json!({"account": account, "id": message_id, "emoji": emoji, "wait": !no_wait}),
+                "react",
             )
             .await?;
             if !out.json {
@@ -272,6 +292,35 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Command::Groups { account } => {
+            let result: GroupsResult = call(
+                &mut client,
+                &out,
+                method::GROUPS,
+                json!({ "account": account }),
+                "groups",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::groups_table(&result.groups));
+            }
+            Ok(exit::OK)
+        }
+        Command::Contacts { account, check } => {
+            let check = (!check.is_empty()).then_some(check);
+            let result: ContactsResult = call(
+                &mut client,
+                &out,
+                method::CONTACTS,
+                json!({ "account": account, "check": check }),
+                "contacts",
+            )
+            .await?;
+            if !out.json {
+                print!("{}", render::contacts_table(&result.contacts));
+            }
+            Ok(exit::OK)
+        }
         Command::Events { account } => events(&mut client, &out, account).await,
         Command::Completions { shell } => Ok(completions(shell)),
     }
@@ -303,9 +352,12 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Import { account, .. }
         | Command::Restart { account }
         | Command::Send { account, .. }
+        | Command::React { account, .. }
         | Command::Outbox { account, .. }
         | Command::Messages { account, .. }
-        | Command::Chats { account } => Some(account.as_str()),
+        | Command::Chats { account }
+        | Command::Groups { account }
+        | Command::Contacts { account, .. } => Some(account.as_str()),
     };
     if let Some(name) = account {
         validate_account_name(name)
@@ -333,6 +385,13 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
                     "invalid --limit",
                     format!("must be 1 to {}", protocol::MAX_PAGE),
                 ));
+            }
+        }
+        Command::Contacts { check, .. } => {
+            for phone in check {
+                protocol::normalize_phone(phone).map_err(|why| {
+                    Failure::usage(&format!("invalid phone number {phone:?}"), why)
+                })?;
             }
         }
         _ => {}

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::ipc::protocol::{
-    AccountHealth, AccountStatus, ChatInfo, DiagnoseReport, Health, MessagesResult, OutboxMessage,
-    Recommendations, StepStatus,
+    AccountHealth, AccountStatus, ChatInfo, ChatKind, ContactInfo, DiagnoseReport, GroupInfo,
+    Health, MessagesResult, OutboxMessage, Recommendations, StepStatus,
 };
 
 /// Columns separated by two spaces, each as wide as its widest cell.
@@ -351,15 +351,21 @@ pub fn messages_table(page: &MessagesResult, args: &str) -> String {
     }
     let mut table = Table::new(&["CURSOR", "TIME", "CHAT", "SENDER", "ID", "TEXT"]);
     for m in &page.messages {
-        let body = match (&m.text, &m.description) {
-            (Some(text), _) => one_line(text, 60),
-            (None, Some(what)) => format!("[{what}]"),
-            (None, None) => "-".to_owned(),
+        let body = match (&m.text, m.kind.as_str()) {
+            (Some(text), "text") => one_line(text, 60),
+            (Some(text), kind) => format!("[{kind}] {}", one_line(text, 50)),
+            (None, kind) => format!("[{kind}]"),
         };
         let sender = if m.from_me {
-            "me".to_owned()
+            match m.status {
+                Some(status) => format!("me ({status})"),
+                None => "me".to_owned(),
+            }
         } else {
-            m.sender.clone()
+            m.sender_name
+                .clone()
+                .or_else(|| m.sender_phone.clone())
+                .unwrap_or_else(|| m.sender.clone())
         };
         table.row(vec![
             m.cursor.to_string(),
@@ -380,15 +386,70 @@ pub fn messages_table(page: &MessagesResult, args: &str) -> String {
 /// `walink chats`.
 pub fn chats_table(chats: &[ChatInfo]) -> String {
     if chats.is_empty() {
-        return "no messages received yet\n".to_owned();
+        return "no messages yet\n".to_owned();
     }
-    let mut table = Table::new(&["CHAT", "MESSAGES", "LAST MESSAGE"]);
+    let mut table = Table::new(&["CHAT", "NAME", "KIND", "MESSAGES", "LAST MESSAGE"]);
     for c in chats {
         table.row(vec![
             c.chat.clone(),
-            c.count.to_string(),
-            timestamp(c.last_message_at),
+            or_dash(c.name.clone()),
+            match c.kind {
+                ChatKind::Person => "person".to_owned(),
+                ChatKind::Group => "group".to_owned(),
+            },
+            c.messages.to_string(),
+            timestamp(c.last_at),
         ]);
+    }
+    table.render()
+}
+
+/// `walink groups`: one row per member.
+pub fn groups_table(groups: &[GroupInfo]) -> String {
+    if groups.is_empty() {
+        return "the account is in no group\n".to_owned();
+    }
+    let mut table = Table::new(&["GROUP", "SUBJECT", "MEMBER", "NAME", "ADMIN"]);
+    for g in groups {
+        for (i, m) in g.participants.iter().enumerate() {
+            let first = i == 0;
+            table.row(vec![
+                if first { g.jid.clone() } else { String::new() },
+                if first {
+                    g.subject.clone()
+                } else {
+                    String::new()
+                },
+                or_dash(m.phone.clone().or_else(|| m.lid.clone())),
+                or_dash(m.name.clone()),
+                if m.admin { "yes" } else { "" }.to_owned(),
+            ]);
+        }
+    }
+    table.render()
+}
+
+/// `walink contacts`, and its `--check`.
+pub fn contacts_table(contacts: &[ContactInfo]) -> String {
+    if contacts.is_empty() {
+        return "no contacts yet: walink learns them from messages and `--check`\n".to_owned();
+    }
+    let checked = contacts.iter().any(|c| c.on_whatsapp.is_some());
+    let mut header = vec!["PHONE", "LID", "NAME"];
+    if checked {
+        header.push("ON WHATSAPP");
+    }
+    let mut table = Table::new(&header);
+    for c in contacts {
+        let mut row = vec![
+            or_dash(c.phone.clone()),
+            or_dash(c.lid.clone()),
+            or_dash(c.name.clone()),
+        ];
+        if let Some(on) = c.on_whatsapp {
+            row.push(if on { "yes" } else { "no" }.to_owned());
+        }
+        table.row(row);
     }
     table.render()
 }

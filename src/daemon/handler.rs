@@ -11,7 +11,7 @@ use super::accounts::Accounts;
 use super::errors::command_error;
 use crate::account::health::{HealthInput, assess};
 use crate::account::state::AccountState;
-use crate::account::{AccountEvent, AccountHandle, DeliveryStatus, Snapshot};
+use crate::account::{AccountEvent, AccountHandle, Context, DeliveryStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, AccountStatus, ActionResult, Call, Event, EventKind, HealthResult, Lagged,
     MessageStatus, PairCodeResult, QrNotification, QrResult, QrWaiting, RpcError, SendResult,
@@ -56,7 +56,32 @@ impl DaemonHandler {
         }
     }
 
-    async fn send(&self, p: wire::SendParams) -> Result<Value, RpcError> {
+    /// A reaction goes to the conversation of the message it reacts to.
+    async fn react(&self, p: wire::ReactParams) -> Result<Value, RpcError> {
+        let handle = self.account(&p.account).await?;
+        let chat = handle
+            .messages()
+            .chat_of(&p.id)
+            .await
+            .map_err(RpcError::storage)?
+            .ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "account {} has no message {}; react to an id `walink messages {}` lists",
+                    p.account, p.id, p.account
+                ))
+            })?;
+        let send = wire::SendParams {
+            account: p.account,
+            to: chat,
+            text: p.emoji,
+            id: None,
+            wait: p.wait,
+            reply_to: None,
+        };
+        self.send(send, Some(p.id)).await
+    }
+
+    async fn send(&self, p: wire::SendParams, react_to: Option<String>) -> Result<Value, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
         if p.wait && !snap.session_exists {
@@ -64,7 +89,15 @@ impl DaemonHandler {
             return Err(RpcError::not_connected(&p.account, snap.state));
         }
         let enqueued = handle
-            .send(p.to.clone(), p.text, p.id)
+            .send(
+                p.to.clone(),
+                p.text,
+                p.id,
+                Context {
+                    reply_to: p.reply_to,
+                    react_to,
+                },
+            )
             .await
             .map_err(|e| command_error(&p.account, e))?;
         let record = enqueued.record;
@@ -155,56 +188,6 @@ impl DaemonHandler {
             })
             .collect();
         to_value(wire::OutboxResult { messages })
-    }
-
-    async fn messages(&self, p: wire::MessagesParams) -> Result<Value, RpcError> {
-        let handle = self.account(&p.account).await?;
-        let page = handle
-            .messages()
-            .messages(
-                p.chat.as_deref(),
-                p.search.as_deref(),
-                p.before,
-                p.limit.unwrap_or(wire::DEFAULT_PAGE),
-            )
-            .await
-            .map_err(RpcError::storage)?;
-        let messages = page
-            .messages
-            .into_iter()
-            .map(|r| wire::StoredMessage {
-                cursor: r.seq,
-                id: r.message.id,
-                chat: r.message.chat,
-                sender: r.message.sender,
-                from_me: r.message.from_me,
-                timestamp: r.message.timestamp.max(0) as u64,
-                received_at: r.received_at / 1000,
-                text: r.message.text,
-                description: r.message.description,
-            })
-            .collect();
-        to_value(wire::MessagesResult {
-            messages,
-            next_cursor: page.next_cursor,
-        })
-    }
-
-    async fn chats(&self, account: &str) -> Result<Value, RpcError> {
-        let handle = self.account(account).await?;
-        let chats = handle
-            .messages()
-            .chats()
-            .await
-            .map_err(RpcError::storage)?
-            .into_iter()
-            .map(|c| wire::ChatInfo {
-                chat: c.chat,
-                count: c.count,
-                last_message_at: c.last_timestamp.max(0) as u64,
-            })
-            .collect();
-        to_value(wire::ChatsResult { chats })
     }
 
     async fn qr(&self, name: &str, sink: NotificationSink) -> Result<Value, RpcError> {
@@ -447,13 +430,22 @@ impl Handler for DaemonHandler {
             Call::Restore(p) => super::backups::restore(&self.accounts, p).await,
             Call::Export(p) => super::backups::export(&self.accounts, &p.account).await,
             Call::Import(p) => super::backups::import(&self.accounts, &self.uploads, p).await,
-            Call::Send(p) => self.send(p).await,
+            Call::Send(p) => self.send(p, None).await,
+            Call::React(p) => self.react(p).await,
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p, sink).await,
             Call::Subscribe(f) => self.subscribe(f.account.as_deref(), sink).await,
             Call::Outbox(p) => self.outbox(p).await,
-            Call::Messages(p) => self.messages(p).await,
-            Call::Chats(p) => self.chats(&p.account).await,
+            Call::Messages(p) => {
+                super::conversations::messages(&*self.account(&p.account).await?, p).await
+            }
+            Call::Chats(p) => super::conversations::chats(&*self.account(&p.account).await?).await,
+            Call::Groups(p) => {
+                super::conversations::groups(&*self.account(&p.account).await?, &p.account).await
+            }
+            Call::Contacts(p) => {
+                super::conversations::contacts(&*self.account(&p.account).await?, p).await
+            }
             Call::Diagnose(f) => {
                 let report = match f.account.as_deref() {
                     Some(name) => {
@@ -593,7 +585,7 @@ pub fn status_of(s: &Snapshot) -> AccountStatus {
     }
 }
 
-fn wire_status(s: DeliveryStatus) -> MessageStatus {
+pub(super) fn wire_status(s: DeliveryStatus) -> MessageStatus {
     match s {
         DeliveryStatus::Queued => MessageStatus::Queued,
         DeliveryStatus::Sent => MessageStatus::Sent,
@@ -623,12 +615,7 @@ fn wire_event(account: &str, event: AccountEvent) -> Event {
         },
         AccountEvent::Paired { jid } => EventKind::Paired { jid },
         AccountEvent::Message(m) => EventKind::MessageReceived {
-            id: m.id,
-            chat: m.chat,
-            sender: m.sender,
-            timestamp: m.timestamp.max(0) as u64,
-            text: m.text,
-            description: m.description,
+            message: Box::new(super::conversations::wire_message(*m)),
         },
         AccountEvent::MessageStatus {
             id,

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod backups;
+mod conversations;
 mod errors;
 pub mod handler;
 pub mod logging;

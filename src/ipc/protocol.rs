@@ -26,7 +26,9 @@ pub const JSONRPC_VERSION: &str = "2.0";
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 mod backup;
+mod people;
 pub use backup::*;
+pub use people::*;
 
 /// Method names.
 pub mod method {
@@ -47,6 +49,9 @@ pub mod method {
     pub const OUTBOX: &str = "outbox";
     pub const MESSAGES: &str = "messages";
     pub const CHATS: &str = "chats";
+    pub const CONTACTS: &str = "contacts";
+    pub const GROUPS: &str = "groups";
+    pub const REACT: &str = "react";
     pub const BACKUP: &str = "backup";
     pub const BACKUPS: &str = "backups";
     pub const RESTORE: &str = "restore";
@@ -69,6 +74,9 @@ pub mod method {
         OUTBOX,
         MESSAGES,
         CHATS,
+        CONTACTS,
+        GROUPS,
+        REACT,
         BACKUP,
         BACKUPS,
         RESTORE,
@@ -549,6 +557,9 @@ pub struct SendParams {
     /// message is queued durably.
     #[serde(default = "yes")]
     pub wait: bool,
+    /// The id of the message this one answers (it is quoted).
+    #[serde(default)]
+    pub reply_to: Option<String>,
 }
 
 fn yes() -> bool {
@@ -630,7 +641,8 @@ pub struct OutboxResult {
 #[serde(deny_unknown_fields)]
 pub struct MessagesParams {
     pub account: String,
-    /// Only this chat (a JID).
+    /// Only this conversation: any address of the person (`+15551234567`,
+    /// a phone or LID JID) or a group JID; normalized to a JID when parsed.
     #[serde(default)]
     pub chat: Option<String>,
     /// Page size, 1 to [`MAX_PAGE`]; default [`DEFAULT_PAGE`].
@@ -650,37 +662,12 @@ pub const MAX_SEARCH: usize = 1024;
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 1000;
 
-/// One received message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredMessage {
-    /// Position in the account's inbox; pass it as `before` to page.
-    pub cursor: u64,
-    pub id: String,
-    pub chat: String,
-    pub sender: String,
-    pub from_me: bool,
-    /// When the sender sent it (Unix seconds).
-    pub timestamp: u64,
-    /// When walink stored it (Unix seconds).
-    pub received_at: u64,
-    pub text: Option<String>,
-    pub description: Option<String>,
-}
-
 /// `messages` result, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessagesResult {
     pub messages: Vec<StoredMessage>,
     /// `before` for the next (older) page; `null` on the last page.
     pub next_cursor: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatInfo {
-    pub chat: String,
-    pub count: u64,
-    /// Time of the newest message (Unix seconds).
-    pub last_message_at: u64,
 }
 
 /// `chats` result, most recently active first.
@@ -766,17 +753,10 @@ pub enum EventKind {
     Paired {
         jid: String,
     },
+    /// The message, as `messages` lists it (nested: its own `kind` says
+    /// what the message is).
     MessageReceived {
-        id: String,
-        /// JID of the chat (the sender's for a direct chat, the group's otherwise).
-        chat: String,
-        sender: String,
-        /// When the sender sent it.
-        timestamp: u64,
-        /// The text, for text messages.
-        text: Option<String>,
-        /// What it is, for anything else ("image", "sticker", …).
-        description: Option<String>,
+        message: Box<StoredMessage>,
     },
     MessageStatus {
         id: String,
@@ -835,6 +815,10 @@ pub enum Call {
     Outbox(OutboxParams),
     Messages(MessagesParams),
     Chats(AccountParams),
+    /// `check` is already normalized to digits.
+    Contacts(ContactsParams),
+    Groups(AccountParams),
+    React(ReactParams),
     Backup(AccountParams),
     Backups(AccountParams),
     Restore(RestoreParams),
@@ -879,10 +863,40 @@ impl Call {
                 if let Some(key) = &send.id {
                     check_idempotency_key(key).map_err(RpcError::invalid_params)?;
                 }
+                if let Some(reply_to) = &send.reply_to {
+                    check_message_id(reply_to).map_err(RpcError::invalid_params)?;
+                }
                 Call::Send(send)
             }
             method::OUTBOX => Call::Outbox(parse_params(params)?),
             method::CHATS => Call::Chats(parse_params(params)?),
+            method::GROUPS => Call::Groups(parse_params(params)?),
+            method::REACT => {
+                let p: ReactParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                if p.emoji.chars().count() > MAX_EMOJI_CHARS {
+                    return Err(RpcError::invalid_params(format!(
+                        "emoji must be at most {MAX_EMOJI_CHARS} characters (one emoji; empty removes the reaction)"
+                    )));
+                }
+                Call::React(p)
+            }
+            method::CONTACTS => {
+                let mut p: ContactsParams = parse_params(params)?;
+                if let Some(check) = &mut p.check {
+                    if check.is_empty() || check.len() > MAX_CHECK {
+                        return Err(RpcError::invalid_params(format!(
+                            "check takes 1 to {MAX_CHECK} phone numbers"
+                        )));
+                    }
+                    for phone in check.iter_mut() {
+                        *phone = normalize_phone(phone).map_err(|why| {
+                            RpcError::invalid_params(format!("check {phone:?}: {why}"))
+                        })?;
+                    }
+                }
+                Call::Contacts(p)
+            }
             method::BACKUP => Call::Backup(parse_params(params)?),
             method::BACKUPS => Call::Backups(parse_params(params)?),
             method::RESTORE => Call::Restore(parse_params(params)?),
@@ -941,16 +955,32 @@ impl Call {
             | Call::Export(p)
             | Call::Restart(p)
             | Call::Qr(p)
-            | Call::Chats(p) => Some(&p.account),
+            | Call::Chats(p)
+            | Call::Groups(p) => Some(&p.account),
             Call::Send(s) => Some(&s.account),
             Call::Outbox(p) => Some(&p.account),
             Call::Messages(p) => Some(&p.account),
+            Call::Contacts(p) => Some(&p.account),
+            Call::React(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),
             Call::ClearSession(p) => Some(&p.account),
             Call::Restore(p) => Some(&p.account),
             Call::Import(p) => Some(&p.account),
         }
     }
+}
+
+/// A WhatsApp message id as `reply_to` and `react` take it.
+fn check_message_id(id: &str) -> Result<(), String> {
+    if id.is_empty()
+        || id.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !id.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "message id {id:?} must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} letters and digits, as `walink messages` shows it"
+        ));
+    }
+    Ok(())
 }
 
 fn check_idempotency_key(key: &str) -> Result<(), String> {

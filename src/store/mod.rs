@@ -58,8 +58,9 @@ pub use db::StateDb;
 pub use error::Fault;
 pub use error::StoreError;
 pub use messages::{
-    ChatSummary, DeliveryStatus, Enqueued, Inbound, InboxRecord, MessageDb, MessageStore,
-    OutboxCounts, OutboxRecord, Page, Pruned, Retention, messages_db_path,
+    Address, Annotations, Change, ChatSummary, Contact, Context, DeliveryStatus, Draft, Enqueued,
+    Inbound, InboxRecord, MediaMeta, MessageDb, MessageStore, OutboxCounts, OutboxRecord, Page,
+    Pruned, Reaction, Retention, Sighting, ToFile, messages_db_path,
 };
 pub use records::WebVersion;
 pub use seal::{SealError, Sealer};

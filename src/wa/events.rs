@@ -51,7 +51,7 @@ pub enum WaEvent {
         status: ReceiptStatus,
         from: String,
     },
-    Message(IncomingMessage),
+    Message(Box<IncomingMessage>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +60,31 @@ pub enum ReceiptStatus {
     Read,
 }
 
-/// An incoming message, reduced to what walink stores and shows: the same
-/// shape the inbox keeps, so nothing is copied field by field between layers.
-pub use crate::store::Inbound as IncomingMessage;
+/// An incoming message, reduced to what walink stores and shows: the
+/// shape the inbox keeps (chat and sender as the message named them), and
+/// the other forms of those addresses the message carried, from which the
+/// message layer learns who is who.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    pub message: crate::store::Inbound,
+    /// The sender's other address: the phone-number JID of a LID-addressed
+    /// sender (`sender_pn`, `participant_pn`), or the LID of a
+    /// phone-addressed one.
+    pub sender_alt: Option<String>,
+    /// The chat's other address, for a one-to-one chat written from
+    /// another device of the account (`recipient_pn`/`recipient_lid`).
+    pub chat_alt: Option<String>,
+    pub is_group: bool,
+    /// The name the sender set for themselves; empty names are `None`.
+    pub push_name: Option<String>,
+    /// The id of the message this one quotes (a reply).
+    pub reply_to: Option<String>,
+    /// Set for an edit, a deletion for everyone or a reaction: a change
+    /// to another message rather than one of its own.
+    pub change: Option<crate::store::Change>,
+    /// What a media message says of its file.
+    pub media: Option<crate::store::MediaMeta>,
+}
 
 /// Forwards library events into a channel. The library calls handlers
 /// synchronously on its own tasks, so this never blocks: the channel is
@@ -159,7 +181,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
             .messages
             .iter()
             .filter(|m| !is_device_key_exchange(m))
-            .map(|m| WaEvent::Message(incoming(m)))
+            .map(|m| WaEvent::Message(Box::new(incoming(m))))
             .collect(),
         // The library reports 503/429/515 only in its logs; the raw
         // `<stream:error>` is the one place their codes are visible, and the
@@ -194,14 +216,119 @@ pub(crate) fn is_device_key_exchange(m: &InboundMessage) -> bool {
 /// A decrypted message reduced to walink's view of it.
 pub(crate) fn incoming(m: &InboundMessage) -> IncomingMessage {
     let info = &m.info;
+    let source = &info.source;
     IncomingMessage {
-        id: info.id.to_string(),
-        chat: info.source.chat.to_string(),
-        sender: info.source.sender.to_string(),
-        from_me: info.source.is_from_me,
-        timestamp: info.timestamp.timestamp(),
-        text: m.message.text_content().map(str::to_string),
-        description: describe(&m.message),
+        message: crate::store::Inbound {
+            id: info.id.to_string(),
+            chat: source.chat.to_string(),
+            sender: source.sender.to_string(),
+            from_me: source.is_from_me,
+            timestamp: info.timestamp.timestamp(),
+            // A caption is the media's text.
+            text: m
+                .message
+                .text_content()
+                .or_else(|| m.message.get_caption())
+                .map(str::to_string),
+            description: describe(&m.message),
+        },
+        sender_alt: source.sender_alt.as_ref().map(|j| j.to_string()),
+        chat_alt: source.recipient_alt.as_ref().map(|j| j.to_string()),
+        is_group: source.is_group,
+        push_name: (!info.push_name.is_empty()).then(|| info.push_name.clone()),
+        reply_to: reply_to(&m.message),
+        change: change(&m.message),
+        media: media(&m.message),
+    }
+}
+
+fn media(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::store::MediaMeta> {
+    let base = message.get_base_message();
+    let hex = |h: &Option<Vec<u8>>| {
+        h.as_ref()
+            .map(|h| h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    };
+    macro_rules! meta {
+        ($m:expr, $filename:expr) => {
+            crate::store::MediaMeta {
+                mimetype: $m.mimetype.clone(),
+                size: $m.file_length,
+                filename: $filename,
+                sha256: hex(&$m.file_sha256),
+            }
+        };
+    }
+    if let Some(m) = base.image_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    if let Some(m) = base.video_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    if let Some(m) = base.audio_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    if let Some(m) = base.document_message.as_option() {
+        return Some(meta!(m, m.file_name.clone()));
+    }
+    if let Some(m) = base.sticker_message.as_option() {
+        return Some(meta!(m, None));
+    }
+    None
+}
+
+/// The id of the message `message` quotes, from the context of whichever
+/// content it carries.
+fn reply_to(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<String> {
+    let base = message.get_base_message();
+    [
+        base.extended_text_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.image_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.video_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.audio_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.document_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+        base.sticker_message
+            .as_option()
+            .and_then(|m| m.context_info.as_option()),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|c| c.stanza_id.clone())
+}
+
+/// What `message` does to an earlier message, if it is an edit, a deletion
+/// for everyone or a reaction.
+fn change(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::store::Change> {
+    use crate::store::Change;
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+    let base = message.get_base_message();
+    if let Some(reaction) = base.reaction_message.as_option() {
+        return Some(Change::React {
+            id: reaction.key.as_option()?.id.clone()?,
+            emoji: reaction.text.clone().unwrap_or_default(),
+        });
+    }
+    let protocol = base.protocol_message.as_option()?;
+    let id = protocol.key.as_option()?.id.clone()?;
+    match protocol.r#type? {
+        Type::REVOKE => Some(Change::Revoke { id }),
+        Type::MESSAGE_EDIT => Some(Change::Edit {
+            id,
+            text: protocol
+                .edited_message
+                .as_option()
+                .and_then(|m| m.text_content().map(str::to_string)),
+        }),
+        _ => None,
     }
 }
 
@@ -215,6 +342,12 @@ fn describe(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<Strin
         "image"
     } else if base.video_message.is_set() {
         "video"
+    } else if base
+        .audio_message
+        .as_option()
+        .is_some_and(|a| a.ptt == Some(true))
+    {
+        "voice"
     } else if base.audio_message.is_set() {
         "audio"
     } else if base.document_message.is_set() {

@@ -5,7 +5,7 @@
 
 use crate::store::{MessageStore, ResendSource};
 
-use super::session::text_message;
+use super::outgoing::outgoing_message;
 
 pub struct OutboxResends {
     store: MessageStore,
@@ -22,12 +22,19 @@ impl ResendSource for OutboxResends {
     async fn payload(&self, _chat_jid: &str, message_id: &str) -> Option<Vec<u8>> {
         // Ids are unique per account; the chat may be either of the
         // person's addresses (phone number or LID), so it is not compared.
-        match self.store.outgoing(message_id).await {
-            Ok(Some(record)) => {
+        let found = match self.store.outgoing(message_id).await {
+            Ok(Some(record)) => self
+                .store
+                .context_of(message_id)
+                .await
+                .map(|context| Some((record, context))),
+            other => other.map(|_| None),
+        };
+        match found {
+            Ok(Some((record, context))) => {
                 tracing::info!(id = %message_id, "answering a retry receipt from the outbox");
-                Some(whatsapp_rust::waproto::codec::message_to_vec(
-                    &text_message(&record.text),
-                ))
+                let message = outgoing_message(&record.to, &record.text, context.as_ref());
+                Some(whatsapp_rust::waproto::codec::message_to_vec(&message))
             }
             Ok(None) => None,
             Err(e) => {
@@ -65,7 +72,10 @@ mod tests {
             .expect("the outbox has it");
         let message = whatsapp_rust::waproto::codec::message_decode(&payload).unwrap();
         assert_eq!(message.conversation.as_deref(), Some("hello again"));
-        assert_eq!(message, text_message("hello again"));
+        assert_eq!(
+            message,
+            outgoing_message("15551234567@s.whatsapp.net", "hello again", None)
+        );
         assert!(
             resends
                 .payload("15551234567@s.whatsapp.net", "3EB0BB")

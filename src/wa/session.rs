@@ -83,11 +83,13 @@ pub enum SessionError {
     PairCode(String),
     #[error("keepalive failed: {0}")]
     Keepalive(String),
+    #[error("WhatsApp did not answer: {0}")]
+    Query(String),
 }
 
 /// A built client plus the subscription that feeds its events to us.
 pub struct Session {
-    client: Arc<Client>,
+    pub(super) client: Arc<Client>,
     dial_error: Arc<std::sync::Mutex<Option<String>>>,
     version: VersionKeeper,
     _subscription: Subscription,
@@ -227,14 +229,15 @@ impl Session {
             .map(|j| j.to_string())
     }
 
-    /// Sends a text to `to`, a JID (the IPC layer normalizes phone numbers),
-    /// and returns the WhatsApp message id. With `message_id`,
-    /// the same id is reused, so a retried send is recognised as the same
-    /// message by the recipient instead of arriving twice.
-    pub async fn send_text(
+    /// Sends `message` (see [`super::outgoing`]) to `to`, a JID (the IPC
+    /// layer normalizes phone numbers), and returns the WhatsApp message id.
+    /// With `message_id`, the same id is reused, so a retried send is
+    /// recognised as the same message by the recipient instead of arriving
+    /// twice.
+    pub async fn send_message(
         &self,
         to: &str,
-        text: &str,
+        message: whatsapp_rust::waproto::whatsapp::Message,
         message_id: Option<String>,
     ) -> Result<String, SessionError> {
         if !self.is_connected() {
@@ -243,7 +246,6 @@ impl Session {
         let jid: Jid = to
             .parse()
             .map_err(|_| SessionError::BadRecipient(to.to_string()))?;
-        let message = text_message(text);
         let options = match message_id {
             Some(id) => SendOptions::default().with_message_id(id),
             None => SendOptions::default(),
@@ -278,13 +280,5 @@ impl Session {
             .await
             .map_err(|e| SessionError::Keepalive(e.to_string()))?;
         Ok(start.elapsed())
-    }
-}
-
-/// A plain text message, as walink sends it (and sends it again on a retry).
-pub(crate) fn text_message(text: &str) -> whatsapp_rust::waproto::whatsapp::Message {
-    whatsapp_rust::waproto::whatsapp::Message {
-        conversation: Some(text.to_string()),
-        ..Default::default()
     }
 }

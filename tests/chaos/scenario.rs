@@ -939,7 +939,7 @@ async fn undelivered_report(env: &Env, missing: &[(String, String)]) -> String {
     out
 }
 
-/// Every message id the daemon stored for `account`, all pages.
+/// Every message id the daemon received and stored for `account`, all pages.
 async fn stored_ids(env: &Env, account: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut before: Option<u64> = None;
@@ -951,7 +951,11 @@ async fn stored_ids(env: &Env, account: &str) -> Vec<String> {
             )
             .await
             .expect("messages answers");
+        // The history holds what the account sent too; only received ones count.
         for m in page["messages"].as_array().expect("messages is an array") {
+            if m["from_me"] == true {
+                continue;
+            }
             ids.push(m["id"].as_str().expect("message id").to_string());
         }
         match page["next_cursor"].as_u64() {

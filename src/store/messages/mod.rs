@@ -10,6 +10,8 @@
 //! pages stay correct while messages arrive: a new message gets a larger
 //! sequence than any cursor already handed out.
 
+mod changes;
+mod contacts;
 mod database;
 mod schema;
 mod sql;
@@ -18,15 +20,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
+pub use changes::{Annotations, Change, MediaMeta, Reaction};
+pub use contacts::{Address, Contact, Context, Draft, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};
 use sql::{
-    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, QUEUED, fts_query, inbox_row, insert_outgoing,
-    outbox_row, outgoing, prune,
+    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, QUEUED, fts_query, inbox_row, insert_inbound,
+    insert_outgoing, outbox_row, outgoing, prune,
 };
 
 /// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
@@ -519,42 +523,15 @@ impl MessageStore {
     ) -> Result<Vec<InboxRecord>, StoreError> {
         let batch = batch.to_vec();
         self.write(true, "store received messages", move |conn, account| {
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO inbox (account, chat, sender, id, from_me, sent_at, received_at, \
-                 body, description) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT (account, chat, sender, id) DO NOTHING RETURNING seq",
-            )?;
-            let mut chat = conn.prepare_cached(
-                "INSERT INTO chats (account, chat, count, last_timestamp, last_seq) \
-                 VALUES (?1, ?2, 1, ?3, ?4) ON CONFLICT (account, chat) DO UPDATE SET \
-                 count = count + 1, last_timestamp = excluded.last_timestamp, \
-                 last_seq = excluded.last_seq",
-            )?;
             let mut stored = Vec::new();
             for message in batch {
-                let seq: Option<u64> = insert
-                    .query_row(
-                        params![
-                            account,
-                            message.chat,
-                            message.sender,
-                            message.id,
-                            message.from_me,
-                            message.timestamp,
-                            now_ms,
-                            message.text,
-                            message.description
-                        ],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                let Some(seq) = seq else { continue };
-                chat.execute(params![account, message.chat, message.timestamp, seq])?;
-                stored.push(InboxRecord {
-                    seq,
-                    received_at: now_ms,
-                    message,
-                });
+                if let Some(seq) = insert_inbound(conn, account, &message, now_ms)? {
+                    stored.push(InboxRecord {
+                        seq,
+                        received_at: now_ms,
+                        message,
+                    });
+                }
             }
             Ok(stored)
         })

@@ -68,6 +68,69 @@ const MIGRATIONS: &[&str] = &[
          VALUES ('delete', old.seq, old.body, old.description);
      END;
      INSERT INTO inbox_fts (inbox_fts) VALUES ('rebuild');",
+    // 3: people. A contact is one person, known by LID, by phone number or
+    // both (digits, no server part); one row per person, so a mapping that
+    // joins two rows merges them (see `contacts.rs`).
+    "CREATE TABLE contacts (
+         account TEXT NOT NULL,
+         lid TEXT,
+         phone TEXT,
+         name TEXT,
+         updated_at INTEGER NOT NULL,
+         CHECK (lid IS NOT NULL OR phone IS NOT NULL)
+     );
+     CREATE UNIQUE INDEX contacts_by_lid ON contacts (account, lid) WHERE lid IS NOT NULL;
+     CREATE UNIQUE INDEX contacts_by_phone ON contacts (account, phone) WHERE phone IS NOT NULL;",
+    // 4: the subjects of the account's groups, as the server last listed them.
+    "CREATE TABLE groups (
+         account TEXT NOT NULL,
+         jid TEXT NOT NULL,
+         subject TEXT NOT NULL,
+         updated_at INTEGER NOT NULL,
+         PRIMARY KEY (account, jid)
+     ) WITHOUT ROWID;",
+    // 5: what a message carries beyond its text (the media's metadata, as
+    // JSON) and what happens to it after it arrived: the message it
+    // answers, an edit, a deletion for everyone, and reactions (one per
+    // person; an empty emoji removes it). An edit changes the text, so the
+    // search index follows updates too.
+    "ALTER TABLE inbox ADD COLUMN reply_to TEXT;
+     ALTER TABLE inbox ADD COLUMN media TEXT;
+     ALTER TABLE inbox ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE inbox ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX inbox_by_id ON inbox (account, id);
+     CREATE TABLE reactions (
+         account TEXT NOT NULL,
+         message_id TEXT NOT NULL,
+         reactor TEXT NOT NULL,
+         emoji TEXT NOT NULL,
+         at INTEGER NOT NULL,
+         PRIMARY KEY (account, message_id, reactor)
+     ) WITHOUT ROWID;
+     -- What an outbox message answers or reacts to (its body is the text,
+     -- or the emoji of a reaction).
+     CREATE TABLE outbox_context (
+         account TEXT NOT NULL,
+         id TEXT NOT NULL,
+         reply_to TEXT,
+         react_to TEXT,
+         PRIMARY KEY (account, id)
+     ) WITHOUT ROWID;
+     -- Retention takes what hangs off a message with it (a duplicate
+     -- removed by a merge leaves its twin's reactions alone).
+     CREATE TRIGGER inbox_reactions_delete AFTER DELETE ON inbox
+     WHEN NOT EXISTS (SELECT 1 FROM inbox WHERE account = old.account AND id = old.id) BEGIN
+         DELETE FROM reactions WHERE account = old.account AND message_id = old.id;
+     END;
+     CREATE TRIGGER outbox_context_delete AFTER DELETE ON outbox BEGIN
+         DELETE FROM outbox_context WHERE account = old.account AND id = old.id;
+     END;
+     CREATE TRIGGER inbox_fts_update AFTER UPDATE OF body, description ON inbox BEGIN
+         INSERT INTO inbox_fts (inbox_fts, rowid, body, description)
+         VALUES ('delete', old.seq, old.body, old.description);
+         INSERT INTO inbox_fts (rowid, body, description)
+         VALUES (new.seq, new.body, new.description);
+     END;",
 ];
 
 /// The schema version this walinkd writes.

@@ -51,6 +51,48 @@ pub(super) fn inbox_row(row: &Row<'_>) -> rusqlite::Result<InboxRecord> {
     })
 }
 
+/// Inserts a message into the inbox unless it is there already (same
+/// chat, sender and id) and counts it in its chat; returns its sequence
+/// when it is new.
+pub(super) fn insert_inbound(
+    conn: &Connection,
+    account: &str,
+    message: &Inbound,
+    now_ms: u64,
+) -> rusqlite::Result<Option<u64>> {
+    let seq: Option<u64> = conn
+        .prepare_cached(
+            "INSERT INTO inbox (account, chat, sender, id, from_me, sent_at, received_at, \
+             body, description) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (account, chat, sender, id) DO NOTHING RETURNING seq",
+        )?
+        .query_row(
+            params![
+                account,
+                message.chat,
+                message.sender,
+                message.id,
+                message.from_me,
+                message.timestamp,
+                now_ms,
+                message.text,
+                message.description
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(seq) = seq {
+        conn.prepare_cached(
+            "INSERT INTO chats (account, chat, count, last_timestamp, last_seq) \
+             VALUES (?1, ?2, 1, ?3, ?4) ON CONFLICT (account, chat) DO UPDATE SET \
+             count = count + 1, last_timestamp = excluded.last_timestamp, \
+             last_seq = excluded.last_seq",
+        )?
+        .execute(params![account, message.chat, message.timestamp, seq])?;
+    }
+    Ok(seq)
+}
+
 /// What a user typed, as an FTS5 query that matches messages holding every
 /// word (`None` when it has none): each word quoted (FTS5's own syntax never applies, so no input is
 /// a syntax error), joined by FTS5's implicit AND.

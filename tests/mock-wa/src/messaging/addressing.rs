@@ -8,6 +8,12 @@ use wacore_binary::builder::NodeBuilder;
 
 use super::directory::ServerView;
 
+/// The push name contact `phone` set for itself; the server sends it as
+/// `notify` on the contact's messages.
+pub fn push_name(phone: &str) -> String {
+    format!("Contact {phone}")
+}
+
 /// How a one-to-one message names its sender: by LID (what the real server
 /// does since 2025, the default) or by phone number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,6 +22,11 @@ pub enum Addressing {
     #[default]
     Lid,
     Pn,
+    /// By LID with no phone number beside it: what a client sees of a
+    /// contact whose number it was never given (a hidden number, a
+    /// mapping that arrives only later through usync).
+    #[serde(rename = "lid_only")]
+    LidOnly,
 }
 
 impl Addressing {
@@ -28,6 +39,7 @@ impl Addressing {
         match text {
             "lid" => Some(Self::Lid),
             "pn" => Some(Self::Pn),
+            "lid_only" => Some(Self::LidOnly),
             _ => None,
         }
     }
@@ -36,13 +48,14 @@ impl Addressing {
         match self {
             Self::Lid => "lid",
             Self::Pn => "pn",
+            Self::LidOnly => "lid_only",
         }
     }
 
     /// Device `device` of phone number `phone` in this form.
     pub fn jid(self, view: &dyn ServerView, phone: &str, device: u16) -> Jid {
         match self {
-            Self::Lid => Jid::lid_device(view.lid_of(phone), device),
+            Self::Lid | Self::LidOnly => Jid::lid_device(view.lid_of(phone), device),
             Self::Pn => Jid::pn_device(phone, device),
         }
     }
@@ -63,6 +76,7 @@ impl Addressing {
                 .attr("sender_pn", Jid::pn(phone))
                 .attr("addressing_mode", "lid"),
             Self::Pn => from.attr("sender_lid", Jid::lid(view.lid_of(phone))),
+            Self::LidOnly => from.attr("addressing_mode", "lid"),
         }
     }
 }

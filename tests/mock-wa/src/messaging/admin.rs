@@ -225,7 +225,7 @@ impl Messaging {
                     .await
             }
             None => {
-                self.receipt(view, &request.from, &request.to, &request.id, kind)
+                self.receipt(view, &request.from, &request.to, &request.id, kind, None)
                     .await
             }
         };

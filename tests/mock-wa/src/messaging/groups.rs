@@ -382,6 +382,7 @@ impl Messaging {
                 .attr("participant", Jid::lid(view.lid_of(from)))
                 .attr("participant_pn", Jid::pn(from))
                 .attr("addressing_mode", "lid")
+                .attr("notify", super::addressing::push_name(from))
                 .attr("id", id)
                 .attr(
                     "type",

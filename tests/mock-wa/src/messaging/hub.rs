@@ -151,6 +151,9 @@ pub(super) enum Content {
     Media(Arc<super::media_msg::MediaContent>),
     /// A contact's post to a group, under its sender key.
     Group(Arc<super::groups::GroupPost>),
+    /// Any other message a contact sends, as built by the caller (a reply,
+    /// a reaction, an edit, a deletion for everyone).
+    Message(Arc<waproto::whatsapp::Message>),
 }
 
 #[derive(Clone, Debug)]

@@ -279,12 +279,26 @@ pub(super) fn text_of(message: &waproto::whatsapp::Message) -> String {
     if let Some(text) = &message.conversation {
         return text.clone();
     }
-    if let Some(text) = message
-        .extended_text_message
-        .as_option()
-        .and_then(|m| m.text.clone())
+    if let Some(m) = message.extended_text_message.as_option()
+        && let Some(text) = m.text.clone()
     {
-        return text;
+        // A reply says what it answers, so a test can see the quote arrived.
+        return match m
+            .context_info
+            .as_option()
+            .and_then(|c| c.stanza_id.as_deref())
+        {
+            Some(quoted) => format!("[reply to {quoted}] {text}"),
+            None => text,
+        };
+    }
+    if let Some(r) = message.reaction_message.as_option() {
+        let target = r
+            .key
+            .as_option()
+            .and_then(|k| k.id.as_deref())
+            .unwrap_or("?");
+        return format!("[reaction {} to {target}]", r.text.as_deref().unwrap_or(""));
     }
     if let Some(m) = message.image_message.as_option() {
         return m.caption.clone().unwrap_or_else(|| "[image]".into());

@@ -30,7 +30,7 @@ mod stats;
 mod tests;
 mod usync_iq;
 
-pub use addressing::Addressing;
+pub use addressing::{Addressing, push_name};
 pub use admin::AdminReply;
 pub use directory::{AccountDevices, CompanionDevice, ServerView};
 pub use groups::{Group, GroupError};

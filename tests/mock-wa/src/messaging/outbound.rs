@@ -46,6 +46,30 @@ impl Messaging {
         .await
     }
 
+    /// Contact `from` sends `message` as it is (a reply, a reaction, an
+    /// edit, a deletion for everyone) to account `to`; returns its id.
+    pub async fn deliver_message(
+        &self,
+        view: &dyn ServerView,
+        from: &str,
+        to: &str,
+        message: waproto::whatsapp::Message,
+        id: Option<String>,
+        addressing: Addressing,
+    ) -> Result<String, MessagingError> {
+        let from_user = phone_of(view, from)?;
+        let to_user = phone_of(view, to)?;
+        self.deliver_content(
+            view,
+            from_user,
+            to_user,
+            Content::Message(std::sync::Arc::new(message)),
+            id,
+            addressing,
+        )
+        .await
+    }
+
     /// Contact `from` sends an image or a document to account `to`: the file
     /// is encrypted with a fresh media key and stored on the media host, and
     /// the message carries the key and the blob's references.
@@ -126,7 +150,8 @@ impl Messaging {
     }
 
     /// Contact `contact` sends a receipt for message `msg_id` to every device
-    /// of `account`, queued like a message until each device acks it.
+    /// of `account`, queued like a message until each device acks it; from
+    /// the address the message went to unless `from` says which.
     pub async fn receipt(
         &self,
         view: &dyn ServerView,
@@ -134,6 +159,7 @@ impl Messaging {
         account: &str,
         msg_id: &str,
         kind: ReceiptKind,
+        from: Option<Addressing>,
     ) -> Result<(), MessagingError> {
         let contact_user = phone_of(view, contact)?;
         let account_user = phone_of(view, account)?;
@@ -143,11 +169,13 @@ impl Messaging {
             return Err(MessagingError::NoDevices(account_user));
         }
         // From the address the client wrote to, as the real server sends it.
-        let addressing = state
-            .inbox
-            .get(&contact_user)
-            .and_then(|entries| entries.iter().rev().find(|e| e.id == msg_id))
-            .map_or(Addressing::default(), |e| e.addressing);
+        let addressing = from.unwrap_or_else(|| {
+            state
+                .inbox
+                .get(&contact_user)
+                .and_then(|entries| entries.iter().rev().find(|e| e.id == msg_id))
+                .map_or(Addressing::default(), |e| e.addressing)
+        });
         let stanza = receipt_stanza(addressing.jid(view, &contact_user, 0), msg_id, kind);
         for addr in &targets {
             let pending = receipt_pending(msg_id, kind, stanza.clone());
@@ -175,6 +203,7 @@ impl Messaging {
             },
             Content::KeyShare(keys) => super::key_share::key_share_message(keys),
             Content::Media(media) => media.to_message(),
+            Content::Message(message) => (**message).clone(),
             Content::Group(post) => {
                 return self
                     .encrypt_group_post(view, state, addr, id, sent, post)
@@ -214,6 +243,10 @@ impl Messaging {
                 },
             )
             .attr("t", time.to_string());
+        if !matches!(content, Content::KeyShare(_)) {
+            // The push name the contact set, as the server relays it.
+            stanza = stanza.attr("notify", super::addressing::push_name(from));
+        }
         if matches!(content, Content::KeyShare(_)) {
             // From the account's own phone to its companion: a peer message,
             // which the client acknowledges with a `peer_msg` receipt.

@@ -201,6 +201,29 @@ impl MockHandle {
             .await
     }
 
+    /// Contact `from` sends `message` as built by the caller (a reply, a
+    /// reaction, an edit, a deletion for everyone) to account `to`;
+    /// returns its id.
+    pub async fn deliver_message(
+        &self,
+        from: &str,
+        to: &str,
+        message: waproto::whatsapp::Message,
+        id: Option<&str>,
+        addressing: Addressing,
+    ) -> Result<String, MessagingError> {
+        self.messaging_or_err()?
+            .deliver_message(
+                &CoreView(self.state()),
+                from,
+                to,
+                message,
+                id.map(str::to_string),
+                addressing,
+            )
+            .await
+    }
+
     /// Contact `from` sends an image or a document to account `to`; returns
     /// the message id.
     pub async fn deliver_media(
@@ -287,7 +310,37 @@ impl MockHandle {
         kind: ReceiptKind,
     ) -> Result<(), MessagingError> {
         self.messaging_or_err()?
-            .receipt(&CoreView(self.state()), contact, account, msg_id, kind)
+            .receipt(
+                &CoreView(self.state()),
+                contact,
+                account,
+                msg_id,
+                kind,
+                None,
+            )
+            .await
+    }
+
+    /// Like [`Self::receipt`], from the contact's address in `addressing`
+    /// whatever address the message went to (a phone that answers from its
+    /// LID what was written to its number).
+    pub async fn receipt_as(
+        &self,
+        contact: &str,
+        account: &str,
+        msg_id: &str,
+        kind: ReceiptKind,
+        addressing: Addressing,
+    ) -> Result<(), MessagingError> {
+        self.messaging_or_err()?
+            .receipt(
+                &CoreView(self.state()),
+                contact,
+                account,
+                msg_id,
+                kind,
+                Some(addressing),
+            )
             .await
     }
 }

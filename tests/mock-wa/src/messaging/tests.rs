@@ -309,7 +309,7 @@ async fn receipt_acks_are_matched_by_receipt_type() {
     );
     for kind in [ReceiptKind::Delivery, ReceiptKind::Read] {
         messaging
-            .receipt(&core, CONTACT, ACCOUNT, "X", kind)
+            .receipt(&core, CONTACT, ACCOUNT, "X", kind, None)
             .await
             .expect("receipt");
     }

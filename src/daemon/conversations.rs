@@ -1,0 +1,184 @@
+//! The daemon's answers about people and conversations: `messages`,
+//! `chats` and `contacts`, shown through the message layer.
+
+use serde_json::Value;
+
+use super::errors::command_error;
+use crate::account::AccountHandle;
+use crate::account::now_ms;
+use crate::ipc::protocol::{self as wire, RpcError, to_result};
+use crate::messages::{self, ChatView, MessageView};
+
+pub(super) async fn messages(
+    handle: &AccountHandle,
+    p: wire::MessagesParams,
+) -> Result<Value, RpcError> {
+    let store = handle.messages();
+    let chat = match &p.chat {
+        Some(chat) => Some(
+            messages::chat_key(store, chat)
+                .await
+                .map_err(RpcError::storage)?,
+        ),
+        None => None,
+    };
+    let page = store
+        .messages(
+            chat.as_deref(),
+            p.search.as_deref(),
+            p.before,
+            p.limit.unwrap_or(wire::DEFAULT_PAGE),
+        )
+        .await
+        .map_err(RpcError::storage)?;
+    let messages = messages::views(store, page.messages)
+        .await
+        .map_err(RpcError::storage)?
+        .into_iter()
+        .map(wire_message)
+        .collect();
+    to_result(&wire::MessagesResult {
+        messages,
+        next_cursor: page.next_cursor,
+    })
+}
+
+pub(super) async fn chats(handle: &AccountHandle) -> Result<Value, RpcError> {
+    let chats = messages::chats(handle.messages())
+        .await
+        .map_err(RpcError::storage)?
+        .into_iter()
+        .map(wire_chat)
+        .collect();
+    to_result(&wire::ChatsResult { chats })
+}
+
+pub(super) async fn contacts(
+    handle: &AccountHandle,
+    p: wire::ContactsParams,
+) -> Result<Value, RpcError> {
+    let store = handle.messages();
+    let Some(phones) = p.check else {
+        let contacts = messages::contacts(store)
+            .await
+            .map_err(RpcError::storage)?
+            .into_iter()
+            .map(|c| wire::ContactInfo {
+                phone: c.phone,
+                lid: c.lid,
+                name: c.name,
+                on_whatsapp: None,
+            })
+            .collect();
+        return to_result(&wire::ContactsResult { contacts });
+    };
+    let session = handle
+        .live_session()
+        .await
+        .map_err(|e| command_error(&p.account, e))?;
+    let checks = session.check_numbers(&phones).await.map_err(|e| {
+        RpcError::timeout(format!(
+            "checking {} numbers for account {}: {e}; try again once it is connected",
+            phones.len(),
+            p.account
+        ))
+    })?;
+    messages::learn_checks(store, &checks, now_ms())
+        .await
+        .map_err(RpcError::storage)?;
+    let contacts = checks
+        .into_iter()
+        .map(|c| wire::ContactInfo {
+            phone: Some(messages::address::plus(&c.phone)),
+            lid: c.lid.map(|l| crate::store::Address::Lid(l).jid()),
+            name: None,
+            on_whatsapp: Some(c.on_whatsapp),
+        })
+        .collect();
+    to_result(&wire::ContactsResult { contacts })
+}
+
+pub(super) async fn groups(handle: &AccountHandle, account: &str) -> Result<Value, RpcError> {
+    let session = handle
+        .live_session()
+        .await
+        .map_err(|e| command_error(account, e))?;
+    let listed = session.groups().await.map_err(|e| {
+        RpcError::timeout(format!(
+            "listing the groups of account {account}: {e}; try again once it is connected"
+        ))
+    })?;
+    let groups = messages::groups(handle.messages(), listed, now_ms())
+        .await
+        .map_err(RpcError::storage)?
+        .into_iter()
+        .map(|g| wire::GroupInfo {
+            jid: g.jid,
+            subject: g.subject,
+            participants: g
+                .participants
+                .into_iter()
+                .map(|m| wire::MemberInfo {
+                    phone: m.person.phone,
+                    lid: m.person.lid,
+                    name: m.person.name,
+                    admin: m.admin,
+                })
+                .collect(),
+        })
+        .collect();
+    to_result(&wire::GroupsResult { groups })
+}
+
+pub(super) fn wire_message(m: MessageView) -> wire::StoredMessage {
+    wire::StoredMessage {
+        cursor: m.cursor,
+        id: m.id,
+        chat: m.chat,
+        sender: m.sender,
+        sender_phone: m.sender_phone,
+        sender_lid: m.sender_lid,
+        sender_name: m.sender_name,
+        from_me: m.from_me,
+        timestamp: m.timestamp.max(0) as u64,
+        received_at: m.received_at / 1000,
+        kind: m.kind,
+        text: m.text,
+        status: m.status.map(super::handler::wire_status),
+        media: m.media.map(|m| wire::MediaInfo {
+            mimetype: m.mimetype,
+            size: m.size,
+            filename: m.filename,
+            sha256: m.sha256,
+        }),
+        reply_to: m.reply_to,
+        edited: m.edited,
+        revoked: m.revoked,
+        reactions: m
+            .reactions
+            .into_iter()
+            .map(|r| wire::ReactionInfo {
+                emoji: r.emoji,
+                by: r.by.shown,
+                by_phone: r.by.phone,
+                by_lid: r.by.lid,
+            })
+            .collect(),
+    }
+}
+
+fn wire_chat(c: ChatView) -> wire::ChatInfo {
+    wire::ChatInfo {
+        chat: c.chat,
+        phone: c.phone,
+        lid: c.lid,
+        name: c.name,
+        kind: if c.group {
+            wire::ChatKind::Group
+        } else {
+            wire::ChatKind::Person
+        },
+        last_at: c.last_at.max(0) as u64,
+        messages: c.messages,
+    }
+}
