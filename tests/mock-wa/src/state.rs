@@ -549,7 +549,10 @@ mod registry_tests {
 
         assert!(r.remove("15550000001:2@s.whatsapp.net"));
         assert!(!r.remove("15550000001:2@s.whatsapp.net"));
-        assert_eq!(jids(&r, "15550000001"), vec!["15550000001:1@s.whatsapp.net"]);
+        assert_eq!(
+            jids(&r, "15550000001"),
+            vec!["15550000001:1@s.whatsapp.net"]
+        );
         assert!(!r.noise_keys.contains_key(&[1; 32]));
         assert!(r.remove("15550000001:1@s.whatsapp.net"));
         assert!(!r.by_phone.contains_key("15550000001"));

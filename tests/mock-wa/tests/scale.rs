@@ -37,8 +37,9 @@ async fn pair_many(n: usize) {
         .await
         .expect("every client holds one connection");
     // Holding means staying: an idle whatsapp-rust client pings every
-    // 15–30 s, so by the time the mock answered n pings every connection
-    // has been idle long enough for its client to have noticed a dead one.
+    // 15–30 s and drops a connection that leaves a ping unanswered for 20 s;
+    // n answered pings is one keepalive round per client on average, long
+    // enough for a starved or dead connection to show as a new login.
     let stats = mock
         .wait_for(step, |s| s.pings as usize >= n)
         .await
