@@ -166,6 +166,49 @@ pub struct DeviceInfo {
     pub paired_at: u64,
 }
 
+/// The paired devices, indexed the ways a login and a fan-out look them up,
+/// so neither scans every device of every account (thousands of logins at
+/// once would make that quadratic).
+#[derive(Default)]
+struct Registry {
+    by_jid: HashMap<String, Device>,
+    /// JIDs of each account's devices, by phone number.
+    by_phone: HashMap<String, Vec<String>>,
+    /// How many registered devices authenticate with each Noise key.
+    noise_keys: HashMap<[u8; 32], usize>,
+}
+
+impl Registry {
+    fn insert(&mut self, device: Device) {
+        self.remove(&device.jid);
+        self.by_phone
+            .entry(device.phone.clone())
+            .or_default()
+            .push(device.jid.clone());
+        *self.noise_keys.entry(device.noise_public).or_default() += 1;
+        self.by_jid.insert(device.jid.clone(), device);
+    }
+
+    fn remove(&mut self, jid: &str) -> bool {
+        let Some(device) = self.by_jid.remove(jid) else {
+            return false;
+        };
+        if let Some(jids) = self.by_phone.get_mut(&device.phone) {
+            jids.retain(|j| j != jid);
+            if jids.is_empty() {
+                self.by_phone.remove(&device.phone);
+            }
+        }
+        if let Some(n) = self.noise_keys.get_mut(&device.noise_public) {
+            *n -= 1;
+            if *n == 0 {
+                self.noise_keys.remove(&device.noise_public);
+            }
+        }
+        true
+    }
+}
+
 /// Everything the connection tasks, the admin API and the stanza handlers
 /// share. Reach it through `Arc<ServerState>`.
 pub struct ServerState {
@@ -174,7 +217,7 @@ pub struct ServerState {
     pub stats: Stats,
     /// The media host's blobs and `media_conn` auth tokens.
     pub media: crate::media::MediaStore,
-    devices: Mutex<HashMap<String, Device>>,
+    devices: Mutex<Registry>,
     accounts: Mutex<HashMap<String, Account>>,
     /// Logged-in sessions by device JID.
     sessions: Mutex<HashMap<String, SessionHandle>>,
@@ -218,17 +261,32 @@ impl ServerState {
 
     /// The registered device with this JID.
     pub fn device(&self, jid: &str) -> Option<Device> {
-        lock(&self.devices).get(jid).cloned()
+        lock(&self.devices).by_jid.get(jid).cloned()
     }
 
     /// Whether some registered device authenticates with this Noise key.
     pub fn knows_noise_key(&self, key: &[u8; 32]) -> bool {
-        lock(&self.devices).values().any(|d| &d.noise_public == key)
+        lock(&self.devices).noise_keys.contains_key(key)
+    }
+
+    /// The registered devices of account `phone`, by device id.
+    pub fn devices_of(&self, phone: &str) -> Vec<Device> {
+        let registry = lock(&self.devices);
+        let mut all: Vec<Device> = registry
+            .by_phone
+            .get(phone)
+            .into_iter()
+            .flatten()
+            .filter_map(|jid| registry.by_jid.get(jid).cloned())
+            .collect();
+        drop(registry);
+        all.sort_by_key(|d| d.device_id);
+        all
     }
 
     /// All registered devices, sorted by JID.
     pub fn devices(&self) -> Vec<Device> {
-        let mut all: Vec<Device> = lock(&self.devices).values().cloned().collect();
+        let mut all: Vec<Device> = lock(&self.devices).by_jid.values().cloned().collect();
         all.sort_by(|a, b| a.jid.cmp(&b.jid));
         all
     }
@@ -250,13 +308,13 @@ impl ServerState {
     }
 
     pub(crate) fn insert_device(&self, device: Device) {
-        lock(&self.devices).insert(device.jid.clone(), device);
+        lock(&self.devices).insert(device);
         self.stats.touch();
     }
 
     /// Forgets device `jid` (the phone logged it out).
     pub fn remove_device(&self, jid: &str) -> bool {
-        let removed = lock(&self.devices).remove(jid).is_some();
+        let removed = lock(&self.devices).remove(jid);
         self.stats.touch();
         removed
     }
@@ -448,5 +506,56 @@ mod fault_tests {
         );
         let err = Fault::parse("latency", None, Some(5)).unwrap_err();
         assert!(err.contains("slow"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    fn device(phone: &str, device_id: u16, noise: u8) -> Device {
+        Device {
+            jid: device_jid(phone, device_id, PN_SERVER),
+            lid: device_jid(&lid_user_for(phone), device_id, LID_SERVER),
+            phone: phone.into(),
+            device_id,
+            noise_public: [noise; 32],
+            identity_public: [0; 32],
+            registration_id: 1,
+            signed_prekey: SignedPreKey {
+                id: 1,
+                public: [0; 32],
+                signature: Vec::new(),
+            },
+            paired_at: 0,
+        }
+    }
+
+    #[test]
+    fn devices_are_found_by_account_and_noise_key_until_removed() {
+        let mut r = Registry::default();
+        r.insert(device("15550000001", 2, 1));
+        r.insert(device("15550000001", 1, 2));
+        r.insert(device("15550000002", 1, 3));
+        let jids = |r: &Registry, phone: &str| r.by_phone.get(phone).cloned().unwrap_or_default();
+        assert_eq!(jids(&r, "15550000001").len(), 2);
+        assert!(r.noise_keys.contains_key(&[2; 32]));
+
+        // A device paired again under the same JID replaces the old entry.
+        r.insert(device("15550000001", 1, 4));
+        assert_eq!(jids(&r, "15550000001").len(), 2);
+        assert!(!r.noise_keys.contains_key(&[2; 32]));
+        assert!(r.noise_keys.contains_key(&[4; 32]));
+
+        assert!(r.remove("15550000001:2@s.whatsapp.net"));
+        assert!(!r.remove("15550000001:2@s.whatsapp.net"));
+        assert_eq!(
+            jids(&r, "15550000001"),
+            vec!["15550000001:1@s.whatsapp.net"]
+        );
+        assert!(!r.noise_keys.contains_key(&[1; 32]));
+        assert!(r.remove("15550000001:1@s.whatsapp.net"));
+        assert!(!r.by_phone.contains_key("15550000001"));
+        assert_eq!(jids(&r, "15550000002").len(), 1);
     }
 }

@@ -33,9 +33,8 @@ impl ServerView for CoreView<'_> {
     fn account(&self, phone: &str) -> Option<AccountDevices> {
         let companions: Vec<CompanionDevice> = self
             .0
-            .devices()
+            .devices_of(phone)
             .into_iter()
-            .filter(|d| d.phone == phone)
             // The core pairs each device with its device id as ADV key index.
             .map(|d| CompanionDevice {
                 device: d.device_id,
