@@ -294,6 +294,18 @@ pub async fn run(config: ChaosConfig) {
             let what = corrupt(&mut env, &accounts, &ledger, &mut rng, pairings).await;
             senders = Senders::start(&env, &accounts, &ledger, config.seed, corruptions);
             what
+        } else if kind == Kind::Blackhole {
+            let hit = env.mock.fault(&accounts[target].jid, Fault::Blackhole);
+            // With no connection to swallow (the account was between two),
+            // there is nothing for keepalive to notice.
+            if hit > 0 {
+                holds.push(Hold {
+                    account: target,
+                    since: Instant::now(),
+                    reconnections: before,
+                });
+            }
+            format!("blackhole {} (hit {hit})", accounts[target].name)
         } else {
             inject(
                 &mut env,
@@ -305,13 +317,6 @@ pub async fn run(config: ChaosConfig) {
             )
             .await
         };
-        if kind == Kind::Blackhole {
-            holds.push(Hold {
-                account: target,
-                since: Instant::now(),
-                reconnections: before,
-            });
-        }
         eprintln!(
             "chaos: [{:6.1}s] {what}; daemon: {}",
             chaos_start.elapsed().as_secs_f64(),
@@ -641,12 +646,9 @@ async fn inject(
                 mock.fault(jid, Fault::Slow { delay_ms })
             )
         }
-        Kind::Blackhole => format!(
-            "blackhole {} (hit {})",
-            target.name,
-            mock.fault(jid, Fault::Blackhole)
-        ),
-        Kind::Corrupt => unreachable!("the driver runs Corrupt itself: it must stop the senders"),
+        Kind::Blackhole | Kind::Corrupt => {
+            unreachable!("the driver runs {kind:?} itself: it tracks the hold or stops the senders")
+        }
     }
 }
 
