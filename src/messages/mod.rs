@@ -267,7 +267,7 @@ fn view(
         from_me: m.from_me,
         timestamp: m.timestamp,
         received_at: r.received_at,
-        text: m.text,
+        text: notes.current_text.unwrap_or(m.text),
         status,
     }
 }

@@ -56,6 +56,10 @@ pub struct Annotations {
     pub reply_to: Option<String>,
     pub edited: bool,
     pub revoked: bool,
+    /// For an edited or revoked message, its text now: read in the same row
+    /// as those flags, so a change landing between the page read and this
+    /// one never shows a new flag beside the old text.
+    pub current_text: Option<Option<String>>,
     pub reactions: Vec<Reaction>,
 }
 
@@ -152,7 +156,7 @@ impl MessageStore {
         self.read("read message changes", move |conn, account| {
             let mut found = HashMap::new();
             let mut row = conn.prepare_cached(
-                "SELECT id, reply_to, edited, revoked, media FROM inbox WHERE seq = ?1 \
+                "SELECT id, reply_to, edited, revoked, media, body FROM inbox WHERE seq = ?1 \
                  AND account = ?2",
             )?;
             let mut reactions = conn.prepare_cached(
@@ -160,7 +164,7 @@ impl MessageStore {
                  ORDER BY at",
             )?;
             for seq in seqs {
-                let Some((id, reply_to, edited, revoked, media)) = row
+                let Some((id, reply_to, edited, revoked, media, body)) = row
                     .query_map(params![seq, account], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
@@ -168,6 +172,7 @@ impl MessageStore {
                             r.get::<_, bool>(2)?,
                             r.get::<_, bool>(3)?,
                             r.get::<_, Option<String>>(4)?,
+                            r.get::<_, Option<String>>(5)?,
                         ))
                     })?
                     .next()
@@ -190,6 +195,7 @@ impl MessageStore {
                     reply_to,
                     edited,
                     revoked,
+                    current_text: (edited || revoked).then_some(body),
                     reactions,
                 };
                 if notes != Annotations::default() {
