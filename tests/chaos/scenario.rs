@@ -24,7 +24,7 @@ use walink::ipc::protocol::code;
 use walink::ipc::{Client, ClientError};
 use walink::wa::message_id_for_key;
 
-use crate::harness::{Env, eventually};
+use crate::harness::{Env, eventually, poll_until};
 
 /// Blackholes are detected by the library's keepalive, 40–60 s later; a run
 /// shorter than this would spend most of its time waiting on one.
@@ -868,8 +868,7 @@ async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
     .await;
     let accepted = ledger.lock().unwrap().accepted.clone();
     let delivered = ledger.lock().unwrap().delivered.clone();
-    let deadline = Instant::now() + SETTLE;
-    loop {
+    let delivered_all = poll_until(SETTLE, || async {
         let mut missing: Vec<(String, String)> = Vec::new();
         for a in accounts {
             let got: HashSet<String> = contact_inbox(&env.mock, &a.contact)
@@ -884,15 +883,17 @@ async fn settle(env: &Env, accounts: &[Account], ledger: &Mutex<Ledger>) {
             );
         }
         if missing.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(missing)
         }
-        if Instant::now() >= deadline {
-            panic!(
-                "timed out after {SETTLE:?} waiting for every accepted message to reach its contact; {}",
-                undelivered_report(env, &missing).await
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    })
+    .await;
+    if let Err(missing) = delivered_all {
+        panic!(
+            "timed out after {SETTLE:?} waiting for every accepted message to reach its contact; {}",
+            undelivered_report(env, &missing).await
+        );
     }
     eventually(SETTLE, "every delivered message is stored", || {
         let delivered = &delivered;

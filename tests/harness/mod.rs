@@ -35,16 +35,28 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    poll_until(timeout, || {
+        let next = probe();
+        async move { next.await.ok_or(()) }
+    })
+    .await
+    .unwrap_or_else(|()| panic!("timed out after {timeout:?} waiting for: {what}"))
+}
+
+/// Polls `probe` until it returns `Ok`; at `timeout`, returns its last
+/// `Err`, so the caller can say what was still missing.
+pub async fn poll_until<T, E, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(v) = probe().await {
-            return v;
+        match probe().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
