@@ -15,29 +15,7 @@ const CONNECT: Duration = Duration::from_secs(40);
 const CONTACT: &str = "15557654321";
 
 async fn paired(account: &str) -> Env {
-    let mut env = Env::new(&[account]).await;
-    env.start_daemon().await;
-    env.pair(account).await;
-    env.wait_state(account, "connected", CONNECT).await;
-    env
-}
-
-/// The account's phone number, from its device JID (`PHONE:DEVICE@server`).
-async fn phone(env: &Env, account: &str) -> String {
-    let jid = env.jid(account).await;
-    jid.split([':', '@']).next().unwrap().to_string()
-}
-
-async fn walink_json(env: &Env, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = env.walink(&all).await;
-    assert!(
-        out.status.success(),
-        "walink {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+    Env::paired(&[account], CONNECT).await
 }
 
 fn texts(page: &Value) -> Vec<String> {
@@ -96,7 +74,7 @@ async fn next_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_writing_by_lid_and_by_number_is_one_conversation() {
     let env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     let lid = format!("{}@lid", env.mock.lid_of(CONTACT));
     let plus = format!("+{CONTACT}");
     let (_events, mut lines) = events(&env, "sales").await;
@@ -144,7 +122,7 @@ async fn a_person_writing_by_lid_and_by_number_is_one_conversation() {
     })
     .await;
 
-    let chats = walink_json(&env, &["chats", "sales"]).await;
+    let chats = env.walink_json(&["chats", "sales"]).await;
     let rows = chats["chats"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "one person, one chat: {chats}");
     let row = &rows[0];
@@ -162,7 +140,9 @@ async fn a_person_writing_by_lid_and_by_number_is_one_conversation() {
         lid.as_str(),
         &format!("{CONTACT}@s.whatsapp.net"),
     ] {
-        let page = walink_json(&env, &["messages", "sales", "--chat", chat]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--chat", chat])
+            .await;
         assert_eq!(
             texts(&page),
             [
@@ -192,7 +172,9 @@ async fn a_person_writing_by_lid_and_by_number_is_one_conversation() {
     let ids: Vec<&str> = sent_to.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, [answer.as_str(), by_lid.as_str()], "each answer once");
     eventually(CONNECT, "both answers are delivered", || async {
-        let page = walink_json(&env, &["messages", "sales", "--chat", &plus]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--chat", &plus])
+            .await;
         (page["messages"][1]["status"] == "delivered"
             && page["messages"][2]["status"] == "delivered")
             .then_some(())
@@ -205,17 +187,19 @@ async fn a_person_writing_by_lid_and_by_number_is_one_conversation() {
             .unwrap();
     }
     eventually(CONNECT, "both answers are read", || async {
-        let page = walink_json(&env, &["messages", "sales", "--chat", &plus]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--chat", &plus])
+            .await;
         (page["messages"][1]["status"] == "read" && page["messages"][2]["status"] == "read")
             .then_some(())
     })
     .await;
-    let all = walink_json(&env, &["outbox", "sales", "--all"]).await;
+    let all = env.walink_json(&["outbox", "sales", "--all"]).await;
     for m in all["messages"].as_array().unwrap() {
         assert_eq!(m["status"], "read", "{all}");
     }
 
-    let contacts = walink_json(&env, &["contacts", "sales"]).await;
+    let contacts = env.walink_json(&["contacts", "sales"]).await;
     assert_eq!(
         contacts["contacts"],
         serde_json::json!([{"phone": plus, "lid": lid, "name": push_name(CONTACT)}]),
@@ -228,7 +212,7 @@ async fn a_person_writing_by_lid_and_by_number_is_one_conversation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_arrived_before_the_mapping_joins_the_person_once_it_is_known() {
     let env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     let lid = format!("{}@lid", env.mock.lid_of(CONTACT));
     let plus = format!("+{CONTACT}");
 
@@ -244,22 +228,22 @@ async fn what_arrived_before_the_mapping_joins_the_person_once_it_is_known() {
         .await
         .unwrap();
     let chats = eventually(CONNECT, "the LID-only message is stored", || async {
-        let chats = walink_json(&env, &["chats", "sales"]).await;
+        let chats = env.walink_json(&["chats", "sales"]).await;
         (chats["chats"].as_array().unwrap().len() == 1).then_some(chats)
     })
     .await;
     assert_eq!(chats["chats"][0]["chat"], lid.as_str(), "{chats}");
     assert_eq!(chats["chats"][0]["phone"], Value::Null);
-    let page = walink_json(&env, &["messages", "sales", "--chat", &lid]).await;
+    let page = env
+        .walink_json(&["messages", "sales", "--chat", &lid])
+        .await;
     assert_eq!(page["messages"][0]["id"], hidden.as_str());
     assert_eq!(page["messages"][0]["sender_phone"], Value::Null);
 
     // Asking the server maps the number to its LID.
-    let checked = walink_json(
-        &env,
-        &["contacts", "sales", "--check", &plus, "+1 555 000 1111"],
-    )
-    .await;
+    let checked = env
+        .walink_json(&["contacts", "sales", "--check", &plus, "+1 555 000 1111"])
+        .await;
     let checked = checked["contacts"].as_array().unwrap();
     assert_eq!(checked.len(), 2, "{checked:?}");
     assert_eq!(checked[0]["phone"], plus.as_str());
@@ -267,13 +251,15 @@ async fn what_arrived_before_the_mapping_joins_the_person_once_it_is_known() {
     assert_eq!(checked[0]["lid"], lid.as_str());
     assert_eq!(checked[1]["phone"], "+15550001111");
 
-    let chats = walink_json(&env, &["chats", "sales"]).await;
+    let chats = env.walink_json(&["chats", "sales"]).await;
     let rows = chats["chats"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "merged, not doubled: {chats}");
     assert_eq!(rows[0]["chat"], plus.as_str());
     assert_eq!(rows[0]["lid"], lid.as_str());
     assert_eq!(rows[0]["messages"], 1);
-    let page = walink_json(&env, &["messages", "sales", "--chat", &plus]).await;
+    let page = env
+        .walink_json(&["messages", "sales", "--chat", &plus])
+        .await;
     assert_eq!(texts(&page), ["number not shown"]);
     assert_eq!(page["messages"][0]["sender_phone"], plus.as_str());
 
@@ -283,11 +269,13 @@ async fn what_arrived_before_the_mapping_joins_the_person_once_it_is_known() {
         .await
         .unwrap();
     eventually(CONNECT, "the second message joins the chat", || async {
-        let page = walink_json(&env, &["messages", "sales", "--chat", &plus]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--chat", &plus])
+            .await;
         (texts(&page) == ["again hidden", "number not shown"]).then_some(())
     })
     .await;
-    let chats = walink_json(&env, &["chats", "sales"]).await;
+    let chats = env.walink_json(&["chats", "sales"]).await;
     assert_eq!(chats["chats"].as_array().unwrap().len(), 1, "{chats}");
 
     let bad = env.walink(&["contacts", "sales", "--check", "12"]).await;
@@ -307,7 +295,7 @@ async fn what_arrived_before_the_mapping_joins_the_person_once_it_is_known() {
 async fn a_group_posts_with_its_members_as_people_and_takes_our_posts() {
     const OTHER: &str = "15551112222";
     let env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     let group = env
         .mock
         .create_group("Support team", &[CONTACT, OTHER], &phone)
@@ -326,7 +314,9 @@ async fn a_group_posts_with_its_members_as_people_and_takes_our_posts() {
         .await
         .unwrap();
     let page = eventually(CONNECT, "both posts are stored", || async {
-        let page = walink_json(&env, &["messages", "sales", "--chat", &group]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--chat", &group])
+            .await;
         (page["messages"].as_array().unwrap().len() == 2).then_some(page)
     })
     .await;
@@ -355,7 +345,7 @@ async fn a_group_posts_with_its_members_as_people_and_takes_our_posts() {
         (ours.as_str(), "hello from walink")
     );
 
-    let listed = walink_json(&env, &["groups", "sales"]).await;
+    let listed = env.walink_json(&["groups", "sales"]).await;
     let groups = listed["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "{listed}");
     assert_eq!(groups[0]["jid"], group.as_str());
@@ -372,14 +362,16 @@ async fn a_group_posts_with_its_members_as_people_and_takes_our_posts() {
 
     // The group is one chat, named by its subject once listed; its
     // members are people of their own, not chats.
-    let chats = walink_json(&env, &["chats", "sales"]).await;
+    let chats = env.walink_json(&["chats", "sales"]).await;
     let rows = chats["chats"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{chats}");
     assert_eq!(rows[0]["chat"], group.as_str());
     assert_eq!(rows[0]["kind"], "group");
     assert_eq!(rows[0]["name"], "Support team");
     assert_eq!(rows[0]["messages"], 3);
-    let page = walink_json(&env, &["messages", "sales", "--chat", &group]).await;
+    let page = env
+        .walink_json(&["messages", "sales", "--chat", &group])
+        .await;
     assert_eq!(texts(&page), ["hello from walink", "me too", "hello group"]);
     assert_eq!(page["messages"][0]["from_me"], true);
     let table = env.walink(&["groups", "sales"]).await;
@@ -395,9 +387,12 @@ async fn replies_reactions_edits_and_deletions_change_the_history() {
     use whatsapp_rust::waproto::buffa;
     use whatsapp_rust::waproto::whatsapp::{self as wa, message::protocol_message::Type};
     let env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     let plus = format!("+{CONTACT}");
-    let history = || async { walink_json(&env, &["messages", "sales", "--chat", &plus]).await };
+    let history = || async {
+        env.walink_json(&["messages", "sales", "--chat", &plus])
+            .await
+    };
     let key = |id: &str| {
         buffa::MessageField::some(wa::MessageKey {
             remote_jid: Some(format!("{phone}@s.whatsapp.net")),
@@ -511,9 +506,13 @@ async fn replies_reactions_edits_and_deletions_change_the_history() {
     assert_eq!(replied["edited"], false);
     assert_eq!(replied["reply_to"], original.as_str());
     // The search index follows the edit.
-    let found = walink_json(&env, &["messages", "sales", "--search", "second"]).await;
+    let found = env
+        .walink_json(&["messages", "sales", "--search", "second"])
+        .await;
     assert_eq!(found["messages"][0]["id"], original.as_str());
-    let gone = walink_json(&env, &["messages", "sales", "--search", "first"]).await;
+    let gone = env
+        .walink_json(&["messages", "sales", "--search", "first"])
+        .await;
     assert_eq!(gone["messages"], serde_json::json!([]));
 
     // And going out: a reply quotes its message, a reaction lands on it.
@@ -581,7 +580,7 @@ async fn media_keeps_its_caption_and_what_the_message_says_of_the_file() {
     use base64::Engine;
     use sha2::{Digest, Sha256};
     let env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     let plus = format!("+{CONTACT}");
     let photo: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
     let pdf = b"%PDF-1.4 an invoice".to_vec();
@@ -628,7 +627,9 @@ async fn media_keeps_its_caption_and_what_the_message_says_of_the_file() {
         .await
         .unwrap();
     let page = eventually(CONNECT, "both media messages are stored", || async {
-        let page = walink_json(&env, &["messages", "sales", "--chat", &plus]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--chat", &plus])
+            .await;
         (page["messages"].as_array().unwrap().len() == 2).then_some(page)
     })
     .await;
@@ -652,7 +653,9 @@ async fn media_keeps_its_caption_and_what_the_message_says_of_the_file() {
     assert_eq!(doc["media"]["filename"], "invoice.pdf");
     assert_eq!(doc["media"]["sha256"], hex(&pdf));
     assert_eq!(doc["media"]["size"], pdf.len());
-    let found = walink_json(&env, &["messages", "sales", "--search", "parcel"]).await;
+    let found = env
+        .walink_json(&["messages", "sales", "--search", "parcel"])
+        .await;
     assert_eq!(
         found["messages"][0]["id"],
         image.as_str(),

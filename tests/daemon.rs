@@ -12,13 +12,7 @@ use serde_json::json;
 const CONNECT: Duration = Duration::from_secs(40);
 
 async fn paired(accounts: &[&str]) -> Env {
-    let mut env = Env::new(accounts).await;
-    env.start_daemon().await;
-    for account in accounts {
-        env.pair(account).await;
-        env.wait_state(account, "connected", CONNECT).await;
-    }
-    env
+    Env::paired(accounts, CONNECT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,29 +21,7 @@ const CONTACT_JID: &str = "15557654321@s.whatsapp.net";
 const CONTACT_PLUS: &str = "+15557654321";
 
 async fn paired(account: &str) -> Env {
-    let mut env = Env::new(&[account]).await;
-    env.start_daemon().await;
-    env.pair(account).await;
-    env.wait_state(account, "connected", CONNECT).await;
-    env
-}
-
-/// The account's phone number, from its device JID (`PHONE:DEVICE@server`).
-async fn phone(env: &Env, account: &str) -> String {
-    let jid = env.jid(account).await;
-    jid.split([':', '@']).next().unwrap().to_string()
-}
-
-async fn walink_json(env: &Env, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = env.walink(&all).await;
-    assert!(
-        out.status.success(),
-        "walink {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+    Env::paired(&[account], CONNECT).await
 }
 
 fn ids_of(messages: &Value) -> Vec<String> {
@@ -169,7 +147,7 @@ async fn kill_9_mid_burst_delivers_every_accepted_message_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
     let mut env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     env.stop_daemon(libc::SIGTERM).await;
     let mut sent = Vec::new();
     // LID-addressed, as today's server sends them; filed under the number
@@ -185,7 +163,9 @@ async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
     }
     env.start_daemon().await;
     let messages = eventually(CONNECT, "the offline messages are stored", || async {
-        let page = walink_json(&env, &["messages", "sales", "--limit", "100"]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--limit", "100"])
+            .await;
         (page["messages"].as_array().unwrap().len() >= 20).then_some(page)
     })
     .await;
@@ -208,7 +188,9 @@ async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
         .await
         .unwrap();
     let messages = eventually(CONNECT, "the live message is stored", || async {
-        let page = walink_json(&env, &["messages", "sales", "--limit", "100"]).await;
+        let page = env
+            .walink_json(&["messages", "sales", "--limit", "100"])
+            .await;
         ids_of(&page["messages"]).contains(&live).then_some(page)
     })
     .await;
@@ -216,20 +198,17 @@ async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
     assert_eq!(ids.len(), 21, "each message once: {ids:?}");
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 21);
 
-    let chats = walink_json(&env, &["chats", "sales"]).await;
+    let chats = env.walink_json(&["chats", "sales"]).await;
     assert_eq!(chats["chats"].as_array().unwrap().len(), 1, "{chats}");
     assert_eq!(chats["chats"][0]["chat"], CONTACT_PLUS);
     assert_eq!(chats["chats"][0]["messages"], 21);
-    let one_chat = walink_json(
-        &env,
-        &["messages", "sales", "--chat", CONTACT, "--limit", "5"],
-    )
-    .await;
+    let one_chat = env
+        .walink_json(&["messages", "sales", "--chat", CONTACT, "--limit", "5"])
+        .await;
     assert_eq!(one_chat["messages"].as_array().unwrap().len(), 5);
     let cursor = one_chat["next_cursor"].as_u64().expect("more pages");
-    let next = walink_json(
-        &env,
-        &[
+    let next = env
+        .walink_json(&[
             "messages",
             "sales",
             "--chat",
@@ -238,9 +217,8 @@ async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
             "100",
             "--before",
             &cursor.to_string(),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(next["messages"].as_array().unwrap().len(), 16);
     assert_eq!(next["next_cursor"], Value::Null);
 }
@@ -249,7 +227,7 @@ async fn messages_sent_while_walinkd_is_down_are_in_history_once() {
 async fn history_pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
     const STORED: usize = 300;
     let env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     let mut stored = HashSet::new();
     for i in 0..STORED {
         let id = env
@@ -305,11 +283,9 @@ async fn history_pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
     }
 
     // Full-text search pages the same way, through the CLI.
-    let first = walink_json(
-        &env,
-        &["messages", "sales", "--search", "OLD 7", "--limit", "3"],
-    )
-    .await;
+    let first = env
+        .walink_json(&["messages", "sales", "--search", "OLD 7", "--limit", "3"])
+        .await;
     let texts: Vec<&str> = first["messages"]
         .as_array()
         .unwrap()
@@ -325,7 +301,7 @@ async fn history_pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
         if let Some(c) = &cursor {
             args.extend(["--before", c.as_str()]);
         }
-        let page = walink_json(&env, &args).await;
+        let page = env.walink_json(&args).await;
         found += page["messages"].as_array().unwrap().len();
         match page["next_cursor"].as_u64() {
             Some(c) => before = Some(c),
@@ -346,7 +322,7 @@ async fn history_pages_have_no_gap_and_no_duplicate_while_messages_arrive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_move_statuses_to_delivered_and_read() {
     let env = paired("sales").await;
-    let phone = phone(&env, "sales").await;
+    let phone = env.phone("sales").await;
     let mut events = tokio::process::Command::new(env!("CARGO_BIN_EXE_walink"))
         .arg("--socket")
         .arg(env.socket())
@@ -413,10 +389,10 @@ async fn receipts_move_statuses_to_delivered_and_read() {
     for needed in ["queued", "delivered", "read"] {
         assert!(statuses.iter().any(|s| s == needed), "{statuses:?}");
     }
-    let all = walink_json(&env, &["outbox", "sales", "--all"]).await;
+    let all = env.walink_json(&["outbox", "sales", "--all"]).await;
     assert_eq!(all["messages"][0]["id"], id.as_str());
     assert_eq!(all["messages"][0]["status"], "read");
-    let pending = walink_json(&env, &["outbox", "sales"]).await;
+    let pending = env.walink_json(&["outbox", "sales"]).await;
     assert_eq!(pending["messages"], json!([]), "nothing pending");
     let s = env.status("sales").await;
     assert_eq!(s["outbox"], json!({"queued": 0, "failed": 0}));
@@ -447,7 +423,7 @@ async fn queued_while_disconnected_goes_out_on_reconnect() {
         String::from_utf8_lossy(&out.stderr)
     );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let pending = walink_json(&env, &["outbox", "sales"]).await;
+    let pending = env.walink_json(&["outbox", "sales"]).await;
     assert_eq!(pending["messages"][0]["id"], id.as_str());
     assert_eq!(pending["messages"][0]["status"], "queued");
     assert_eq!(env.status("sales").await["outbox"]["queued"], 1);

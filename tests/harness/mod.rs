@@ -270,6 +270,37 @@ impl Env {
             .expect("account has a JID")
             .to_string()
     }
+
+    /// A running daemon with each of `accounts` paired and connected
+    /// within `connect`, as a user leaves it after `walink qr`.
+    pub async fn paired(accounts: &[&str], connect: Duration) -> Env {
+        let mut env = Env::new(accounts).await;
+        env.start_daemon().await;
+        for account in accounts {
+            env.pair(account).await;
+            env.wait_state(account, "connected", connect).await;
+        }
+        env
+    }
+
+    /// The account's phone number, from its device JID (`PHONE:DEVICE@server`).
+    pub async fn phone(&self, account: &str) -> String {
+        let jid = self.jid(account).await;
+        jid.split([':', '@']).next().unwrap().to_string()
+    }
+
+    /// Runs `walink ARGS --json`, which must succeed, and parses its output.
+    pub async fn walink_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.walink(&all).await;
+        assert!(
+            out.status.success(),
+            "walink {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+    }
 }
 
 impl Drop for Env {
