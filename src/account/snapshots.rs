@@ -361,26 +361,32 @@ impl Inner {
     /// Checks the newest backup generation whole (checksum, records), once
     /// per generation: a damaged backup is news before it is needed.
     async fn check_newest_backup(&self) -> Option<String> {
-        let newest = self.backups.list(self.name()).ok()?.into_iter().next()?.id;
         let cached = self
             .newest_checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if let Some((_, finding)) = cached.filter(|(id, _)| *id == newest) {
-            return finding;
-        }
         let backend = self.backend.clone();
         let backups = self.backups.clone();
         let name = self.name().to_owned();
-        let finding = tokio::task::spawn_blocking(move || {
-            backups
-                .load(&name, newest, &restorable(&backend))
-                .err()
-                .map(|e| e.to_string())
+        // Off the runtime: listing opens the backup database.
+        let checked = tokio::task::spawn_blocking(move || {
+            let newest = backups.list(&name).ok()?.into_iter().next()?.id;
+            let finding = match cached.filter(|(id, _)| *id == newest) {
+                Some((_, finding)) => finding,
+                None => backups
+                    .load(&name, newest, &restorable(&backend))
+                    .err()
+                    .map(|e| e.to_string()),
+            };
+            Some((newest, finding))
         })
-        .await
-        .unwrap_or_else(|e| Some(e.to_string()));
+        .await;
+        let (newest, finding) = match checked {
+            Ok(Some(checked)) => checked,
+            Ok(None) => return None,
+            Err(e) => return Some(e.to_string()),
+        };
         *self
             .newest_checked
             .lock()

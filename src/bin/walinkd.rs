@@ -36,6 +36,7 @@ fn main() -> ExitCode {
     let mode = if args.user { Mode::User } else { Mode::System };
     let explicit = args.config.is_some();
     let path = args.config.unwrap_or_else(|| default_config(mode));
+    limit_malloc_arenas();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -52,6 +53,23 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("walinkd: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives each thread that contends for the heap an arena of its own,
+/// up to eight per core, and memory freed in one arena serves only that one:
+/// with sled's, SQLite's and the runtime's threads all allocating, the 60 s
+/// chaos run ended at 111.6 MiB of anonymous memory, and at 93.5 MiB with
+/// two arenas. Two are enough for two worker threads. Set before any thread
+/// starts; `MALLOC_ARENA_MAX` in the environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called before any other thread exists; mallopt only sets
+        // a tunable of glibc's allocator.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }

@@ -9,7 +9,9 @@
 //! `backup_accounts` remembers accounts whose session was cleared on
 //! purpose, so their last snapshot is kept but never restored by itself.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,6 +25,8 @@ use super::seal::{self, SealError, Sealer};
 /// sled's page cache for the backup database: it is written a few times an
 /// hour and read only to restore.
 const CACHE_BYTES: u64 = 8 << 20;
+/// How long an open waits for sled's lock on the files to be let go.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 const CLEARED_TREE: &str = "backup_accounts";
 
 /// What is known about one stored generation, readable without its data.
@@ -128,40 +132,151 @@ pub fn checksum(bytes: &[u8]) -> [u8; 32] {
 }
 
 pub struct BackupDb {
-    db: sled::Db,
+    path: PathBuf,
     sealer: Option<Arc<Sealer>>,
+    open: Mutex<Open>,
+}
+
+/// The database while some operation uses it. sled keeps every page it has
+/// read or written in its cache, and a page bigger than its cache shard (a
+/// generation is ~2 MB, a shard of an 8 MiB cache 32 KiB) is never evicted:
+/// open for good, the database held every generation it had touched (46 MiB
+/// of walinkd's heap after a 60 s chaos run with three accounts). It is
+/// written a few times an hour and read to validate or restore, so it is
+/// opened for each operation and closed when the last one ends.
+#[derive(Default)]
+struct Open {
+    db: Option<sled::Db>,
+    users: usize,
+}
+
+/// One operation's hold on the open database.
+struct Lease<'a> {
+    owner: &'a BackupDb,
+    db: Option<sled::Db>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        self.db
+            .as_ref()
+            .expect("a lease holds the database until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        // Closed under the lock, so no one reopens the files while this
+        // handle still holds sled's lock on them.
+        let mut open = self.owner.lock();
+        self.db = None;
+        open.users -= 1;
+        if open.users == 0
+            && let Some(db) = open.db.take()
+            && let Err(e) = db.flush()
+        {
+            tracing::error!(path = %self.owner.path.display(), error = %e, "flushing the backup database failed: {e}");
+        }
+    }
 }
 
 impl std::fmt::Debug for BackupDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackupDb").finish_non_exhaustive()
+        f.debug_struct("BackupDb")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 impl BackupDb {
     /// Opens (or creates) the backup database in directory `path`; with a
-    /// `sealer`, new generations are sealed with it.
-    pub fn open(path: &std::path::Path, sealer: Option<Arc<Sealer>>) -> Result<Self, BackupError> {
+    /// `sealer`, new generations are sealed with it. It is opened once here,
+    /// so damage shows at start, then again for each operation.
+    pub fn open(path: &Path, sealer: Option<Arc<Sealer>>) -> Result<Self, BackupError> {
         use std::os::unix::fs::DirBuilderExt;
         // Backups hold the same keys as the live state: owner only.
         let _ = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(path);
-        let config = sled::Config::new().path(path).cache_capacity(CACHE_BYTES);
-        let db = super::db::open_catching_panics(|| config.open()).map_err(|source| {
-            BackupError::Open {
-                path: path.to_owned(),
-                source,
-            }
-        })?;
-        Ok(Self { db, sealer })
+        let backups = Self {
+            path: path.to_owned(),
+            sealer,
+            open: Mutex::default(),
+        };
+        backups.run(|_| Ok(()))?;
+        Ok(backups)
     }
 
-    fn trees(&self, account: &str) -> Result<(sled::Tree, sled::Tree), BackupError> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn open_db(&self) -> Result<sled::Db, BackupError> {
+        let config = sled::Config::new()
+            .path(&self.path)
+            .cache_capacity(CACHE_BYTES);
+        // sled's threads can hold its file lock a moment after the handle
+        // that closed is gone; only then is the database really taken.
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match super::db::open_catching_panics(|| config.open()) {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                opened => {
+                    return opened.map_err(|source| BackupError::Open {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs `op` with the database open, on a thread of its own: sled
+    /// defers what it frees to the bag of the thread that let go of it, and
+    /// a thread that ends hands its bag over, so once `op` is done and the
+    /// database closed, everything it held can be collected here.
+    fn run<T: Send>(
+        &self,
+        op: impl FnOnce(&sled::Db) -> Result<T, BackupError> + Send,
+    ) -> Result<T, BackupError> {
+        let done = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let db = self.lease()?;
+                    op(&db)
+                })
+                .join()
+        });
+        if self.lock().db.is_none() {
+            super::memory::release_freed();
+        }
+        done.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    fn lease(&self) -> Result<Lease<'_>, BackupError> {
+        let mut open = self.lock();
+        let db = match &open.db {
+            Some(db) => db.clone(),
+            None => open.db.insert(self.open_db()?).clone(),
+        };
+        open.users += 1;
+        Ok(Lease {
+            owner: self,
+            db: Some(db),
+        })
+    }
+
+    fn trees(db: &sled::Db, account: &str) -> Result<(sled::Tree, sled::Tree), BackupError> {
         let open = |kind: &str| {
-            self.db
-                .open_tree(format!("backup:{account}:{kind}"))
+            db.open_tree(format!("backup:{account}:{kind}"))
                 .map_err(sled_err("open a tree"))
         };
         Ok((open("info")?, open("data")?))
@@ -180,14 +295,25 @@ impl BackupDb {
         keep: usize,
         now_ms: i64,
     ) -> Result<Stored, BackupError> {
+        self.run(|db| self.store_in(db, snapshot, reason, keep, now_ms))
+    }
+
+    fn store_in(
+        &self,
+        db: &sled::Db,
+        snapshot: &AccountSnapshot,
+        reason: &str,
+        keep: usize,
+        now_ms: i64,
+    ) -> Result<Stored, BackupError> {
         let account = snapshot.account();
         let bytes = snapshot.to_bytes().map_err(|e| BackupError::Encode {
             account: account.to_owned(),
             reason: e.to_string(),
         })?;
         let sum = checksum(&bytes);
-        let (info_tree, data_tree) = self.trees(account)?;
-        let newest = self.list(account)?.into_iter().next();
+        let (info_tree, data_tree) = Self::trees(db, account)?;
+        let newest = Self::list_in(db, account)?.into_iter().next();
         // A damaged newest generation must not pass for a good copy of an
         // unchanged state: then it is stored again.
         if let Some(newest) =
@@ -239,11 +365,11 @@ impl BackupDb {
                     reason: "transaction aborted".into(),
                 },
             })?;
-        let pruned = self.prune(account, keep)?;
+        let pruned = Self::prune_in(db, account, keep)?;
         if snapshot.jid().is_some() {
-            self.set_cleared(account, false)?;
+            Self::set_cleared_in(db, account, false)?;
         }
-        self.flush()?;
+        db.flush().map_err(sled_err("flush to disk"))?;
         Ok(Stored {
             info,
             created: true,
@@ -266,7 +392,11 @@ impl BackupDb {
 
     /// Removes all but the newest `keep` generations; returns how many went.
     pub fn prune(&self, account: &str, keep: usize) -> Result<usize, BackupError> {
-        let (info_tree, data_tree) = self.trees(account)?;
+        self.run(|db| Self::prune_in(db, account, keep))
+    }
+
+    fn prune_in(db: &sled::Db, account: &str, keep: usize) -> Result<usize, BackupError> {
+        let (info_tree, data_tree) = Self::trees(db, account)?;
         let ids: Vec<u64> = info_tree
             .iter()
             .keys()
@@ -285,7 +415,11 @@ impl BackupDb {
     /// Every generation of `account`, newest first. A generation whose info
     /// record is damaged is listed with what is known (its id).
     pub fn list(&self, account: &str) -> Result<Vec<SnapshotInfo>, BackupError> {
-        let (info_tree, _) = self.trees(account)?;
+        self.run(|db| Self::list_in(db, account))
+    }
+
+    fn list_in(db: &sled::Db, account: &str) -> Result<Vec<SnapshotInfo>, BackupError> {
+        let (info_tree, _) = Self::trees(db, account)?;
         let mut out = Vec::new();
         for item in info_tree.iter().rev() {
             let (key, value) = item.map_err(sled_err("read"))?;
@@ -314,14 +448,24 @@ impl BackupDb {
         &self,
         account: &str,
         id: u64,
-        verify: &dyn Fn(&AccountSnapshot) -> Result<(), String>,
+        verify: &(dyn Fn(&AccountSnapshot) -> Result<(), String> + Sync),
+    ) -> Result<(SnapshotInfo, AccountSnapshot), BackupError> {
+        self.run(|db| self.load_in(db, account, id, verify))
+    }
+
+    fn load_in(
+        &self,
+        db: &sled::Db,
+        account: &str,
+        id: u64,
+        verify: &(dyn Fn(&AccountSnapshot) -> Result<(), String> + Sync),
     ) -> Result<(SnapshotInfo, AccountSnapshot), BackupError> {
         let damaged = |reason: String| BackupError::Damaged {
             account: account.to_owned(),
             id,
             reason,
         };
-        let (info_tree, data_tree) = self.trees(account)?;
+        let (info_tree, data_tree) = Self::trees(db, account)?;
         let key = id.to_be_bytes();
         let info = info_tree.get(key).map_err(sled_err("read"))?;
         let data = data_tree.get(key).map_err(sled_err("read"))?;
@@ -359,38 +503,45 @@ impl BackupDb {
     pub fn newest_valid(
         &self,
         account: &str,
-        verify: &dyn Fn(&AccountSnapshot) -> Result<(), String>,
+        verify: &(dyn Fn(&AccountSnapshot) -> Result<(), String> + Sync),
     ) -> Result<(SnapshotInfo, AccountSnapshot, Vec<String>), BackupError> {
-        let mut skipped = Vec::new();
-        for info in self.list(account)? {
-            match self.load(account, info.id, verify) {
-                Ok((info, snapshot)) => return Ok((info, snapshot, skipped)),
-                Err(e) => skipped.push(e.to_string()),
+        self.run(|db| {
+            let mut skipped = Vec::new();
+            for info in Self::list_in(db, account)? {
+                match self.load_in(db, account, info.id, verify) {
+                    Ok((info, snapshot)) => return Ok((info, snapshot, skipped)),
+                    Err(e) => skipped.push(e.to_string()),
+                }
             }
-        }
-        Err(BackupError::NoneUsable {
-            account: account.to_owned(),
-            tried: skipped,
+            Err(BackupError::NoneUsable {
+                account: account.to_owned(),
+                tried: skipped,
+            })
         })
     }
 
     /// Deletes every generation of `account`.
     pub fn purge(&self, account: &str) -> Result<usize, BackupError> {
-        let removed = self.prune(account, usize::MAX)?;
-        let (info_tree, data_tree) = self.trees(account)?;
-        let left = info_tree.len();
-        info_tree.clear().map_err(sled_err("clear"))?;
-        data_tree.clear().map_err(sled_err("clear"))?;
-        self.set_cleared(account, false)?;
-        self.flush()?;
-        Ok(removed + left)
+        self.run(|db| {
+            let removed = Self::prune_in(db, account, usize::MAX)?;
+            let (info_tree, data_tree) = Self::trees(db, account)?;
+            let left = info_tree.len();
+            info_tree.clear().map_err(sled_err("clear"))?;
+            data_tree.clear().map_err(sled_err("clear"))?;
+            Self::set_cleared_in(db, account, false)?;
+            db.flush().map_err(sled_err("flush to disk"))?;
+            Ok(removed + left)
+        })
     }
 
     /// Marks `account` as cleared on purpose (or not any more): its
     /// generations are then never restored without being asked to.
     pub fn set_cleared(&self, account: &str, cleared: bool) -> Result<(), BackupError> {
-        let tree = self
-            .db
+        self.run(|db| Self::set_cleared_in(db, account, cleared))
+    }
+
+    fn set_cleared_in(db: &sled::Db, account: &str, cleared: bool) -> Result<(), BackupError> {
+        let tree = db
             .open_tree(CLEARED_TREE)
             .map_err(sled_err("open a tree"))?;
         if cleared {
@@ -403,19 +554,32 @@ impl BackupDb {
     }
 
     pub fn is_cleared(&self, account: &str) -> bool {
-        self.db
-            .open_tree(CLEARED_TREE)
-            .and_then(|t| t.contains_key(account))
-            .unwrap_or(false)
+        self.run(|db| {
+            db.open_tree(CLEARED_TREE)
+                .and_then(|t| t.contains_key(account))
+                .map_err(sled_err("read"))
+        })
+        .unwrap_or(false)
     }
 
+    /// Runs `f` on tree `name` while the database is open.
     #[cfg(test)]
-    pub(crate) fn raw_tree(&self, name: &str) -> sled::Tree {
-        self.db.open_tree(name).expect("open a backup tree")
+    pub(crate) fn with_raw_tree<T: Send>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&sled::Tree) -> T + Send,
+    ) -> T {
+        self.run(|db| Ok(f(&db.open_tree(name).map_err(sled_err("open a tree"))?)))
+            .expect("open the backup database")
     }
 
+    /// Flushes what an operation in progress has written; when none is, the
+    /// database is closed and everything is on disk already.
     pub fn flush(&self) -> Result<(), BackupError> {
-        self.db.flush().map(drop).map_err(sled_err("flush to disk"))
+        match &self.lock().db {
+            Some(db) => db.flush().map(drop).map_err(sled_err("flush to disk")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -45,6 +45,7 @@ pub mod codec;
 mod db;
 mod error;
 mod keys;
+mod memory;
 pub mod messages;
 mod records;
 pub mod seal;

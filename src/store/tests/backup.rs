@@ -91,11 +91,12 @@ async fn a_damaged_newest_generation_falls_back_to_the_previous_one() {
         .store(&s.snapshot().unwrap(), "scheduled", 12, 2)
         .unwrap();
 
-    let data = backups_data_tree(&backups, "sales");
-    let mut bytes = data.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    data.insert(2u64.to_be_bytes(), bytes).unwrap();
+    with_data_tree(&backups, "sales", |data| {
+        let mut bytes = data.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        data.insert(2u64.to_be_bytes(), bytes).unwrap();
+    });
 
     let err = backups.load("sales", 2, &verified).unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
@@ -126,10 +127,9 @@ async fn sealed_generations_need_their_key() {
             .store(&s.snapshot().unwrap(), "paired", 12, 1)
             .unwrap();
         assert_eq!(stored.info.sealed_with, Some(key.key_id()));
-        let raw = backups_data_tree(&backups, "sales")
-            .get(1u64.to_be_bytes())
-            .unwrap()
-            .unwrap();
+        let raw = with_data_tree(&backups, "sales", |data| {
+            data.get(1u64.to_be_bytes()).unwrap().unwrap()
+        });
         assert!(crate::store::seal::is_sealed(&raw));
         assert!(backups.load("sales", 1, &verified).is_ok());
     }
@@ -166,6 +166,39 @@ async fn cleared_marks_and_purge() {
     assert!(backups.list("sales").unwrap().is_empty());
 }
 
-fn backups_data_tree(backups: &BackupDb, account: &str) -> sled::Tree {
-    backups.raw_tree(&format!("backup:{account}:data"))
+fn with_data_tree<T: Send>(
+    backups: &BackupDb,
+    account: &str,
+    f: impl FnOnce(&sled::Tree) -> T + Send,
+) -> T {
+    backups.with_raw_tree(&format!("backup:{account}:data"), f)
+}
+
+#[tokio::test]
+async fn the_backup_database_is_closed_between_operations() {
+    let dir = temp_dir();
+    let db = open(&dir.path().join("state"));
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let path = dir.path().join("backup");
+    let backups = open_backups(&path, None);
+    for round in 0..50u8 {
+        s.put_session("a@s.whatsapp.net", &[round]).await.unwrap();
+        let stored = backups
+            .store(&s.snapshot().unwrap(), "scheduled", 3, i64::from(round))
+            .unwrap();
+        assert!(stored.created, "round {round}");
+        assert_eq!(
+            backups.list("sales").unwrap().len(),
+            3.min(usize::from(round) + 1)
+        );
+        // sled locks its files while open: another handle opens them only
+        // if this one let go.
+        let other = sled::Config::new().path(&path).open();
+        assert!(
+            other.is_ok(),
+            "round {round}: still open: {:?}",
+            other.err()
+        );
+    }
 }
