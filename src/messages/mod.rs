@@ -93,6 +93,7 @@ pub fn to_file(m: &IncomingMessage) -> ToFile {
         reply_to: m.reply_to.clone(),
         change: m.change.clone(),
         media: m.media.clone(),
+        fetch: m.fetch.clone(),
     }
 }
 
