@@ -304,7 +304,14 @@ fn fetch(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::s
         return fetch!(m, "video");
     }
     if let Some(m) = base.audio_message.as_option() {
-        return fetch!(m, if m.ptt == Some(true) { "voice" } else { "audio" });
+        return fetch!(
+            m,
+            if m.ptt == Some(true) {
+                "voice"
+            } else {
+                "audio"
+            }
+        );
     }
     if let Some(m) = base.document_message.as_option() {
         return fetch!(m, "document");

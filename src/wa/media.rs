@@ -21,11 +21,13 @@ use crate::store::MediaRef;
 pub enum MediaError {
     #[error("the message names no {0} for its file, so there is nothing walink can fetch")]
     Incomplete(&'static str),
-    #[error("the account is not connected, and only the server names the media hosts; retry once it is connected")]
+    #[error(
+        "the account is not connected, and only the server names the media hosts; retry once it is connected"
+    )]
     NotConnected,
     #[error("asking WhatsApp for its media hosts failed: {0}; retry later")]
     MediaConn(String),
-    #[error("downloading failed: {0}; the file may have expired on WhatsApp's servers")]
+    #[error("downloading failed: {0}")]
     Download(String),
     #[error("the file is not what the message says: {0}; nothing was kept")]
     Mismatch(String),
@@ -39,6 +41,50 @@ pub struct Fetched {
     pub size: u64,
     /// Of the decrypted file, hex.
     pub sha256: String,
+}
+
+/// What the hosts tried so far said.
+#[derive(Default)]
+struct Tally {
+    failures: Vec<String>,
+    mismatch: Option<String>,
+    refused: bool,
+}
+
+impl Tally {
+    /// Notes one host's answer; `Some` when it ends the download (the
+    /// file, or a write error no other host can mend).
+    fn take(&mut self, result: Result<Fetched, Failure>) -> Option<Result<Fetched, MediaError>> {
+        match result {
+            Ok(fetched) => return Some(Ok(fetched)),
+            Err(Failure::Write(e)) => return Some(Err(MediaError::Write(e))),
+            Err(Failure::Refused(why)) => {
+                self.refused = true;
+                self.failures.push(why);
+            }
+            Err(Failure::Other(why)) => self.failures.push(why),
+            Err(Failure::Mismatch(why)) => {
+                self.failures.push(why.clone());
+                self.mismatch = Some(why);
+            }
+        }
+        None
+    }
+
+    fn verdict(mut self) -> MediaError {
+        if let Some(why) = self.mismatch {
+            return MediaError::Mismatch(why);
+        }
+        if self.failures.is_empty() {
+            self.failures.push("the server named no media host".into());
+        }
+        let advice = if self.refused {
+            "the file may have expired on WhatsApp's servers (they keep it for weeks, not forever)"
+        } else {
+            "check the account's path to WhatsApp with `walink diagnose`, then retry"
+        };
+        MediaError::Download(format!("{}; {advice}", self.failures.join("; ")))
+    }
 }
 
 /// Why one host did not give the file.
@@ -94,8 +140,7 @@ impl Session {
             media.size.unwrap_or_default(),
             media_type(&media.kind),
         );
-        let mut failures: Vec<String> = Vec::new();
-        let mut mismatch = None;
+        let mut tally = Tally::default();
         for fresh in [false, true] {
             if !self.is_connected() {
                 return Err(MediaError::NotConnected);
@@ -105,49 +150,25 @@ impl Session {
                 .refresh_media_conn(fresh)
                 .await
                 .map_err(|e| MediaError::MediaConn(e.to_string()))?;
-            let requests = DownloadUtils::prepare_download_requests(
-                &params,
-                &MediaRoute::from(&conn),
-            )
-            .map_err(|e| MediaError::Download(e.to_string()))?;
-            let mut refused = false;
+            let requests =
+                DownloadUtils::prepare_download_requests(&params, &MediaRoute::from(&conn))
+                    .map_err(|e| MediaError::Download(e.to_string()))?;
             for request in requests {
-                match self.fetch(&request.url, media, &out).await {
-                    Ok(fetched) => return Ok(fetched),
-                    Err(Failure::Refused(why)) => {
-                        refused = true;
-                        failures.push(why);
-                    }
-                    Err(Failure::Other(why)) => failures.push(why),
-                    Err(Failure::Mismatch(why)) => {
-                        failures.push(why.clone());
-                        mismatch = Some(why);
-                    }
-                    Err(Failure::Write(e)) => return Err(MediaError::Write(e)),
+                if let Some(done) = tally.take(self.fetch(&request.url, media, &out).await) {
+                    return done;
                 }
             }
-            if !refused {
+            // A host that refused the route may take a fresh one.
+            if !tally.refused {
                 break;
             }
         }
-        if let Some(url) = &media.url {
-            match self.fetch(url, media, &out).await {
-                Ok(fetched) => return Ok(fetched),
-                Err(Failure::Write(e)) => return Err(MediaError::Write(e)),
-                Err(Failure::Mismatch(why)) => {
-                    failures.push(why.clone());
-                    mismatch = Some(why);
-                }
-                Err(Failure::Refused(why) | Failure::Other(why)) => failures.push(why),
-            }
+        if let Some(url) = &media.url
+            && let Some(done) = tally.take(self.fetch(url, media, &out).await)
+        {
+            return done;
         }
-        if let Some(why) = mismatch {
-            return Err(MediaError::Mismatch(why));
-        }
-        if failures.is_empty() {
-            failures.push("the server named no media host".into());
-        }
-        Err(MediaError::Download(failures.join("; ")))
+        Err(tally.verdict())
     }
 
     /// One host: the blob streamed through decryption into `out`, hashing
@@ -164,9 +185,11 @@ impl Session {
             Ok(r) => r,
             // These name the URL, whose query holds the route's token.
             Err(HttpError::BadUrl { .. } | HttpError::PlainHttp { .. }) => {
-                return Err(Failure::Other(format!("{host}: not an https:// URL")));
+                return Err(Failure::Other(format!(
+                    "media host {host}: not an https:// URL"
+                )));
             }
-            Err(e) => return Err(Failure::Other(format!("{host}: {e}"))),
+            Err(e) => return Err(Failure::Other(format!("media host {host}: {e}"))),
         };
         match response.status {
             200 => {}
@@ -233,7 +256,7 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 fn decrypt_into(
-    body: BlockingBody,
+    body: impl Read,
     media: &MediaRef,
     out: &mut File,
     host: &str,
@@ -283,7 +306,11 @@ fn decrypt_into(
             hex(media.file_enc_sha256.as_deref().unwrap_or_default())
         )));
     }
-    if let Some(want) = media.file_sha256.as_deref().filter(|w| *w != sha256.as_slice()) {
+    if let Some(want) = media
+        .file_sha256
+        .as_deref()
+        .filter(|w| *w != sha256.as_slice())
+    {
         return Err(Failure::Mismatch(format!(
             "the file from {host} has SHA-256 {}, the message says {}",
             hex(&sha256),
@@ -306,13 +333,78 @@ fn decrypt_into(
 mod tests {
     use super::*;
 
+    fn sealed(file: &[u8]) -> (MediaRef, Vec<u8>) {
+        let e = wacore::upload::encrypt_media(file, MediaType::Image).unwrap();
+        let media = MediaRef {
+            kind: "image".into(),
+            media_key: e.media_key.to_vec(),
+            direct_path: Some("/v/t62.7118-24/x.enc".into()),
+            url: None,
+            file_sha256: Some(e.file_sha256.to_vec()),
+            file_enc_sha256: Some(e.file_enc_sha256.to_vec()),
+            size: Some(file.len() as u64),
+        };
+        (media, e.data_to_upload)
+    }
+
+    fn open(media: &MediaRef, blob: &[u8]) -> (Result<Fetched, Failure>, Vec<u8>) {
+        let mut out = tempfile::tempfile().unwrap();
+        out.write_all(b"stale bytes from an earlier host").unwrap();
+        let result = decrypt_into(blob, media, &mut out, "h.example");
+        out.rewind().unwrap();
+        let mut written = Vec::new();
+        out.read_to_end(&mut written).unwrap();
+        (result, written)
+    }
+
+    fn mismatch(result: Result<Fetched, Failure>) -> String {
+        match result {
+            Err(Failure::Mismatch(why)) => why,
+            Ok(_) => panic!("accepted"),
+            Err(_) => panic!("failed, but not as a mismatch"),
+        }
+    }
+
+    #[test]
+    fn a_file_is_kept_only_when_mac_hashes_and_length_agree() {
+        let file: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+        let (media, blob) = sealed(&file);
+        let (result, written) = open(&media, &blob);
+        let fetched = result.ok().expect("a good blob opens");
+        assert_eq!(written, file, "the file, and nothing left from before");
+        assert_eq!(fetched.size, file.len() as u64);
+        assert_eq!(fetched.sha256, hex(&Sha256::digest(&file)));
+
+        let mut damaged = blob.clone();
+        damaged[100] ^= 1;
+        assert!(mismatch(open(&media, &damaged).0).contains("does not decrypt"));
+
+        let wrong = |f: &dyn Fn(&mut MediaRef)| {
+            let mut m = media.clone();
+            f(&mut m);
+            mismatch(open(&m, &blob).0)
+        };
+        assert!(
+            wrong(&|m| m.file_sha256 = Some(vec![0; 32]))
+                .contains("the file from h.example has SHA-256")
+        );
+        assert!(
+            wrong(&|m| m.file_enc_sha256 = Some(vec![0; 32]))
+                .contains("the blob from h.example has SHA-256")
+        );
+        assert!(wrong(&|m| m.size = Some(7)).contains("is 40000 bytes, the message says 7"));
+    }
+
     #[test]
     fn hosts_are_shown_without_the_route_token() {
         assert_eq!(
             host_of("https://mmg.whatsapp.net/v/t62/x.enc?auth=SECRET&token=T"),
             "mmg.whatsapp.net"
         );
-        assert_eq!(host_of("https://127.0.0.1:4000?auth=SECRET"), "127.0.0.1:4000");
+        assert_eq!(
+            host_of("https://127.0.0.1:4000?auth=SECRET"),
+            "127.0.0.1:4000"
+        );
         assert_eq!(media_type("voice"), MediaType::Audio);
         assert_eq!(media_type("document"), MediaType::Document);
     }

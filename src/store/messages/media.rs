@@ -52,7 +52,9 @@ pub struct StoredMedia {
 pub enum MediaLookup {
     NoMessage,
     /// A message without a file to fetch; `kind` says what it is.
-    NoMedia { kind: String },
+    NoMedia {
+        kind: String,
+    },
     Media(Box<StoredMedia>),
 }
 
@@ -121,14 +123,18 @@ impl MessageStore {
     /// Records where the file of message `id` was saved.
     pub async fn set_media_path(&self, id: &str, path: &str) -> Result<(), StoreError> {
         let (id, path) = (id.to_owned(), path.to_owned());
-        self.write(false, "record where a file was saved", move |conn, account| {
-            conn.prepare_cached(
-                "UPDATE media SET path = ?3 WHERE seq = (SELECT seq FROM inbox \
+        self.write(
+            false,
+            "record where a file was saved",
+            move |conn, account| {
+                conn.prepare_cached(
+                    "UPDATE media SET path = ?3 WHERE seq = (SELECT seq FROM inbox \
                  WHERE account = ?1 AND id = ?2 ORDER BY seq DESC LIMIT 1)",
-            )?
-            .execute(params![account, id, path])?;
-            Ok(())
-        })
+                )?
+                .execute(params![account, id, path])?;
+                Ok(())
+            },
+        )
         .await
     }
 }
