@@ -138,3 +138,108 @@ impl MessageStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        Address, Inbound, MessageDb, Retention, Sighting, ToFile, messages_db_path,
+    };
+
+    fn received(id: &str, fetch: Option<MediaRef>) -> ToFile {
+        ToFile {
+            message: Inbound {
+                id: id.into(),
+                chat: "555@s.whatsapp.net".into(),
+                sender: "555@s.whatsapp.net".into(),
+                from_me: false,
+                timestamp: 1,
+                text: None,
+                description: fetch.as_ref().map(|f| f.kind.clone()),
+            },
+            chat: Address::Phone("555".into()),
+            people: vec![Sighting::default()],
+            reply_to: None,
+            change: None,
+            media: fetch.as_ref().map(|_| MediaMeta {
+                mimetype: Some("image/jpeg".into()),
+                ..MediaMeta::default()
+            }),
+            fetch,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_index_keeps_what_fetching_needs_and_where_the_file_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MessageDb::open(&messages_db_path(dir.path()), None)
+            .unwrap()
+            .account("sales")
+            .unwrap();
+        let fetch = MediaRef {
+            kind: "image".into(),
+            media_key: vec![7; 32],
+            direct_path: Some("/v/t62.7118-24/a.enc".into()),
+            url: Some("https://mmg.whatsapp.net/v/t62.7118-24/a.enc".into()),
+            file_sha256: Some(vec![1; 32]),
+            file_enc_sha256: Some(vec![2; 32]),
+            size: Some(5000),
+        };
+        assert!(
+            !format!("{fetch:?}").contains("7, 7"),
+            "Debug never shows the key"
+        );
+        store
+            .file_inbound(
+                vec![received("IMG", Some(fetch.clone())), received("TXT", None)],
+                1,
+            )
+            .await
+            .unwrap();
+        let MediaLookup::Media(found) = store.media_of("IMG").await.unwrap() else {
+            panic!("IMG has media");
+        };
+        assert_eq!(found.fetch, fetch);
+        assert_eq!(found.meta.mimetype.as_deref(), Some("image/jpeg"));
+        assert_eq!(found.path, None);
+        assert_eq!(
+            store.media_of("TXT").await.unwrap(),
+            MediaLookup::NoMedia {
+                kind: "text".into()
+            }
+        );
+        assert_eq!(
+            store.media_of("NONE").await.unwrap(),
+            MediaLookup::NoMessage
+        );
+
+        store
+            .set_media_path("IMG", "/srv/media/IMG.jpg")
+            .await
+            .unwrap();
+        let seqs = store
+            .messages(None, None, None, 10)
+            .await
+            .unwrap()
+            .messages
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        let notes = store.annotations(seqs).await.unwrap();
+        let shown = notes.values().find_map(|n| n.media.clone()).unwrap();
+        assert_eq!(shown.path.as_deref(), Some("/srv/media/IMG.jpg"));
+
+        let everything = Retention {
+            max_age: None,
+            max_messages: Some(0),
+        };
+        store.prune(everything, 2).await.unwrap();
+        let left = store
+            .read("count", |conn, _| {
+                conn.query_row("SELECT count(*) FROM media", [], |r| r.get::<_, i64>(0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "retention takes the index row with its message");
+    }
+}
