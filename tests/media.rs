@@ -173,7 +173,15 @@ async fn walink_media_writes_the_file_the_contact_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_fails_names_the_host_and_keeps_nothing() {
-    let mut env = Env::with_connection(&["sales"], "connect_timeout_secs = 3").await;
+    let mut env = Env::new(&[]).await;
+    env.write_raw_config(
+        "",
+        &format!(
+            "url = {:?}\nclient_version = {CLIENT_VERSION:?}\nconnect_timeout_secs = 3",
+            env.mock.ws_url()
+        ),
+        "[[account]]\nname = \"sales\"\nauto_download = [\"image\"]\n",
+    );
     // The media host is dialed as the server names it, over TLS: the mock's
     // listener speaks plain HTTP, so every fetch fails at the handshake.
     env.daemon_env.clear();
@@ -181,7 +189,32 @@ async fn a_download_that_fails_names_the_host_and_keeps_nothing() {
     env.pair("sales").await;
     env.wait_state("sales", "connected", CONNECT).await;
     let image = deliver(&env, "image", "image/jpeg", None, &photo()).await;
-    messages(&env, 1).await;
+    env.mock
+        .deliver(
+            CONTACT,
+            &env.phone("sales").await,
+            "and a text after it",
+            None,
+        )
+        .await
+        .unwrap();
+    // Receiving goes on while the automatic fetch fails, which is logged
+    // and left to retry.
+    let stored = messages(&env, 2).await;
+    assert!(
+        stored
+            .iter()
+            .all(|m| m["media"].is_null() || m["media"]["path"].is_null())
+    );
+    eventually(CONNECT, "the failed automatic fetch is logged", || async {
+        let log = env.daemon_log();
+        log.lines()
+            .any(|l| {
+                l.contains("fetching a received file failed") && l.contains("trying again in 5s")
+            })
+            .then_some(())
+    })
+    .await;
     let here = tempfile::tempdir().unwrap();
     let out = walink_media_in(&env, here.path(), &image, &[]).await;
     assert_eq!(out.status.code(), Some(3));
@@ -279,5 +312,96 @@ async fn chosen_kinds_land_in_media_dir_as_they_arrive() {
         entries,
         [format!("{image}.jpg")],
         "only the chosen file is in media_dir"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_gone_from_the_hosts_or_unlike_its_message_is_refused_and_nothing_is_kept() {
+    use whatsapp_rust::waproto::buffa;
+    use whatsapp_rust::waproto::whatsapp as wa;
+    let env = Env::paired(&["sales"], CONNECT).await;
+    let phone = env.phone("sales").await;
+    let photo = photo();
+    let sealed = wacore::upload::encrypt_media(&photo, wacore::download::MediaType::Image).unwrap();
+    let stored = env
+        .mock
+        .state()
+        .media
+        .store("image", sealed.data_to_upload.clone());
+    let image = |direct_path: &str, file_sha256: Vec<u8>| wa::Message {
+        image_message: buffa::MessageField::some(wa::message::ImageMessage {
+            mimetype: Some("image/jpeg".into()),
+            direct_path: Some(direct_path.into()),
+            media_key: Some(sealed.media_key.to_vec()),
+            file_sha256: Some(file_sha256),
+            file_enc_sha256: Some(sealed.file_enc_sha256.to_vec()),
+            file_length: Some(photo.len() as u64),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let send = |m: wa::Message| {
+        env.mock.deliver_message(
+            CONTACT,
+            &phone,
+            m,
+            None,
+            mock_wa::messaging::Addressing::Lid,
+        )
+    };
+    let gone = send(image(
+        "/v/t62.7118-24/expired_n.enc?ccb=11-4",
+        sealed.file_sha256.to_vec(),
+    ))
+    .await
+    .unwrap();
+    let forged = send(image(&stored.direct_path, vec![0xAB; 32]))
+        .await
+        .unwrap();
+    let good = send(image(&stored.direct_path, sealed.file_sha256.to_vec()))
+        .await
+        .unwrap();
+    messages(&env, 3).await;
+    let here = tempfile::tempdir().unwrap();
+    let host = env.mock.media_host();
+
+    let out = walink_media_in(&env, here.path(), &gone, &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains(&format!("media host {host} answered HTTP 404")),
+        "names the host and its answer: {why}"
+    );
+    assert!(why.contains("may have expired"), "{why}");
+    assert_eq!(
+        why.matches("answered HTTP 404").count(),
+        2,
+        "asked the server for a fresh route after the refusal: {why}"
+    );
+
+    let out = walink_media_in(&env, here.path(), &forged, &[]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains(&format!("the file from {host} has SHA-256 {}", hex(&photo)))
+            && why.contains(&"ab".repeat(32)),
+        "says what came and what the message said: {why}"
+    );
+    assert_eq!(
+        std::fs::read_dir(here.path()).unwrap().count(),
+        0,
+        "nothing is kept"
+    );
+
+    // The same blob under the right hash is fine: nothing was spoiled.
+    let out = walink_media_in(&env, here.path(), &good, &[]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(here.path().join(format!("{good}.jpg"))).unwrap(),
+        photo
     );
 }
