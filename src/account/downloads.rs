@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::messages::MessageView;
 use crate::messages::media::{FetchError, MediaSettings, save_into};
@@ -33,7 +33,8 @@ pub(crate) struct Downloads {
 }
 
 impl Downloads {
-    /// Starts the fetcher; it ends when the returned task is aborted.
+    /// Starts the fetcher; it ends, with the fetches under way, when the
+    /// returned task is aborted.
     pub(crate) fn spawn(
         account: String,
         store: MessageStore,
@@ -86,15 +87,20 @@ impl Fetcher {
     async fn run(self, mut wanted: mpsc::UnboundedReceiver<String>) {
         let this = Arc::new(self);
         let slots = Arc::new(Semaphore::new(PARALLEL));
-        while let Some(id) = wanted.recv().await {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let this = this.clone();
-            tokio::spawn(async move {
-                this.fetch(&id).await;
-                drop(slot);
-            });
+        // Dropped with this task, which aborts every fetch in it.
+        let mut fetches = JoinSet::new();
+        loop {
+            tokio::select! {
+                id = wanted.recv() => {
+                    let Some(id) = id else { return };
+                    let (this, slots) = (this.clone(), slots.clone());
+                    fetches.spawn(async move {
+                        let _slot = slots.acquire_owned().await;
+                        this.fetch(&id).await;
+                    });
+                }
+                Some(_) = fetches.join_next(), if !fetches.is_empty() => {}
+            }
         }
     }
 

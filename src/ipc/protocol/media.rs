@@ -38,3 +38,28 @@ pub struct MediaResult {
     /// The name the sender gave a document.
     pub filename: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::{Call, code};
+
+    #[test]
+    fn media_takes_one_absolute_destination_and_a_message_id() {
+        let parse = |params| Call::parse("media", params);
+        let ok = parse(json!({"account": "sales", "id": "3EB0AB", "dir": "/srv/in"})).unwrap();
+        assert!(matches!(ok, Call::Media(p) if p.dir.as_deref() == Some("/srv/in")));
+        assert!(parse(json!({"account": "sales", "id": "3EB0AB", "path": "/srv/a.jpg"})).is_ok());
+        for bad in [
+            json!({"account": "sales", "id": "3EB0AB"}),
+            json!({"account": "sales", "id": "3EB0AB", "path": "a.jpg"}),
+            json!({"account": "sales", "id": "3EB0AB", "path": "/a", "dir": "/b"}),
+            json!({"account": "sales", "id": "../etc", "dir": "/srv"}),
+            json!({"account": "sales", "id": "3EB0AB", "dir": "/srv", "key": "x"}),
+        ] {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.code, code::INVALID_PARAMS, "{bad}: {e}");
+        }
+    }
+}

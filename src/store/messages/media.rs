@@ -43,8 +43,6 @@ pub struct StoredMedia {
     /// What the message says of its file.
     pub meta: MediaMeta,
     pub fetch: MediaRef,
-    /// Where walink saved it, if it did.
-    pub path: Option<String>,
 }
 
 /// What the account has under a message id, for `walink media`.
@@ -85,7 +83,7 @@ impl MessageStore {
                 .prepare_cached(
                     "SELECT inbox.description, inbox.media, media.kind, media.media_key, \
                      media.direct_path, media.url, media.file_sha256, media.file_enc_sha256, \
-                     media.size, media.path FROM inbox LEFT JOIN media ON media.seq = inbox.seq \
+                     media.size FROM inbox LEFT JOIN media ON media.seq = inbox.seq \
                      WHERE inbox.account = ?1 AND inbox.id = ?2 ORDER BY inbox.seq DESC LIMIT 1",
                 )?
                 .query_row(params![account, id], |r| {
@@ -111,7 +109,6 @@ impl MessageStore {
                             file_enc_sha256: r.get(7)?,
                             size: r.get(8)?,
                         },
-                        path: r.get(9)?,
                     })))
                 })
                 .optional()?;
@@ -201,7 +198,6 @@ mod tests {
         };
         assert_eq!(found.fetch, fetch);
         assert_eq!(found.meta.mimetype.as_deref(), Some("image/jpeg"));
-        assert_eq!(found.path, None);
         assert_eq!(
             store.media_of("TXT").await.unwrap(),
             MediaLookup::NoMedia {
