@@ -61,7 +61,9 @@ pub enum FetchError {
     NoMedia { id: String, kind: String },
     #[error("{0}")]
     Media(#[from] MediaError),
-    #[error("{path}: {source}")]
+    #[error(
+        "walinkd cannot write {path}: {source}; it writes the file itself, so choose a directory walinkd may write"
+    )]
     Write {
         path: PathBuf,
         #[source]
