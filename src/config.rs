@@ -15,7 +15,9 @@ pub use crate::net::{IpFamily, Proxy};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod media;
 mod storage;
+pub use media::MediaConfig;
 pub use storage::StorageConfig;
 
 /// Where the system service keeps its socket.
@@ -114,6 +116,7 @@ pub struct AccountConfig {
     /// The proxy this account dials through: its own `proxy`, else
     /// `connection.proxy`; `None` also for `proxy = "none"`.
     pub proxy: Option<Proxy>,
+    pub media: MediaConfig,
 }
 
 /// An account's own proxy setting, as written.
@@ -342,6 +345,9 @@ struct RawAccount {
     retention_max_messages: Option<Spanned<i64>>,
     proxy: Option<Spanned<String>>,
     proxy_credentials_file: Option<Spanned<String>>,
+    media_dir: Option<Spanned<String>>,
+    auto_download: Option<Spanned<Vec<String>>>,
+    auto_download_max_mib: Option<Spanned<i64>>,
 }
 
 impl RawConfig {
@@ -514,7 +520,17 @@ impl RawConfig {
                     AccountProxy::Direct => None,
                     AccountProxy::Use(proxy) => Some(proxy),
                 };
+            let media = media::RawMedia {
+                dir: account.media_dir,
+                auto_download: account.auto_download,
+                max_mib: account.auto_download_max_mib,
+            }
+            .validate(
+                MediaConfig::default_for(&config.daemon.state_dir, name.get_ref()),
+                at,
+            )?;
             config.accounts.push(AccountConfig {
+                media,
                 name: name.into_inner(),
                 enabled: account.enabled.unwrap_or(true),
                 pair_on_start: account.pair_on_start.unwrap_or(false),
@@ -772,6 +788,11 @@ name = "sales"
                 retention_days: None,
                 retention_max_messages: None,
                 proxy: None,
+                media: MediaConfig {
+                    dir: "/tmp/x/state/media/sales".into(),
+                    auto_download: Vec::new(),
+                    auto_download_max_mib: 16,
+                },
             }]
         );
     }
@@ -889,6 +910,37 @@ name = "sales"
         assert!(shown.contains("1 to 36500"), "{shown}");
         let (line, key, _) = invalid("[[account]]\nname = \"a\"\n\nretention_max_messages = -3\n");
         assert_eq!((line, key.as_str()), (4, "account.retention_max_messages"));
+    }
+
+    #[test]
+    fn media_keys_are_checked() {
+        let config = parse(
+            "[[account]]\nname = \"a\"\nmedia_dir = \"/srv/media/a\"\n\
+             auto_download = [\"image\", \"document\", \"image\"]\nauto_download_max_mib = 64\n",
+        )
+        .unwrap();
+        let media = &config.accounts[0].media;
+        assert_eq!(media.dir, Path::new("/srv/media/a"));
+        assert_eq!(media.auto_download, ["document", "image"]);
+        assert_eq!(media.auto_download_max_mib, 64);
+        assert_eq!(
+            parse("[[account]]\nname = \"b\"\n").unwrap().accounts[0]
+                .media
+                .dir,
+            Path::new(SYSTEM_STATE_DIR).join("media/b"),
+            "by default under the state directory"
+        );
+        let (line, key, shown) =
+            invalid("[[account]]\nname = \"a\"\nauto_download = [\"image\", \"gif\"]\n");
+        assert_eq!((line, key.as_str()), (3, "account.auto_download"));
+        assert!(
+            shown.contains("\"gif\"") && shown.contains("image, video"),
+            "{shown}"
+        );
+        let (line, key, _) = invalid("[[account]]\nname = \"a\"\nauto_download_max_mib = 0\n");
+        assert_eq!((line, key.as_str()), (3, "account.auto_download_max_mib"));
+        let (_, key, _) = invalid("[[account]]\nname = \"a\"\nmedia_dir = \"media\"\n");
+        assert_eq!(key, "account.media_dir");
     }
 
     #[test]

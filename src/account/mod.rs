@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod custody;
+mod downloads;
 pub mod events;
 pub mod health;
 mod outbox;

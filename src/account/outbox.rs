@@ -192,6 +192,8 @@ impl Sender {
 pub(crate) struct StoreInbox {
     pub(crate) store: MessageStore,
     pub(crate) events: broadcast::Sender<AccountEvent>,
+    /// Fetches the files `auto_download` wants, after the batch is stored.
+    pub(crate) downloads: Option<Arc<super::downloads::Downloads>>,
 }
 
 #[async_trait::async_trait]
@@ -201,6 +203,9 @@ impl InboxSink for StoreInbox {
             .await
             .map_err(|e| e.to_string())?;
         for message in stored {
+            if let Some(downloads) = &self.downloads {
+                downloads.consider(&message);
+            }
             let _ = self.events.send(AccountEvent::Message(Box::new(message)));
         }
         Ok(())

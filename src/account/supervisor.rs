@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::backoff::{Backoff, jitter_sample};
 use super::custody::Custody;
+use super::downloads::Downloads;
 use super::events::{AccountEvent, Qr};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
@@ -67,6 +68,8 @@ pub struct AccountSpec {
     pub retention: Retention,
     /// The proxy this account dials through (its own or the daemon's).
     pub proxy: Option<crate::net::Proxy>,
+    /// Where received files go and which are fetched as they arrive.
+    pub media: crate::messages::media::MediaSettings,
 }
 
 /// Everything `status` shows about an account, kept current by its supervisor.
@@ -165,6 +168,8 @@ pub struct AccountHandle {
     connection: ConnectionSettings,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     retention: Option<JoinHandle<()>>,
+    /// The automatic downloads' fetcher, when the account has them.
+    downloads: Option<JoinHandle<()>>,
 }
 
 impl AccountHandle {
@@ -222,7 +227,16 @@ impl AccountHandle {
         let kick = Arc::new(Notify::new());
         let connection = settings.connection.clone();
         let waiters = Arc::new(StatusWaiters::default());
+        let (downloads, downloads_task) = match spec.media.auto {
+            Some(_) => {
+                let (d, task) =
+                    Downloads::spawn(spec.name.clone(), messages.clone(), spec.media.clone());
+                (Some(d), Some(task))
+            }
+            None => (None, None),
+        };
         let supervisor = Supervisor {
+            downloads,
             waiters: waiters.clone(),
             messages: messages.clone(),
             kick: kick.clone(),
@@ -257,6 +271,7 @@ impl AccountHandle {
             connection,
             task: std::sync::Mutex::new(Some(task)),
             retention,
+            downloads: downloads_task,
         }
     }
 
@@ -414,6 +429,9 @@ impl AccountHandle {
         if let Some(retention) = &self.retention {
             retention.abort();
         }
+        if let Some(downloads) = &self.downloads {
+            downloads.abort();
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
@@ -457,6 +475,7 @@ async fn prune_forever(account: String, messages: MessageStore, retention: Reten
 
 struct Supervisor {
     messages: MessageStore,
+    downloads: Option<Arc<Downloads>>,
     waiters: Arc<StatusWaiters>,
     kick: Arc<Notify>,
     name: String,
@@ -695,6 +714,7 @@ impl Supervisor {
             inner: Arc::new(StoreInbox {
                 store: self.messages.clone(),
                 events: self.events.clone(),
+                downloads: self.downloads.clone(),
             }),
             status: self.status.clone(),
         });
@@ -712,6 +732,9 @@ impl Supervisor {
         .await
         .map_err(|e| e.to_string())?;
         let session = Arc::new(session);
+        if let Some(downloads) = &self.downloads {
+            downloads.use_session(&session);
+        }
         self.session = Some(session.clone());
         self.session_events = Some(events);
         Ok(session)

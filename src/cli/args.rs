@@ -171,6 +171,19 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Download, decrypt and check a received photo, video, voice note or
+    /// document; walinkd writes the file (mode 0640) and this prints where
+    Media {
+        /// Account name from walink.toml
+        account: String,
+        /// The message's id, as `walink messages` shows it
+        message_id: String,
+        /// Write this file (or into this directory); by default
+        /// MESSAGE_ID.EXT in the current directory. walinkd must be able to
+        /// write there
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
     /// Messages waiting to be sent, and those that failed
     Outbox {
         /// Account name from walink.toml

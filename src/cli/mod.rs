@@ -26,8 +26,8 @@ use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, Stream, StreamItem, decode};
 use crate::ipc::protocol::{
     self, ActionResult, ChatsResult, ContactsResult, DiagnoseReport, GroupsResult, HealthLevel,
-    HealthResult, Lagged, MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult,
-    QrWaiting, SendResult, StatusResult, method, notification,
+    HealthResult, Lagged, MediaResult, MessagesResult, OutboxResult, PairCodeResult,
+    QrNotification, QrResult, QrWaiting, SendResult, StatusResult, method, notification,
 };
 
 /// Exit statuses.
@@ -237,6 +237,25 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Command::Media {
+            account,
+            message_id,
+            output,
+        } => {
+            let (path, dir) = media_destination(output.as_deref())?;
+            let result: MediaResult = call(
+                &mut client,
+                &out,
+                method::MEDIA,
+                json!({"account": account, "id": message_id, "path": path, "dir": dir}),
+                "media",
+            )
+            .await?;
+            if !out.json {
+                println!("{}", result.path);
+            }
+            Ok(exit::OK)
+        }
         Command::Outbox { account, all } => {
             let result: OutboxResult = call(
                 &mut client,
@@ -331,6 +350,22 @@ fn completions(shell: clap_complete::Shell) -> u8 {
     exit::OK
 }
 
+/// Where `walink media` asks walinkd to write, as absolute paths (walinkd
+/// has its own working directory): a file, or a directory for the default
+/// name.
+fn media_destination(
+    output: Option<&std::path::Path>,
+) -> Result<(Option<String>, Option<String>), Failure> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::usage("cannot tell the current directory", e))?;
+    let text = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    Ok(match output {
+        None => (None, Some(text(cwd))),
+        Some(o) if o.is_dir() => (None, Some(text(cwd.join(o)))),
+        Some(o) => (Some(text(cwd.join(o))), None),
+    })
+}
+
 /// Refuses what walinkd would refuse anyway, without a round trip, with the
 /// same shared rules (account names, phone numbers, recipients).
 fn check_arguments(command: &Command) -> Result<(), Failure> {
@@ -353,6 +388,7 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Restart { account }
         | Command::Send { account, .. }
         | Command::React { account, .. }
+        | Command::Media { account, .. }
         | Command::Outbox { account, .. }
         | Command::Messages { account, .. }
         | Command::Chats { account }

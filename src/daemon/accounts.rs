@@ -12,6 +12,7 @@ use super::recovery::Stores;
 use crate::account::snapshots::{Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, Settings};
 use crate::config::{AccountConfig, Config};
+use crate::messages::media::{AutoDownload, MediaSettings};
 use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError};
 use crate::wa::ConnectionSettings;
 
@@ -50,6 +51,13 @@ fn spec(account: &AccountConfig) -> AccountSpec {
                 .retention_days
                 .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
             max_messages: account.retention_max_messages,
+        },
+        media: MediaSettings {
+            dir: account.media.dir.clone(),
+            auto: (!account.media.auto_download.is_empty()).then(|| AutoDownload {
+                kinds: account.media.auto_download.clone(),
+                max_bytes: account.media.auto_download_max_mib << 20,
+            }),
         },
     }
 }

@@ -1,5 +1,5 @@
 //! The daemon's answers about people and conversations: `messages`,
-//! `chats` and `contacts`, shown through the message layer.
+//! `chats`, `contacts`, `groups` and `media`, through the message layer.
 
 use serde_json::Value;
 
@@ -7,6 +7,7 @@ use super::errors::command_error;
 use crate::account::AccountHandle;
 use crate::account::now_ms;
 use crate::ipc::protocol::{self as wire, RpcError, to_result};
+use crate::messages::media::{Destination, FetchError};
 use crate::messages::{self, ChatView, MessageView};
 
 pub(super) async fn messages(
@@ -130,6 +131,47 @@ pub(super) async fn groups(handle: &AccountHandle, account: &str) -> Result<Valu
     to_result(&wire::GroupsResult { groups })
 }
 
+/// Fetches a received file where the client asked (walinkd writes it).
+pub(super) async fn media(handle: &AccountHandle, p: wire::MediaParams) -> Result<Value, RpcError> {
+    let account = &p.account;
+    let failed = |e: FetchError| match e {
+        FetchError::UnknownMessage(id) => RpcError::invalid_params(format!(
+            "account {account} has no message {id}; give an id `walink messages {account}` lists"
+        )),
+        FetchError::NoMedia { .. } => RpcError::invalid_message(e),
+        FetchError::Store(e) => RpcError::storage(e),
+        e @ (FetchError::Media(_) | FetchError::Write { .. }) => {
+            tracing::warn!(account = %account, id = %p.id, error = %e, "fetching a received file failed");
+            RpcError::media_failed(&p.id, e)
+        }
+    };
+    let found = messages::media::find(handle.messages(), &p.id)
+        .await
+        .map_err(failed)?;
+    let session = handle
+        .live_session()
+        .await
+        .map_err(|e| command_error(account, e))?;
+    let to = match (&p.path, &p.dir) {
+        (Some(path), _) => Destination::File(path.into()),
+        (None, dir) => Destination::Dir(dir.clone().unwrap_or_default().into()),
+    };
+    let saved = messages::media::save(&session, &found, &to)
+        .await
+        .map_err(failed)?;
+    tracing::info!(account = %account, id = %p.id, path = %saved.path.display(), "saved a received {}", saved.kind);
+    to_result(&wire::MediaResult {
+        account: account.clone(),
+        id: p.id.clone(),
+        path: saved.path.to_string_lossy().into_owned(),
+        kind: saved.kind,
+        size: saved.size,
+        sha256: saved.sha256,
+        mimetype: saved.mimetype,
+        filename: saved.filename,
+    })
+}
+
 pub(super) fn wire_message(m: MessageView) -> wire::StoredMessage {
     wire::StoredMessage {
         cursor: m.cursor,
@@ -150,6 +192,7 @@ pub(super) fn wire_message(m: MessageView) -> wire::StoredMessage {
             size: m.size,
             filename: m.filename,
             sha256: m.sha256,
+            path: m.path,
         }),
         reply_to: m.reply_to,
         edited: m.edited,

@@ -432,6 +432,9 @@ impl Handler for DaemonHandler {
             Call::Import(p) => super::backups::import(&self.accounts, &self.uploads, p).await,
             Call::Send(p) => self.send(p, None).await,
             Call::React(p) => self.react(p).await,
+            Call::Media(p) => {
+                super::conversations::media(&*self.account(&p.account).await?, p).await
+            }
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p, sink).await,
             Call::Subscribe(f) => self.subscribe(f.account.as_deref(), sink).await,

@@ -26,8 +26,10 @@ pub const JSONRPC_VERSION: &str = "2.0";
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 mod backup;
+mod media;
 mod people;
 pub use backup::*;
+pub use media::*;
 pub use people::*;
 
 /// Method names.
@@ -52,6 +54,7 @@ pub mod method {
     pub const CONTACTS: &str = "contacts";
     pub const GROUPS: &str = "groups";
     pub const REACT: &str = "react";
+    pub const MEDIA: &str = "media";
     pub const BACKUP: &str = "backup";
     pub const BACKUPS: &str = "backups";
     pub const RESTORE: &str = "restore";
@@ -77,6 +80,7 @@ pub mod method {
         CONTACTS,
         GROUPS,
         REACT,
+        MEDIA,
         BACKUP,
         BACKUPS,
         RESTORE,
@@ -117,6 +121,7 @@ pub mod code {
     pub const STORAGE: i64 = -32008;
     pub const SHUTTING_DOWN: i64 = -32009;
     pub const SEND_FAILED: i64 = -32010;
+    pub const MEDIA_FAILED: i64 = -32011;
 }
 
 // ---------------------------------------------------------------------------
@@ -340,6 +345,15 @@ impl RpcError {
 
     pub fn send_failed(detail: impl fmt::Display) -> RpcError {
         RpcError::new(code::SEND_FAILED, format!("send failed: {detail}"))
+    }
+
+    /// A received file could not be fetched, checked or written.
+    pub fn media_failed(id: &str, detail: impl fmt::Display) -> RpcError {
+        RpcError::new(
+            code::MEDIA_FAILED,
+            format!("fetching the file of message {id} failed: {detail}"),
+        )
+        .with_data(json!({ "id": id }))
     }
 }
 
@@ -819,6 +833,8 @@ pub enum Call {
     Contacts(ContactsParams),
     Groups(AccountParams),
     React(ReactParams),
+    /// `path` or `dir` is set, absolute.
+    Media(MediaParams),
     Backup(AccountParams),
     Backups(AccountParams),
     Restore(RestoreParams),
@@ -880,6 +896,20 @@ impl Call {
                     )));
                 }
                 Call::React(p)
+            }
+            method::MEDIA => {
+                let p: MediaParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                match (&p.path, &p.dir) {
+                    (Some(path), None) | (None, Some(path))
+                        if std::path::Path::new(path).is_absolute() => {}
+                    _ => {
+                        return Err(RpcError::invalid_params(
+                            "give either path (a file) or dir (a directory), as an absolute path",
+                        ));
+                    }
+                }
+                Call::Media(p)
             }
             method::CONTACTS => {
                 let mut p: ContactsParams = parse_params(params)?;
@@ -962,6 +992,7 @@ impl Call {
             Call::Messages(p) => Some(&p.account),
             Call::Contacts(p) => Some(&p.account),
             Call::React(p) => Some(&p.account),
+            Call::Media(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),
             Call::ClearSession(p) => Some(&p.account),
             Call::Restore(p) => Some(&p.account),

@@ -4,6 +4,7 @@
 //! see them. Pure logic over `store/`, driven by `account/`.
 
 pub mod address;
+pub mod media;
 
 use crate::store::{
     Address, Annotations, ChatSummary, Contact, DeliveryStatus, Draft, Enqueued, InboxRecord,
@@ -93,6 +94,7 @@ pub fn to_file(m: &IncomingMessage) -> ToFile {
         reply_to: m.reply_to.clone(),
         change: m.change.clone(),
         media: m.media.clone(),
+        fetch: m.fetch.clone(),
     }
 }
 

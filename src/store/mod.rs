@@ -60,8 +60,9 @@ pub use error::Fault;
 pub use error::StoreError;
 pub use messages::{
     Address, Annotations, Change, ChatSummary, Contact, Context, DeliveryStatus, Draft, Enqueued,
-    Inbound, InboxRecord, MediaMeta, MessageDb, MessageStore, OutboxCounts, OutboxRecord, Page,
-    Pruned, Reaction, Retention, Sighting, ToFile, messages_db_path,
+    Inbound, InboxRecord, MediaLookup, MediaMeta, MediaRef, MessageDb, MessageStore, OutboxCounts,
+    OutboxRecord, Page, Pruned, Reaction, Retention, Sighting, StoredMedia, ToFile,
+    messages_db_path,
 };
 pub use records::WebVersion;
 pub use seal::{SealError, Sealer};

@@ -84,6 +84,8 @@ pub struct IncomingMessage {
     pub change: Option<crate::store::Change>,
     /// What a media message says of its file.
     pub media: Option<crate::store::MediaMeta>,
+    /// What fetching that file needs.
+    pub fetch: Option<crate::store::MediaRef>,
 }
 
 /// Forwards library events into a channel. The library calls handlers
@@ -239,6 +241,7 @@ pub(crate) fn incoming(m: &InboundMessage) -> IncomingMessage {
         reply_to: reply_to(&m.message),
         change: change(&m.message),
         media: media(&m.message),
+        fetch: fetch(&m.message),
     }
 }
 
@@ -255,6 +258,7 @@ fn media(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::s
                 size: $m.file_length,
                 filename: $filename,
                 sha256: hex(&$m.file_sha256),
+                path: None,
             }
         };
     }
@@ -272,6 +276,48 @@ fn media(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::s
     }
     if let Some(m) = base.sticker_message.as_option() {
         return Some(meta!(m, None));
+    }
+    None
+}
+
+/// Where a media message's file is and the key that opens it; `None` for
+/// a message without a file, or one whose file carries no key.
+fn fetch(message: &whatsapp_rust::waproto::whatsapp::Message) -> Option<crate::store::MediaRef> {
+    let base = message.get_base_message();
+    macro_rules! fetch {
+        ($m:expr, $kind:expr) => {
+            Some(crate::store::MediaRef {
+                kind: $kind.to_owned(),
+                media_key: $m.media_key.clone()?,
+                direct_path: $m.direct_path.clone(),
+                url: $m.url.clone(),
+                file_sha256: $m.file_sha256.clone(),
+                file_enc_sha256: $m.file_enc_sha256.clone(),
+                size: $m.file_length,
+            })
+        };
+    }
+    if let Some(m) = base.image_message.as_option() {
+        return fetch!(m, "image");
+    }
+    if let Some(m) = base.video_message.as_option() {
+        return fetch!(m, "video");
+    }
+    if let Some(m) = base.audio_message.as_option() {
+        return fetch!(
+            m,
+            if m.ptt == Some(true) {
+                "voice"
+            } else {
+                "audio"
+            }
+        );
+    }
+    if let Some(m) = base.document_message.as_option() {
+        return fetch!(m, "document");
+    }
+    if let Some(m) = base.sticker_message.as_option() {
+        return fetch!(m, "sticker");
     }
     None
 }

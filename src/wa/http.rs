@@ -69,11 +69,7 @@ impl HttpClient for WaHttpClient {
             .block_on(self.client.send(&request(&r), RequestBody::Empty))?;
         Ok(StreamingHttpResponse {
             status_code: response.status,
-            body: Box::new(BlockingBody {
-                body: response.body,
-                runtime: self.runtime.clone(),
-                pending: Bytes::new(),
-            }),
+            body: Box::new(BlockingBody::new(response.body, self.runtime.clone())),
         })
     }
 
@@ -104,10 +100,21 @@ impl HttpClient for WaHttpClient {
 }
 
 /// A response body as a blocking reader, one socket read at a time.
-struct BlockingBody {
+pub(super) struct BlockingBody {
     body: Body,
     runtime: Handle,
     pending: Bytes,
+}
+
+impl BlockingBody {
+    /// Reads run their I/O on `runtime`: use it from a blocking thread only.
+    pub(super) fn new(body: Body, runtime: Handle) -> BlockingBody {
+        BlockingBody {
+            body,
+            runtime,
+            pending: Bytes::new(),
+        }
+    }
 }
 
 impl Read for BlockingBody {

@@ -90,6 +90,8 @@ pub enum SessionError {
 /// A built client plus the subscription that feeds its events to us.
 pub struct Session {
     pub(super) client: Arc<Client>,
+    /// The account's own HTTP client, for media.
+    pub(super) http: HttpClient,
     dial_error: Arc<std::sync::Mutex<Option<String>>>,
     version: VersionKeeper,
     _subscription: Subscription,
@@ -131,7 +133,7 @@ impl Session {
             .with_runtime(TokioRuntime)
             .with_persistence_manager(Arc::new(persistence))
             .with_transport_factory(transport)
-            .with_http_client(WaHttpClient::new(http))
+            .with_http_client(WaHttpClient::new(http.clone()))
             .with_skip_history_sync(true);
         if let Some(version) = settings.client_version {
             builder = builder.with_version_override(version);
@@ -151,6 +153,7 @@ impl Session {
         Ok((
             Self {
                 client,
+                http,
                 dial_error,
                 version,
                 _subscription: subscription,

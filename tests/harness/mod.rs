@@ -25,7 +25,9 @@ pub struct Env {
     pub dir: TempDir,
     pub mock: MockHandle,
     pub daemon: Option<Child>,
-    /// Extra environment for walinkd (e.g. `WALINK_TEST_HOSTS`).
+    /// Extra environment for walinkd. By default `WALINK_TEST_HOSTS` sends
+    /// what the server names as media host (`127.0.0.1:PORT`, dialed as
+    /// `https://127.0.0.1:PORT/…`) to the mock's plain-HTTP media listener.
     pub daemon_env: Vec<(String, String)>,
 }
 
@@ -70,11 +72,12 @@ impl Env {
         let mock = MockServer::start(MockConfig::default())
             .await
             .expect("mock-wa starts");
+        let media_hosts = format!("127.0.0.1={}", mock.media_host());
         let env = Env {
             dir: tempfile::tempdir().expect("temp dir"),
             mock,
             daemon: None,
-            daemon_env: Vec::new(),
+            daemon_env: vec![("WALINK_TEST_HOSTS".into(), media_hosts)],
         };
         env.write_config(accounts, connection);
         env

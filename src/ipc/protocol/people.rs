@@ -84,6 +84,10 @@ pub struct MediaInfo {
     pub filename: Option<String>,
     /// SHA-256 of the decrypted file, hex.
     pub sha256: Option<String>,
+    /// Where walinkd saved the file as it arrived (`auto_download`), once
+    /// it has.
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// A reaction to a message.

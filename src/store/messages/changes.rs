@@ -46,6 +46,10 @@ pub struct MediaMeta {
     pub filename: Option<String>,
     /// Of the decrypted file, hex.
     pub sha256: Option<String>,
+    /// Where walink saved the file, once it has (kept in the media index,
+    /// never in the message's JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// What a stored message carries beyond its text, and what changed about
@@ -156,15 +160,16 @@ impl MessageStore {
         self.read("read message changes", move |conn, account| {
             let mut found = HashMap::new();
             let mut row = conn.prepare_cached(
-                "SELECT id, reply_to, edited, revoked, media, body FROM inbox WHERE seq = ?1 \
-                 AND account = ?2",
+                "SELECT inbox.id, inbox.reply_to, inbox.edited, inbox.revoked, inbox.media, \
+                 inbox.body, media.path FROM inbox LEFT JOIN media ON media.seq = inbox.seq \
+                 WHERE inbox.seq = ?1 AND inbox.account = ?2",
             )?;
             let mut reactions = conn.prepare_cached(
                 "SELECT reactor, emoji FROM reactions WHERE account = ?1 AND message_id = ?2 \
                  ORDER BY at",
             )?;
             for seq in seqs {
-                let Some((id, reply_to, edited, revoked, media, body)) = row
+                let Some((id, reply_to, edited, revoked, media, body, path)) = row
                     .query_map(params![seq, account], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
@@ -173,6 +178,7 @@ impl MessageStore {
                             r.get::<_, bool>(3)?,
                             r.get::<_, Option<String>>(4)?,
                             r.get::<_, Option<String>>(5)?,
+                            r.get::<_, Option<String>>(6)?,
                         ))
                     })?
                     .next()
@@ -191,7 +197,9 @@ impl MessageStore {
                 let notes = Annotations {
                     // Written by this walinkd from its own type: unreadable
                     // JSON would be damage, and shows as no metadata.
-                    media: media.and_then(|m| serde_json::from_str(&m).ok()),
+                    media: media
+                        .and_then(|m| serde_json::from_str::<MediaMeta>(&m).ok())
+                        .map(|m| MediaMeta { path, ..m }),
                     reply_to,
                     edited,
                     revoked,

@@ -99,6 +99,8 @@ pub struct ToFile {
     /// Set when the message changes another instead of joining the history.
     pub change: Option<super::Change>,
     pub media: Option<super::MediaMeta>,
+    /// What fetching the file needs, when the message carries one.
+    pub fetch: Option<super::MediaRef>,
 }
 
 impl MessageStore {
@@ -119,6 +121,7 @@ impl MessageStore {
                 reply_to,
                 change,
                 media,
+                fetch,
             } in batch
             {
                 for person in &people {
@@ -141,6 +144,9 @@ impl MessageStore {
                     }
                     if let Some(media) = &media {
                         super::changes::set_media(conn, seq, media)?;
+                    }
+                    if let Some(fetch) = &fetch {
+                        super::media::insert(conn, seq, fetch)?;
                     }
                     stored.push(InboxRecord {
                         seq,
@@ -508,6 +514,7 @@ mod tests {
             reply_to: None,
             change: None,
             media: None,
+            fetch: None,
         }
     }
 

@@ -13,6 +13,7 @@
 mod changes;
 mod contacts;
 mod database;
+mod media;
 mod schema;
 mod sql;
 
@@ -28,6 +29,7 @@ pub use changes::{Annotations, Change, MediaMeta, Reaction};
 pub use contacts::{Address, Contact, Context, Draft, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};
+pub use media::{MediaLookup, MediaRef, StoredMedia};
 use sql::{
     INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, QUEUED, fts_query, inbox_row, insert_inbound,
     insert_outgoing, outbox_row, outgoing, prune,

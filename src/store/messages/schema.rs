@@ -131,6 +131,25 @@ const MIGRATIONS: &[&str] = &[
          INSERT INTO inbox_fts (rowid, body, description)
          VALUES (new.seq, new.body, new.description);
      END;",
+    // 6: what fetching a received file needs (the blob's path on the
+    // media hosts, the key that opens it, the hashes that check it) and
+    // where walink saved it. One row per inbox row; it goes with the row.
+    // The key is as secret as the message: with an encryption key the
+    // whole file is SQLCipher.
+    "CREATE TABLE media (
+         seq INTEGER PRIMARY KEY NOT NULL,
+         kind TEXT NOT NULL,
+         media_key BLOB NOT NULL,
+         direct_path TEXT,
+         url TEXT,
+         file_sha256 BLOB,
+         file_enc_sha256 BLOB,
+         size INTEGER,
+         path TEXT
+     );
+     CREATE TRIGGER inbox_media_delete AFTER DELETE ON inbox BEGIN
+         DELETE FROM media WHERE seq = old.seq;
+     END;",
 ];
 
 /// The schema version this walinkd writes.
