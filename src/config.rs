@@ -31,6 +31,10 @@ pub const DEFAULT_URL: &str = "wss://web.whatsapp.com/ws/chat";
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 20;
 pub const DEFAULT_BACKOFF_SECS: [u64; 5] = [1, 2, 5, 15, 60];
 pub const DEFAULT_JITTER: f64 = 0.2;
+/// Largest file `send --file` takes, in MiB, unless the config says otherwise.
+pub const DEFAULT_SEND_FILE_MAX_MIB: u64 = 16;
+/// walinkd holds a file in memory while it arrives and while it uploads.
+const MAX_SEND_FILE_MAX_MIB: u64 = 100;
 
 const MAX_CONNECT_TIMEOUT_SECS: u64 = 300;
 const MAX_BACKOFF_STEP_SECS: u64 = 3600;
@@ -63,6 +67,8 @@ pub struct DaemonConfig {
     pub log_target: LogTarget,
     /// Where to serve Prometheus metrics over HTTP; `None`: no listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Largest file `send --file` accepts, in MiB.
+    pub send_file_max_mib: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -151,6 +157,7 @@ impl Default for Config {
                 socket_group: Some(DEFAULT_SOCKET_GROUP.to_owned()),
                 log_target: LogTarget::Auto,
                 metrics_listen: None,
+                send_file_max_mib: DEFAULT_SEND_FILE_MAX_MIB,
             },
             connection: ConnectionConfig::default(),
             accounts: Vec::new(),
@@ -317,6 +324,7 @@ struct RawDaemon {
     socket_group: Option<Spanned<String>>,
     log_target: Option<LogTarget>,
     metrics_listen: Option<Spanned<String>>,
+    send_file_max_mib: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -383,6 +391,19 @@ impl RawConfig {
                     )
                 })?;
                 config.daemon.metrics_listen = Some(parsed);
+            }
+            if let Some(max) = d.send_file_max_mib {
+                config.daemon.send_file_max_mib = u64::try_from(*max.get_ref())
+                    .ok()
+                    .filter(|m| (1..=MAX_SEND_FILE_MAX_MIB).contains(m))
+                    .ok_or_else(|| {
+                        at.invalid(
+                            max.span(),
+                            "daemon.send_file_max_mib",
+                            Some(max.get_ref().to_string()),
+                            &format!("must be a size in MiB from 1 to {MAX_SEND_FILE_MAX_MIB}"),
+                        )
+                    })?;
             }
         }
         if let Some(c) = self.connection {
@@ -1026,6 +1047,21 @@ name = "sales"
         assert!(shown.contains("no proxy"), "{shown}");
         let (_, key, _) = invalid("[daemon]\nmetrics_listen = \"localhost:80\"\n");
         assert_eq!(key, "daemon.metrics_listen");
+    }
+
+    #[test]
+    fn the_send_file_limit_is_bounded() {
+        assert_eq!(
+            parse("").unwrap().daemon.send_file_max_mib,
+            DEFAULT_SEND_FILE_MAX_MIB
+        );
+        let config = parse("[daemon]\nsend_file_max_mib = 64\n").unwrap();
+        assert_eq!(config.daemon.send_file_max_mib, 64);
+        for bad in ["0", "101", "-1"] {
+            let (line, key, shown) = invalid(&format!("[daemon]\nsend_file_max_mib = {bad}\n"));
+            assert_eq!((line, key.as_str()), (2, "daemon.send_file_max_mib"));
+            assert!(shown.contains("from 1 to 100"), "{shown}");
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ use super::events::{AccountEvent, Qr};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, Draft, Enqueued, MessageStore, Retention, SledBackend};
+use crate::store::{
+    DeliveryStatus, Draft, Enqueued, MediaDraft, MessageStore, Retention, SledBackend,
+};
 use crate::wa::{
     ConnectionSettings, DiagnoseReport, InboxSink, IncomingMessage, ReceiptStatus, Session,
     VersionStatus, WaEvent, diagnose, message_id_for_key, new_message_id,
@@ -55,6 +57,8 @@ pub struct Context {
     pub reply_to: Option<String>,
     /// With this, the text is the reaction's emoji (empty takes it back).
     pub react_to: Option<String>,
+    /// A file to send, with the text as its caption.
+    pub media: Option<MediaDraft>,
 }
 
 /// An account as configured.
@@ -352,6 +356,7 @@ impl AccountHandle {
             idempotency_key: key,
             reply_to: context.reply_to,
             react_to: context.react_to,
+            media: context.media,
         };
         let enqueued = crate::messages::send(&self.messages, draft, own.as_deref(), now_ms())
             .await

@@ -6,6 +6,7 @@
 
 mod args;
 mod backup;
+mod files;
 mod qr;
 mod render;
 mod socket;
@@ -201,18 +202,37 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             account,
             to,
             text,
+            file,
+            caption,
+            send_as,
             id,
             no_wait,
             reply_to,
         } => {
-            let result: SendResult = call(
-                &mut client,
-                &out,
-                method::SEND,
-                json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait, "reply_to": reply_to}),
-                "send",
-            )
-            .await?;
+            let result: SendResult = match file {
+                Some(path) => {
+                    let message = files::Message {
+                        account: &account,
+                        to: &to,
+                        caption: caption.as_deref(),
+                        as_document: send_as == Some(args::SendAs::Document),
+                        id: id.as_deref(),
+                        wait: !no_wait,
+                        reply_to: reply_to.as_deref(),
+                    };
+                    files::send(&mut client, &out, &path, message).await?
+                }
+                None => {
+                    call(
+                        &mut client,
+                        &out,
+                        method::SEND,
+                        json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait, "reply_to": reply_to}),
+                        "send",
+                    )
+                    .await?
+                }
+            };
             if !out.json {
                 println!("{}", result.id);
             }
@@ -368,10 +388,12 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
             protocol::normalize_phone(phone)
                 .map_err(|why| Failure::usage(&format!("invalid phone number {phone:?}"), why))?;
         }
-        Command::Send { to, text, .. } => {
+        Command::Send { to, text, file, .. } => {
             protocol::recipient_jid(to)
                 .map_err(|why| Failure::usage(&format!("invalid recipient {to:?}"), why))?;
-            if text.trim().is_empty() {
+            if let Some(path) = file {
+                files::open(path)?;
+            } else if text.as_deref().is_none_or(|t| t.trim().is_empty()) {
                 return Err(Failure::usage("invalid message", "the text is empty"));
             }
         }

@@ -27,6 +27,7 @@ const OUTBOX_ALL_LIMIT: usize = 1000;
 pub struct DaemonHandler {
     accounts: Arc<Accounts>,
     uploads: super::backups::Uploads,
+    files: super::files::Transfers,
 }
 
 impl DaemonHandler {
@@ -34,6 +35,7 @@ impl DaemonHandler {
         Self {
             accounts,
             uploads: Default::default(),
+            files: Default::default(),
         }
     }
 
@@ -77,6 +79,7 @@ impl DaemonHandler {
             id: None,
             wait: p.wait,
             reply_to: None,
+            file: None,
         };
         self.send(send, Some(p.id)).await
     }
@@ -88,6 +91,10 @@ impl DaemonHandler {
             // Waiting could only time out: nothing is sent before pairing.
             return Err(RpcError::not_connected(&p.account, snap.state));
         }
+        let media = match &p.file {
+            Some(file) => Some(self.file_draft(&p.account, file, &p.text).await?),
+            None => None,
+        };
         let enqueued = handle
             .send(
                 p.to.clone(),
@@ -96,6 +103,7 @@ impl DaemonHandler {
                 Context {
                     reply_to: p.reply_to,
                     react_to,
+                    media,
                 },
             )
             .await
@@ -156,6 +164,28 @@ impl DaemonHandler {
             }
         };
         to_value(SendResult { id, status })
+    }
+
+    /// The file a `send` names, taken from its transfer and described.
+    async fn file_draft(
+        &self,
+        account: &str,
+        file: &wire::SendFile,
+        caption: &str,
+    ) -> Result<crate::store::MediaDraft, RpcError> {
+        let data = self.files.take(account, &file.transfer)?;
+        let (name, as_document) = (file.name.clone(), file.as_document);
+        let draft = tokio::task::spawn_blocking(move || {
+            crate::messages::media::draft(&name, data, as_document)
+        })
+        .await
+        .map_err(RpcError::internal)?;
+        if draft.media.kind == crate::store::MediaKind::Audio && !caption.trim().is_empty() {
+            return Err(RpcError::invalid_message(
+                "an audio message carries no caption; leave the caption out, or send the file as a document",
+            ));
+        }
+        Ok(draft)
     }
 
     async fn outbox(&self, p: wire::OutboxParams) -> Result<Value, RpcError> {
@@ -431,6 +461,10 @@ impl Handler for DaemonHandler {
             Call::Export(p) => super::backups::export(&self.accounts, &p.account).await,
             Call::Import(p) => super::backups::import(&self.accounts, &self.uploads, p).await,
             Call::Send(p) => self.send(p, None).await,
+            Call::SendFilePart(p) => {
+                self.account(&p.account).await?;
+                to_value(self.files.part(p, self.accounts.send_file_max_bytes())?)
+            }
             Call::React(p) => self.react(p).await,
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p, sink).await,

@@ -26,8 +26,10 @@ pub const JSONRPC_VERSION: &str = "2.0";
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 mod backup;
+mod files;
 mod people;
 pub use backup::*;
+pub use files::*;
 pub use people::*;
 
 /// Method names.
@@ -57,6 +59,7 @@ pub mod method {
     pub const RESTORE: &str = "restore";
     pub const EXPORT: &str = "export";
     pub const IMPORT: &str = "import";
+    pub const SEND_FILE_PART: &str = "send_file_part";
 
     /// Every method the daemon answers, in the order the docs list them.
     pub const ALL: &[&str] = &[
@@ -82,6 +85,7 @@ pub mod method {
         RESTORE,
         EXPORT,
         IMPORT,
+        SEND_FILE_PART,
     ];
 }
 
@@ -548,6 +552,8 @@ pub struct SendParams {
     /// A phone number in international format (`+15551234567`, spaces and
     /// dashes allowed) or a JID (`15551234567@s.whatsapp.net`, `…@g.us`).
     pub to: String,
+    /// The text, or the caption of `file` (empty for none).
+    #[serde(default)]
     pub text: String,
     /// Idempotency key: the same key always yields the same message id, so
     /// a retried send is delivered once.
@@ -560,6 +566,9 @@ pub struct SendParams {
     /// The id of the message this one answers (it is quoted).
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// A file to send (see `send_file_part`), with `text` as its caption.
+    #[serde(default)]
+    pub file: Option<SendFile>,
 }
 
 fn yes() -> bool {
@@ -824,6 +833,7 @@ pub enum Call {
     Restore(RestoreParams),
     Export(AccountParams),
     Import(ImportParams),
+    SendFilePart(SendFilePartParams),
 }
 
 /// Longest idempotency key accepted by `send`.
@@ -849,7 +859,9 @@ impl Call {
                 let mut send: SendParams = parse_params(params)?;
                 send.to = recipient_jid(&send.to)
                     .map_err(|why| RpcError::invalid_recipient(&send.to, why))?;
-                if send.text.trim().is_empty() {
+                if let Some(file) = &send.file {
+                    check_file(file).map_err(RpcError::invalid_params)?;
+                } else if send.text.trim().is_empty() {
                     return Err(RpcError::invalid_message(
                         "text is empty; give the text to send",
                     ));
@@ -910,6 +922,16 @@ impl Call {
                 }
                 Call::Import(p)
             }
+            method::SEND_FILE_PART => {
+                let p: SendFilePartParams = parse_params(params)?;
+                check_transfer(&p.transfer).map_err(RpcError::invalid_params)?;
+                if p.data.len() > MAX_FILE_PART {
+                    return Err(RpcError::invalid_params(format!(
+                        "a file part is at most {MAX_FILE_PART} base64 characters"
+                    )));
+                }
+                Call::SendFilePart(p)
+            }
             method::MESSAGES => {
                 let mut p: MessagesParams = parse_params(params)?;
                 if let Some(chat) = &p.chat {
@@ -966,6 +988,7 @@ impl Call {
             Call::ClearSession(p) => Some(&p.account),
             Call::Restore(p) => Some(&p.account),
             Call::Import(p) => Some(&p.account),
+            Call::SendFilePart(p) => Some(&p.account),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! see them. Pure logic over `store/`, driven by `account/`.
 
 pub mod address;
+pub mod media;
 
 use crate::store::{
     Address, Annotations, ChatSummary, Contact, DeliveryStatus, Draft, Enqueued, InboxRecord,

@@ -23,17 +23,24 @@ impl ResendSource for OutboxResends {
         // Ids are unique per account; the chat may be either of the
         // person's addresses (phone number or LID), so it is not compared.
         let found = match self.store.outgoing(message_id).await {
-            Ok(Some(record)) => self
-                .store
-                .context_of(message_id)
-                .await
-                .map(|context| Some((record, context))),
+            Ok(Some(record)) => match (
+                self.store.context_of(message_id).await,
+                self.store.media_of(message_id).await,
+            ) {
+                (Ok(context), Ok(media)) => Ok(Some((record, context, media))),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            },
             other => other.map(|_| None),
         };
         match found {
-            Ok(Some((record, context))) => {
+            // A file never uploaded was never sent: nothing to answer.
+            Ok(Some((_, _, Some(media)))) if media.upload.is_none() => None,
+            Ok(Some((record, context, media))) => {
                 tracing::info!(id = %message_id, "answering a retry receipt from the outbox");
-                let message = outgoing_message(&record.to, &record.text, context.as_ref());
+                let file = media
+                    .as_ref()
+                    .and_then(|m| m.upload.as_ref().map(|u| (m, u)));
+                let message = outgoing_message(&record.to, &record.text, context.as_ref(), file);
                 Some(whatsapp_rust::waproto::codec::message_to_vec(&message))
             }
             Ok(None) => None,
@@ -74,7 +81,7 @@ mod tests {
         assert_eq!(message.conversation.as_deref(), Some("hello again"));
         assert_eq!(
             message,
-            outgoing_message("15551234567@s.whatsapp.net", "hello again", None)
+            outgoing_message("15551234567@s.whatsapp.net", "hello again", None, None)
         );
         assert!(
             resends

@@ -72,6 +72,8 @@ pub struct Draft {
     pub reply_to: Option<String>,
     /// The id of the message it reacts to.
     pub react_to: Option<String>,
+    /// The file it carries; the text is then its caption.
+    pub media: Option<super::MediaDraft>,
 }
 
 /// What an outbox message answers or reacts to.
@@ -211,6 +213,9 @@ impl MessageStore {
                         draft.react_to
                     ])?;
                 }
+                if let Some(media) = &draft.media {
+                    super::media_out::insert(conn, account, &record.id, media)?;
+                }
                 if let Some(target) = &draft.react_to {
                     let react = super::Change::React {
                         id: target.clone(),
@@ -224,14 +229,17 @@ impl MessageStore {
                         sender: own,
                         from_me: true,
                         timestamp: (now_ms / 1000) as i64,
-                        text: Some(record.text.clone()),
-                        description: None,
+                        text: (draft.media.is_none() || !record.text.is_empty())
+                            .then(|| record.text.clone()),
+                        description: draft.media.as_ref().map(|m| m.media.kind.as_str().into()),
                     };
-                    if let (Some(seq), Some(reply_to)) = (
-                        insert_inbound(conn, account, &sent, now_ms)?,
-                        &draft.reply_to,
-                    ) {
-                        super::changes::set_reply_to(conn, seq, reply_to)?;
+                    if let Some(seq) = insert_inbound(conn, account, &sent, now_ms)? {
+                        if let Some(reply_to) = &draft.reply_to {
+                            super::changes::set_reply_to(conn, seq, reply_to)?;
+                        }
+                        if let Some(media) = &draft.media {
+                            super::changes::set_media(conn, seq, &media.media.meta())?;
+                        }
                     }
                 }
                 Ok(Enqueued {

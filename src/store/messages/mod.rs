@@ -13,6 +13,7 @@
 mod changes;
 mod contacts;
 mod database;
+mod media_out;
 mod schema;
 mod sql;
 
@@ -28,9 +29,10 @@ pub use changes::{Annotations, Change, MediaMeta, Reaction};
 pub use contacts::{Address, Contact, Context, Draft, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};
+pub use media_out::{MediaDraft, MediaKind, OutgoingMedia, Uploaded};
 use sql::{
-    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, QUEUED, fts_query, inbox_row, insert_inbound,
-    insert_outgoing, outbox_row, outgoing, prune,
+    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, PENDING_TEXTS, QUEUED, fts_query, inbox_row,
+    insert_inbound, insert_outgoing, outbox_row, outgoing, prune,
 };
 
 /// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
@@ -382,6 +384,13 @@ impl MessageStore {
         self.outgoing_where(PENDING, "ASC", None).await
     }
 
+    /// [`Self::pending`] without the files: what a backup generation
+    /// carries (it does not hold files, and a file send put back without
+    /// its file could only fail).
+    pub async fn pending_texts(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.outgoing_where(PENDING_TEXTS, "ASC", None).await
+    }
+
     /// Messages not yet written to any connection, oldest first: what a
     /// connection that already resent its unacked messages has left to send.
     pub async fn queued(&self) -> Result<Vec<OutboxRecord>, StoreError> {
@@ -501,6 +510,9 @@ impl MessageStore {
                     record.updated_at,
                     record.seq
                 ])?;
+                if old.is_pending() && !record.status.is_pending() {
+                    media_out::release(conn, account, &record.id)?;
+                }
                 Ok(Some((old, record)))
             })
             .await?;

@@ -11,6 +11,8 @@ pub(super) const OUTBOX_COLUMNS: &str = "seq, id, recipient, body, created_at, u
 pub(super) const INBOX_COLUMNS: &str = "inbox.seq, inbox.received_at, inbox.id, inbox.chat, inbox.sender, \
                              inbox.from_me, inbox.sent_at, inbox.body, inbox.description";
 pub(super) const PENDING: &str = "status IN ('queued', 'sent')";
+pub(super) const PENDING_TEXTS: &str = "status IN ('queued', 'sent') AND NOT EXISTS \
+    (SELECT 1 FROM outbox_media m WHERE m.account = outbox.account AND m.id = outbox.id)";
 pub(super) const QUEUED: &str = "status IN ('queued', 'sent') AND status = 'queued'";
 
 pub(super) fn outbox_row(row: &Row<'_>) -> rusqlite::Result<OutboxRecord> {
