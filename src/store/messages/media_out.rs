@@ -246,3 +246,125 @@ impl MessageStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Address, DeliveryStatus, Draft, MessageDb, messages_db_path};
+    use super::*;
+
+    fn open(dir: &tempfile::TempDir) -> MessageStore {
+        MessageDb::open(&messages_db_path(dir.path()), None)
+            .unwrap()
+            .account("sales")
+            .unwrap()
+    }
+
+    fn photo() -> MediaDraft {
+        MediaDraft {
+            media: OutgoingMedia {
+                kind: MediaKind::Image,
+                mimetype: "image/png".into(),
+                filename: None,
+                size: 4,
+                sha256: "ab".repeat(32),
+                media_key: [7; 32],
+                upload: None,
+            },
+            data: b"\x89PNG".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_is_held_until_the_server_has_its_message_and_its_upload_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let draft = Draft {
+            id: "m1".into(),
+            to: "1000@lid".into(),
+            text: "caption".into(),
+            media: Some(photo()),
+            ..Draft::default()
+        };
+        store
+            .send_filed(draft, Address::Lid("1000".into()), "1@s.whatsapp.net", 1)
+            .await
+            .unwrap();
+        store
+            .enqueue("t1", "1000@lid", "a text", None, 2)
+            .await
+            .unwrap();
+        assert_eq!(store.media_of("m1").await.unwrap(), Some(photo().media));
+        assert_eq!(store.media_of("t1").await.unwrap(), None);
+        assert_eq!(
+            store.staged_file("m1").await.unwrap().as_deref(),
+            Some(&b"\x89PNG"[..])
+        );
+        // Backups carry texts only: they hold no file.
+        let texts: Vec<String> = store
+            .pending_texts()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(texts, ["t1"]);
+        let history = store.messages(None, None, None, 10).await.unwrap();
+        let sent = history
+            .messages
+            .iter()
+            .find(|r| r.message.id == "m1")
+            .unwrap();
+        assert_eq!(sent.message.description.as_deref(), Some("image"));
+        assert_eq!(sent.message.text.as_deref(), Some("caption"));
+        let notes = store.annotations(vec![sent.seq]).await.unwrap();
+        assert_eq!(notes[&sent.seq].media, Some(photo().media.meta()));
+
+        let uploaded = Uploaded {
+            url: "https://mmg/x.enc".into(),
+            direct_path: "/v/x.enc".into(),
+            file_sha256: [1; 32],
+            file_enc_sha256: [2; 32],
+            file_length: 4,
+            media_key_timestamp: 1_700_000_000,
+        };
+        store.record_upload("m1", uploaded.clone()).await.unwrap();
+        store
+            .advance("m1", DeliveryStatus::Sent, None, 3)
+            .await
+            .unwrap();
+        assert!(
+            store.staged_file("m1").await.unwrap().is_some(),
+            "still pending"
+        );
+        store
+            .advance("m1", DeliveryStatus::ServerAck, None, 4)
+            .await
+            .unwrap();
+        drop(store);
+
+        let store = open(&dir);
+        assert_eq!(
+            store.staged_file("m1").await.unwrap(),
+            None,
+            "acked: released"
+        );
+        let kept = store.media_of("m1").await.unwrap().unwrap();
+        assert_eq!(
+            kept.upload,
+            Some(uploaded),
+            "a retry receipt still needs it"
+        );
+
+        let retention = crate::store::Retention {
+            max_age: None,
+            max_messages: Some(0),
+        };
+        store.prune(retention, 5).await.unwrap();
+        assert_eq!(
+            store.media_of("m1").await.unwrap(),
+            None,
+            "retention takes it"
+        );
+        assert!(store.media_of("t1").await.unwrap().is_none());
+    }
+}
