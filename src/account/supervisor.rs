@@ -59,6 +59,10 @@ pub struct Context {
     pub react_to: Option<String>,
     /// A file to send, with the text as its caption.
     pub media: Option<MediaDraft>,
+    /// A message this account sent that this one edits (the text is the
+    /// new text) or deletes for everyone.
+    pub edit_of: Option<String>,
+    pub revoke_of: Option<String>,
 }
 
 /// An account as configured.
@@ -357,6 +361,8 @@ impl AccountHandle {
             reply_to: context.reply_to,
             react_to: context.react_to,
             media: context.media,
+            edit_of: context.edit_of,
+            revoke_of: context.revoke_of,
         };
         let enqueued = crate::messages::send(&self.messages, draft, own.as_deref(), now_ms())
             .await

@@ -186,6 +186,29 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Change the text of a message this account sent, for everyone; it
+    /// shows as edited
+    Edit {
+        /// Account name from walink.toml
+        account: String,
+        /// The message's id, as `walink messages` shows it
+        message_id: String,
+        /// The new text (quote it)
+        text: String,
+        /// Return as soon as the edit is queued
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a message this account sent, for everyone
+    Delete {
+        /// Account name from walink.toml
+        account: String,
+        /// The message's id, as `walink messages` shows it
+        message_id: String,
+        /// Return as soon as the deletion is queued
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Messages waiting to be sent, and those that failed
     Outbox {
         /// Account name from walink.toml

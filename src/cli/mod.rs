@@ -244,18 +244,27 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             emoji,
             no_wait,
         } => {
-            let result: SendResult = call(
-                &mut client,
-                &out,
-                method::REACT,
-                json!({"account": account, "id": message_id, "emoji": emoji, "wait": !no_wait}),
-                "react",
-            )
-            .await?;
-            if !out.json {
-                println!("{}", result.id);
-            }
-            Ok(exit::OK)
+            let params =
+                json!({"account": account, "id": message_id, "emoji": emoji, "wait": !no_wait});
+            queued(&mut client, &out, method::REACT, params, "react").await
+        }
+        Command::Edit {
+            account,
+            message_id,
+            text,
+            no_wait,
+        } => {
+            let params =
+                json!({"account": account, "id": message_id, "text": text, "wait": !no_wait});
+            queued(&mut client, &out, method::EDIT, params, "edit").await
+        }
+        Command::Delete {
+            account,
+            message_id,
+            no_wait,
+        } => {
+            let params = json!({"account": account, "id": message_id, "wait": !no_wait});
+            queued(&mut client, &out, method::DELETE, params, "delete").await
         }
         Command::Outbox { account, all } => {
             let result: OutboxResult = call(
@@ -373,6 +382,8 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Restart { account }
         | Command::Send { account, .. }
         | Command::React { account, .. }
+        | Command::Edit { account, .. }
+        | Command::Delete { account, .. }
         | Command::Outbox { account, .. }
         | Command::Messages { account, .. }
         | Command::Chats { account }
@@ -444,6 +455,21 @@ impl Output {
 }
 
 /// Calls a one-shot method; in `--json` mode prints the raw result.
+/// A call that queues a message: prints its id (the JSON result with --json).
+async fn queued(
+    client: &mut Client,
+    out: &Output,
+    method: &str,
+    params: Value,
+    what: &str,
+) -> Result<u8, Failure> {
+    let result: SendResult = call(client, out, method, params, what).await?;
+    if !out.json {
+        println!("{}", result.id);
+    }
+    Ok(exit::OK)
+}
+
 async fn call<T: DeserializeOwned>(
     client: &mut Client,
     out: &Output,

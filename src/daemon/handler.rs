@@ -84,28 +84,80 @@ impl DaemonHandler {
         self.send(send, Some(p.id)).await
     }
 
+    /// An edit or a deletion for everyone goes to the conversation of the
+    /// message it changes, which this account must have sent.
+    async fn change(
+        &self,
+        account: String,
+        id: String,
+        text: String,
+        wait: bool,
+        edit: bool,
+    ) -> Result<Value, RpcError> {
+        let handle = self.account(&account).await?;
+        let what = if edit { "edit" } else { "delete" };
+        let (chat, revoked) = handle
+            .messages()
+            .sent_chat_of(&id)
+            .await
+            .map_err(RpcError::storage)?
+            .ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "account {account} sent no message {id}; {what} only a message `walink messages {account}` shows with from_me"
+                ))
+            })?;
+        if revoked {
+            return Err(RpcError::invalid_params(format!(
+                "message {id} was deleted for everyone; there is nothing left to {what}"
+            )));
+        }
+        let send = wire::SendParams {
+            account,
+            to: chat,
+            text,
+            id: None,
+            wait,
+            reply_to: None,
+            file: None,
+        };
+        let context = if edit {
+            Context {
+                edit_of: Some(id),
+                ..Context::default()
+            }
+        } else {
+            Context {
+                revoke_of: Some(id),
+                ..Context::default()
+            }
+        };
+        self.enqueue(send, context).await
+    }
+
     async fn send(&self, p: wire::SendParams, react_to: Option<String>) -> Result<Value, RpcError> {
+        let media = match &p.file {
+            Some(file) => Some(self.file_draft(&p.account, file, &p.text).await?),
+            None => None,
+        };
+        let context = Context {
+            reply_to: p.reply_to.clone(),
+            react_to,
+            media,
+            ..Context::default()
+        };
+        self.enqueue(p, context).await
+    }
+
+    /// Queues `p` with what `context` says of it, and answers as `send` does.
+    async fn enqueue(&self, p: wire::SendParams, context: Context) -> Result<Value, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
         if p.wait && !snap.session_exists {
             // Waiting could only time out: nothing is sent before pairing.
             return Err(RpcError::not_connected(&p.account, snap.state));
         }
-        let media = match &p.file {
-            Some(file) => Some(self.file_draft(&p.account, file, &p.text).await?),
-            None => None,
-        };
         let enqueued = handle
-            .send(
-                p.to.clone(),
-                p.text,
-                p.id,
-                Context {
-                    reply_to: p.reply_to,
-                    react_to,
-                    media,
-                },
-            )
+            .send(p.to.clone(), p.text, p.id, context)
             .await
             .map_err(|e| command_error(&p.account, e))?;
         let record = enqueued.record;
@@ -466,6 +518,11 @@ impl Handler for DaemonHandler {
                 to_value(self.files.part(p, self.accounts.send_file_max_bytes())?)
             }
             Call::React(p) => self.react(p).await,
+            Call::Edit(p) => self.change(p.account, p.id, p.text, p.wait, true).await,
+            Call::Delete(p) => {
+                self.change(p.account, p.id, String::new(), p.wait, false)
+                    .await
+            }
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p, sink).await,
             Call::Subscribe(f) => self.subscribe(f.account.as_deref(), sink).await,

@@ -54,6 +54,8 @@ pub mod method {
     pub const CONTACTS: &str = "contacts";
     pub const GROUPS: &str = "groups";
     pub const REACT: &str = "react";
+    pub const EDIT: &str = "edit";
+    pub const DELETE: &str = "delete";
     pub const BACKUP: &str = "backup";
     pub const BACKUPS: &str = "backups";
     pub const RESTORE: &str = "restore";
@@ -80,6 +82,8 @@ pub mod method {
         CONTACTS,
         GROUPS,
         REACT,
+        EDIT,
+        DELETE,
         BACKUP,
         BACKUPS,
         RESTORE,
@@ -828,6 +832,8 @@ pub enum Call {
     Contacts(ContactsParams),
     Groups(AccountParams),
     React(ReactParams),
+    Edit(EditParams),
+    Delete(DeleteParams),
     Backup(AccountParams),
     Backups(AccountParams),
     Restore(RestoreParams),
@@ -861,16 +867,11 @@ impl Call {
                     .map_err(|why| RpcError::invalid_recipient(&send.to, why))?;
                 if let Some(file) = &send.file {
                     check_file(file).map_err(RpcError::invalid_params)?;
-                } else if send.text.trim().is_empty() {
-                    return Err(RpcError::invalid_message(
-                        "text is empty; give the text to send",
-                    ));
+                } else {
+                    check_text(&send.text)?;
                 }
                 if send.text.len() > MAX_TEXT_BYTES {
-                    return Err(RpcError::invalid_message(format!(
-                        "text is {} bytes; at most {MAX_TEXT_BYTES} are accepted, split it",
-                        send.text.len()
-                    )));
+                    return Err(text_too_long(&send.text));
                 }
                 if let Some(key) = &send.id {
                     check_idempotency_key(key).map_err(RpcError::invalid_params)?;
@@ -892,6 +893,17 @@ impl Call {
                     )));
                 }
                 Call::React(p)
+            }
+            method::EDIT => {
+                let p: EditParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                check_text(&p.text)?;
+                Call::Edit(p)
+            }
+            method::DELETE => {
+                let p: DeleteParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                Call::Delete(p)
             }
             method::CONTACTS => {
                 let mut p: ContactsParams = parse_params(params)?;
@@ -984,6 +996,8 @@ impl Call {
             Call::Messages(p) => Some(&p.account),
             Call::Contacts(p) => Some(&p.account),
             Call::React(p) => Some(&p.account),
+            Call::Edit(p) => Some(&p.account),
+            Call::Delete(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),
             Call::ClearSession(p) => Some(&p.account),
             Call::Restore(p) => Some(&p.account),
@@ -991,6 +1005,26 @@ impl Call {
             Call::SendFilePart(p) => Some(&p.account),
         }
     }
+}
+
+/// A message's text: not empty, at most [`MAX_TEXT_BYTES`].
+fn check_text(text: &str) -> Result<(), RpcError> {
+    if text.trim().is_empty() {
+        return Err(RpcError::invalid_message(
+            "text is empty; give the text to send",
+        ));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(text_too_long(text));
+    }
+    Ok(())
+}
+
+fn text_too_long(text: &str) -> RpcError {
+    RpcError::invalid_message(format!(
+        "text is {} bytes; at most {MAX_TEXT_BYTES} are accepted, split it",
+        text.len()
+    ))
 }
 
 /// A WhatsApp message id as `reply_to` and `react` take it.

@@ -1,5 +1,6 @@
-//! What walink writes for an outbox record — a text, a reply, a reaction
-//! or a file with its caption — built in one place, so a first send and the
+//! What walink writes for an outbox record — a text, a reply, a reaction,
+//! a file with its caption, an edit or a deletion for everyone — built in
+//! one place, so a first send and the
 //! resend a retry receipt asks for are the same message.
 
 use whatsapp_rust::buffa;
@@ -27,10 +28,12 @@ pub fn outgoing_message(
                 .then(|| context.sender.clone())
                 .flatten(),
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        return wacore::proto_helpers::build_reaction_message(key, text, now);
+        return wacore::proto_helpers::build_reaction_message(key, text, now_ms());
+    }
+    if let Some(context) = context
+        && let Some(change) = change(to, text, context)
+    {
+        return change;
     }
     let quote = context.and_then(|c| quote(to, c));
     if let Some((media, uploaded)) = media {
@@ -43,6 +46,49 @@ pub fn outgoing_message(
             ..Default::default()
         },
     }
+}
+
+/// An edit or a deletion for everyone of a message this account sent, as
+/// WhatsApp Web writes them: a protocol message naming it by key (the
+/// library gives the stanza its `edit` attribute from this content).
+fn change(to: &str, text: &str, context: &Context) -> Option<Message> {
+    use whatsapp_rust::waproto::whatsapp::message::ProtocolMessage;
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+    let (target, kind) = match (&context.edit_of, &context.revoke_of) {
+        (Some(id), _) => (id, Type::MESSAGE_EDIT),
+        (None, Some(id)) => (id, Type::REVOKE),
+        (None, None) => return None,
+    };
+    let key = MessageKey {
+        remote_jid: Some(to.to_string()),
+        from_me: Some(true),
+        id: Some(target.clone()),
+        // In a group the key names its sender: this account.
+        participant: to
+            .ends_with("@g.us")
+            .then(|| context.sender.clone())
+            .flatten(),
+    };
+    let edited = (kind == Type::MESSAGE_EDIT).then(|| Message {
+        conversation: Some(text.to_string()),
+        ..Default::default()
+    });
+    Some(Message {
+        protocol_message: buffa::MessageField::some(ProtocolMessage {
+            key: buffa::MessageField::some(key),
+            r#type: Some(kind),
+            edited_message: edited.map(buffa::MessageField::some).unwrap_or_default(),
+            timestamp_ms: Some(now_ms()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The quote a reply carries.
@@ -123,5 +169,66 @@ pub(super) fn media_type(kind: MediaKind) -> wacore::download::MediaType {
         MediaKind::Video => MediaType::Video,
         MediaKind::Audio => MediaType::Audio,
         MediaKind::Document => MediaType::Document,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wacore::types::message::EditAttribute;
+    use whatsapp_rust::waproto::whatsapp::message::protocol_message::Type;
+
+    fn context() -> Context {
+        Context {
+            reply_to: None,
+            react_to: None,
+            edit_of: None,
+            revoke_of: None,
+            sender: Some("15550000001@s.whatsapp.net".into()),
+            from_me: true,
+            text: None,
+        }
+    }
+
+    #[test]
+    fn an_edit_and_a_deletion_name_the_message_by_key_and_get_their_stanza_attribute() {
+        let to = "15557654321@s.whatsapp.net";
+        let edit = Context {
+            edit_of: Some("3EB0AA".into()),
+            ..context()
+        };
+        let message = outgoing_message(to, "new words", Some(&edit), None);
+        let protocol = message.protocol_message.as_option().unwrap();
+        assert_eq!(protocol.r#type, Some(Type::MESSAGE_EDIT));
+        let key = protocol.key.as_option().unwrap();
+        assert_eq!(
+            (key.id.as_deref(), key.from_me, key.remote_jid.as_deref()),
+            (Some("3EB0AA"), Some(true), Some(to))
+        );
+        assert_eq!(key.participant, None, "one to one: no participant");
+        let edited = protocol.edited_message.as_option().unwrap();
+        assert_eq!(edited.conversation.as_deref(), Some("new words"));
+        assert_eq!(
+            EditAttribute::infer_from_message(&message),
+            Some(EditAttribute::MessageEdit)
+        );
+
+        let revoke = Context {
+            revoke_of: Some("3EB0AA".into()),
+            ..context()
+        };
+        let message = outgoing_message("120363000000000001@g.us", "", Some(&revoke), None);
+        let protocol = message.protocol_message.as_option().unwrap();
+        assert_eq!(protocol.r#type, Some(Type::REVOKE));
+        assert!(protocol.edited_message.as_option().is_none());
+        assert_eq!(
+            protocol.key.as_option().unwrap().participant.as_deref(),
+            Some("15550000001@s.whatsapp.net"),
+            "in a group the key names this account"
+        );
+        assert_eq!(
+            EditAttribute::infer_from_message(&message),
+            Some(EditAttribute::SenderRevoke)
+        );
     }
 }

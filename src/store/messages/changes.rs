@@ -148,6 +148,24 @@ impl MessageStore {
         .await
     }
 
+    /// The conversation key of message `id` if this account sent it, and
+    /// whether it was deleted for everyone since.
+    pub async fn sent_chat_of(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, bool)>, super::StoreError> {
+        let id = id.to_owned();
+        self.read("find a message", move |conn, account| {
+            conn.prepare_cached(
+                "SELECT chat, revoked FROM inbox WHERE account = ?1 AND id = ?2 AND from_me \
+                 LIMIT 1",
+            )?
+            .query_row(params![account, id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+        })
+        .await
+    }
+
     /// What changed about the messages at `seqs` (only those with news).
     pub async fn annotations(
         &self,

@@ -74,6 +74,12 @@ pub struct Draft {
     pub react_to: Option<String>,
     /// The file it carries; the text is then its caption.
     pub media: Option<super::MediaDraft>,
+    /// The id of a message this account sent that this one edits (the
+    /// text is the new text).
+    pub edit_of: Option<String>,
+    /// The id of a message this account sent that this one deletes for
+    /// everyone.
+    pub revoke_of: Option<String>,
 }
 
 /// What an outbox message answers or reacts to.
@@ -81,6 +87,8 @@ pub struct Draft {
 pub struct Context {
     pub reply_to: Option<String>,
     pub react_to: Option<String>,
+    pub edit_of: Option<String>,
+    pub revoke_of: Option<String>,
     /// The sender of that message and whether it was this account, when
     /// walink has it.
     pub sender: Option<String>,
@@ -201,17 +209,34 @@ impl MessageStore {
                         created: false,
                     });
                 };
-                if draft.reply_to.is_some() || draft.react_to.is_some() {
+                let change = match (&draft.edit_of, &draft.revoke_of) {
+                    (Some(id), _) => Some(super::Change::Edit {
+                        id: id.clone(),
+                        text: Some(record.text.clone()),
+                    }),
+                    (None, Some(id)) => Some(super::Change::Revoke { id: id.clone() }),
+                    (None, None) => None,
+                };
+                if draft.reply_to.is_some() || draft.react_to.is_some() || change.is_some() {
                     conn.prepare_cached(
-                        "INSERT INTO outbox_context (account, id, reply_to, react_to) \
-                         VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO outbox_context (account, id, reply_to, react_to, edit_of, \
+                         revoke_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
                         account,
                         record.id,
                         draft.reply_to,
-                        draft.react_to
+                        draft.react_to,
+                        draft.edit_of,
+                        draft.revoke_of
                     ])?;
+                }
+                if let Some(change) = change {
+                    super::changes::apply(conn, account, &[own], &change, now_ms)?;
+                    return Ok(Enqueued {
+                        record: OutboxRecord { seq, ..record },
+                        created: true,
+                    });
                 }
                 if let Some(media) = &draft.media {
                     super::media_out::insert(conn, account, &record.id, media)?;
@@ -259,16 +284,28 @@ impl MessageStore {
     pub async fn context_of(&self, id: &str) -> Result<Option<Context>, super::StoreError> {
         let id = id.to_owned();
         self.read("read a message's context", move |conn, account| {
-            let found: Option<(Option<String>, Option<String>)> = conn
+            type Row = (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
+            let found: Option<Row> = conn
                 .prepare_cached(
-                    "SELECT reply_to, react_to FROM outbox_context WHERE account = ?1 AND id = ?2",
+                    "SELECT reply_to, react_to, edit_of, revoke_of FROM outbox_context \
+                     WHERE account = ?1 AND id = ?2",
                 )?
-                .query_row(params![account, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![account, id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
-            let Some((reply_to, react_to)) = found else {
+            let Some((reply_to, react_to, edit_of, revoke_of)) = found else {
                 return Ok(None);
             };
-            let target = reply_to.clone().or(react_to.clone()).unwrap_or_default();
+            let target = [&reply_to, &react_to, &edit_of, &revoke_of]
+                .into_iter()
+                .find_map(|t| t.clone())
+                .unwrap_or_default();
             let quoted: Option<(String, bool, Option<String>)> = conn
                 .prepare_cached(
                     "SELECT sender, from_me, body FROM inbox WHERE account = ?1 AND id = ?2 LIMIT 1",
@@ -284,6 +321,8 @@ impl MessageStore {
             Ok(Some(Context {
                 reply_to,
                 react_to,
+                edit_of,
+                revoke_of,
                 sender,
                 from_me,
                 text,

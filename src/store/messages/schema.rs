@@ -141,9 +141,13 @@ const MIGRATIONS: &[&str] = &[
     // crash produces the same blob. `outbox_files` holds the file itself
     // while the send is pending, in the same commit as the send (encrypted
     // with the rest of the file when a key is configured); it goes when
-    // the server acks the message or it fails. Only new tables: it does not
-    // care which migration ran before it.
-    "CREATE TABLE outbox_media (
+    // the server acks the message or it fails. An outbox message may also
+    // edit or delete for everyone one this account sent (`edit_of`,
+    // `revoke_of`). New tables and columns only: it does not care which
+    // migration ran just before it.
+    "ALTER TABLE outbox_context ADD COLUMN edit_of TEXT;
+     ALTER TABLE outbox_context ADD COLUMN revoke_of TEXT;
+     CREATE TABLE outbox_media (
          account TEXT NOT NULL,
          id TEXT NOT NULL,
          kind TEXT NOT NULL CHECK (kind IN ('image', 'video', 'audio', 'document')),
