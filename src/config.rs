@@ -120,6 +120,8 @@ pub struct AccountConfig {
     /// The proxy this account dials through: its own `proxy`, else
     /// `connection.proxy`; `None` also for `proxy = "none"`.
     pub proxy: Option<Proxy>,
+    /// A message deleted for everyone keeps its text in the history.
+    pub keep_revoked_text: bool,
 }
 
 /// An account's own proxy setting, as written.
@@ -350,6 +352,7 @@ struct RawAccount {
     retention_max_messages: Option<Spanned<i64>>,
     proxy: Option<Spanned<String>>,
     proxy_credentials_file: Option<Spanned<String>>,
+    keep_revoked_text: Option<bool>,
 }
 
 impl RawConfig {
@@ -542,6 +545,7 @@ impl RawConfig {
                 retention_days,
                 retention_max_messages,
                 proxy,
+                keep_revoked_text: account.keep_revoked_text.unwrap_or(false),
             });
         }
         Ok(config)
@@ -793,6 +797,7 @@ name = "sales"
                 retention_days: None,
                 retention_max_messages: None,
                 proxy: None,
+                keep_revoked_text: false,
             }]
         );
     }
@@ -1050,13 +1055,18 @@ name = "sales"
     }
 
     #[test]
-    fn the_send_file_limit_is_bounded() {
+    fn the_send_file_limit_is_bounded_and_revoked_text_may_be_kept() {
         assert_eq!(
             parse("").unwrap().daemon.send_file_max_mib,
             DEFAULT_SEND_FILE_MAX_MIB
         );
-        let config = parse("[daemon]\nsend_file_max_mib = 64\n").unwrap();
+        let config = parse(
+            "[daemon]\nsend_file_max_mib = 64\n\
+             [[account]]\nname = \"a\"\nkeep_revoked_text = true\n",
+        )
+        .unwrap();
         assert_eq!(config.daemon.send_file_max_mib, 64);
+        assert!(config.accounts[0].keep_revoked_text);
         for bad in ["0", "101", "-1"] {
             let (line, key, shown) = invalid(&format!("[daemon]\nsend_file_max_mib = {bad}\n"));
             assert_eq!((line, key.as_str()), (2, "daemon.send_file_max_mib"));

@@ -1,7 +1,7 @@
 //! Edits and deletions for everyone going out, end to end: one walink
 //! account writes to another through mock-wa, then edits and deletes what
 //! it wrote with the real CLI; the other account's history shows each, as
-//! does the sender's own.
+//! does the sender's own (and `keep_revoked_text` keeps a deleted text).
 
 mod harness;
 
@@ -45,7 +45,19 @@ fn stdout_id(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_and_a_deletion_reach_the_other_side_and_the_own_history() {
-    let env = Env::paired(&["sales", "support"], CONNECT).await;
+    // support keeps the text of what is deleted for everyone; sales does not.
+    let mut env = Env::new(&["sales", "support"]).await;
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    let config = config.replace(
+        "name = \"support\"\n",
+        "name = \"support\"\nkeep_revoked_text = true\n",
+    );
+    std::fs::write(env.config_path(), config).unwrap();
+    env.start_daemon().await;
+    for account in ["sales", "support"] {
+        env.pair(account).await;
+        env.wait_state(account, "connected", CONNECT).await;
+    }
     let support = format!("+{}", env.phone("support").await);
     let id = stdout_id(
         &env.walink(&["send", "sales", &support, "the meeting is at 3"])
@@ -86,11 +98,19 @@ async fn an_edit_and_a_deletion_reach_the_other_side_and_the_own_history() {
         m["revoked"] == true
     })
     .await;
-    assert_eq!(theirs["text"], Value::Null, "{theirs}");
-    message_when(&env, "sales", &id, "sales shows its deletion", |m| {
-        m["revoked"] == true && m["text"].is_null()
+    assert_eq!(
+        theirs["text"], "the meeting is at 4",
+        "keep_revoked_text: {theirs}"
+    );
+    let mine = message_when(&env, "sales", &id, "sales shows its deletion", |m| {
+        m["revoked"] == true
     })
     .await;
+    assert_eq!(
+        mine["text"],
+        Value::Null,
+        "by default the text goes: {mine}"
+    );
     let page = env.walink_json(&["messages", "support"]).await;
     assert_eq!(
         page["messages"].as_array().unwrap().len(),

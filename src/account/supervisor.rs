@@ -75,6 +75,8 @@ pub struct AccountSpec {
     pub retention: Retention,
     /// The proxy this account dials through (its own or the daemon's).
     pub proxy: Option<crate::net::Proxy>,
+    /// A message deleted for everyone keeps its text in the history.
+    pub keep_revoked_text: bool,
 }
 
 /// Everything `status` shows about an account, kept current by its supervisor.

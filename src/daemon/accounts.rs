@@ -54,6 +54,7 @@ fn spec(account: &AccountConfig) -> AccountSpec {
                 .map(|days| Duration::from_secs(u64::from(days) * 86_400)),
             max_messages: account.retention_max_messages,
         },
+        keep_revoked_text: account.keep_revoked_text,
     }
 }
 
@@ -135,7 +136,10 @@ impl Accounts {
         settings: &Arc<Settings>,
     ) -> Result<Arc<AccountHandle>, StoreError> {
         let backend = self.db.account(&spec.name)?;
-        let messages = self.messages.account(&spec.name)?;
+        let messages = self
+            .messages
+            .account(&spec.name)?
+            .keeping_revoked_text(spec.keep_revoked_text);
         let name = spec.name.clone();
         let handle = Arc::new(AccountHandle::spawn(
             spec,

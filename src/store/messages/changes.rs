@@ -18,7 +18,7 @@ pub enum Change {
         id: String,
         text: Option<String>,
     },
-    /// Deleted for everyone: the text goes.
+    /// Deleted for everyone: the text goes, unless the account keeps it.
     Revoke {
         id: String,
     },
@@ -72,6 +72,7 @@ pub(super) fn apply(
     senders: &[String],
     change: &Change,
     now_ms: u64,
+    keep_revoked_text: bool,
 ) -> rusqlite::Result<()> {
     let by = &senders[0];
     let same_sender = |id: &str| -> rusqlite::Result<Vec<u64>> {
@@ -99,9 +100,13 @@ pub(super) fn apply(
             }
         }
         Change::Revoke { id } => {
+            let sql = if keep_revoked_text {
+                "UPDATE inbox SET revoked = 1 WHERE seq = ?1"
+            } else {
+                "UPDATE inbox SET body = NULL, revoked = 1 WHERE seq = ?1"
+            };
             for seq in same_sender(id)? {
-                conn.prepare_cached("UPDATE inbox SET body = NULL, revoked = 1 WHERE seq = ?1")?
-                    .execute([seq])?;
+                conn.prepare_cached(sql)?.execute([seq])?;
             }
         }
         Change::React { id, emoji } if emoji.is_empty() => {

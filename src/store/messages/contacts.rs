@@ -120,6 +120,7 @@ impl MessageStore {
         batch: Vec<ToFile>,
         now_ms: u64,
     ) -> Result<Vec<InboxRecord>, super::StoreError> {
+        let keep_revoked_text = self.keep_revoked_text;
         self.write(true, "store received messages", move |conn, account| {
             let mut stored = Vec::new();
             for ToFile {
@@ -141,7 +142,14 @@ impl MessageStore {
                         senders.extend(person.lid.clone().map(|l| Address::Lid(l).jid()));
                         senders.extend(person.phone.clone().map(|p| Address::Phone(p).jid()));
                     }
-                    super::changes::apply(conn, account, &senders, &change, now_ms)?;
+                    super::changes::apply(
+                        conn,
+                        account,
+                        &senders,
+                        &change,
+                        now_ms,
+                        keep_revoked_text,
+                    )?;
                     continue;
                 }
                 message.chat = chat_key(conn, account, &chat)?;
@@ -200,6 +208,7 @@ impl MessageStore {
             idempotency_key: draft.idempotency_key.clone(),
         };
         let own = own.to_owned();
+        let keep_revoked_text = self.keep_revoked_text;
         let enqueued = self
             .write(true, "queue a message", move |conn, account| {
                 let Some(seq) = insert_outgoing(conn, account, &record)? else {
@@ -232,7 +241,14 @@ impl MessageStore {
                     ])?;
                 }
                 if let Some(change) = change {
-                    super::changes::apply(conn, account, &[own], &change, now_ms)?;
+                    super::changes::apply(
+                        conn,
+                        account,
+                        &[own],
+                        &change,
+                        now_ms,
+                        keep_revoked_text,
+                    )?;
                     return Ok(Enqueued {
                         record: OutboxRecord { seq, ..record },
                         created: true,
@@ -246,7 +262,7 @@ impl MessageStore {
                         id: target.clone(),
                         emoji: record.text.clone(),
                     };
-                    super::changes::apply(conn, account, &[own], &react, now_ms)?;
+                    super::changes::apply(conn, account, &[own], &react, now_ms, false)?;
                 } else {
                     let sent = Inbound {
                         id: record.id.clone(),

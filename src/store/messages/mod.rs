@@ -248,6 +248,7 @@ impl MessageDb {
             account: name.to_owned(),
             db: self.clone(),
             counts,
+            keep_revoked_text: false,
         })
     }
 }
@@ -259,6 +260,9 @@ pub struct MessageStore {
     account: String,
     db: Arc<MessageDb>,
     counts: Arc<Counts>,
+    /// A deletion for everyone keeps the message's text (marked revoked)
+    /// instead of dropping it.
+    keep_revoked_text: bool,
 }
 
 impl std::fmt::Debug for MessageStore {
@@ -270,6 +274,13 @@ impl std::fmt::Debug for MessageStore {
 }
 
 impl MessageStore {
+    /// This store, keeping the text of a message deleted for everyone when
+    /// `keep` (the account's `keep_revoked_text`).
+    pub fn keeping_revoked_text(mut self, keep: bool) -> Self {
+        self.keep_revoked_text = keep;
+        self
+    }
+
     /// The storage fault that stops writes right now (`disk full: …`).
     pub fn fault(&self) -> Option<String> {
         self.db.fault()
