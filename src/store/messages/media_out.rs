@@ -293,13 +293,24 @@ mod tests {
             .enqueue("t1", "1000@lid", "a text", None, 2)
             .await
             .unwrap();
+        let reaction = Draft {
+            id: "r1".into(),
+            to: "1000@lid".into(),
+            text: "👍".into(),
+            react_to: Some("m0".into()),
+            ..Draft::default()
+        };
+        store
+            .send_filed(reaction, Address::Lid("1000".into()), "1@s.whatsapp.net", 2)
+            .await
+            .unwrap();
         assert_eq!(store.media_of("m1").await.unwrap(), Some(photo().media));
         assert_eq!(store.media_of("t1").await.unwrap(), None);
         assert_eq!(
             store.staged_file("m1").await.unwrap().as_deref(),
             Some(&b"\x89PNG"[..])
         );
-        // Backups carry texts only: they hold no file.
+        // Backups carry whole texts only: no file, no reaction.
         let texts: Vec<String> = store
             .pending_texts()
             .await

@@ -395,9 +395,10 @@ impl MessageStore {
         self.outgoing_where(PENDING, "ASC", None).await
     }
 
-    /// [`Self::pending`] without the files: what a backup generation
-    /// carries (it does not hold files, and a file send put back without
-    /// its file could only fail).
+    /// [`Self::pending`] as a backup generation carries it: the sends its
+    /// records hold whole. A file (its bytes are not in the record), a
+    /// reaction, an edit or a deletion (put back without its context, its
+    /// text would go out as a message of its own) are left out.
     pub async fn pending_texts(&self) -> Result<Vec<OutboxRecord>, StoreError> {
         self.outgoing_where(PENDING_TEXTS, "ASC", None).await
     }
