@@ -228,7 +228,7 @@ impl DaemonHandler {
         let data = self.files.take(account, &file.transfer)?;
         let (name, as_document) = (file.name.clone(), file.as_document);
         let draft = tokio::task::spawn_blocking(move || {
-            crate::messages::media::draft(&name, data, as_document)
+            crate::messages::outgoing_file::draft(&name, data, as_document)
         })
         .await
         .map_err(RpcError::internal)?;

@@ -4,7 +4,7 @@
 //! see them. Pure logic over `store/`, driven by `account/`.
 
 pub mod address;
-pub mod media;
+pub mod outgoing_file;
 
 use crate::store::{
     Address, Annotations, ChatSummary, Contact, DeliveryStatus, Draft, Enqueued, InboxRecord,
