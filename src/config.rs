@@ -33,6 +33,10 @@ pub const DEFAULT_URL: &str = "wss://web.whatsapp.com/ws/chat";
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 20;
 pub const DEFAULT_BACKOFF_SECS: [u64; 5] = [1, 2, 5, 15, 60];
 pub const DEFAULT_JITTER: f64 = 0.2;
+/// Largest file `send --file` takes, in MiB, unless the config says otherwise.
+pub const DEFAULT_SEND_FILE_MAX_MIB: u64 = 16;
+/// walinkd holds a file in memory while it arrives and while it uploads.
+const MAX_SEND_FILE_MAX_MIB: u64 = 100;
 
 const MAX_CONNECT_TIMEOUT_SECS: u64 = 300;
 const MAX_BACKOFF_STEP_SECS: u64 = 3600;
@@ -65,6 +69,8 @@ pub struct DaemonConfig {
     pub log_target: LogTarget,
     /// Where to serve Prometheus metrics over HTTP; `None`: no listener.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Largest file `send --file` accepts, in MiB.
+    pub send_file_max_mib: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -117,6 +123,8 @@ pub struct AccountConfig {
     /// `connection.proxy`; `None` also for `proxy = "none"`.
     pub proxy: Option<Proxy>,
     pub media: MediaConfig,
+    /// A message deleted for everyone keeps its text in the history.
+    pub keep_revoked_text: bool,
 }
 
 /// An account's own proxy setting, as written.
@@ -154,6 +162,7 @@ impl Default for Config {
                 socket_group: Some(DEFAULT_SOCKET_GROUP.to_owned()),
                 log_target: LogTarget::Auto,
                 metrics_listen: None,
+                send_file_max_mib: DEFAULT_SEND_FILE_MAX_MIB,
             },
             connection: ConnectionConfig::default(),
             accounts: Vec::new(),
@@ -320,6 +329,7 @@ struct RawDaemon {
     socket_group: Option<Spanned<String>>,
     log_target: Option<LogTarget>,
     metrics_listen: Option<Spanned<String>>,
+    send_file_max_mib: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -348,6 +358,7 @@ struct RawAccount {
     media_dir: Option<Spanned<String>>,
     auto_download: Option<Spanned<Vec<String>>>,
     auto_download_max_mib: Option<Spanned<i64>>,
+    keep_revoked_text: Option<bool>,
 }
 
 impl RawConfig {
@@ -389,6 +400,19 @@ impl RawConfig {
                     )
                 })?;
                 config.daemon.metrics_listen = Some(parsed);
+            }
+            if let Some(max) = d.send_file_max_mib {
+                config.daemon.send_file_max_mib = u64::try_from(*max.get_ref())
+                    .ok()
+                    .filter(|m| (1..=MAX_SEND_FILE_MAX_MIB).contains(m))
+                    .ok_or_else(|| {
+                        at.invalid(
+                            max.span(),
+                            "daemon.send_file_max_mib",
+                            Some(max.get_ref().to_string()),
+                            &format!("must be a size in MiB from 1 to {MAX_SEND_FILE_MAX_MIB}"),
+                        )
+                    })?;
             }
         }
         if let Some(c) = self.connection {
@@ -537,6 +561,7 @@ impl RawConfig {
                 retention_days,
                 retention_max_messages,
                 proxy,
+                keep_revoked_text: account.keep_revoked_text.unwrap_or(false),
             });
         }
         Ok(config)
@@ -793,6 +818,7 @@ name = "sales"
                     auto_download: Vec::new(),
                     auto_download_max_mib: 16,
                 },
+                keep_revoked_text: false,
             }]
         );
     }
@@ -1078,6 +1104,26 @@ name = "sales"
         assert!(shown.contains("no proxy"), "{shown}");
         let (_, key, _) = invalid("[daemon]\nmetrics_listen = \"localhost:80\"\n");
         assert_eq!(key, "daemon.metrics_listen");
+    }
+
+    #[test]
+    fn the_send_file_limit_is_bounded_and_revoked_text_may_be_kept() {
+        assert_eq!(
+            parse("").unwrap().daemon.send_file_max_mib,
+            DEFAULT_SEND_FILE_MAX_MIB
+        );
+        let config = parse(
+            "[daemon]\nsend_file_max_mib = 64\n\
+             [[account]]\nname = \"a\"\nkeep_revoked_text = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.daemon.send_file_max_mib, 64);
+        assert!(config.accounts[0].keep_revoked_text);
+        for bad in ["0", "101", "-1"] {
+            let (line, key, shown) = invalid(&format!("[daemon]\nsend_file_max_mib = {bad}\n"));
+            assert_eq!((line, key.as_str()), (2, "daemon.send_file_max_mib"));
+            assert!(shown.contains("from 1 to 100"), "{shown}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, broadcast};
 
 use super::events::AccountEvent;
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, MessageStore, OutboxRecord};
+use crate::store::{DeliveryStatus, MessageStore, OutboxRecord, OutgoingMedia, Uploaded};
 use crate::wa::{InboxSink, IncomingMessage, Session, SessionError, outgoing_message};
 
 /// A message that failed this many times to go out is given up on.
@@ -118,7 +118,7 @@ impl Sender {
                         self.learn_mapping(&record.to).await;
                     }
                     Err(SessionError::NotConnected) => return,
-                    Err(e @ SessionError::BadRecipient(_)) => {
+                    Err(e @ (SessionError::BadRecipient(_) | SessionError::Unsendable(_))) => {
                         self.status(&record.id, DeliveryStatus::Failed, Some(e.to_string()))
                             .await;
                     }
@@ -149,16 +149,58 @@ impl Sender {
         }
     }
 
-    /// Writes `record` to the connection: a text, a reply or a reaction.
+    /// Writes `record` to the connection: a text, a reply, a reaction, or a
+    /// file, uploaded first unless an earlier try already did.
     async fn send(&self, record: &OutboxRecord) -> Result<String, SessionError> {
-        let context = match self.store.context_of(&record.id).await {
-            Ok(context) => context,
-            Err(e) => return Err(SessionError::Send(format!("reading its context: {e}"))),
+        let read = |what: &str, e: crate::store::StoreError| {
+            SessionError::Send(format!("reading its {what}: {e}"))
         };
-        let message = outgoing_message(&record.to, &record.text, context.as_ref());
+        let context = self
+            .store
+            .context_of(&record.id)
+            .await
+            .map_err(|e| read("context", e))?;
+        let media = match self.store.outgoing_media_of(&record.id).await {
+            Ok(Some(media)) => Some(self.uploaded(record, media).await?),
+            Ok(None) => None,
+            Err(e) => return Err(read("file", e)),
+        };
+        let file = media.as_ref().map(|(media, uploaded)| (media, uploaded));
+        let message = outgoing_message(&record.to, &record.text, context.as_ref(), file);
         self.session
             .send_message(&record.to, message, Some(record.id.clone()))
             .await
+    }
+
+    /// `media` with where its file is: the upload an earlier try recorded,
+    /// or a new one, recorded before the message naming it goes out.
+    async fn uploaded(
+        &self,
+        record: &OutboxRecord,
+        mut media: OutgoingMedia,
+    ) -> Result<(OutgoingMedia, Uploaded), SessionError> {
+        if let Some(uploaded) = media.upload.take() {
+            return Ok((media, uploaded));
+        }
+        let data = match self.store.staged_file(&record.id).await {
+            Ok(Some(data)) => data,
+            Ok(None) => {
+                return Err(SessionError::Unsendable(
+                    "its file is no longer held; send it again".into(),
+                ));
+            }
+            Err(e) => return Err(SessionError::Send(format!("reading its file: {e}"))),
+        };
+        let uploaded = self
+            .session
+            .upload(data, media.kind, media.media_key)
+            .await?;
+        self.store
+            .record_upload(&record.id, uploaded.clone())
+            .await
+            .map_err(|e| SessionError::Send(format!("recording its upload: {e}")))?;
+        tracing::info!(account = %self.account, id = %record.id, kind = media.kind.as_str(), bytes = media.size, "file uploaded");
+        Ok((media, uploaded))
     }
 
     /// Sending to a number makes the library ask for its LID (and the

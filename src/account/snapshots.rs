@@ -273,7 +273,7 @@ impl Inner {
         let pending = self
             .handle
             .messages()
-            .pending()
+            .pending_texts()
             .await
             .map_err(|e| e.to_string())?;
         let stored = tokio::task::spawn_blocking(move || {

@@ -16,7 +16,9 @@ use super::events::{AccountEvent, Qr};
 use super::outbox::{self, Sender, StoreInbox, apply_status, now_ms};
 use super::state::{AccountState, Attempt, Next, next_after};
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, Draft, Enqueued, MessageStore, Retention, SledBackend};
+use crate::store::{
+    DeliveryStatus, Draft, Enqueued, MediaDraft, MessageStore, Retention, SledBackend,
+};
 use crate::wa::{
     ConnectionSettings, DiagnoseReport, InboxSink, IncomingMessage, ReceiptStatus, Session,
     VersionStatus, WaEvent, diagnose, message_id_for_key, new_message_id,
@@ -56,6 +58,12 @@ pub struct Context {
     pub reply_to: Option<String>,
     /// With this, the text is the reaction's emoji (empty takes it back).
     pub react_to: Option<String>,
+    /// A file to send, with the text as its caption.
+    pub media: Option<MediaDraft>,
+    /// A message this account sent that this one edits (the text is the
+    /// new text) or deletes for everyone.
+    pub edit_of: Option<String>,
+    pub revoke_of: Option<String>,
 }
 
 /// An account as configured.
@@ -70,6 +78,8 @@ pub struct AccountSpec {
     pub proxy: Option<crate::net::Proxy>,
     /// Where received files go and which are fetched as they arrive.
     pub media: crate::messages::media::MediaSettings,
+    /// A message deleted for everyone keeps its text in the history.
+    pub keep_revoked_text: bool,
 }
 
 /// Everything `status` shows about an account, kept current by its supervisor.
@@ -367,6 +377,9 @@ impl AccountHandle {
             idempotency_key: key,
             reply_to: context.reply_to,
             react_to: context.react_to,
+            media: context.media,
+            edit_of: context.edit_of,
+            revoke_of: context.revoke_of,
         };
         let enqueued = crate::messages::send(&self.messages, draft, own.as_deref(), now_ms())
             .await

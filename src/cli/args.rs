@@ -136,16 +136,31 @@ pub enum Command {
         /// Account name from walink.toml
         account: String,
     },
-    /// Send a text message; prints its message id once the server has it
-    /// (with --no-wait, once it is queued durably)
+    /// Send a text message or a file; prints its message id once the
+    /// server has it (with --no-wait, once it is queued durably)
     Send {
         /// Account name from walink.toml
         account: String,
         /// Phone number (+15551234567) or JID (…@s.whatsapp.net, …@lid,
         /// …@g.us); any address of a person reaches the same conversation
         to: String,
-        /// Message text (quote it)
-        text: String,
+        /// Message text (quote it); with --file, use --caption
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        text: Option<String>,
+        /// Send this file: an image, video or audio message when it is one
+        /// WhatsApp plays (JPEG, PNG, WebP; MP4, 3GP, QuickTime; MP3, M4A,
+        /// AAC, Ogg/Opus, AMR), else a document showing its name. walink
+        /// reads it and hands it to walinkd, which keeps a copy until the
+        /// server has the message
+        #[arg(long, value_name = "PATH")]
+        file: Option<std::path::PathBuf>,
+        /// The file's caption (not for audio)
+        #[arg(long, value_name = "TEXT", requires = "file")]
+        caption: Option<String>,
+        /// `document`: send the file as a document whatever it is (its name
+        /// shown, no preview)
+        #[arg(long = "as", value_name = "KIND", requires = "file")]
+        send_as: Option<SendAs>,
         /// Idempotency key: resending with the same key never sends twice
         #[arg(long, value_name = "KEY")]
         id: Option<String>,
@@ -183,6 +198,29 @@ pub enum Command {
         /// write there
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
+    },
+    /// Change the text of a message this account sent, for everyone; it
+    /// shows as edited
+    Edit {
+        /// Account name from walink.toml
+        account: String,
+        /// The message's id, as `walink messages` shows it
+        message_id: String,
+        /// The new text (quote it)
+        text: String,
+        /// Return as soon as the edit is queued
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete a message this account sent, for everyone
+    Delete {
+        /// Account name from walink.toml
+        account: String,
+        /// The message's id, as `walink messages` shows it
+        message_id: String,
+        /// Return as soon as the deletion is queued
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Messages waiting to be sent, and those that failed
     Outbox {
@@ -245,4 +283,10 @@ pub enum Command {
         /// Shell to complete for
         shell: clap_complete::Shell,
     },
+}
+
+/// What `send --as` forces a file to go out as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendAs {
+    Document,
 }

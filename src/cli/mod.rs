@@ -6,6 +6,7 @@
 
 mod args;
 mod backup;
+mod files;
 mod qr;
 mod render;
 mod socket;
@@ -201,18 +202,37 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             account,
             to,
             text,
+            file,
+            caption,
+            send_as,
             id,
             no_wait,
             reply_to,
         } => {
-            let result: SendResult = call(
-                &mut client,
-                &out,
-                method::SEND,
-                json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait, "reply_to": reply_to}),
-                "send",
-            )
-            .await?;
+            let result: SendResult = match file {
+                Some(path) => {
+                    let message = files::Message {
+                        account: &account,
+                        to: &to,
+                        caption: caption.as_deref(),
+                        as_document: send_as == Some(args::SendAs::Document),
+                        id: id.as_deref(),
+                        wait: !no_wait,
+                        reply_to: reply_to.as_deref(),
+                    };
+                    files::send(&mut client, &out, &path, message).await?
+                }
+                None => {
+                    call(
+                        &mut client,
+                        &out,
+                        method::SEND,
+                        json!({"account": account, "to": to, "text": text, "id": id, "wait": !no_wait, "reply_to": reply_to}),
+                        "send",
+                    )
+                    .await?
+                }
+            };
             if !out.json {
                 println!("{}", result.id);
             }
@@ -224,18 +244,27 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             emoji,
             no_wait,
         } => {
-            let result: SendResult = call(
-                &mut client,
-                &out,
-                method::REACT,
-                json!({"account": account, "id": message_id, "emoji": emoji, "wait": !no_wait}),
-                "react",
-            )
-            .await?;
-            if !out.json {
-                println!("{}", result.id);
-            }
-            Ok(exit::OK)
+            let params =
+                json!({"account": account, "id": message_id, "emoji": emoji, "wait": !no_wait});
+            queued(&mut client, &out, method::REACT, params, "react").await
+        }
+        Command::Edit {
+            account,
+            message_id,
+            text,
+            no_wait,
+        } => {
+            let params =
+                json!({"account": account, "id": message_id, "text": text, "wait": !no_wait});
+            queued(&mut client, &out, method::EDIT, params, "edit").await
+        }
+        Command::Delete {
+            account,
+            message_id,
+            no_wait,
+        } => {
+            let params = json!({"account": account, "id": message_id, "wait": !no_wait});
+            queued(&mut client, &out, method::DELETE, params, "delete").await
         }
         Command::Media {
             account,
@@ -389,6 +418,8 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
         | Command::Send { account, .. }
         | Command::React { account, .. }
         | Command::Media { account, .. }
+        | Command::Edit { account, .. }
+        | Command::Delete { account, .. }
         | Command::Outbox { account, .. }
         | Command::Messages { account, .. }
         | Command::Chats { account }
@@ -404,10 +435,12 @@ fn check_arguments(command: &Command) -> Result<(), Failure> {
             protocol::normalize_phone(phone)
                 .map_err(|why| Failure::usage(&format!("invalid phone number {phone:?}"), why))?;
         }
-        Command::Send { to, text, .. } => {
+        Command::Send { to, text, file, .. } => {
             protocol::recipient_jid(to)
                 .map_err(|why| Failure::usage(&format!("invalid recipient {to:?}"), why))?;
-            if text.trim().is_empty() {
+            if let Some(path) = file {
+                files::open(path)?;
+            } else if text.as_deref().is_none_or(|t| t.trim().is_empty()) {
                 return Err(Failure::usage("invalid message", "the text is empty"));
             }
         }
@@ -458,6 +491,21 @@ impl Output {
 }
 
 /// Calls a one-shot method; in `--json` mode prints the raw result.
+/// A call that queues a message: prints its id (the JSON result with --json).
+async fn queued(
+    client: &mut Client,
+    out: &Output,
+    method: &str,
+    params: Value,
+    what: &str,
+) -> Result<u8, Failure> {
+    let result: SendResult = call(client, out, method, params, what).await?;
+    if !out.json {
+        println!("{}", result.id);
+    }
+    Ok(exit::OK)
+}
+
 async fn call<T: DeserializeOwned>(
     client: &mut Client,
     out: &Output,

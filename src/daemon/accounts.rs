@@ -27,6 +27,9 @@ pub struct Accounts {
     custody: std::sync::Mutex<BTreeMap<String, Arc<Snapshots>>>,
     /// Checks the message database on the validation schedule.
     checker: tokio::task::JoinHandle<()>,
+    /// `daemon.send_file_max_mib` in bytes; a reload changes it for the
+    /// next file without touching any account.
+    send_file_max_bytes: std::sync::atomic::AtomicU64,
 }
 
 pub fn policy(config: &Config) -> Policy {
@@ -59,6 +62,7 @@ fn spec(account: &AccountConfig) -> AccountSpec {
                 max_bytes: account.media.auto_download_max_mib << 20,
             }),
         },
+        keep_revoked_text: account.keep_revoked_text,
     }
 }
 
@@ -122,6 +126,7 @@ impl Accounts {
             backups,
             policy,
             custody: Default::default(),
+            send_file_max_bytes: (config.daemon.send_file_max_mib << 20).into(),
         };
         let mut handles = BTreeMap::new();
         for account in &config.accounts {
@@ -139,7 +144,10 @@ impl Accounts {
         settings: &Arc<Settings>,
     ) -> Result<Arc<AccountHandle>, StoreError> {
         let backend = self.db.account(&spec.name)?;
-        let messages = self.messages.account(&spec.name)?;
+        let messages = self
+            .messages
+            .account(&spec.name)?
+            .keeping_revoked_text(spec.keep_revoked_text);
         let name = spec.name.clone();
         let handle = Arc::new(AccountHandle::spawn(
             spec,
@@ -186,6 +194,12 @@ impl Accounts {
         self.handles.read().await.values().cloned().collect()
     }
 
+    /// The largest file `send` takes, in bytes.
+    pub fn send_file_max_bytes(&self) -> u64 {
+        self.send_file_max_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The daemon-wide connection settings (accounts may have their own proxy).
     pub async fn connection(&self) -> ConnectionSettings {
         self.settings.read().await.connection.clone()
@@ -217,6 +231,10 @@ impl Accounts {
     /// account (they all dial with them); otherwise only accounts whose own
     /// entry changed are restarted.
     pub async fn reload(&self, config: &Config) -> Result<ReloadSummary, StoreError> {
+        self.send_file_max_bytes.store(
+            config.daemon.send_file_max_mib << 20,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let new_settings = Arc::new(settings(config));
         let settings_changed = {
             let old = self.settings.read().await;

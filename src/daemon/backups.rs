@@ -143,7 +143,7 @@ pub async fn export(accounts: &Accounts, name: &str) -> Result<Value, RpcError> 
     }
     let pending = handle
         .messages()
-        .pending()
+        .pending_texts()
         .await
         .map_err(RpcError::storage)?;
     let bytes = tokio::task::spawn_blocking(move || {

@@ -27,6 +27,7 @@ const OUTBOX_ALL_LIMIT: usize = 1000;
 pub struct DaemonHandler {
     accounts: Arc<Accounts>,
     uploads: super::backups::Uploads,
+    files: super::files::Transfers,
 }
 
 impl DaemonHandler {
@@ -34,6 +35,7 @@ impl DaemonHandler {
         Self {
             accounts,
             uploads: Default::default(),
+            files: Default::default(),
         }
     }
 
@@ -77,11 +79,77 @@ impl DaemonHandler {
             id: None,
             wait: p.wait,
             reply_to: None,
+            file: None,
         };
         self.send(send, Some(p.id)).await
     }
 
+    /// An edit or a deletion for everyone goes to the conversation of the
+    /// message it changes, which this account must have sent.
+    async fn change(
+        &self,
+        account: String,
+        id: String,
+        text: String,
+        wait: bool,
+        edit: bool,
+    ) -> Result<Value, RpcError> {
+        let handle = self.account(&account).await?;
+        let what = if edit { "edit" } else { "delete" };
+        let (chat, revoked) = handle
+            .messages()
+            .sent_chat_of(&id)
+            .await
+            .map_err(RpcError::storage)?
+            .ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "account {account} sent no message {id}; {what} only a message `walink messages {account}` shows with from_me"
+                ))
+            })?;
+        if revoked {
+            return Err(RpcError::invalid_params(format!(
+                "message {id} was deleted for everyone; there is nothing left to {what}"
+            )));
+        }
+        let send = wire::SendParams {
+            account,
+            to: chat,
+            text,
+            id: None,
+            wait,
+            reply_to: None,
+            file: None,
+        };
+        let context = if edit {
+            Context {
+                edit_of: Some(id),
+                ..Context::default()
+            }
+        } else {
+            Context {
+                revoke_of: Some(id),
+                ..Context::default()
+            }
+        };
+        self.enqueue(send, context).await
+    }
+
     async fn send(&self, p: wire::SendParams, react_to: Option<String>) -> Result<Value, RpcError> {
+        let media = match &p.file {
+            Some(file) => Some(self.file_draft(&p.account, file, &p.text).await?),
+            None => None,
+        };
+        let context = Context {
+            reply_to: p.reply_to.clone(),
+            react_to,
+            media,
+            ..Context::default()
+        };
+        self.enqueue(p, context).await
+    }
+
+    /// Queues `p` with what `context` says of it, and answers as `send` does.
+    async fn enqueue(&self, p: wire::SendParams, context: Context) -> Result<Value, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
         if p.wait && !snap.session_exists {
@@ -89,15 +157,7 @@ impl DaemonHandler {
             return Err(RpcError::not_connected(&p.account, snap.state));
         }
         let enqueued = handle
-            .send(
-                p.to.clone(),
-                p.text,
-                p.id,
-                Context {
-                    reply_to: p.reply_to,
-                    react_to,
-                },
-            )
+            .send(p.to.clone(), p.text, p.id, context)
             .await
             .map_err(|e| command_error(&p.account, e))?;
         let record = enqueued.record;
@@ -156,6 +216,28 @@ impl DaemonHandler {
             }
         };
         to_value(SendResult { id, status })
+    }
+
+    /// The file a `send` names, taken from its transfer and described.
+    async fn file_draft(
+        &self,
+        account: &str,
+        file: &wire::SendFile,
+        caption: &str,
+    ) -> Result<crate::store::MediaDraft, RpcError> {
+        let data = self.files.take(account, &file.transfer)?;
+        let (name, as_document) = (file.name.clone(), file.as_document);
+        let draft = tokio::task::spawn_blocking(move || {
+            crate::messages::outgoing_file::draft(&name, data, as_document)
+        })
+        .await
+        .map_err(RpcError::internal)?;
+        if draft.media.kind == crate::store::MediaKind::Audio && !caption.trim().is_empty() {
+            return Err(RpcError::invalid_message(
+                "an audio message carries no caption; leave the caption out, or send the file as a document",
+            ));
+        }
+        Ok(draft)
     }
 
     async fn outbox(&self, p: wire::OutboxParams) -> Result<Value, RpcError> {
@@ -431,9 +513,18 @@ impl Handler for DaemonHandler {
             Call::Export(p) => super::backups::export(&self.accounts, &p.account).await,
             Call::Import(p) => super::backups::import(&self.accounts, &self.uploads, p).await,
             Call::Send(p) => self.send(p, None).await,
+            Call::SendFilePart(p) => {
+                self.account(&p.account).await?;
+                to_value(self.files.part(p, self.accounts.send_file_max_bytes())?)
+            }
             Call::React(p) => self.react(p).await,
             Call::Media(p) => {
                 super::conversations::media(&*self.account(&p.account).await?, p).await
+            }
+            Call::Edit(p) => self.change(p.account, p.id, p.text, p.wait, true).await,
+            Call::Delete(p) => {
+                self.change(p.account, p.id, String::new(), p.wait, false)
+                    .await
             }
             Call::Qr(p) => self.qr(&p.account, sink).await,
             Call::PairCode(p) => self.pair_code(p, sink).await,

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod backups;
 mod conversations;
 mod errors;
+mod files;
 pub mod handler;
 pub mod logging;
 pub mod metrics;

@@ -26,9 +26,11 @@ pub const JSONRPC_VERSION: &str = "2.0";
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 mod backup;
+mod files;
 mod media;
 mod people;
 pub use backup::*;
+pub use files::*;
 pub use media::*;
 pub use people::*;
 
@@ -55,11 +57,14 @@ pub mod method {
     pub const GROUPS: &str = "groups";
     pub const REACT: &str = "react";
     pub const MEDIA: &str = "media";
+    pub const EDIT: &str = "edit";
+    pub const DELETE: &str = "delete";
     pub const BACKUP: &str = "backup";
     pub const BACKUPS: &str = "backups";
     pub const RESTORE: &str = "restore";
     pub const EXPORT: &str = "export";
     pub const IMPORT: &str = "import";
+    pub const SEND_FILE_PART: &str = "send_file_part";
 
     /// Every method the daemon answers, in the order the docs list them.
     pub const ALL: &[&str] = &[
@@ -81,11 +86,14 @@ pub mod method {
         GROUPS,
         REACT,
         MEDIA,
+        EDIT,
+        DELETE,
         BACKUP,
         BACKUPS,
         RESTORE,
         EXPORT,
         IMPORT,
+        SEND_FILE_PART,
     ];
 }
 
@@ -562,6 +570,8 @@ pub struct SendParams {
     /// A phone number in international format (`+15551234567`, spaces and
     /// dashes allowed) or a JID (`15551234567@s.whatsapp.net`, `…@g.us`).
     pub to: String,
+    /// The text, or the caption of `file` (empty for none).
+    #[serde(default)]
     pub text: String,
     /// Idempotency key: the same key always yields the same message id, so
     /// a retried send is delivered once.
@@ -574,6 +584,9 @@ pub struct SendParams {
     /// The id of the message this one answers (it is quoted).
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// A file to send (see `send_file_part`), with `text` as its caption.
+    #[serde(default)]
+    pub file: Option<SendFile>,
 }
 
 fn yes() -> bool {
@@ -835,11 +848,14 @@ pub enum Call {
     React(ReactParams),
     /// `path` or `dir` is set, absolute.
     Media(MediaParams),
+    Edit(EditParams),
+    Delete(DeleteParams),
     Backup(AccountParams),
     Backups(AccountParams),
     Restore(RestoreParams),
     Export(AccountParams),
     Import(ImportParams),
+    SendFilePart(SendFilePartParams),
 }
 
 /// Longest idempotency key accepted by `send`.
@@ -865,16 +881,13 @@ impl Call {
                 let mut send: SendParams = parse_params(params)?;
                 send.to = recipient_jid(&send.to)
                     .map_err(|why| RpcError::invalid_recipient(&send.to, why))?;
-                if send.text.trim().is_empty() {
-                    return Err(RpcError::invalid_message(
-                        "text is empty; give the text to send",
-                    ));
+                if let Some(file) = &send.file {
+                    check_file(file).map_err(RpcError::invalid_params)?;
+                } else {
+                    check_text(&send.text)?;
                 }
                 if send.text.len() > MAX_TEXT_BYTES {
-                    return Err(RpcError::invalid_message(format!(
-                        "text is {} bytes; at most {MAX_TEXT_BYTES} are accepted, split it",
-                        send.text.len()
-                    )));
+                    return Err(text_too_long(&send.text));
                 }
                 if let Some(key) = &send.id {
                     check_idempotency_key(key).map_err(RpcError::invalid_params)?;
@@ -911,6 +924,17 @@ impl Call {
                 }
                 Call::Media(p)
             }
+            method::EDIT => {
+                let p: EditParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                check_text(&p.text)?;
+                Call::Edit(p)
+            }
+            method::DELETE => {
+                let p: DeleteParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                Call::Delete(p)
+            }
             method::CONTACTS => {
                 let mut p: ContactsParams = parse_params(params)?;
                 if let Some(check) = &mut p.check {
@@ -939,6 +963,16 @@ impl Call {
                     )));
                 }
                 Call::Import(p)
+            }
+            method::SEND_FILE_PART => {
+                let p: SendFilePartParams = parse_params(params)?;
+                check_transfer(&p.transfer).map_err(RpcError::invalid_params)?;
+                if p.data.len() > MAX_FILE_PART {
+                    return Err(RpcError::invalid_params(format!(
+                        "a file part is at most {MAX_FILE_PART} base64 characters"
+                    )));
+                }
+                Call::SendFilePart(p)
             }
             method::MESSAGES => {
                 let mut p: MessagesParams = parse_params(params)?;
@@ -993,12 +1027,35 @@ impl Call {
             Call::Contacts(p) => Some(&p.account),
             Call::React(p) => Some(&p.account),
             Call::Media(p) => Some(&p.account),
+            Call::Edit(p) => Some(&p.account),
+            Call::Delete(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),
             Call::ClearSession(p) => Some(&p.account),
             Call::Restore(p) => Some(&p.account),
             Call::Import(p) => Some(&p.account),
+            Call::SendFilePart(p) => Some(&p.account),
         }
     }
+}
+
+/// A message's text: not empty, at most [`MAX_TEXT_BYTES`].
+fn check_text(text: &str) -> Result<(), RpcError> {
+    if text.trim().is_empty() {
+        return Err(RpcError::invalid_message(
+            "text is empty; give the text to send",
+        ));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(text_too_long(text));
+    }
+    Ok(())
+}
+
+fn text_too_long(text: &str) -> RpcError {
+    RpcError::invalid_message(format!(
+        "text is {} bytes; at most {MAX_TEXT_BYTES} are accepted, split it",
+        text.len()
+    ))
 }
 
 /// A WhatsApp message id as `reply_to` and `react` take it.

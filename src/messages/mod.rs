@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod media;
+pub mod outgoing_file;
 
 use crate::store::{
     Address, Annotations, ChatSummary, Contact, DeliveryStatus, Draft, Enqueued, InboxRecord,

@@ -60,9 +60,9 @@ pub use error::Fault;
 pub use error::StoreError;
 pub use messages::{
     Address, Annotations, Change, ChatSummary, Contact, Context, DeliveryStatus, Draft, Enqueued,
-    Inbound, InboxRecord, MediaLookup, MediaMeta, MediaRef, MessageDb, MessageStore, OutboxCounts,
-    OutboxRecord, Page, Pruned, Reaction, Retention, Sighting, StoredMedia, ToFile,
-    messages_db_path,
+    Inbound, InboxRecord, MediaDraft, MediaKind, MediaLookup, MediaMeta, MediaRef, MessageDb,
+    MessageStore, OutboxCounts, OutboxRecord, OutgoingMedia, Page, Pruned, Reaction, Retention,
+    Sighting, StoredMedia, ToFile, Uploaded, messages_db_path,
 };
 pub use records::WebVersion;
 pub use seal::{SealError, Sealer};

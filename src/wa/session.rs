@@ -79,6 +79,11 @@ pub enum SessionError {
     BadRecipient(String),
     #[error("WhatsApp refused the message: {0}")]
     Send(String),
+    #[error("uploading the file failed: {0}")]
+    Upload(String),
+    /// Cannot go out however often it is tried.
+    #[error("{0}")]
+    Unsendable(String),
     #[error("could not request a pair code: {0}")]
     PairCode(String),
     #[error("keepalive failed: {0}")]
@@ -258,6 +263,38 @@ impl Session {
             .await
             .map(|r| r.message_id)
             .map_err(|e| SessionError::Send(e.to_string()))
+    }
+
+    /// Encrypts `data` with `media_key` and uploads it through the
+    /// account's HTTP client. The same key and file always give the same
+    /// blob and hashes, so an upload repeated after a crash names the same
+    /// file. No streaming sidecar: the message must be rebuildable from
+    /// what the outbox keeps (see [`super::outgoing`]).
+    pub async fn upload(
+        &self,
+        data: Vec<u8>,
+        kind: crate::store::MediaKind,
+        media_key: [u8; 32],
+    ) -> Result<crate::store::Uploaded, SessionError> {
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let options = whatsapp_rust::upload::UploadOptions::new()
+            .with_media_key(media_key)
+            .with_streaming_sidecar(false);
+        let r = self
+            .client
+            .upload(data, super::outgoing::media_type(kind), options)
+            .await
+            .map_err(|e| SessionError::Upload(format!("{e:#}")))?;
+        Ok(crate::store::Uploaded {
+            url: r.url,
+            direct_path: r.direct_path,
+            file_sha256: r.file_sha256,
+            file_enc_sha256: r.file_enc_sha256,
+            file_length: r.file_length,
+            media_key_timestamp: r.media_key_timestamp,
+        })
     }
 
     /// Starts phone-number pairing; the code also arrives as an event.

@@ -23,6 +23,29 @@ pub struct ReactParams {
     pub wait: bool,
 }
 
+/// Params of `edit`: a new text for a message this account sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditParams {
+    pub account: String,
+    /// The message edited, as `messages` lists it (`from_me`).
+    pub id: String,
+    pub text: String,
+    #[serde(default = "super::yes")]
+    pub wait: bool,
+}
+
+/// Params of `delete`: deletes a message this account sent, for everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    pub account: String,
+    /// The message deleted, as `messages` lists it (`from_me`).
+    pub id: String,
+    #[serde(default = "super::yes")]
+    pub wait: bool,
+}
+
 /// Most numbers one `contacts` check asks about.
 pub const MAX_CHECK: usize = 100;
 

@@ -18,7 +18,7 @@ pub enum Change {
         id: String,
         text: Option<String>,
     },
-    /// Deleted for everyone: the text goes.
+    /// Deleted for everyone: the text goes, unless the account keeps it.
     Revoke {
         id: String,
     },
@@ -76,6 +76,7 @@ pub(super) fn apply(
     senders: &[String],
     change: &Change,
     now_ms: u64,
+    keep_revoked_text: bool,
 ) -> rusqlite::Result<()> {
     let by = &senders[0];
     let same_sender = |id: &str| -> rusqlite::Result<Vec<u64>> {
@@ -103,9 +104,13 @@ pub(super) fn apply(
             }
         }
         Change::Revoke { id } => {
+            let sql = if keep_revoked_text {
+                "UPDATE inbox SET revoked = 1 WHERE seq = ?1"
+            } else {
+                "UPDATE inbox SET body = NULL, revoked = 1 WHERE seq = ?1"
+            };
             for seq in same_sender(id)? {
-                conn.prepare_cached("UPDATE inbox SET body = NULL, revoked = 1 WHERE seq = ?1")?
-                    .execute([seq])?;
+                conn.prepare_cached(sql)?.execute([seq])?;
             }
         }
         Change::React { id, emoji } if emoji.is_empty() => {
@@ -148,6 +153,24 @@ impl MessageStore {
             conn.prepare_cached("SELECT chat FROM inbox WHERE account = ?1 AND id = ?2 LIMIT 1")?
                 .query_row(params![account, id], |r| r.get(0))
                 .optional()
+        })
+        .await
+    }
+
+    /// The conversation key of message `id` if this account sent it, and
+    /// whether it was deleted for everyone since.
+    pub async fn sent_chat_of(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, bool)>, super::StoreError> {
+        let id = id.to_owned();
+        self.read("find a message", move |conn, account| {
+            conn.prepare_cached(
+                "SELECT chat, revoked FROM inbox WHERE account = ?1 AND id = ?2 AND from_me \
+                 LIMIT 1",
+            )?
+            .query_row(params![account, id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
         })
         .await
     }

@@ -72,6 +72,14 @@ pub struct Draft {
     pub reply_to: Option<String>,
     /// The id of the message it reacts to.
     pub react_to: Option<String>,
+    /// The file it carries; the text is then its caption.
+    pub media: Option<super::MediaDraft>,
+    /// The id of a message this account sent that this one edits (the
+    /// text is the new text).
+    pub edit_of: Option<String>,
+    /// The id of a message this account sent that this one deletes for
+    /// everyone.
+    pub revoke_of: Option<String>,
 }
 
 /// What an outbox message answers or reacts to.
@@ -79,6 +87,8 @@ pub struct Draft {
 pub struct Context {
     pub reply_to: Option<String>,
     pub react_to: Option<String>,
+    pub edit_of: Option<String>,
+    pub revoke_of: Option<String>,
     /// The sender of that message and whether it was this account, when
     /// walink has it.
     pub sender: Option<String>,
@@ -112,6 +122,7 @@ impl MessageStore {
         batch: Vec<ToFile>,
         now_ms: u64,
     ) -> Result<Vec<InboxRecord>, super::StoreError> {
+        let keep_revoked_text = self.keep_revoked_text;
         self.write(true, "store received messages", move |conn, account| {
             let mut stored = Vec::new();
             for ToFile {
@@ -134,7 +145,14 @@ impl MessageStore {
                         senders.extend(person.lid.clone().map(|l| Address::Lid(l).jid()));
                         senders.extend(person.phone.clone().map(|p| Address::Phone(p).jid()));
                     }
-                    super::changes::apply(conn, account, &senders, &change, now_ms)?;
+                    super::changes::apply(
+                        conn,
+                        account,
+                        &senders,
+                        &change,
+                        now_ms,
+                        keep_revoked_text,
+                    )?;
                     continue;
                 }
                 message.chat = chat_key(conn, account, &chat)?;
@@ -196,6 +214,7 @@ impl MessageStore {
             idempotency_key: draft.idempotency_key.clone(),
         };
         let own = own.to_owned();
+        let keep_revoked_text = self.keep_revoked_text;
         let enqueued = self
             .write(true, "queue a message", move |conn, account| {
                 let Some(seq) = insert_outgoing(conn, account, &record)? else {
@@ -205,24 +224,51 @@ impl MessageStore {
                         created: false,
                     });
                 };
-                if draft.reply_to.is_some() || draft.react_to.is_some() {
+                let change = match (&draft.edit_of, &draft.revoke_of) {
+                    (Some(id), _) => Some(super::Change::Edit {
+                        id: id.clone(),
+                        text: Some(record.text.clone()),
+                    }),
+                    (None, Some(id)) => Some(super::Change::Revoke { id: id.clone() }),
+                    (None, None) => None,
+                };
+                if draft.reply_to.is_some() || draft.react_to.is_some() || change.is_some() {
                     conn.prepare_cached(
-                        "INSERT INTO outbox_context (account, id, reply_to, react_to) \
-                         VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO outbox_context (account, id, reply_to, react_to, edit_of, \
+                         revoke_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?
                     .execute(params![
                         account,
                         record.id,
                         draft.reply_to,
-                        draft.react_to
+                        draft.react_to,
+                        draft.edit_of,
+                        draft.revoke_of
                     ])?;
+                }
+                if let Some(change) = change {
+                    super::changes::apply(
+                        conn,
+                        account,
+                        &[own],
+                        &change,
+                        now_ms,
+                        keep_revoked_text,
+                    )?;
+                    return Ok(Enqueued {
+                        record: OutboxRecord { seq, ..record },
+                        created: true,
+                    });
+                }
+                if let Some(media) = &draft.media {
+                    super::media_out::insert(conn, account, &record.id, media)?;
                 }
                 if let Some(target) = &draft.react_to {
                     let react = super::Change::React {
                         id: target.clone(),
                         emoji: record.text.clone(),
                     };
-                    super::changes::apply(conn, account, &[own], &react, now_ms)?;
+                    super::changes::apply(conn, account, &[own], &react, now_ms, false)?;
                 } else {
                     let sent = Inbound {
                         id: record.id.clone(),
@@ -230,14 +276,17 @@ impl MessageStore {
                         sender: own,
                         from_me: true,
                         timestamp: (now_ms / 1000) as i64,
-                        text: Some(record.text.clone()),
-                        description: None,
+                        text: (draft.media.is_none() || !record.text.is_empty())
+                            .then(|| record.text.clone()),
+                        description: draft.media.as_ref().map(|m| m.media.kind.as_str().into()),
                     };
-                    if let (Some(seq), Some(reply_to)) = (
-                        insert_inbound(conn, account, &sent, now_ms)?,
-                        &draft.reply_to,
-                    ) {
-                        super::changes::set_reply_to(conn, seq, reply_to)?;
+                    if let Some(seq) = insert_inbound(conn, account, &sent, now_ms)? {
+                        if let Some(reply_to) = &draft.reply_to {
+                            super::changes::set_reply_to(conn, seq, reply_to)?;
+                        }
+                        if let Some(media) = &draft.media {
+                            super::changes::set_media(conn, seq, &media.media.meta())?;
+                        }
                     }
                 }
                 Ok(Enqueued {
@@ -257,16 +306,28 @@ impl MessageStore {
     pub async fn context_of(&self, id: &str) -> Result<Option<Context>, super::StoreError> {
         let id = id.to_owned();
         self.read("read a message's context", move |conn, account| {
-            let found: Option<(Option<String>, Option<String>)> = conn
+            type Row = (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
+            let found: Option<Row> = conn
                 .prepare_cached(
-                    "SELECT reply_to, react_to FROM outbox_context WHERE account = ?1 AND id = ?2",
+                    "SELECT reply_to, react_to, edit_of, revoke_of FROM outbox_context \
+                     WHERE account = ?1 AND id = ?2",
                 )?
-                .query_row(params![account, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![account, id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()?;
-            let Some((reply_to, react_to)) = found else {
+            let Some((reply_to, react_to, edit_of, revoke_of)) = found else {
                 return Ok(None);
             };
-            let target = reply_to.clone().or(react_to.clone()).unwrap_or_default();
+            let target = [&reply_to, &react_to, &edit_of, &revoke_of]
+                .into_iter()
+                .find_map(|t| t.clone())
+                .unwrap_or_default();
             let quoted: Option<(String, bool, Option<String>)> = conn
                 .prepare_cached(
                     "SELECT sender, from_me, body FROM inbox WHERE account = ?1 AND id = ?2 LIMIT 1",
@@ -282,6 +343,8 @@ impl MessageStore {
             Ok(Some(Context {
                 reply_to,
                 react_to,
+                edit_of,
+                revoke_of,
                 sender,
                 from_me,
                 text,

@@ -14,6 +14,7 @@ mod changes;
 mod contacts;
 mod database;
 mod media;
+mod media_out;
 mod schema;
 mod sql;
 
@@ -30,9 +31,10 @@ pub use contacts::{Address, Contact, Context, Draft, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};
 pub use media::{MediaLookup, MediaRef, StoredMedia};
+pub use media_out::{MediaDraft, MediaKind, OutgoingMedia, Uploaded};
 use sql::{
-    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, QUEUED, fts_query, inbox_row, insert_inbound,
-    insert_outgoing, outbox_row, outgoing, prune,
+    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, PENDING_TEXTS, QUEUED, fts_query, inbox_row,
+    insert_inbound, insert_outgoing, outbox_row, outgoing, prune,
 };
 
 /// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
@@ -248,6 +250,7 @@ impl MessageDb {
             account: name.to_owned(),
             db: self.clone(),
             counts,
+            keep_revoked_text: false,
         })
     }
 }
@@ -259,6 +262,9 @@ pub struct MessageStore {
     account: String,
     db: Arc<MessageDb>,
     counts: Arc<Counts>,
+    /// A deletion for everyone keeps the message's text (marked revoked)
+    /// instead of dropping it.
+    keep_revoked_text: bool,
 }
 
 impl std::fmt::Debug for MessageStore {
@@ -270,6 +276,13 @@ impl std::fmt::Debug for MessageStore {
 }
 
 impl MessageStore {
+    /// This store, keeping the text of a message deleted for everyone when
+    /// `keep` (the account's `keep_revoked_text`).
+    pub fn keeping_revoked_text(mut self, keep: bool) -> Self {
+        self.keep_revoked_text = keep;
+        self
+    }
+
     /// The storage fault that stops writes right now (`disk full: …`).
     pub fn fault(&self) -> Option<String> {
         self.db.fault()
@@ -382,6 +395,14 @@ impl MessageStore {
     /// has to (re)send.
     pub async fn pending(&self) -> Result<Vec<OutboxRecord>, StoreError> {
         self.outgoing_where(PENDING, "ASC", None).await
+    }
+
+    /// [`Self::pending`] as a backup generation carries it: the sends its
+    /// records hold whole. A file (its bytes are not in the record), a
+    /// reaction, an edit or a deletion (put back without its context, its
+    /// text would go out as a message of its own) are left out.
+    pub async fn pending_texts(&self) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.outgoing_where(PENDING_TEXTS, "ASC", None).await
     }
 
     /// Messages not yet written to any connection, oldest first: what a
@@ -503,6 +524,9 @@ impl MessageStore {
                     record.updated_at,
                     record.seq
                 ])?;
+                if old.is_pending() && !record.status.is_pending() {
+                    media_out::release(conn, account, &record.id)?;
+                }
                 Ok(Some((old, record)))
             })
             .await?;

@@ -150,6 +150,46 @@ const MIGRATIONS: &[&str] = &[
      CREATE TRIGGER inbox_media_delete AFTER DELETE ON inbox BEGIN
          DELETE FROM media WHERE seq = old.seq;
      END;",
+    // 7: media going out. `outbox_media` is what the message says of its
+    // file and, once uploaded, where it is (a retry or a retry receipt
+    // sends the very same message, never a second upload under a new key);
+    // the media key is drawn at accept, so even an upload repeated after a
+    // crash produces the same blob. `outbox_files` holds the file itself
+    // while the send is pending, in the same commit as the send (encrypted
+    // with the rest of the file when a key is configured); it goes when
+    // the server acks the message or it fails. An outbox message may also
+    // edit or delete for everyone one this account sent (`edit_of`,
+    // `revoke_of`). New tables and columns only: it does not care which
+    // migration ran just before it.
+    "ALTER TABLE outbox_context ADD COLUMN edit_of TEXT;
+     ALTER TABLE outbox_context ADD COLUMN revoke_of TEXT;
+     CREATE TABLE outbox_media (
+         account TEXT NOT NULL,
+         id TEXT NOT NULL,
+         kind TEXT NOT NULL CHECK (kind IN ('image', 'video', 'audio', 'document')),
+         mimetype TEXT NOT NULL,
+         filename TEXT,
+         size INTEGER NOT NULL,
+         sha256 TEXT NOT NULL,
+         media_key BLOB NOT NULL,
+         url TEXT,
+         direct_path TEXT,
+         file_sha256 BLOB,
+         file_enc_sha256 BLOB,
+         file_length INTEGER,
+         media_key_timestamp INTEGER,
+         PRIMARY KEY (account, id)
+     ) WITHOUT ROWID;
+     CREATE TABLE outbox_files (
+         account TEXT NOT NULL,
+         id TEXT NOT NULL,
+         data BLOB NOT NULL,
+         PRIMARY KEY (account, id)
+     );
+     CREATE TRIGGER outbox_media_delete AFTER DELETE ON outbox BEGIN
+         DELETE FROM outbox_media WHERE account = old.account AND id = old.id;
+         DELETE FROM outbox_files WHERE account = old.account AND id = old.id;
+     END;",
 ];
 
 /// The schema version this walinkd writes.

@@ -11,6 +11,13 @@ pub(super) const OUTBOX_COLUMNS: &str = "seq, id, recipient, body, created_at, u
 pub(super) const INBOX_COLUMNS: &str = "inbox.seq, inbox.received_at, inbox.id, inbox.chat, inbox.sender, \
                              inbox.from_me, inbox.sent_at, inbox.body, inbox.description";
 pub(super) const PENDING: &str = "status IN ('queued', 'sent')";
+/// Pending sends that are whole in their outbox row: not a file (its bytes
+/// are elsewhere), not a reaction, edit or deletion (their row's text alone
+/// would go out as a new message).
+pub(super) const PENDING_TEXTS: &str = "status IN ('queued', 'sent') AND NOT EXISTS \
+    (SELECT 1 FROM outbox_media m WHERE m.account = outbox.account AND m.id = outbox.id) \
+    AND NOT EXISTS (SELECT 1 FROM outbox_context c WHERE c.account = outbox.account \
+    AND c.id = outbox.id AND coalesce(c.react_to, c.edit_of, c.revoke_of) IS NOT NULL)";
 pub(super) const QUEUED: &str = "status IN ('queued', 'sent') AND status = 'queued'";
 
 pub(super) fn outbox_row(row: &Row<'_>) -> rusqlite::Result<OutboxRecord> {
