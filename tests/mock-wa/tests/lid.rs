@@ -94,19 +94,22 @@ async fn texts_to_either_address_of_a_contact_are_recorded_once_under_the_contac
             .send_text(to.clone(), text)
             .await
             .expect("send completes");
-        let ack = client
-            .wait_event(WAIT, "ServerAck", |e| match e {
-                Event::ServerAck(a) if a.id == sent.message_id => Some(a.clone()),
-                _ => None,
+        // Either may come first: waiting for one must not swallow the other.
+        let (mut ack, mut receipt) = (None, None);
+        client
+            .wait_event(WAIT, "ServerAck and delivery Receipt", |e| {
+                match e {
+                    Event::ServerAck(a) if a.id == sent.message_id => ack = Some(a.clone()),
+                    Event::Receipt(r) if r.message_ids.contains(&sent.message_id) => {
+                        receipt = Some(r.clone())
+                    }
+                    _ => {}
+                }
+                (ack.is_some() && receipt.is_some()).then_some(())
             })
             .await;
+        let (ack, receipt) = (ack.unwrap(), receipt.unwrap());
         assert_eq!(ack.error, None, "{ack:?}");
-        let receipt = client
-            .wait_event(WAIT, "delivery Receipt", |e| match e {
-                Event::Receipt(r) if r.message_ids.contains(&sent.message_id) => Some(r.clone()),
-                _ => None,
-            })
-            .await;
         assert_eq!(
             receipt.source.sender.to_non_ad(),
             to,
