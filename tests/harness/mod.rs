@@ -45,6 +45,11 @@ where
     .unwrap_or_else(|()| panic!("timed out after {timeout:?} waiting for: {what}"))
 }
 
+/// How often [`poll_until`] asks again. The probes read state walinkd and
+/// the mock expose (status, the outbox, the inbox), which no event
+/// announces to the test; the deadline, not this pause, bounds the wait.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
 /// Polls `probe` until it returns `Ok`; at `timeout`, returns its last
 /// `Err`, so the caller can say what was still missing.
 pub async fn poll_until<T, E, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, E>
@@ -57,7 +62,7 @@ where
         match probe().await {
             Ok(v) => return Ok(v),
             Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
         }
     }
 }

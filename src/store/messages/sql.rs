@@ -18,7 +18,7 @@ pub(super) const PENDING_TEXTS: &str = "status IN ('queued', 'sent') AND NOT EXI
     (SELECT 1 FROM outbox_media m WHERE m.account = outbox.account AND m.id = outbox.id) \
     AND NOT EXISTS (SELECT 1 FROM outbox_context c WHERE c.account = outbox.account \
     AND c.id = outbox.id AND coalesce(c.react_to, c.edit_of, c.revoke_of) IS NOT NULL)";
-pub(super) const QUEUED: &str = "status IN ('queued', 'sent') AND status = 'queued'";
+pub(super) const QUEUED: &str = "status = 'queued'";
 
 pub(super) fn outbox_row(row: &Row<'_>) -> rusqlite::Result<OutboxRecord> {
     let status: String = row.get(6)?;
