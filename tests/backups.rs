@@ -108,9 +108,15 @@ async fn damage_generation(env: &Env, id: u64) {
         },
     )
     .await;
-    let tree = db.open_tree("backup:sales:data").unwrap();
-    let key = id.to_be_bytes();
-    let mut value = tree.get(key).unwrap().expect("generation exists").to_vec();
+    // A generation is stored in pieces under (id, piece number).
+    let tree = db.open_tree("backup:sales:chunks").unwrap();
+    let pieces: Vec<_> = tree
+        .scan_prefix(id.to_be_bytes())
+        .map(|piece| piece.unwrap())
+        .collect();
+    assert!(!pieces.is_empty(), "generation {id} exists");
+    let (key, value) = &pieces[pieces.len() / 2];
+    let mut value = value.to_vec();
     let middle = value.len() / 2;
     value[middle] ^= 0x01;
     tree.insert(key, value).unwrap();

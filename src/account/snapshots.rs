@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::events::AccountEvent;
 use super::state::AccountState;
 use super::supervisor::{AccountHandle, CommandError};
-use crate::store::backup::{BackupDb, SnapshotInfo, Stored};
+use crate::store::backup::{BackupDb, NewestCheck, SnapshotInfo, Stored};
 use crate::store::{AccountSnapshot, OutboxRecord, SledBackend, VerifyReport};
 
 /// Changes to the credentials come in bursts (pairing writes the device
@@ -369,29 +369,25 @@ impl Inner {
         let backend = self.backend.clone();
         let backups = self.backups.clone();
         let name = self.name().to_owned();
-        // Off the runtime: listing opens the backup database.
+        let checked_id = cached.as_ref().map(|(id, _)| *id);
+        // Off the runtime: a new generation is read from the backup
+        // database.
         let checked = tokio::task::spawn_blocking(move || {
-            let newest = backups.list(&name).ok()?.into_iter().next()?.id;
-            let finding = match cached.filter(|(id, _)| *id == newest) {
-                Some((_, finding)) => finding,
-                None => backups
-                    .load(&name, newest, &restorable(&backend))
-                    .err()
-                    .map(|e| e.to_string()),
-            };
-            Some((newest, finding))
+            backups.check_newest(&name, checked_id, &restorable(&backend))
         })
         .await;
-        let (newest, finding) = match checked {
-            Ok(Some(checked)) => checked,
-            Ok(None) => return None,
+        let found = match checked {
+            Ok(Ok(NewestCheck::Unchanged)) => return cached.and_then(|(_, problem)| problem),
+            Ok(Ok(NewestCheck::Checked { id, problem })) => Some((id, problem)),
+            Ok(Ok(NewestCheck::NoGeneration) | Err(_)) => None,
             Err(e) => return Some(e.to_string()),
         };
+        let problem = found.as_ref().and_then(|(_, problem)| problem.clone());
         *self
             .newest_checked
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((newest, finding.clone()));
-        finding
+            .unwrap_or_else(|p| p.into_inner()) = found;
+        problem
     }
 
     fn announce_restore(&self, generation: u64) {

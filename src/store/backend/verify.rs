@@ -122,7 +122,7 @@ impl SledBackend {
         }
         // Reading every record churned sled's cache; what it evicted waits
         // in this thread's garbage bag until collected.
-        crate::store::memory::release_freed();
+        crate::store::memory::release_freed_now_and_then();
         Ok(report)
     }
 }

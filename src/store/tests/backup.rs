@@ -1,6 +1,6 @@
 use super::snapshot::populate;
 use super::*;
-use crate::store::backup::{BackupDb, BackupError};
+use crate::store::backup::{BackupDb, BackupError, NewestCheck};
 use crate::store::{AccountSnapshot, Sealer};
 
 fn verified(snapshot: &AccountSnapshot) -> Result<(), String> {
@@ -9,6 +9,16 @@ fn verified(snapshot: &AccountSnapshot) -> Result<(), String> {
         .is_valid()
         .then_some(())
         .ok_or_else(|| format!("{:?}", report.problems))
+}
+
+/// A state database with account `sales` populated, in a temporary
+/// directory that also has room for the backups.
+async fn populated() -> (TempDir, StateDb, Arc<SledBackend>) {
+    let dir = temp_dir();
+    let db = open(&dir.path().join("state"));
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    (dir, db, s)
 }
 
 fn open_backups(path: &Path, sealer: Option<Sealer>) -> BackupDb {
@@ -26,10 +36,7 @@ fn open_backups(path: &Path, sealer: Option<Sealer>) -> BackupDb {
 
 #[tokio::test]
 async fn generations_are_deduplicated_pruned_and_restorable() {
-    let dir = temp_dir();
-    let db = open(&dir.path().join("state"));
-    let s = db.account("sales").unwrap();
-    populate(&s).await;
+    let (dir, _db, s) = populated().await;
     let backups = open_backups(&dir.path().join("backup"), None);
 
     let first = backups
@@ -78,10 +85,7 @@ async fn generations_are_deduplicated_pruned_and_restorable() {
 
 #[tokio::test]
 async fn a_damaged_newest_generation_falls_back_to_the_previous_one() {
-    let dir = temp_dir();
-    let db = open(&dir.path().join("state"));
-    let s = db.account("sales").unwrap();
-    populate(&s).await;
+    let (dir, _db, s) = populated().await;
     let backups = open_backups(&dir.path().join("backup"), None);
     backups
         .store(&s.snapshot().unwrap(), "paired", 12, 1)
@@ -91,11 +95,13 @@ async fn a_damaged_newest_generation_falls_back_to_the_previous_one() {
         .store(&s.snapshot().unwrap(), "scheduled", 12, 2)
         .unwrap();
 
-    with_data_tree(&backups, "sales", |data| {
-        let mut bytes = data.get(2u64.to_be_bytes()).unwrap().unwrap().to_vec();
+    with_chunks(&backups, "sales", |chunks| {
+        let pieces: Vec<_> = chunks.scan_prefix(2u64.to_be_bytes()).collect();
+        let (key, piece) = pieces[pieces.len() / 2].clone().unwrap();
+        let mut bytes = piece.to_vec();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x40;
-        data.insert(2u64.to_be_bytes(), bytes).unwrap();
+        chunks.insert(key, bytes).unwrap();
     });
 
     let err = backups.load("sales", 2, &verified).unwrap_err();
@@ -116,10 +122,7 @@ async fn a_damaged_newest_generation_falls_back_to_the_previous_one() {
 
 #[tokio::test]
 async fn sealed_generations_need_their_key() {
-    let dir = temp_dir();
-    let db = open(&dir.path().join("state"));
-    let s = db.account("sales").unwrap();
-    populate(&s).await;
+    let (dir, _db, s) = populated().await;
     let key = Sealer::from_key(&[9; 32]);
     {
         let backups = open_backups(&dir.path().join("backup"), Some(key.clone()));
@@ -127,8 +130,13 @@ async fn sealed_generations_need_their_key() {
             .store(&s.snapshot().unwrap(), "paired", 12, 1)
             .unwrap();
         assert_eq!(stored.info.sealed_with, Some(key.key_id()));
-        let raw = with_data_tree(&backups, "sales", |data| {
-            data.get(1u64.to_be_bytes()).unwrap().unwrap()
+        let raw = with_chunks(&backups, "sales", |chunks| {
+            chunks
+                .scan_prefix(1u64.to_be_bytes())
+                .values()
+                .next()
+                .unwrap()
+                .unwrap()
         });
         assert!(crate::store::seal::is_sealed(&raw));
         assert!(backups.load("sales", 1, &verified).is_ok());
@@ -144,10 +152,7 @@ async fn sealed_generations_need_their_key() {
 
 #[tokio::test]
 async fn cleared_marks_and_purge() {
-    let dir = temp_dir();
-    let db = open(&dir.path().join("state"));
-    let s = db.account("sales").unwrap();
-    populate(&s).await;
+    let (dir, _db, s) = populated().await;
     let backups = open_backups(&dir.path().join("backup"), None);
     backups
         .store(&s.snapshot().unwrap(), "paired", 12, 1)
@@ -166,20 +171,120 @@ async fn cleared_marks_and_purge() {
     assert!(backups.list("sales").unwrap().is_empty());
 }
 
-fn with_data_tree<T: Send>(
+/// Runs `f` on `account`'s tree `kind` (`chunks`, or `data` for the layout
+/// before chunks).
+fn with_tree<T: Send>(
+    backups: &BackupDb,
+    account: &str,
+    kind: &str,
+    f: impl FnOnce(&sled::Tree) -> T + Send,
+) -> T {
+    backups.with_raw_tree(&format!("backup:{account}:{kind}"), f)
+}
+
+fn with_chunks<T: Send>(
     backups: &BackupDb,
     account: &str,
     f: impl FnOnce(&sled::Tree) -> T + Send,
 ) -> T {
-    backups.with_raw_tree(&format!("backup:{account}:data"), f)
+    with_tree(backups, account, "chunks", f)
+}
+
+#[tokio::test]
+async fn a_large_generation_is_stored_in_pieces_sled_keeps_inline() {
+    let (dir, _db, s) = populated().await;
+    // About 2 MB of sessions, the size of a busy account's generation.
+    for i in 0..500u32 {
+        let record: Vec<u8> = (0..4096u32).map(|b| (b ^ i) as u8).collect();
+        s.put_session(&format!("{i}@s.whatsapp.net"), &record)
+            .await
+            .unwrap();
+    }
+    let path = dir.path().join("backup");
+    let backups = open_backups(&path, None);
+    for round in 0..4u8 {
+        s.put_session("a@s.whatsapp.net", &[round]).await.unwrap();
+        assert!(
+            backups
+                .store(&s.snapshot().unwrap(), "scheduled", 3, i64::from(round))
+                .unwrap()
+                .created
+        );
+    }
+    let (info, snapshot, _) = backups.newest_valid("sales", &verified).unwrap();
+    assert_eq!(info.id, 4);
+    assert!(info.size_bytes > 2_000_000, "{}", info.size_bytes);
+    assert_eq!(snapshot, s.snapshot().unwrap());
+    let pieces = with_chunks(&backups, "sales", |chunks| {
+        chunks
+            .iter()
+            .keys()
+            .map(|k| k.unwrap().to_vec())
+            .collect::<Vec<_>>()
+    });
+    let generations: std::collections::BTreeSet<&[u8]> = pieces.iter().map(|k| &k[..8]).collect();
+    assert_eq!(
+        generations.into_iter().collect::<Vec<_>>(),
+        [2u64, 3, 4]
+            .map(u64::to_be_bytes)
+            .iter()
+            .map(|k| &k[..])
+            .collect::<Vec<_>>(),
+        "the pruned generation's pieces are gone"
+    );
+    // sled writes a leaf too large for its log as a file under blobs/; no
+    // leaf of pieces is one.
+    let blobs = std::fs::read_dir(path.join("blobs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "leaves stored as blob files");
+}
+
+#[tokio::test]
+async fn a_generation_stored_before_pieces_still_loads_and_is_pruned() {
+    let (dir, _db, s) = populated().await;
+    let backups = open_backups(&dir.path().join("backup"), None);
+    backups
+        .store(&s.snapshot().unwrap(), "paired", 2, 1)
+        .unwrap();
+    // Rewritten as the earlier layout stored it: one value under the id.
+    let whole = with_chunks(&backups, "sales", |chunks| {
+        let mut whole = Vec::new();
+        for piece in chunks.scan_prefix(1u64.to_be_bytes()).values() {
+            whole.extend_from_slice(&piece.unwrap());
+        }
+        chunks.clear().unwrap();
+        whole
+    });
+    with_tree(&backups, "sales", "data", |data| {
+        data.insert(1u64.to_be_bytes(), whole).unwrap();
+    });
+    let (info, snapshot) = backups.load("sales", 1, &verified).unwrap();
+    assert_eq!(info.id, 1);
+    assert_eq!(snapshot, s.snapshot().unwrap());
+
+    for round in 0..2u8 {
+        s.put_session("a@s.whatsapp.net", &[round]).await.unwrap();
+        backups
+            .store(&s.snapshot().unwrap(), "scheduled", 2, 2)
+            .unwrap();
+    }
+    let ids: Vec<u64> = backups
+        .list("sales")
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, [3, 2]);
+    assert!(
+        with_tree(&backups, "sales", "data", |data| data.is_empty()),
+        "the earlier layout's value goes with its generation"
+    );
 }
 
 #[tokio::test]
 async fn the_backup_database_is_closed_between_operations() {
-    let dir = temp_dir();
-    let db = open(&dir.path().join("state"));
-    let s = db.account("sales").unwrap();
-    populate(&s).await;
+    let (dir, _db, s) = populated().await;
     let path = dir.path().join("backup");
     let backups = open_backups(&path, None);
     for round in 0..50u8 {
@@ -200,5 +305,57 @@ async fn the_backup_database_is_closed_between_operations() {
             "round {round}: still open: {:?}",
             other.err()
         );
+    }
+}
+
+#[tokio::test]
+async fn the_newest_generation_is_checked_once_and_not_reopened_for_nothing() {
+    let (dir, _db, s) = populated().await;
+    let path = dir.path().join("backup");
+    let backups = open_backups(&path, None);
+    assert_eq!(
+        backups.check_newest("sales", None, &verified).unwrap(),
+        NewestCheck::NoGeneration
+    );
+    backups
+        .store(&s.snapshot().unwrap(), "paired", 12, 1)
+        .unwrap();
+    assert_eq!(
+        backups.check_newest("sales", None, &verified).unwrap(),
+        NewestCheck::Checked {
+            id: 1,
+            problem: None
+        }
+    );
+    {
+        // Held by another handle, the files cannot be opened: an unchanged
+        // newest generation is known without opening them.
+        let _other = sled::Config::new().path(&path).open().unwrap();
+        assert_eq!(
+            backups.check_newest("sales", Some(1), &verified).unwrap(),
+            NewestCheck::Unchanged
+        );
+    }
+    s.put_session("a@s.whatsapp.net", b"newer").await.unwrap();
+    backups
+        .store(&s.snapshot().unwrap(), "scheduled", 12, 2)
+        .unwrap();
+    with_chunks(&backups, "sales", |chunks| {
+        let (key, piece) = chunks
+            .scan_prefix(2u64.to_be_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut bytes = piece.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        chunks.insert(key, bytes).unwrap();
+    });
+    match backups.check_newest("sales", Some(1), &verified).unwrap() {
+        NewestCheck::Checked {
+            id: 2,
+            problem: Some(problem),
+        } => assert!(problem.contains("checksum"), "{problem}"),
+        other => panic!("generation 2 checked and found damaged, not {other:?}"),
     }
 }
