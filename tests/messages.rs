@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::{Env, eventually};
-use mock_wa::messaging::{Addressing, ReceiptKind};
+use mock_wa::messaging::{Addressing, MessagingConfig, ReceiptKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use walink::ipc::{Client, ClientError};
@@ -531,4 +531,56 @@ async fn a_subscriber_that_stops_reading_does_not_slow_senders() {
         }
     };
     assert!(lagged["params"]["missed"].as_u64().unwrap() > 0, "{lagged}");
+}
+
+/// What a walinkd killed between acking a contact's retry receipt and
+/// answering it leaves behind: a message the server acked that the contact
+/// never confirmed. The next walinkd writes it once more under its id;
+/// the contact keeps one copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_sends_unconfirmed_messages_again_under_their_ids() {
+    // The contact receives but never confirms: every send stays at
+    // `server_ack`.
+    let quiet = MessagingConfig {
+        auto_delivery_receipts: false,
+    };
+    let env = Env::with_mock(&["sales"], "", quiet).await;
+    let mut env = Env::paired_in(env, &["sales"], CONNECT).await;
+    let mut ids = Vec::new();
+    for text in ["first", "second"] {
+        let out = env.walink(&["send", "sales", CONTACT, text]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    let all = env.walink_json(&["outbox", "sales", "--all"]).await;
+    let statuses: Vec<&str> = all["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["server_ack", "server_ack"]);
+    let messaging = env.mock.messaging().expect("messaging side").clone();
+    let before = messaging.stats().messages_duplicate;
+
+    env.stop_daemon(libc::SIGTERM).await;
+    env.start_daemon().await;
+    env.wait_state("sales", "connected", CONNECT).await;
+    eventually(CONNECT, "both unconfirmed messages written again", || {
+        let messaging = messaging.clone();
+        async move { (messaging.stats().messages_duplicate >= before + 2).then_some(()) }
+    })
+    .await;
+    let mut got = contact_inbox_ids(&env).await;
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids, "the contact has each message once");
+    let all = env.walink_json(&["outbox", "sales", "--all"]).await;
+    for m in all["messages"].as_array().unwrap() {
+        assert_eq!(m["status"], "server_ack", "a resend changes no status: {m}");
+    }
 }

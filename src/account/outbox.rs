@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, broadcast};
@@ -13,6 +14,16 @@ use super::events::AccountEvent;
 use super::waiters::StatusWaiters;
 use crate::store::{DeliveryStatus, MessageStore, OutboxRecord, OutgoingMedia, Uploaded};
 use crate::wa::{InboxSink, IncomingMessage, Session, SessionError, outgoing_message};
+
+/// Messages older than this are not written again: a contact's retry
+/// receipt comes within seconds of the message, and one that comes later
+/// reaches the new walinkd, which answers it.
+const REDELIVER_WITHIN: Duration = Duration::from_secs(10 * 60);
+/// How far back in the outbox unconfirmed messages are looked for.
+const REDELIVER_AMONG: usize = 500;
+
+/// The connection ended.
+struct NotConnected;
 
 /// A message that failed this many times to go out is given up on.
 const MAX_ATTEMPTS: u32 = 10;
@@ -79,10 +90,19 @@ pub(crate) struct Sender {
     pub(crate) kick: Arc<Notify>,
     pub(crate) events: broadcast::Sender<AccountEvent>,
     pub(crate) waiters: Arc<StatusWaiters>,
+    /// Set until the sends an earlier walinkd left unconfirmed have been
+    /// written again, once (see [`Sender::redeliver`]).
+    pub(crate) redeliver: Arc<AtomicBool>,
 }
 
 impl Sender {
     pub(crate) async fn run(self) {
+        if self.redeliver.load(Ordering::Acquire) {
+            if self.redeliver().await.is_err() {
+                return;
+            }
+            self.redeliver.store(false, Ordering::Release);
+        }
         // Sent on this connection and waiting for the server's ack; a message
         // sent on an earlier connection (or by an earlier walinkd) without an
         // ack is sent again, under the same id.
@@ -147,6 +167,39 @@ impl Sender {
                 self.kick.notified().await;
             }
         }
+    }
+
+    /// Writes once more, under the same id, the recent messages the server
+    /// acked that no recipient confirmed. The library answers a contact's
+    /// retry receipt (it could not decrypt, say after a restore rolled the
+    /// session back) on a task of its own after acking the receipt, so a
+    /// walinkd killed between the two leaves that message unreadable for
+    /// good: the contact does not ask twice. Run once per walinkd; a
+    /// recipient that has the message already keeps one copy (ids are
+    /// unique), and one that cannot decrypt it asks again, to this walinkd.
+    /// Fails only when the connection is gone, for the next one to finish.
+    async fn redeliver(&self) -> Result<(), NotConnected> {
+        let since = now_ms().saturating_sub(REDELIVER_WITHIN.as_millis() as u64);
+        let unconfirmed = match self.store.unconfirmed(REDELIVER_AMONG, since).await {
+            Ok(unconfirmed) => unconfirmed,
+            Err(e) => {
+                tracing::error!(account = %self.account, error = %e, "reading the outbox for unconfirmed messages failed; they are not sent again");
+                return Ok(());
+            }
+        };
+        if !unconfirmed.is_empty() {
+            tracing::info!(account = %self.account, messages = unconfirmed.len(), "sending recent unconfirmed messages again, under their ids");
+        }
+        for record in unconfirmed {
+            match self.send(&record).await {
+                Ok(_) => {}
+                Err(SessionError::NotConnected) => return Err(NotConnected),
+                Err(e) => {
+                    tracing::warn!(account = %self.account, id = %record.id, error = %e, "sending an unconfirmed message again failed; it keeps its status");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes `record` to the connection: a text, a reply, a reaction, or a

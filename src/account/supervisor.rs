@@ -3,6 +3,7 @@
 //! reports (state, counters, QR) comes from here, so status tells the truth.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
@@ -260,6 +261,7 @@ impl AccountHandle {
             session: None,
             session_events: None,
             lost_connection: false,
+            redeliver: Arc::new(AtomicBool::new(true)),
         };
         let task = tokio::spawn(supervisor.run(start));
         let retention = (spec.retention != Retention::default()).then(|| {
@@ -504,6 +506,9 @@ struct Supervisor {
     /// The last connection ended without anyone asking: the next login is
     /// an automatic reconnection.
     lost_connection: bool,
+    /// Until the first connection sent again what an earlier walinkd left
+    /// unconfirmed.
+    redeliver: Arc<AtomicBool>,
 }
 
 impl Supervisor {
@@ -816,6 +821,7 @@ impl Supervisor {
                                 kick: self.kick.clone(),
                                 events: self.events.clone(),
                                 waiters: self.waiters.clone(),
+                                redeliver: self.redeliver.clone(),
                             }
                             .run(),
                         ));

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use mock_wa::messaging::MessagingConfig;
 use mock_wa::{MockConfig, MockHandle, MockServer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -74,7 +75,12 @@ impl Env {
 
     /// `connection` is extra TOML for the `[connection]` table.
     pub async fn with_connection(accounts: &[&str], connection: &str) -> Env {
-        let mock = MockServer::start(MockConfig::default())
+        Self::with_mock(accounts, connection, MessagingConfig::default()).await
+    }
+
+    /// With the mock's contacts behaving as `messaging` says.
+    pub async fn with_mock(accounts: &[&str], connection: &str, messaging: MessagingConfig) -> Env {
+        let mock = MockServer::start_with_messaging(MockConfig::default(), messaging)
             .await
             .expect("mock-wa starts");
         let media_hosts = format!("127.0.0.1={}", mock.media_host());
@@ -282,7 +288,11 @@ impl Env {
     /// A running daemon with each of `accounts` paired and connected
     /// within `connect`, as a user leaves it after `walink qr`.
     pub async fn paired(accounts: &[&str], connect: Duration) -> Env {
-        let mut env = Env::new(accounts).await;
+        Self::paired_in(Env::new(accounts).await, accounts, connect).await
+    }
+
+    /// `env`, started, with `accounts` paired and connected.
+    pub async fn paired_in(mut env: Env, accounts: &[&str], connect: Duration) -> Env {
         env.start_daemon().await;
         for account in accounts {
             env.pair(account).await;

@@ -412,6 +412,24 @@ impl MessageStore {
         self.outgoing_where(QUEUED, "ASC", None).await
     }
 
+    /// Messages the server acked but no recipient confirmed yet, among the
+    /// newest `among` of the outbox and created at or after `since_ms`,
+    /// oldest first.
+    pub async fn unconfirmed(
+        &self,
+        among: usize,
+        since_ms: u64,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.read("list messages", move |conn, account| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT * FROM (SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1                  ORDER BY seq DESC LIMIT ?2)                  WHERE status = 'server_ack' AND created_at >= ?3 ORDER BY seq ASC"
+            ))?;
+            stmt.query_map(params![account, among as i64, since_ms as i64], outbox_row)?
+                .collect()
+        })
+        .await
+    }
+
     /// Messages given up on, oldest first.
     pub async fn failed(&self) -> Result<Vec<OutboxRecord>, StoreError> {
         self.outgoing_where("status = 'failed'", "ASC", None).await
