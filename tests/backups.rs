@@ -665,3 +665,59 @@ async fn sends_pending_at_a_restore_go_out_once() {
         "the damaged messages.db is kept aside"
     );
 }
+
+/// The library saves what it changes in the device record through a
+/// background saver. Without it, a walinkd killed after its login's prekey
+/// upload forgot that the server holds the prekeys, and the next one
+/// uploaded another 812, all kept in the state and in every backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_after_the_prekey_upload_does_not_upload_them_again() {
+    let (mut env, jid) = paired_with("").await;
+    let messaging = env.mock.messaging().expect("messaging side").clone();
+    let uploaded = eventually(
+        Duration::from_secs(20),
+        "the prekeys uploaded after pairing",
+        || {
+            let (messaging, jid) = (messaging.clone(), jid.clone());
+            async move {
+                let held = messaging.prekeys_held(&jid).await;
+                (held > 0).then_some(held)
+            }
+        },
+    )
+    .await;
+    // The upload marks the device record changed; it is on disk once
+    // walink's store says so after the upload.
+    eventually(Duration::from_secs(20), "the device record saved", || {
+        let log = env.daemon_log();
+        async move {
+            let upload = log.rfind("Server missing prekeys (persisted flag)")?;
+            log[upload..].contains("device record saved").then_some(())
+        }
+    })
+    .await;
+    env.stop_daemon(libc::SIGKILL).await;
+    // The library decides on its login upload on a task of its own, after
+    // the account is connected; its debug line says what it decided.
+    env.daemon_env.push((
+        "RUST_LOG".into(),
+        "info,walink=debug,whatsapp_rust::prekeys=debug".into(),
+    ));
+    let before = env.daemon_log().len();
+    env.start_daemon().await;
+    let skipped = eventually(CONNECT, "the login's prekey decision", || {
+        let log = env.daemon_log().split_off(before);
+        async move {
+            if log.contains("Server has prekeys (persisted flag)") {
+                Some(true)
+            } else if log.contains("Server missing prekeys (persisted flag)") {
+                Some(false)
+            } else {
+                None
+            }
+        }
+    })
+    .await;
+    assert!(skipped, "the restart uploaded prekeys again");
+    assert_eq!(messaging.prekeys_held(&jid).await, uploaded);
+}

@@ -13,7 +13,9 @@ impl DeviceStore for SledBackend {
     /// losing a just-completed pairing to a crash would cost a second QR scan.
     async fn save(&self, device: &Device) -> Result<()> {
         self.put(Kind::Meta, meta::DEVICE, &DeviceState::from(device))?;
-        Ok(self.flush()?)
+        self.flush()?;
+        tracing::debug!(account = %self.account, "device record saved");
+        Ok(())
     }
 
     async fn load(&self) -> Result<Option<Device>> {

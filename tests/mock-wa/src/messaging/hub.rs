@@ -299,6 +299,25 @@ impl Messaging {
             .map_or(0, |s| s.queue.len())
     }
 
+    /// How many one-time prekeys the server holds for device `device`
+    /// (e.g. `15550000001:1@s.whatsapp.net`): what its uploads added and
+    /// bundle fetches did not take.
+    pub async fn prekeys_held(&self, device: &str) -> usize {
+        let Ok(jid) = device.parse::<Jid>() else {
+            return 0;
+        };
+        let addr = DeviceAddr {
+            user: jid.user.to_string(),
+            device: jid.device,
+        };
+        self.state
+            .lock()
+            .await
+            .uploads
+            .get(&addr)
+            .map_or(0, |keys| keys.prekeys.len())
+    }
+
     /// Answers the `encrypt` and `usync` IQs of a logged-in `device`;
     /// `None` for any other IQ, which stays the core's to answer.
     pub async fn handle_iq(&self, view: &dyn ServerView, device: &Jid, iq: &Node) -> Option<Node> {
