@@ -1,9 +1,9 @@
-//! Media in, end to end: a contact's photo and document arrive from
-//! mock-wa (encrypted blobs on its media host), the real walinkd fetches
-//! them through its own HTTP client (`WALINK_TEST_HOSTS` points the host the
-//! server names at the mock's plain-HTTP listener), decrypts and checks them,
-//! and writes them: on request (`walink media`) and as they arrive
-//! (`auto_download`).
+//! Media in, end to end: a contact's photo, document, video and voice note
+//! arrive from mock-wa (encrypted blobs on its media host), the real
+//! walinkd fetches them through its own HTTP client (`WALINK_TEST_HOSTS`
+//! points the host the server names at the mock's plain-HTTP listener),
+//! decrypts and checks them, and writes them: on request (`walink media`)
+//! and as they arrive (`auto_download`).
 
 mod harness;
 
@@ -169,6 +169,51 @@ async fn walink_media_writes_the_file_the_contact_sent() {
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(why.contains("is a text message; it has no file"), "{why}");
     assert_eq!(env.status("sales").await["state"], "connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_and_a_voice_note_arrive_as_such_and_are_fetched_whole() {
+    let env = Env::paired(&["sales"], CONNECT).await;
+    let clip: Vec<u8> = b"\0\0\0\x18ftypmp42"
+        .iter()
+        .copied()
+        .chain((0..40_000u32).map(|i| (i * 13 % 241) as u8))
+        .collect();
+    let note: Vec<u8> = b"OggS\0\x02"
+        .iter()
+        .copied()
+        .chain((0..7_000u32).map(|i| (i * 17 % 239) as u8))
+        .collect();
+    let video = deliver(&env, "video", "video/mp4", None, &clip).await;
+    let voice = deliver(&env, "voice", "audio/ogg; codecs=opus", None, &note).await;
+    let stored = messages(&env, 2).await;
+    let by_id = |id: &str| stored.iter().find(|m| m["id"] == id).unwrap().clone();
+    let (v, n) = (by_id(&video), by_id(&voice));
+    assert_eq!(v["kind"], "video", "{v}");
+    assert_eq!(v["text"], "a video", "a video keeps its caption: {v}");
+    assert_eq!(v["media"]["mimetype"], "video/mp4");
+    assert_eq!(v["media"]["sha256"], hex(&clip));
+    assert_eq!(n["kind"], "voice", "a ptt audio is a voice note: {n}");
+    assert_eq!(n["media"]["mimetype"], "audio/ogg; codecs=opus");
+    assert_eq!(n["media"]["sha256"], hex(&note));
+
+    let here = tempfile::tempdir().unwrap();
+    for (id, name, data, kind) in [
+        (&video, "clip.mp4", &clip, "video"),
+        (&voice, "note.ogg", &note, "voice"),
+    ] {
+        let out = walink_media_in(&env, here.path(), id, &["-o", name, "--json"]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["kind"], kind, "{result}");
+        assert_eq!(result["sha256"], hex(data));
+        let written = std::fs::read(here.path().join(name)).unwrap();
+        assert_eq!(hex(&written), hex(data), "{name} is the very file sent");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
