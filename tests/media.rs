@@ -217,6 +217,57 @@ async fn a_video_and_a_voice_note_arrive_as_such_and_are_fetched_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_goes_to_the_client_in_parts_and_walinkd_keeps_no_copy() {
+    let env = Env::paired(&["sales"], CONNECT).await;
+    // Three parts of 36 KiB and a bit.
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i * 11 % 253) as u8).collect();
+    let id = deliver(&env, "document", "application/pdf", Some("big.pdf"), &big).await;
+    messages(&env, 1).await;
+    let part = |transfer: &str, n: u32| serde_json::json!({"account": "sales", "id": id, "transfer": transfer, "part": n});
+    let err = env.call("media_part", part("t1", 1)).await.unwrap_err();
+    assert_eq!(err["code"], -32602, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("start again with part 0")
+    );
+
+    let mut got = Vec::new();
+    let mut n = 0;
+    loop {
+        let r = env.call("media_part", part("t1", n)).await.expect("a part");
+        assert_eq!(r["sha256"], hex(&big), "{r}");
+        assert_eq!(r["size"], big.len());
+        assert_eq!(r["kind"], "document");
+        assert_eq!(r["filename"], "big.pdf");
+        let data = r["data"].as_str().unwrap();
+        assert!(data.len() <= 48 * 1024, "a part fits a line");
+        got.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        );
+        n += 1;
+        if n == r["parts"].as_u64().unwrap() as u32 {
+            break;
+        }
+    }
+    assert_eq!(n, 3);
+    assert_eq!(hex(&got), hex(&big));
+    // The last part ended the transfer, and the file walinkd held had no
+    // name: nothing of it is left in the state directory.
+    let err = env.call("media_part", part("t1", 3)).await.unwrap_err();
+    assert_eq!(err["code"], -32602, "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(env.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".fetch-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_fails_names_the_host_and_keeps_nothing() {
     let mut env = Env::new(&[]).await;
     env.write_raw_config(
