@@ -663,7 +663,7 @@ async fn workload(
     while Instant::now() < until {
         let a = &accounts[rng.index(accounts.len())];
         let n = rng.next_u64();
-        let addressing = if n % 2 == 0 {
+        let addressing = if n.is_multiple_of(2) {
             Addressing::Lid
         } else {
             Addressing::Pn

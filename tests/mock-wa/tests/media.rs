@@ -172,7 +172,7 @@ async fn a_video_and_a_voice_note_go_both_ways_under_their_own_keys() {
     ] {
         let up = client
             .client
-            .upload(data.clone(), kind.clone(), UploadOptions::default())
+            .upload(data.clone(), kind, UploadOptions::default())
             .await
             .expect("upload");
         let mut message = wa::Message::default();
