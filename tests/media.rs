@@ -268,6 +268,30 @@ async fn a_file_goes_to_the_client_in_parts_and_walinkd_keeps_no_copy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_media_dir_is_named_at_start_with_what_to_add() {
+    let mut env = Env::new(&[]).await;
+    // Not even root may create a directory in /proc.
+    env.write_raw_config(
+        "",
+        &format!(
+            "url = {:?}\nclient_version = {CLIENT_VERSION:?}",
+            env.mock.ws_url()
+        ),
+        "[[account]]\nname = \"sales\"\nauto_download = [\"image\"]\nmedia_dir = \"/proc/walink-media\"\n",
+    );
+    env.start_daemon().await;
+    let log = env.daemon_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("media_dir_unwritable"))
+        .unwrap_or_else(|| panic!("no warning about media_dir in {log}"));
+    assert!(line.contains("/proc/walink-media"), "{line}");
+    assert!(line.contains("ReadWritePaths=/proc/walink-media"), "{line}");
+    // Only the automatic fetches need the directory: the account runs.
+    assert_eq!(env.status("sales").await["name"], "sales");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_that_fails_names_the_host_and_keeps_nothing() {
     let mut env = Env::new(&[]).await;
     env.write_raw_config(

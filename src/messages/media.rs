@@ -216,6 +216,23 @@ pub async fn save(
     })
 }
 
+/// Whether walinkd may save files in `dir` (created if missing): a probe
+/// file is made and removed.
+pub fn check_writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    let probe = dir.join(format!(".walink-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 /// A file fetched and checked, held for a client to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
