@@ -1,9 +1,9 @@
-//! Media in, end to end: a contact's photo and document arrive from
-//! mock-wa (encrypted blobs on its media host), the real walinkd fetches
-//! them through its own HTTP client (`WALINK_TEST_HOSTS` points the host the
-//! server names at the mock's plain-HTTP listener), decrypts and checks them,
-//! and writes them: on request (`walink media`) and as they arrive
-//! (`auto_download`).
+//! Media in, end to end: a contact's photo, document, video and voice note
+//! arrive from mock-wa (encrypted blobs on its media host), the real
+//! walinkd fetches them through its own HTTP client (`WALINK_TEST_HOSTS`
+//! points the host the server names at the mock's plain-HTTP listener),
+//! decrypts and checks them, and writes them: on request (`walink media`)
+//! and as they arrive (`auto_download`).
 
 mod harness;
 
@@ -169,6 +169,126 @@ async fn walink_media_writes_the_file_the_contact_sent() {
     let why = String::from_utf8_lossy(&out.stderr);
     assert!(why.contains("is a text message; it has no file"), "{why}");
     assert_eq!(env.status("sales").await["state"], "connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_and_a_voice_note_arrive_as_such_and_are_fetched_whole() {
+    let env = Env::paired(&["sales"], CONNECT).await;
+    let clip: Vec<u8> = b"\0\0\0\x18ftypmp42"
+        .iter()
+        .copied()
+        .chain((0..40_000u32).map(|i| (i * 13 % 241) as u8))
+        .collect();
+    let note: Vec<u8> = b"OggS\0\x02"
+        .iter()
+        .copied()
+        .chain((0..7_000u32).map(|i| (i * 17 % 239) as u8))
+        .collect();
+    let video = deliver(&env, "video", "video/mp4", None, &clip).await;
+    let voice = deliver(&env, "voice", "audio/ogg; codecs=opus", None, &note).await;
+    let stored = messages(&env, 2).await;
+    let by_id = |id: &str| stored.iter().find(|m| m["id"] == id).unwrap().clone();
+    let (v, n) = (by_id(&video), by_id(&voice));
+    assert_eq!(v["kind"], "video", "{v}");
+    assert_eq!(v["text"], "a video", "a video keeps its caption: {v}");
+    assert_eq!(v["media"]["mimetype"], "video/mp4");
+    assert_eq!(v["media"]["sha256"], hex(&clip));
+    assert_eq!(n["kind"], "voice", "a ptt audio is a voice note: {n}");
+    assert_eq!(n["media"]["mimetype"], "audio/ogg; codecs=opus");
+    assert_eq!(n["media"]["sha256"], hex(&note));
+
+    let here = tempfile::tempdir().unwrap();
+    for (id, name, data, kind) in [
+        (&video, "clip.mp4", &clip, "video"),
+        (&voice, "note.ogg", &note, "voice"),
+    ] {
+        let out = walink_media_in(&env, here.path(), id, &["-o", name, "--json"]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["kind"], kind, "{result}");
+        assert_eq!(result["sha256"], hex(data));
+        let written = std::fs::read(here.path().join(name)).unwrap();
+        assert_eq!(hex(&written), hex(data), "{name} is the very file sent");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_goes_to_the_client_in_parts_and_walinkd_keeps_no_copy() {
+    let env = Env::paired(&["sales"], CONNECT).await;
+    // Three parts of 36 KiB and a bit.
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i * 11 % 253) as u8).collect();
+    let id = deliver(&env, "document", "application/pdf", Some("big.pdf"), &big).await;
+    messages(&env, 1).await;
+    let part = |transfer: &str, n: u32| serde_json::json!({"account": "sales", "id": id, "transfer": transfer, "part": n});
+    let err = env.call("media_part", part("t1", 1)).await.unwrap_err();
+    assert_eq!(err["code"], -32602, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("start again with part 0")
+    );
+
+    let mut got = Vec::new();
+    let mut n = 0;
+    loop {
+        let r = env.call("media_part", part("t1", n)).await.expect("a part");
+        assert_eq!(r["sha256"], hex(&big), "{r}");
+        assert_eq!(r["size"], big.len());
+        assert_eq!(r["kind"], "document");
+        assert_eq!(r["filename"], "big.pdf");
+        let data = r["data"].as_str().unwrap();
+        assert!(data.len() <= 48 * 1024, "a part fits a line");
+        got.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        );
+        n += 1;
+        if n == r["parts"].as_u64().unwrap() as u32 {
+            break;
+        }
+    }
+    assert_eq!(n, 3);
+    assert_eq!(hex(&got), hex(&big));
+    // The last part ended the transfer, and the file walinkd held had no
+    // name: nothing of it is left in the state directory.
+    let err = env.call("media_part", part("t1", 3)).await.unwrap_err();
+    assert_eq!(err["code"], -32602, "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(env.state_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".fetch-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_media_dir_is_named_at_start_with_what_to_add() {
+    let mut env = Env::new(&[]).await;
+    // Not even root may create a directory in /proc.
+    env.write_raw_config(
+        "",
+        &format!(
+            "url = {:?}\nclient_version = {CLIENT_VERSION:?}",
+            env.mock.ws_url()
+        ),
+        "[[account]]\nname = \"sales\"\nauto_download = [\"image\"]\nmedia_dir = \"/proc/walink-media\"\n",
+    );
+    env.start_daemon().await;
+    let log = env.daemon_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("media_dir_unwritable"))
+        .unwrap_or_else(|| panic!("no warning about media_dir in {log}"));
+    assert!(line.contains("/proc/walink-media"), "{line}");
+    assert!(line.contains("ReadWritePaths=/proc/walink-media"), "{line}");
+    // Only the automatic fetches need the directory: the account runs.
+    assert_eq!(env.status("sales").await["name"], "sales");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

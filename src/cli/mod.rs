@@ -7,6 +7,7 @@
 mod args;
 mod backup;
 mod files;
+mod media;
 mod qr;
 mod render;
 mod socket;
@@ -27,8 +28,8 @@ use crate::config::validate_account_name;
 use crate::ipc::client::{Client, ClientError, Stream, StreamItem, decode};
 use crate::ipc::protocol::{
     self, ActionResult, ChatsResult, ContactsResult, DiagnoseReport, GroupsResult, HealthLevel,
-    HealthResult, Lagged, MediaResult, MessagesResult, OutboxResult, PairCodeResult,
-    QrNotification, QrResult, QrWaiting, SendResult, StatusResult, method, notification,
+    HealthResult, Lagged, MessagesResult, OutboxResult, PairCodeResult, QrNotification, QrResult,
+    QrWaiting, SendResult, StatusResult, method, notification,
 };
 
 /// Exit statuses.
@@ -271,15 +272,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             message_id,
             output,
         } => {
-            let (path, dir) = media_destination(output.as_deref())?;
-            let result: MediaResult = call(
-                &mut client,
-                &out,
-                method::MEDIA,
-                json!({"account": account, "id": message_id, "path": path, "dir": dir}),
-                "media",
-            )
-            .await?;
+            let result =
+                media::fetch(&mut client, &out, &account, &message_id, output.as_deref()).await?;
             if !out.json {
                 println!("{}", result.path);
             }
@@ -377,22 +371,6 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
 fn completions(shell: clap_complete::Shell) -> u8 {
     clap_complete::generate(shell, &mut Cli::command(), "walink", &mut std::io::stdout());
     exit::OK
-}
-
-/// Where `walink media` asks walinkd to write, as absolute paths (walinkd
-/// has its own working directory): a file, or a directory for the default
-/// name.
-fn media_destination(
-    output: Option<&std::path::Path>,
-) -> Result<(Option<String>, Option<String>), Failure> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Failure::usage("cannot tell the current directory", e))?;
-    let text = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
-    Ok(match output {
-        None => (None, Some(text(cwd))),
-        Some(o) if o.is_dir() => (None, Some(text(cwd.join(o)))),
-        Some(o) => (Some(text(cwd.join(o))), None),
-    })
 }
 
 /// Refuses what walinkd would refuse anyway, without a round trip, with the

@@ -43,7 +43,23 @@ pub fn policy(config: &Config) -> Policy {
     }
 }
 
+/// The account as configured. At start and at every reload, so a
+/// `media_dir` that automatic fetches cannot write is said at once rather
+/// than at the first file.
 fn spec(account: &AccountConfig) -> AccountSpec {
+    if !account.media.auto_download.is_empty()
+        && let Err(e) = crate::messages::media::check_writable(&account.media.dir)
+    {
+        let dir = account.media.dir.display();
+        tracing::warn!(
+            account = %account.name,
+            media_dir = %dir,
+            error = %e,
+            event = "media_dir_unwritable",
+            "account {}: walinkd cannot write media_dir {dir} ({e}), so auto_download cannot save files; under the packaged service add `ReadWritePaths={dir}` in a drop-in (`systemctl edit walink`), or leave media_dir out to use the state directory",
+            account.name
+        );
+    }
     AccountSpec {
         proxy: account.proxy.clone(),
         name: account.name.clone(),

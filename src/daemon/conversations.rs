@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::errors::command_error;
+use super::fetches::Fetches;
 use crate::account::AccountHandle;
 use crate::account::now_ms;
 use crate::ipc::protocol::{self as wire, RpcError, to_result};
@@ -131,20 +132,53 @@ pub(super) async fn groups(handle: &AccountHandle, account: &str) -> Result<Valu
     to_result(&wire::GroupsResult { groups })
 }
 
-/// Fetches a received file where the client asked (walinkd writes it).
-pub(super) async fn media(handle: &AccountHandle, p: wire::MediaParams) -> Result<Value, RpcError> {
-    let account = &p.account;
-    let failed = |e: FetchError| match e {
+/// The answer to a fetch of `id` that failed.
+fn fetch_failed(account: &str, id: &str, e: FetchError) -> RpcError {
+    match e {
         FetchError::UnknownMessage(id) => RpcError::invalid_params(format!(
             "account {account} has no message {id}; give an id `walink messages {account}` lists"
         )),
         FetchError::NoMedia { .. } => RpcError::invalid_message(e),
         FetchError::Store(e) => RpcError::storage(e),
         e @ (FetchError::Media(_) | FetchError::Write { .. }) => {
-            tracing::warn!(account = %account, id = %p.id, error = %e, "fetching a received file failed");
-            RpcError::media_failed(&p.id, e)
+            tracing::warn!(account = %account, id = %id, error = %e, "fetching a received file failed");
+            RpcError::media_failed(id, e)
         }
-    };
+    }
+}
+
+/// Part `p.part` of a received file going to the client, which writes it;
+/// part 0 fetches and checks it first.
+pub(super) async fn media_part(
+    handle: &AccountHandle,
+    fetches: &Fetches,
+    p: wire::MediaPartParams,
+) -> Result<Value, RpcError> {
+    let key = (p.account.clone(), p.transfer.clone());
+    if p.part == 0 {
+        let failed = |e| fetch_failed(&p.account, &p.id, e);
+        let found = messages::media::find(handle.messages(), &p.id)
+            .await
+            .map_err(failed)?;
+        let session = handle
+            .live_session()
+            .await
+            .map_err(|e| command_error(&p.account, e))?;
+        let file = fetches.scratch()?;
+        let held = file.try_clone().map_err(RpcError::internal)?;
+        let checked = messages::media::fetch_into(&session, &found, file)
+            .await
+            .map_err(failed)?;
+        tracing::info!(account = %p.account, id = %p.id, "fetched a received {} for a client", checked.kind);
+        fetches.hold(key.clone(), &p.id, held, checked)?;
+    }
+    to_result(&fetches.part(&key, &p.id, p.part)?)
+}
+
+/// Fetches a received file where the client asked (walinkd writes it).
+pub(super) async fn media(handle: &AccountHandle, p: wire::MediaParams) -> Result<Value, RpcError> {
+    let account = &p.account;
+    let failed = |e| fetch_failed(account, &p.id, e);
     let found = messages::media::find(handle.messages(), &p.id)
         .await
         .map_err(failed)?;

@@ -28,14 +28,17 @@ pub struct DaemonHandler {
     accounts: Arc<Accounts>,
     uploads: super::backups::Uploads,
     files: super::files::Transfers,
+    fetches: super::fetches::Fetches,
 }
 
 impl DaemonHandler {
-    pub fn new(accounts: Arc<Accounts>) -> Self {
+    /// Files fetched for clients are held in `state_dir` while they go out.
+    pub fn new(accounts: Arc<Accounts>, state_dir: &std::path::Path) -> Self {
         Self {
             accounts,
             uploads: Default::default(),
             files: Default::default(),
+            fetches: super::fetches::Fetches::new(state_dir),
         }
     }
 
@@ -520,6 +523,10 @@ impl Handler for DaemonHandler {
             Call::React(p) => self.react(p).await,
             Call::Media(p) => {
                 super::conversations::media(&*self.account(&p.account).await?, p).await
+            }
+            Call::MediaPart(p) => {
+                let handle = self.account(&p.account).await?;
+                super::conversations::media_part(&handle, &self.fetches, p).await
             }
             Call::Edit(p) => self.change(p.account, p.id, p.text, p.wait, true).await,
             Call::Delete(p) => {

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod backups;
 mod conversations;
 mod errors;
+mod fetches;
 mod files;
 pub mod handler;
 pub mod logging;
@@ -121,7 +122,10 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
         tracing::info!(event = "metrics", listen = %bound, "serving Prometheus metrics at http://{bound}/metrics");
         tokio::spawn(metrics::serve(listener, accounts.clone(), shutdown.clone()));
     }
-    let handler = Arc::new(DaemonHandler::new(accounts.clone()));
+    let handler = Arc::new(DaemonHandler::new(
+        accounts.clone(),
+        &config.daemon.state_dir,
+    ));
     let server = tokio::spawn(ipc::serve(listener, handler, shutdown.clone()));
     // In the background: a slow DNS or a black-holed route must not delay
     // readiness; the verdict lands in health and the log when it is in.

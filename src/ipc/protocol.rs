@@ -57,6 +57,7 @@ pub mod method {
     pub const GROUPS: &str = "groups";
     pub const REACT: &str = "react";
     pub const MEDIA: &str = "media";
+    pub const MEDIA_PART: &str = "media_part";
     pub const EDIT: &str = "edit";
     pub const DELETE: &str = "delete";
     pub const BACKUP: &str = "backup";
@@ -86,6 +87,7 @@ pub mod method {
         GROUPS,
         REACT,
         MEDIA,
+        MEDIA_PART,
         EDIT,
         DELETE,
         BACKUP,
@@ -848,6 +850,7 @@ pub enum Call {
     React(ReactParams),
     /// `path` or `dir` is set, absolute.
     Media(MediaParams),
+    MediaPart(MediaPartParams),
     Edit(EditParams),
     Delete(DeleteParams),
     Backup(AccountParams),
@@ -923,6 +926,12 @@ impl Call {
                     }
                 }
                 Call::Media(p)
+            }
+            method::MEDIA_PART => {
+                let p: MediaPartParams = parse_params(params)?;
+                check_message_id(&p.id).map_err(RpcError::invalid_params)?;
+                check_transfer(&p.transfer).map_err(RpcError::invalid_params)?;
+                Call::MediaPart(p)
             }
             method::EDIT => {
                 let p: EditParams = parse_params(params)?;
@@ -1027,6 +1036,7 @@ impl Call {
             Call::Contacts(p) => Some(&p.account),
             Call::React(p) => Some(&p.account),
             Call::Media(p) => Some(&p.account),
+            Call::MediaPart(p) => Some(&p.account),
             Call::Edit(p) => Some(&p.account),
             Call::Delete(p) => Some(&p.account),
             Call::PairCode(p) => Some(&p.account),

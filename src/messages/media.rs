@@ -216,6 +216,50 @@ pub async fn save(
     })
 }
 
+/// Whether walinkd may save files in `dir` (created if missing): a probe
+/// file is made and removed.
+pub fn check_writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    let probe = dir.join(format!(".walink-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// A file fetched and checked, held for a client to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub kind: String,
+    pub size: u64,
+    /// Of the file, hex.
+    pub sha256: String,
+    pub mimetype: Option<String>,
+    pub filename: Option<String>,
+}
+
+/// Downloads, decrypts and checks `media`'s file into `out`.
+pub async fn fetch_into(
+    session: &Session,
+    media: &StoredMedia,
+    out: std::fs::File,
+) -> Result<Checked, FetchError> {
+    let fetched = session.download_media(&media.fetch, out).await?;
+    Ok(Checked {
+        kind: media.fetch.kind.clone(),
+        size: fetched.size,
+        sha256: fetched.sha256,
+        mimetype: media.meta.mimetype.clone(),
+        filename: media.meta.filename.clone(),
+    })
+}
+
 /// Fetches message `id`'s file into the media directory `dir` and
 /// records where it is, so the message shows it.
 pub async fn save_into(

@@ -1,11 +1,13 @@
 //! The fault-injection scenario behind `make chaos` and the short run in the
 //! test suite: the real walinkd and walink IPC, mock-wa as WhatsApp and as
-//! the contacts, several paired accounts with sends and inbound messages
-//! flowing, and a seeded mix of faults. At the end the invariants are
-//! checked: every accepted message reached its contact once, every
-//! delivered message is stored once, every account is back to `connected`
-//! without pairing again, and the daemon's memory and descriptors stayed
-//! within bounds.
+//! the contacts, several paired accounts with sends (texts and small
+//! images, to a contact's number or its LID) and inbound messages (written
+//! by LID or by number) flowing, and a seeded mix of faults. At the end the
+//! invariants are checked: every accepted message reached its contact once,
+//! every image as the very file sent, every delivered message is stored
+//! once, each person is one chat with phone and LID, every account is back
+//! to `connected` without pairing again, and the daemon's memory and
+//! descriptors stayed within bounds.
 //!
 //! The seed fixes the sequence of faults, targets and pauses; timing on a
 //! loaded machine still varies, so a replay runs the same plan, not the
@@ -13,18 +15,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mock_wa::messaging::{Addressing, InboxEntry};
 use mock_wa::{Fault, MockHandle};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use walink::ipc::protocol::code;
-use walink::ipc::{Client, ClientError};
-use walink::wa::message_id_for_key;
 
 use crate::harness::{Env, eventually, poll_until};
+
+#[path = "sends.rs"]
+mod sends;
+use sends::Senders;
 
 /// Blackholes are detected by the library's keepalive, 40–60 s later; a run
 /// shorter than this would spend most of its time waiting on one.
@@ -180,8 +182,15 @@ impl Kind {
 struct Ledger {
     /// Per account: message ids the daemon answered `send` for (queued).
     accepted: HashMap<String, HashSet<String>>,
+    /// Per account: of the accepted, the file sends, with the SHA-256 (hex)
+    /// of the file each carried.
+    files: HashMap<String, HashMap<String, String>>,
+    /// Accepted sends addressed to the contact's LID.
+    to_lid: u64,
     /// Per account: ids the mock delivered to it, in order.
     delivered: HashMap<String, Vec<String>>,
+    /// Of the delivered, those written by number (the rest by LID).
+    delivered_by_number: u64,
     /// Send calls whose outcome was unknown (daemon gone mid-call) and were
     /// retried with the same idempotency key.
     retried: u64,
@@ -193,9 +202,10 @@ struct Account {
     name: String,
     jid: String,
     phone: String,
-    /// Who the account writes to.
+    /// Who the account writes to, and that contact's LID JID.
     contact: String,
-    /// Who writes to the account.
+    contact_lid: String,
+    /// Who writes to the account, by LID or by number.
     writer: String,
 }
 
@@ -225,11 +235,13 @@ pub async fn run(config: ChaosConfig) {
     for (i, (name, jid)) in names.iter().zip(jids).enumerate() {
         env.wait_state(name, "connected", Duration::from_secs(60))
             .await;
+        let contact = format!("1555700{i:04}");
         accounts.push(Account {
             name: name.clone(),
             phone: jid.split([':', '@']).next().unwrap().to_string(),
             jid,
-            contact: format!("1555700{i:04}"),
+            contact_lid: format!("{}@lid", env.mock.lid_of(&contact)),
+            contact,
             writer: format!("1555800{i:04}"),
         });
     }
@@ -243,7 +255,7 @@ pub async fn run(config: ChaosConfig) {
     );
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut senders = Senders::start(&env, &accounts, &ledger, config.seed, 0);
+    let mut senders = Senders::start(env.socket(), &accounts, &ledger, config.seed, 0);
     let mut corruptions = 0u64;
 
     let mut rng = Rng::new(config.seed);
@@ -295,7 +307,7 @@ pub async fn run(config: ChaosConfig) {
             corruptions += 1;
             senders.stop().await;
             let what = corrupt(&mut env, &accounts, &ledger, &mut rng, pairings).await;
-            senders = Senders::start(&env, &accounts, &ledger, config.seed, corruptions);
+            senders = Senders::start(env.socket(), &accounts, &ledger, config.seed, corruptions);
             what
         } else if kind == Kind::Blackhole {
             let hit = env.mock.fault(&accounts[target].jid, Fault::Blackhole);
@@ -351,6 +363,7 @@ pub async fn run(config: ChaosConfig) {
     );
     let mut sent_total = 0;
     let mut received_total = 0;
+    let mut files_total = 0;
     for a in &accounts {
         let status = env.status(&a.name).await;
         assert_eq!(status["state"], "connected", "{} ({replay})", a.name);
@@ -383,6 +396,10 @@ pub async fn run(config: ChaosConfig) {
             a.name
         );
         sent_total += inbox.len();
+        let no_files = HashMap::new();
+        let files = ledger.files.get(&a.name).unwrap_or(&no_files);
+        check_files(a, &env.mock.inbox(&a.contact).await, files, &replay);
+        files_total += files.len();
 
         let stored = stored_ids(&env, &a.name).await;
         let stored_unique: HashSet<&String> = stored.iter().collect();
@@ -415,6 +432,7 @@ pub async fn run(config: ChaosConfig) {
             a.name
         );
         received_total += stored.len();
+        check_chats(&env, a, accepted.len(), delivered.len(), &replay).await;
     }
     let stats = env.mock.stats();
     assert_eq!(
@@ -475,7 +493,20 @@ pub async fn run(config: ChaosConfig) {
     .unwrap();
     writeln!(
         out,
+        "              {files_total} of them images, each decrypted by its contact to the very file; {} addressed to the contact's LID",
+        ledger.to_lid
+    )
+    .unwrap();
+    writeln!(
+        out,
         "  received:   {received_total} stored, each exactly once; every one delivered among them, restores included"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "              {} written by LID, {} by number; one chat per person, with phone and LID",
+        received_total as u64 - ledger.delivered_by_number,
+        ledger.delivered_by_number
     )
     .unwrap();
     if corruptions > 0 {
@@ -499,6 +530,67 @@ pub async fn run(config: ChaosConfig) {
     .unwrap();
     writeln!(out, "  result:     PASS in {:.1?}", started.elapsed()).unwrap();
     eprint!("{out}");
+}
+
+/// Every file send reached its contact as the very file (its SHA-256, the
+/// message's hashes agreeing with the blob); every text as a text.
+fn check_files(a: &Account, inbox: &[InboxEntry], files: &HashMap<String, String>, replay: &str) {
+    for entry in inbox {
+        match (files.get(&entry.id), &entry.media) {
+            (Some(sha256), Some(media)) => assert!(
+                media.sha256.as_ref() == Some(sha256) && media.hashes_match,
+                "{}: file send {} reached {} as {media:?}, not the file of SHA-256 {sha256} ({replay})",
+                a.name,
+                entry.id,
+                a.contact
+            ),
+            (None, None) => {}
+            (want, got) => panic!(
+                "{}: {} reached {} with media {got:?}; sent {} ({replay})",
+                a.name,
+                entry.id,
+                a.contact,
+                want.map_or("a text".to_owned(), |s| format!("the file of SHA-256 {s}"))
+            ),
+        }
+    }
+}
+
+/// One chat per person whichever address they used: the contact written to
+/// by number and by LID, and the writer who wrote by either, each one row
+/// with both, holding every message of that person.
+async fn check_chats(env: &Env, a: &Account, sent: usize, received: usize, replay: &str) {
+    let chats = env
+        .call("chats", json!({"account": a.name}))
+        .await
+        .expect("chats answers");
+    let rows = chats["chats"].as_array().expect("chats is an array");
+    let people = [
+        (&a.contact, a.contact_lid.clone(), sent),
+        (
+            &a.writer,
+            format!("{}@lid", env.mock.lid_of(&a.writer)),
+            received,
+        ),
+    ];
+    assert_eq!(
+        rows.len(),
+        people.len(),
+        "{}: one chat per person ({replay}): {chats}",
+        a.name
+    );
+    for (phone, lid, messages) in people {
+        let plus = format!("+{phone}");
+        let row = rows.iter().find(|r| r["chat"] == plus.as_str());
+        let row = row.unwrap_or_else(|| panic!("{}: no chat {plus} ({replay}): {chats}", a.name));
+        assert_eq!(row["phone"], plus.as_str(), "{} ({replay})", a.name);
+        assert_eq!(row["lid"], lid.as_str(), "{} ({replay})", a.name);
+        assert_eq!(
+            row["messages"], messages,
+            "{}: every message of {plus} in its one chat ({replay})",
+            a.name
+        );
+    }
 }
 
 /// A blackholed account, left alone until the daemon notices.
@@ -571,18 +663,27 @@ async fn workload(
     while Instant::now() < until {
         let a = &accounts[rng.index(accounts.len())];
         let n = rng.next_u64();
+        let addressing = if n.is_multiple_of(2) {
+            Addressing::Lid
+        } else {
+            Addressing::Pn
+        };
         let id = env
             .mock
-            .deliver(&a.writer, &a.phone, &format!("inbound {n:x}"), None)
+            .deliver_as(
+                &a.writer,
+                &a.phone,
+                &format!("inbound {n:x}"),
+                None,
+                addressing,
+            )
             .await
             .expect("the mock accepts a message for a paired account");
-        ledger
-            .lock()
-            .unwrap()
-            .delivered
-            .entry(a.name.clone())
-            .or_default()
-            .push(id);
+        {
+            let mut l = ledger.lock().unwrap();
+            l.delivered.entry(a.name.clone()).or_default().push(id);
+            l.delivered_by_number += u64::from(addressing == Addressing::Pn);
+        }
         tokio::time::sleep(rng.millis(20, 250)).await;
     }
 }
@@ -660,47 +761,6 @@ async fn inject(
     }
 }
 
-/// The sender tasks, one per account.
-struct Senders {
-    tasks: tokio::task::JoinSet<()>,
-    stop: CancellationToken,
-}
-
-impl Senders {
-    /// `epoch` keeps idempotency keys unique across restarts of the tasks.
-    fn start(
-        env: &Env,
-        accounts: &[Account],
-        ledger: &Arc<Mutex<Ledger>>,
-        seed: u64,
-        epoch: u64,
-    ) -> Senders {
-        let stop = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        for (i, a) in accounts.iter().enumerate() {
-            let salt = (i as u64 + 1 + epoch * 1000).wrapping_mul(0xA24B_AED4_963E_E407);
-            tasks.spawn(send_loop(
-                env.socket(),
-                a.name.clone(),
-                a.contact.clone(),
-                format!("chaos-{epoch}-"),
-                Rng::new(seed ^ salt),
-                ledger.clone(),
-                stop.clone(),
-            ));
-        }
-        Senders { tasks, stop }
-    }
-
-    /// Stops sending; returns once every send in doubt has been answered.
-    async fn stop(&mut self) {
-        self.stop.cancel();
-        while let Some(joined) = self.tasks.join_next().await {
-            joined.expect("a sender task panicked");
-        }
-    }
-}
-
 /// Damages walinkd's live sled database while it is stopped. Everything
 /// before is settled first, so the restore is judged on its own: sessions
 /// come back from the backups, and the messages (in `messages.db`, which
@@ -773,88 +833,6 @@ fn flip_bytes(dir: &std::path::Path) {
             }
             std::fs::write(&path, bytes).expect("write a damaged db file");
         }
-    }
-}
-
-/// One account's sends: `send` with a fresh idempotency key each time; when
-/// the outcome is unknown (the daemon died mid-call, or is down) the same key
-/// is retried until the daemon answers, so every attempt is accepted once.
-async fn send_loop(
-    socket: PathBuf,
-    account: String,
-    contact: String,
-    key_prefix: String,
-    mut rng: Rng,
-    ledger: Arc<Mutex<Ledger>>,
-    stop: CancellationToken,
-) {
-    let mut client: Option<Client> = None;
-    let mut n = 0u64;
-    let mut pending: Option<String> = None;
-    // Once stopped, only the pending key is finished, within a deadline.
-    let deadline_after_stop = Duration::from_secs(120);
-    let mut stopped_at: Option<Instant> = None;
-    loop {
-        if stop.is_cancelled() {
-            let at = *stopped_at.get_or_insert_with(Instant::now);
-            if pending.is_none() {
-                return;
-            }
-            if at.elapsed() > deadline_after_stop {
-                ledger.lock().unwrap().unexpected.push(format!(
-                    "{account}: send {pending:?} still unanswered {deadline_after_stop:?} after the faults stopped"
-                ));
-                return;
-            }
-        }
-        let key = pending.take().unwrap_or_else(|| {
-            n += 1;
-            format!("{key_prefix}{n}")
-        });
-        let outcome = match client.as_mut() {
-            Some(c) => Some(
-                c.call(
-                    "send",
-                    json!({
-                        "account": account, "to": contact, "text": format!("{account} {key}"),
-                        "id": key, "wait": false,
-                    }),
-                )
-                .await,
-            ),
-            None => None,
-        };
-        match outcome {
-            Some(Ok(reply)) => {
-                let id = reply["id"].as_str().unwrap_or_default().to_string();
-                let expected = message_id_for_key(&account, &key);
-                let mut l = ledger.lock().unwrap();
-                if id != expected {
-                    l.unexpected
-                        .push(format!("{account}: send {key} answered {reply}"));
-                }
-                l.accepted.entry(account.clone()).or_default().insert(id);
-            }
-            Some(Err(ClientError::Rpc(e))) if e.code == code::SHUTTING_DOWN => {
-                pending = Some(key);
-                client = None;
-            }
-            Some(Err(ClientError::Rpc(e))) => {
-                ledger
-                    .lock()
-                    .unwrap()
-                    .unexpected
-                    .push(format!("{account}: send {key} refused: {e:?}"));
-            }
-            Some(Err(_)) | None => {
-                if outcome.is_some() {
-                    ledger.lock().unwrap().retried += 1;
-                }
-                pending = Some(key);
-                client = Client::connect(&socket).await.ok();
-            }
-        }
-        tokio::time::sleep(rng.millis(10, 120)).await;
     }
 }
 

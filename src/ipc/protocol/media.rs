@@ -39,6 +39,43 @@ pub struct MediaResult {
     pub filename: Option<String>,
 }
 
+/// Params of `media_part`: a received file, carried to the client in parts
+/// so the client writes it wherever it may (walinkd, a hardened service,
+/// may write only its state directory). Part 0 fetches and checks the file
+/// afresh; the parts after it come in order, on the same `transfer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaPartParams {
+    pub account: String,
+    /// The message, as `messages` lists it.
+    pub id: String,
+    /// Any name the client picks (letters, digits, `-`, `_`).
+    pub transfer: String,
+    /// 0-based part number.
+    pub part: u32,
+}
+
+/// Result of `media_part`: what `media` says of the file, and this part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaPartResult {
+    pub account: String,
+    pub id: String,
+    pub transfer: String,
+    pub part: u32,
+    /// How many parts the file takes (at least 1).
+    pub parts: u32,
+    pub kind: String,
+    /// Bytes of the whole file.
+    pub size: u64,
+    /// SHA-256 of the whole file, hex, as checked against the message.
+    pub sha256: String,
+    pub mimetype: Option<String>,
+    pub filename: Option<String>,
+    /// Base64 (standard, padded) of this part: at most
+    /// [`super::MAX_FILE_PART`] characters.
+    pub data: String,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

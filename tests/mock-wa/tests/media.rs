@@ -6,10 +6,15 @@
 mod common;
 
 use common::{admin_http, http_request, init_logging, media_request, paired_client};
+use mock_wa::media::MediaKind;
 use mock_wa::{MockConfig, MockHandle, MockServer};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
+use whatsapp_rust::buffa::MessageField;
+use whatsapp_rust::download::MediaType;
+use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore_binary::Jid;
+use whatsapp_rust::waproto::whatsapp as wa;
 
 const CONTACT: &str = "15557654321";
 
@@ -122,6 +127,103 @@ async fn an_image_the_client_uploads_and_sends_is_decrypted_by_the_mock() {
     client.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_and_a_voice_note_go_both_ways_under_their_own_keys() {
+    let mock = start().await;
+    let (mut client, jid) = paired_client(&mock).await;
+
+    let clip = file_bytes(b"\0\0\0\x18ftypmp42", 30_000);
+    let request = media_request("video", "video/mp4", None, Some("a clip"), &clip);
+    let id = mock
+        .deliver_media(CONTACT, &jid, &request, None)
+        .await
+        .unwrap();
+    let message = client.wait_message(&id).await;
+    let got = message.video_message.as_option().expect("a video");
+    assert_eq!(got.caption.as_deref(), Some("a clip"));
+    let downloaded = client
+        .client
+        .download(got)
+        .await
+        .expect("download the video");
+    assert_eq!(downloaded, clip);
+
+    let note = file_bytes(b"OggS\0\x02", 6_000);
+    let request = media_request("voice", "audio/ogg; codecs=opus", None, None, &note);
+    let id = mock
+        .deliver_media(CONTACT, &jid, &request, None)
+        .await
+        .unwrap();
+    let message = client.wait_message(&id).await;
+    let got = message.audio_message.as_option().expect("an audio message");
+    assert_eq!(got.ptt, Some(true), "a voice note");
+    let downloaded = client
+        .client
+        .download(got)
+        .await
+        .expect("download the voice note");
+    assert_eq!(downloaded, note);
+
+    // The client uploads each under its own kind's keys; the mock decrypts
+    // each with the keys of the kind the message names.
+    for (kind, data, mimetype) in [
+        (MediaType::Video, &clip, "video/mp4"),
+        (MediaType::Audio, &note, "audio/ogg; codecs=opus"),
+    ] {
+        let up = client
+            .client
+            .upload(data.clone(), kind, UploadOptions::default())
+            .await
+            .expect("upload");
+        let mut message = wa::Message::default();
+        if kind == MediaType::Video {
+            message.video_message = MessageField::some(wa::message::VideoMessage {
+                url: Some(up.url),
+                mimetype: Some(mimetype.into()),
+                file_sha256: Some(up.file_sha256.to_vec()),
+                file_length: Some(up.file_length),
+                media_key: Some(up.media_key.to_vec()),
+                file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+                direct_path: Some(up.direct_path),
+                ..Default::default()
+            });
+        } else {
+            message.audio_message = MessageField::some(wa::message::AudioMessage {
+                url: Some(up.url),
+                mimetype: Some(mimetype.into()),
+                file_sha256: Some(up.file_sha256.to_vec()),
+                file_length: Some(up.file_length),
+                ptt: Some(true),
+                media_key: Some(up.media_key.to_vec()),
+                file_enc_sha256: Some(up.file_enc_sha256.to_vec()),
+                direct_path: Some(up.direct_path),
+                ..Default::default()
+            });
+        }
+        let sent = client.send_acked(Jid::pn(CONTACT), message).await;
+        let inbox = mock.inbox(CONTACT).await;
+        let entry = inbox.iter().find(|e| e.id == sent).expect("recorded");
+        let media = entry.media.clone().expect("the entry describes the media");
+        assert_eq!(media.mimetype, mimetype);
+        assert_eq!(media.sha256, Some(hex(&Sha256::digest(data))), "{media:?}");
+        assert!(media.hashes_match, "{media:?}");
+    }
+    assert_eq!(
+        inbox_kinds(&mock).await,
+        [MediaKind::Video, MediaKind::Voice],
+        "an audio message with ptt is a voice note"
+    );
+    client.shutdown().await;
+}
+
+async fn inbox_kinds(mock: &MockHandle) -> Vec<MediaKind> {
+    mock.inbox(CONTACT)
+        .await
+        .into_iter()
+        .filter_map(|e| e.media.map(|m| m.kind))
+        .collect()
+}
+
 /// One plain request to the media host: (status, body).
 async fn media_http(mock: &MockHandle, method: &str, target: &str, body: &[u8]) -> (u16, Vec<u8>) {
     http_request(&mock.media_host(), method, target, &[], body)
@@ -171,12 +273,12 @@ async fn the_admin_api_delivers_media_and_the_media_host_refuses_bad_uploads() {
         "POST",
         "/admin/deliver",
         Some(json!({"from": CONTACT, "to": jid, "media": {
-            "kind": "video", "mimetype": "video/mp4", "data_base64": "AAAA"}})),
+            "kind": "sticker", "mimetype": "image/webp", "data_base64": "AAAA"}})),
     )
     .await;
     assert_eq!(status, 400);
     assert!(
-        reply["error"].as_str().unwrap().contains("video"),
+        reply["error"].as_str().unwrap().contains("sticker"),
         "{reply}"
     );
 

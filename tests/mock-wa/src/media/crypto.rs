@@ -1,7 +1,7 @@
 //! WhatsApp's media encryption, written from the scheme rather than taken
 //! from the client library, so the client's own decryption is what is tested:
 //! HKDF-SHA256 of the 32-byte media key (no salt, info `"WhatsApp <Kind>
-//! Keys"`) gives 112 bytes: IV `[0..16]`, AES key `[16..48]`, MAC key
+//! Keys"`: Image, Video, Audio (voice notes too) or Document) gives 112 bytes: IV `[0..16]`, AES key `[16..48]`, MAC key
 //! `[48..80]`. The blob is AES-256-CBC (PKCS#7) of the file followed by the
 //! first 10 bytes of HMAC-SHA256(MAC key, IV ‖ ciphertext).
 
@@ -16,28 +16,51 @@ const MAC_LEN: usize = 10;
 #[serde(rename_all = "lowercase")]
 pub enum MediaKind {
     Image,
+    Video,
+    Audio,
+    /// A voice note: an `AudioMessage` with `ptt`, under the audio keys.
+    Voice,
     Document,
 }
 
 impl MediaKind {
+    pub const ALL: [MediaKind; 5] = [
+        Self::Image,
+        Self::Video,
+        Self::Audio,
+        Self::Voice,
+        Self::Document,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "image" => Some(Self::Image),
-            "document" => Some(Self::Document),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Image => "image",
+            Self::Video => "video",
+            Self::Audio => "audio",
+            Self::Voice => "voice",
             Self::Document => "document",
         }
     }
 
+    /// The `mediatype` of the stanza's `<enc>` (a voice note is `ptt`).
+    pub fn stanza_mediatype(self) -> &'static str {
+        match self {
+            Self::Voice => "ptt",
+            other => other.as_str(),
+        }
+    }
+
+    /// Each kind expands its media key with an info string of its own, so a
+    /// key used as the wrong kind fails the MAC.
     fn hkdf_info(self) -> &'static [u8] {
         match self {
             Self::Image => b"WhatsApp Image Keys",
+            Self::Video => b"WhatsApp Video Keys",
+            Self::Audio | Self::Voice => b"WhatsApp Audio Keys",
             Self::Document => b"WhatsApp Document Keys",
         }
     }
@@ -146,13 +169,15 @@ mod tests {
     fn media_type(kind: MediaKind) -> MediaType {
         match kind {
             MediaKind::Image => MediaType::Image,
+            MediaKind::Video => MediaType::Video,
+            MediaKind::Audio | MediaKind::Voice => MediaType::Audio,
             MediaKind::Document => MediaType::Document,
         }
     }
 
     #[test]
     fn the_client_library_decrypts_what_the_mock_encrypts() {
-        for kind in [MediaKind::Image, MediaKind::Document] {
+        for kind in MediaKind::ALL {
             let key = [7u8; 32];
             let file = b"a file of some bytes, longer than one AES block".repeat(3);
             let enc = encrypt(&file, &key, kind).unwrap();
@@ -167,15 +192,23 @@ mod tests {
     #[test]
     fn the_mock_decrypts_what_the_client_library_encrypts() {
         let file = vec![0xAB; 5000];
-        let enc = wacore::upload::encrypt_media(&file, MediaType::Document).unwrap();
-        let plain = decrypt(&enc.data_to_upload, &enc.media_key, MediaKind::Document).unwrap();
-        assert_eq!(plain, file);
-        assert_eq!(sha256(&enc.data_to_upload), enc.file_enc_sha256);
-        // The kind is part of the key derivation.
-        assert_eq!(
-            decrypt(&enc.data_to_upload, &enc.media_key, MediaKind::Image),
-            Err(MediaCryptoError::BadMac)
-        );
+        for kind in MediaKind::ALL {
+            let enc = wacore::upload::encrypt_media(&file, media_type(kind)).unwrap();
+            let plain = decrypt(&enc.data_to_upload, &enc.media_key, kind).unwrap();
+            assert_eq!(plain, file, "{kind:?}");
+            assert_eq!(sha256(&enc.data_to_upload), enc.file_enc_sha256);
+            // The kind is part of the key derivation.
+            let other = if kind == MediaKind::Image {
+                MediaKind::Video
+            } else {
+                MediaKind::Image
+            };
+            assert_eq!(
+                decrypt(&enc.data_to_upload, &enc.media_key, other),
+                Err(MediaCryptoError::BadMac),
+                "{kind:?} as {other:?}"
+            );
+        }
     }
 
     #[test]

@@ -155,10 +155,11 @@ impl MediaStore {
         let mut inner = self.lock();
         inner.next_object += 1;
         // The CDN's shape: a type-coded folder, an object name, a signed query.
-        let folder = if mms_type == "document" {
-            "t62.7119-24"
-        } else {
-            "t62.7118-24"
+        let folder = match mms_type {
+            "document" => "t62.7119-24",
+            "audio" | "ptt" => "t62.7117-24",
+            "video" => "t62.7161-24",
+            _ => "t62.7118-24",
         };
         let path = format!(
             "/v/{folder}/{}_{}_n.enc",

@@ -212,7 +212,7 @@ impl Messaging {
             Some(media) => {
                 let store = view.media().ok_or(MediaRequestError::NoHost)?;
                 let content = MediaContent::prepare(store, media)?;
-                (content.to_message(), Some(content.kind.as_str()))
+                (content.to_message(), Some(content.kind.stanza_mediatype()))
             }
             None if text.is_empty() => return Err(MessagingError::EmptyText),
             None => (

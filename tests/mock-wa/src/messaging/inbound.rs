@@ -303,6 +303,16 @@ pub(super) fn text_of(message: &waproto::whatsapp::Message) -> String {
     if let Some(m) = message.image_message.as_option() {
         return m.caption.clone().unwrap_or_else(|| "[image]".into());
     }
+    if let Some(m) = message.video_message.as_option() {
+        return m.caption.clone().unwrap_or_else(|| "[video]".into());
+    }
+    if let Some(m) = message.audio_message.as_option() {
+        return if m.ptt == Some(true) {
+            "[voice]".into()
+        } else {
+            "[audio]".into()
+        };
+    }
     if let Some(m) = message.document_message.as_option() {
         return m.caption.clone().unwrap_or_else(|| "[document]".into());
     }

@@ -63,7 +63,9 @@ pub struct MediaSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaRequestError {
-    #[error("media kind {0:?} is unknown; use \"image\" or \"document\"")]
+    #[error(
+        "media kind {0:?} is unknown; use \"image\", \"video\", \"audio\", \"voice\" or \"document\""
+    )]
     Kind(String),
     #[error("media data_base64 is not standard base64: {0}")]
     Base64(String),
@@ -94,7 +96,7 @@ impl MediaContent {
         }
         let media_key: [u8; 32] = rand::random();
         let enc = crypto::encrypt(&data, &media_key, kind)?;
-        let stored = store.store(kind.as_str(), enc.blob);
+        let stored = store.store(kind.stanza_mediatype(), enc.blob);
         Ok(Arc::new(Self {
             kind,
             mimetype: req.mimetype.clone(),
@@ -119,6 +121,35 @@ impl MediaContent {
                     caption: self.caption.clone(),
                     file_sha256: Some(self.file_sha256.to_vec()),
                     file_length: Some(self.file_length),
+                    media_key: Some(self.media_key.to_vec()),
+                    file_enc_sha256: Some(self.file_enc_sha256.to_vec()),
+                    direct_path: Some(self.stored.direct_path.clone()),
+                    media_key_timestamp: Some(self.media_key_timestamp),
+                    ..Default::default()
+                });
+            }
+            MediaKind::Video => {
+                message.video_message = buffa::MessageField::some(wa::message::VideoMessage {
+                    url: Some(self.stored.url.clone()),
+                    mimetype: Some(self.mimetype.clone()),
+                    caption: self.caption.clone(),
+                    file_sha256: Some(self.file_sha256.to_vec()),
+                    file_length: Some(self.file_length),
+                    media_key: Some(self.media_key.to_vec()),
+                    file_enc_sha256: Some(self.file_enc_sha256.to_vec()),
+                    direct_path: Some(self.stored.direct_path.clone()),
+                    media_key_timestamp: Some(self.media_key_timestamp),
+                    ..Default::default()
+                });
+            }
+            MediaKind::Audio | MediaKind::Voice => {
+                // Audio has no caption in WhatsApp; a voice note is `ptt`.
+                message.audio_message = buffa::MessageField::some(wa::message::AudioMessage {
+                    url: Some(self.stored.url.clone()),
+                    mimetype: Some(self.mimetype.clone()),
+                    file_sha256: Some(self.file_sha256.to_vec()),
+                    file_length: Some(self.file_length),
+                    ptt: Some(self.kind == MediaKind::Voice),
                     media_key: Some(self.media_key.to_vec()),
                     file_enc_sha256: Some(self.file_enc_sha256.to_vec()),
                     direct_path: Some(self.stored.direct_path.clone()),
@@ -169,6 +200,38 @@ fn refs_of(message: &wa::Message) -> Option<Refs<'_>> {
             mimetype: m.mimetype.as_ref(),
             filename: None,
             caption: m.caption.as_ref(),
+            url: m.url.as_ref(),
+            direct_path: m.direct_path.as_ref(),
+            media_key: m.media_key.as_ref(),
+            file_sha256: m.file_sha256.as_ref(),
+            file_enc_sha256: m.file_enc_sha256.as_ref(),
+            file_length: m.file_length,
+        });
+    }
+    if let Some(m) = message.video_message.as_option() {
+        return Some(Refs {
+            kind: MediaKind::Video,
+            mimetype: m.mimetype.as_ref(),
+            filename: None,
+            caption: m.caption.as_ref(),
+            url: m.url.as_ref(),
+            direct_path: m.direct_path.as_ref(),
+            media_key: m.media_key.as_ref(),
+            file_sha256: m.file_sha256.as_ref(),
+            file_enc_sha256: m.file_enc_sha256.as_ref(),
+            file_length: m.file_length,
+        });
+    }
+    if let Some(m) = message.audio_message.as_option() {
+        return Some(Refs {
+            kind: if m.ptt == Some(true) {
+                MediaKind::Voice
+            } else {
+                MediaKind::Audio
+            },
+            mimetype: m.mimetype.as_ref(),
+            filename: None,
+            caption: None,
             url: m.url.as_ref(),
             direct_path: m.direct_path.as_ref(),
             media_key: m.media_key.as_ref(),
@@ -275,8 +338,19 @@ mod tests {
                 .error
                 .is_some()
         );
+        for kind in ["video", "audio", "voice"] {
+            let req = MediaRequest {
+                kind: kind.into(),
+                mimetype: "audio/ogg; codecs=opus".into(),
+                ..req.clone()
+            };
+            let content = MediaContent::prepare(&store, &req).unwrap();
+            let summary = summarize(Some(&store), &content.to_message()).unwrap();
+            assert_eq!(summary.kind.as_str(), kind);
+            assert!(summary.hashes_match, "{summary:?}");
+        }
         let bad = MediaRequest {
-            kind: "video".into(),
+            kind: "sticker".into(),
             ..req.clone()
         };
         assert!(matches!(

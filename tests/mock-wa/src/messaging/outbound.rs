@@ -226,7 +226,7 @@ impl Messaging {
             .encrypt(&peer, bundle.as_ref(), &plaintext)
             .await?;
         let media_type = match content {
-            Content::Media(media) => Some(media.kind.as_str()),
+            Content::Media(media) => Some(media.kind.stanza_mediatype()),
             _ => None,
         };
         state.remember_sent(addr, id, sent.clone());
