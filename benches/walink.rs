@@ -9,6 +9,9 @@
 //!   (`scale`), e.g. `100,500,1000` (default `100`).
 //! - `BENCH_SEND_ACCOUNTS`: account counts the send figures spread their
 //!   load over (default `1,10,100`).
+//! - `BENCH_SEND_BURST`: messages in each sustained send run (default
+//!   4,000); a longer run leaves time to attach a profiler to walinkd,
+//!   whose pid the run prints.
 //! - `BENCH_SNAPSHOT_ACCOUNTS`: accounts in the backup-cycle run (default
 //!   100).
 //! - `BENCH_BLACKHOLE_SAMPLES`: dead-connection samples (default 3; each
@@ -33,6 +36,7 @@ use walink::ipc::{Client, StreamItem};
 
 const RECONNECT_SAMPLES: usize = 20;
 const SEND_SAMPLES: usize = 300;
+const STATUS_SAMPLES: usize = 20;
 const BURST: usize = 4_000;
 /// Clients sending at once in the sustained runs (at least one per account).
 const SEND_CLIENTS: usize = 16;
@@ -356,14 +360,16 @@ async fn send_figures(figures: &mut Vec<Figure>) {
         "p50 ≤ 5 ms, p99 ≤ 25 ms",
     ));
     let pid = env.daemon.as_ref().unwrap().id().unwrap();
+    let burst = env_usize("BENCH_SEND_BURST", BURST);
     for k in counts {
         let clients = SEND_CLIENTS.max(k);
+        eprintln!("bench: walinkd pid {pid}: {burst} sends over {k} accounts");
         let cpu_before = cpu_ms(pid);
-        let (latencies, rate) = send_load(&env, &names[..k], clients, BURST, "b").await;
+        let (latencies, rate) = send_load(&env, &names[..k], clients, burst, "b").await;
         figures.push(Figure::new(
             format!("walinkd CPU per sent message, {k} accounts"),
             "ms",
-            vec![(cpu_ms(pid) - cpu_before) / BURST as f64],
+            vec![(cpu_ms(pid) - cpu_before) / burst as f64],
             "(2 cores shared with the mock and the clients)",
         ));
         figures.push(Figure::new(
@@ -396,6 +402,7 @@ async fn scale_figures(n: usize, figures: &mut Vec<Figure>) {
     ));
 
     env.stop_daemon(libc::SIGTERM).await;
+    env.mock.state().stats.reset_handshake_peak();
     let start = Instant::now();
     env.start_daemon_within(DAEMON_START).await;
     eventually(
@@ -408,8 +415,16 @@ async fn scale_figures(n: usize, figures: &mut Vec<Figure>) {
         format!("cold start to all connected, {n} accounts"),
         "s",
         vec![start.elapsed().as_secs_f64()],
-        "≤ 10 s at 500",
+        "≤ 10 s at 1,000, ≤ 60 s at 5,000",
     ));
+    figures.push(Figure::new(
+        format!("peak concurrent handshakes during the cold start, {n} accounts"),
+        "",
+        vec![env.mock.stats().handshakes_in_flight_peak as f64],
+        "bounded (connection.max_concurrent_handshakes, default 32)",
+    ));
+    mass_drop_figures(&env, n, figures).await;
+    status_figures(&env, n, figures).await;
     // Idle memory after a restart, without pairing's leftovers.
     tokio::time::sleep(Duration::from_secs(15)).await;
     let pid = env.daemon.as_ref().unwrap().id().unwrap();
@@ -420,6 +435,56 @@ async fn scale_figures(n: usize, figures: &mut Vec<Figure>) {
         "≤ 3 MiB at 1,000",
     ));
     keep_log(&env, &format!("scale-{n}"));
+}
+
+/// The mock closes every connection at once: the time until every account
+/// is connected again, and how many handshakes were in flight at most.
+async fn mass_drop_figures(env: &Env, n: usize, figures: &mut Vec<Figure>) {
+    let before = env.mock.stats().logins;
+    env.mock.state().stats.reset_handshake_peak();
+    let start = Instant::now();
+    let dropped = env.mock.fault("all", Fault::Eof);
+    assert!(dropped >= n, "{dropped} connections for {n} accounts");
+    env.mock
+        .wait_for(Duration::from_secs(600), |s| s.logins >= before + n as u64)
+        .await
+        .expect("every account logs in again");
+    eventually(
+        Duration::from_secs(600),
+        "every account connected after the mass drop",
+        || async { all_connected(env).await.then_some(()) },
+    )
+    .await;
+    figures.push(Figure::new(
+        format!("mass drop → all connected, {n} accounts"),
+        "s",
+        vec![start.elapsed().as_secs_f64()],
+        "≤ 60 s at 5,000",
+    ));
+    figures.push(Figure::new(
+        format!("peak concurrent handshakes after a mass drop, {n} accounts"),
+        "",
+        vec![env.mock.stats().handshakes_in_flight_peak as f64],
+        "bounded (connection.max_concurrent_handshakes, default 32)",
+    ));
+}
+
+/// `status` of every account, as `walink status` asks it.
+async fn status_figures(env: &Env, n: usize, figures: &mut Vec<Figure>) {
+    let mut client = Client::connect(&env.socket()).await.unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..STATUS_SAMPLES {
+        let start = Instant::now();
+        let status = client.call("status", json!({})).await.expect("status");
+        samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(status["accounts"].as_array().map(Vec::len), Some(n));
+    }
+    figures.push(Figure::new(
+        format!("status of all accounts, {n} accounts"),
+        "ms",
+        samples,
+        "< 200 ms at 5,000",
+    ));
 }
 
 /// A full backup cycle: every account snapshotted in turn, as the daemon's

@@ -33,6 +33,11 @@ pub const DEFAULT_URL: &str = "wss://web.whatsapp.com/ws/chat";
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 20;
 pub const DEFAULT_BACKOFF_SECS: [u64; 5] = [1, 2, 5, 15, 60];
 pub const DEFAULT_JITTER: f64 = 0.2;
+/// Connection attempts in flight at once across all accounts: enough that a
+/// cold start of thousands is limited by the handshakes' CPU, not by the
+/// gate, and few enough that a mass drop reaches the server as a queue.
+pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 32;
+const MAX_MAX_CONCURRENT_HANDSHAKES: u64 = 10_000;
 /// Largest file `send --file` takes, in MiB, unless the config says otherwise.
 pub const DEFAULT_SEND_FILE_MAX_MIB: u64 = 16;
 /// walinkd holds a file in memory while it arrives and while it uploads.
@@ -88,6 +93,8 @@ pub struct ConnectionConfig {
     pub connect_timeout_secs: u64,
     pub backoff_secs: Vec<u64>,
     pub jitter: f64,
+    /// Connection attempts (dial to login) in flight at once, all accounts.
+    pub max_concurrent_handshakes: usize,
     /// Pins the WhatsApp Web version announced to the server instead of
     /// fetching the current one from web.whatsapp.com at connect time. For
     /// offline use (a mock server); real deployments leave it unset.
@@ -145,6 +152,7 @@ impl Default for ConnectionConfig {
             connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
             backoff_secs: DEFAULT_BACKOFF_SECS.to_vec(),
             jitter: DEFAULT_JITTER,
+            max_concurrent_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
             client_version: None,
             ip_family: IpFamily::Auto,
             proxy: None,
@@ -339,6 +347,7 @@ struct RawConnection {
     connect_timeout_secs: Option<Spanned<u64>>,
     backoff_secs: Option<Spanned<Vec<u64>>>,
     jitter: Option<Spanned<f64>>,
+    max_concurrent_handshakes: Option<Spanned<u64>>,
     client_version: Option<Spanned<String>>,
     ip_family: Option<IpFamily>,
     proxy: Option<Spanned<String>>,
@@ -461,6 +470,18 @@ impl RawConfig {
                     ));
                 }
                 config.connection.jitter = value;
+            }
+            if let Some(max) = c.max_concurrent_handshakes {
+                let value = *max.get_ref();
+                if !(1..=MAX_MAX_CONCURRENT_HANDSHAKES).contains(&value) {
+                    return Err(at.invalid(
+                        max.span(),
+                        "connection.max_concurrent_handshakes",
+                        Some(value.to_string()),
+                        &format!("must be between 1 and {MAX_MAX_CONCURRENT_HANDSHAKES}"),
+                    ));
+                }
+                config.connection.max_concurrent_handshakes = value as usize;
             }
             if let Some(version) = c.client_version {
                 let parsed = parse_client_version(version.get_ref()).ok_or_else(|| {
@@ -804,6 +825,7 @@ name = "sales"
         assert_eq!(config.connection.connect_timeout_secs, 20);
         assert_eq!(config.connection.backoff_secs, vec![1, 2, 5, 15, 60]);
         assert_eq!(config.connection.jitter, 0.2);
+        assert_eq!(config.connection.max_concurrent_handshakes, 32);
         assert_eq!(
             config.accounts,
             vec![AccountConfig {

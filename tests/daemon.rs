@@ -420,3 +420,96 @@ async fn pair_code_links_the_account_when_the_phone_takes_the_code() {
     );
     assert_eq!(env.mock.stats().pairings, 1, "no second pairing");
 }
+
+/// walinkd's `Max open files` soft and hard limits, from /proc.
+fn open_files_limit(env: &Env) -> (String, String) {
+    let pid = env.daemon.as_ref().unwrap().id().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().unwrap().to_string(),
+        fields.next().unwrap().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_descriptor_limit_is_raised_or_named_at_start() {
+    // Three accounts need 256 + 3 × 4 = 268 descriptors.
+    let mut env = Env::new(&["a", "b", "c"]).await;
+    env.daemon_nofile = Some((200, 4096));
+    env.start_daemon().await;
+    assert_eq!(
+        open_files_limit(&env),
+        ("4096".into(), "4096".into()),
+        "the soft limit is raised to the hard one"
+    );
+    assert!(
+        env.daemon_log()
+            .contains("raised the file-descriptor limit from 200 to 4096 for 3 accounts"),
+        "{}",
+        env.daemon_log()
+    );
+    env.stop_daemon(libc::SIGTERM).await;
+
+    env.daemon_nofile = Some((200, 200));
+    env.start_daemon().await;
+    let log = env.daemon_log();
+    assert!(
+        log.contains("3 accounts need about 268 file descriptors but walinkd may open only 200")
+            && log.contains("set LimitNOFILE=1000 in the unit"),
+        "{log}"
+    );
+    assert_eq!(open_files_limit(&env), ("200".into(), "200".into()));
+    let status = env.call("status", json!({})).await.expect("still serving");
+    assert_eq!(status["accounts"].as_array().unwrap().len(), 3);
+}
+
+/// Every account of `env` connected, per `status`.
+async fn all_connected(env: &Env, names: &[&str]) {
+    eventually(CONNECT, "every account connected", || async {
+        let status = env.call("status", json!({})).await.ok()?;
+        let accounts = status["accounts"].as_array()?;
+        (accounts.len() == names.len() && accounts.iter().all(|a| a["state"] == "connected"))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_drop_and_a_cold_start_reconnect_everyone_through_the_handshake_gate() {
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let mut env = Env::with_connection(&names, "max_concurrent_handshakes = 2\n").await;
+    env.start_daemon().await;
+    for name in names {
+        env.pair(name).await;
+    }
+    all_connected(&env, &names).await;
+
+    let before = env.mock.stats().logins;
+    env.mock.state().stats.reset_handshake_peak();
+    assert!(env.mock.fault("all", Fault::Eof) >= names.len());
+    env.mock
+        .wait_for(CONNECT, |s| s.logins >= before + names.len() as u64)
+        .await
+        .expect("every account logs in again after the mass drop");
+    all_connected(&env, &names).await;
+    let peak = env.mock.stats().handshakes_in_flight_peak;
+    assert!(
+        (1..=2).contains(&peak),
+        "at most 2 handshakes at once after the mass drop, saw {peak}"
+    );
+
+    env.stop_daemon(libc::SIGTERM).await;
+    env.mock.state().stats.reset_handshake_peak();
+    env.start_daemon().await;
+    all_connected(&env, &names).await;
+    let peak = env.mock.stats().handshakes_in_flight_peak;
+    assert!(
+        (1..=2).contains(&peak),
+        "at most 2 handshakes at once at a cold start, saw {peak}"
+    );
+}

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod custody;
 mod downloads;
 pub mod events;
+pub mod gate;
 pub mod health;
 mod outbox;
 pub mod snapshots;
@@ -14,6 +15,7 @@ pub mod waiters;
 
 pub use crate::store::DeliveryStatus;
 pub use events::{AccountEvent, Qr};
+pub use gate::HandshakeGate;
 pub(crate) use outbox::now_ms;
 pub use supervisor::{
     AccountHandle, AccountSpec, CommandError, Context, OfflineWork, Settings, Snapshot,

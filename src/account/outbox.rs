@@ -111,6 +111,10 @@ impl Sender {
         // of earlier connections are read too; after that only new ones, so
         // a busy outbox is not read whole again for every message queued.
         let mut resend_unacked = true;
+        // Recipients whose LID mapping is recorded: once per connection is
+        // enough, where recording it after every send cost a database write
+        // per message.
+        let mut learned: HashSet<String> = HashSet::new();
         loop {
             let listed = if resend_unacked {
                 self.store.pending().await
@@ -135,7 +139,9 @@ impl Sender {
                     Ok(_) => {
                         in_flight.insert(record.id.clone());
                         self.status(&record.id, DeliveryStatus::Sent, None).await;
-                        self.learn_mapping(&record.to).await;
+                        if !learned.contains(&record.to) && self.learn_mapping(&record.to).await {
+                            learned.insert(record.to.clone());
+                        }
                     }
                     Err(SessionError::NotConnected) => return,
                     Err(e @ (SessionError::BadRecipient(_) | SessionError::Unsendable(_))) => {
@@ -258,12 +264,17 @@ impl Sender {
 
     /// Sending to a number makes the library ask for its LID (and the
     /// reverse): the mapping it keeps joins the person's conversations.
-    async fn learn_mapping(&self, to: &str) {
+    /// Returns whether the mapping is recorded.
+    async fn learn_mapping(&self, to: &str) -> bool {
         let Some((lid, phone)) = self.session.lid_pn(to).await else {
-            return;
+            return false;
         };
-        if let Err(e) = crate::messages::learn(&self.store, lid, phone, now_ms()).await {
-            tracing::warn!(account = %self.account, error = %e, "recording a contact failed");
+        match crate::messages::learn(&self.store, lid, phone, now_ms()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(account = %self.account, error = %e, "recording a contact failed");
+                false
+            }
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Settings {
     pub connection: ConnectionSettings,
     pub backoff_steps: Vec<Duration>,
     pub jitter: f64,
+    /// Every account's connection attempts pass through this one gate.
+    pub handshakes: super::HandshakeGate,
 }
 
 /// What a send answers or reacts to (by message id); both `None` for a
@@ -798,14 +800,32 @@ impl Supervisor {
         let stable = tokio::time::sleep_until(far);
         tokio::pin!(stable);
 
+        // A place at the daemon's handshake gate, held from the dial until
+        // logged in (or showing a QR), or until the attempt ends. Commands
+        // are answered while waiting for it.
+        let gate = self.settings.handshakes.clone();
+        let admission = async move { gate.enter().await };
+        tokio::pin!(admission);
+        let mut handshake = None;
+        let mut admitted = false;
         let runner = session.clone();
         let run = async move { runner.run_once().await };
         tokio::pin!(run);
         let mut sender: Option<JoinHandle<()>> = None;
         loop {
+            if !admitted && after.is_some() {
+                break;
+            }
             tokio::select! {
-                _ = &mut run => break,
+                permit = &mut admission, if !admitted => {
+                    admitted = true;
+                    handshake = Some(permit);
+                }
+                _ = &mut run, if admitted => break,
                 Some(ev) = events.recv() => {
+                    if matches!(ev, WaEvent::Connected | WaEvent::Qr { .. }) {
+                        handshake = None;
+                    }
                     if matches!(ev, WaEvent::Connected) {
                         session.version_worked();
                         connected_at = Some(Instant::now());
@@ -877,6 +897,7 @@ impl Supervisor {
                 _ = size_every.tick() => self.refresh_session_facts(),
             }
         }
+        drop(handshake);
         // What the sender had not sent yet stays queued for the next connection.
         if let Some(sender) = sender {
             sender.abort();

@@ -10,11 +10,15 @@ use tokio::sync::RwLock;
 
 use super::recovery::Stores;
 use crate::account::snapshots::{Policy, Snapshots};
-use crate::account::{AccountHandle, AccountSpec, Settings};
+use crate::account::{AccountHandle, AccountSpec, HandshakeGate, Settings};
 use crate::config::{AccountConfig, Config};
 use crate::messages::media::{AutoDownload, MediaSettings};
 use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError};
 use crate::wa::ConnectionSettings;
+
+/// An attempt that finds the handshake gate full waits up to this much,
+/// times `connection.jitter`, before it queues (`account/gate.rs`).
+const HERD_SPREAD: Duration = Duration::from_secs(1);
 
 pub struct Accounts {
     db: Arc<StateDb>,
@@ -98,6 +102,7 @@ pub fn settings(config: &Config) -> Settings {
             .map(|s| Duration::from_secs(*s))
             .collect(),
         jitter: c.jitter,
+        handshakes: HandshakeGate::new(c.max_concurrent_handshakes, HERD_SPREAD.mul_f64(c.jitter)),
     }
 }
 
@@ -233,11 +238,20 @@ impl Accounts {
                 None => groups.push((connection, vec![handle])),
             }
         }
-        let checks = groups.into_iter().map(|(connection, members)| async move {
-            let account = (members.len() == 1).then(|| members[0].spec().name.clone());
-            let report = crate::wa::diagnose(&connection, account.as_deref()).await;
-            for handle in &members {
-                handle.record_network_check(&report);
+        // A check dials the server as a login does: it takes a place at the
+        // handshake gate, so a cold start stays within the bound.
+        let gate = self.settings.read().await.handshakes.clone();
+        let checks = groups.into_iter().map(|(connection, members)| {
+            let gate = gate.clone();
+            async move {
+                let account = (members.len() == 1).then(|| members[0].spec().name.clone());
+                let report = {
+                    let _place = gate.enter().await;
+                    crate::wa::diagnose(&connection, account.as_deref()).await
+                };
+                for handle in &members {
+                    handle.record_network_check(&report);
+                }
             }
         });
         futures::future::join_all(checks).await;
@@ -256,7 +270,14 @@ impl Accounts {
             let old = self.settings.read().await;
             **old != *new_settings
         };
-        *self.settings.write().await = new_settings.clone();
+        // Unchanged settings keep the running ones: every account must
+        // share one handshake gate.
+        let new_settings = if settings_changed {
+            *self.settings.write().await = new_settings.clone();
+            new_settings
+        } else {
+            self.settings.read().await.clone()
+        };
         let mut handles = self.handles.write().await;
         let mut summary = ReloadSummary::default();
         let wanted: BTreeMap<&str, &AccountConfig> = config

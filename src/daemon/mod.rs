@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod backups;
 mod conversations;
 mod errors;
+pub mod fdlimit;
 mod fetches;
 mod files;
 pub mod handler;
@@ -76,6 +77,7 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     let mut hup = signal(SignalKind::hangup())?;
     let config = load_config(&config_path, explicit, mode)?;
     logging::init(config.daemon.log_target);
+    fdlimit::check(config.accounts.len());
 
     create_private_dir(&config.daemon.state_dir)?;
     let sealer = recovery::load_key(&config.storage)?;
@@ -195,30 +197,10 @@ async fn reload(
 ) {
     notify::reloading();
     match load_config(path, explicit, mode) {
-        Ok(config) => match accounts.reload(&config).await {
-            Ok(summary) if config.daemon != *running => {
-                // The socket and state are open; moving them under a running
-                // daemon would strand its clients and sessions.
-                tracing::warn!(
-                    event = "reloaded",
-                    "config reloaded: added {:?}, removed {:?}, restarted {:?}; \
-                     [daemon] changes take effect at the next start (systemctl restart walink)",
-                    summary.added,
-                    summary.removed,
-                    summary.restarted
-                )
-            }
-            Ok(summary) => tracing::info!(
-                event = "reloaded",
-                "config reloaded: added {:?}, removed {:?}, restarted {:?}",
-                summary.added,
-                summary.removed,
-                summary.restarted
-            ),
-            Err(e) => {
-                tracing::error!(event = "reload_failed", error = %e, "config reload failed: {e}")
-            }
-        },
+        Ok(config) => {
+            fdlimit::check(config.accounts.len());
+            reloaded(&config, running, accounts.reload(&config).await)
+        }
         Err(e) => tracing::error!(
             event = "reload_failed",
             reason = %e,
@@ -226,4 +208,36 @@ async fn reload(
         ),
     }
     notify::ready(&accounts.summary_line().await);
+}
+
+/// Logs what a reload did.
+fn reloaded(
+    config: &Config,
+    running: &DaemonConfig,
+    result: Result<accounts::ReloadSummary, crate::store::StoreError>,
+) {
+    match result {
+        Ok(summary) if config.daemon != *running => {
+            // The socket and state are open; moving them under a running
+            // daemon would strand its clients and sessions.
+            tracing::warn!(
+                event = "reloaded",
+                "config reloaded: added {:?}, removed {:?}, restarted {:?}; \
+                 [daemon] changes take effect at the next start (systemctl restart walink)",
+                summary.added,
+                summary.removed,
+                summary.restarted
+            )
+        }
+        Ok(summary) => tracing::info!(
+            event = "reloaded",
+            "config reloaded: added {:?}, removed {:?}, restarted {:?}",
+            summary.added,
+            summary.removed,
+            summary.restarted
+        ),
+        Err(e) => {
+            tracing::error!(event = "reload_failed", error = %e, "config reload failed: {e}")
+        }
+    }
 }

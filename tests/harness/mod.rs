@@ -30,6 +30,8 @@ pub struct Env {
     /// what the server names as media host (`127.0.0.1:PORT`, dialed as
     /// `https://127.0.0.1:PORT/…`) to the mock's plain-HTTP media listener.
     pub daemon_env: Vec<(String, String)>,
+    /// `RLIMIT_NOFILE` (soft, hard) walinkd starts with, when set.
+    pub daemon_nofile: Option<(u64, u64)>,
 }
 
 /// Polls `probe` until it returns `Some`, or panics with `what` at `timeout`.
@@ -89,6 +91,7 @@ impl Env {
             mock,
             daemon: None,
             daemon_env: vec![("WALINK_TEST_HOSTS".into(), media_hosts)],
+            daemon_nofile: None,
         };
         env.write_config(accounts, connection);
         env
@@ -146,7 +149,24 @@ impl Env {
             .append(true)
             .open(self.dir.path().join("walinkd.log"))
             .expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_walinkd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_walinkd"));
+        if let Some((soft, hard)) = self.daemon_nofile {
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .arg("--config")
             .arg(self.config_path())
             .env("RUST_LOG", "info,walink=debug")

@@ -56,6 +56,7 @@ type Source = SplitStream<WebSocketStream<TcpStream>>;
 /// Accepts one TCP connection and runs it to the end.
 pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStream) {
     state.stats.bump(&state.stats.connection_attempts);
+    let in_flight = HandshakeInFlight::start(&state);
     let peer = tcp
         .peer_addr()
         .map(|a| a.to_string())
@@ -91,6 +92,7 @@ pub async fn serve(state: State, handlers: Arc<dyn StanzaHandlers>, tcp: TcpStre
         delay: Duration::ZERO,
         peer,
         refs_expire: None,
+        in_flight: Some(in_flight),
     };
     match conn.run().await {
         Ok(()) | Err(ConnError::Closed) => debug!(peer = %conn.peer, "connection ended"),
@@ -162,6 +164,26 @@ struct Connection {
     peer: String,
     /// When the last pairing ref of an unpaired connection expires.
     refs_expire: Option<tokio::time::Instant>,
+    /// Until the device logged in (or the connection turned to pairing).
+    in_flight: Option<HandshakeInFlight>,
+}
+
+/// A connection counted in `handshakes_in_flight` from its TCP accept to
+/// its login, or to its end: what a client's reconnect storm looks like
+/// from the server.
+struct HandshakeInFlight(State);
+
+impl HandshakeInFlight {
+    fn start(state: &State) -> Self {
+        state.stats.handshake_started();
+        Self(state.clone())
+    }
+}
+
+impl Drop for HandshakeInFlight {
+    fn drop(&mut self) {
+        self.0.stats.drop_one(&self.0.stats.handshakes_in_flight);
+    }
 }
 
 /// Sleeps until `at`, or forever when there is no deadline.
@@ -195,7 +217,9 @@ impl Connection {
         if let Some(user) = payload.username {
             let device_id = payload.device.unwrap_or(0);
             let jid = device_jid(&user.to_string(), device_id as u16, PN_SERVER);
-            if !self.login(&jid, &done.client_static).await? {
+            let logged_in = self.login(&jid, &done.client_static).await?;
+            self.in_flight = None;
+            if !logged_in {
                 return Ok(());
             }
         } else if let Some(data) = payload.device_pairing_data.as_option() {
@@ -203,6 +227,7 @@ impl Connection {
                 ConnError::Payload("registration data is incomplete or malformed".into())
             })?;
             let node = pairing::issue_refs(&self.state, &self.handle, &reg);
+            self.in_flight = None;
             self.send(node).await?;
             let cfg = &self.state.config;
             let last = cfg.qr_ttl * cfg.qr_refs.saturating_sub(1) as u32;

@@ -36,6 +36,12 @@ counters! {
     connection_attempts,
     /// Connections turned away while `refuse` was active.
     connections_refused,
+    /// Connections between their TCP accept and their login (or end): the
+    /// handshakes in flight (a gauge).
+    handshakes_in_flight,
+    /// The most handshakes in flight at once since the last
+    /// [`Stats::reset_handshake_peak`].
+    handshakes_in_flight_peak,
     /// Completed full XX handshakes.
     handshakes_xx,
     /// Completed IK handshakes (returning devices).
@@ -87,6 +93,21 @@ impl Stats {
     pub fn drop_one(&self, counter: &AtomicU64) {
         counter.fetch_sub(1, Ordering::Relaxed);
         self.changed.notify_waiters();
+    }
+
+    /// A handshake starts; [`Stats::drop_one`] on `handshakes_in_flight`
+    /// ends it.
+    pub fn handshake_started(&self) {
+        let now = self.handshakes_in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.handshakes_in_flight_peak
+            .fetch_max(now, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// Starts a new peak from the handshakes in flight now.
+    pub fn reset_handshake_peak(&self) {
+        let now = self.handshakes_in_flight.load(Ordering::Relaxed);
+        self.handshakes_in_flight_peak.store(now, Ordering::Relaxed);
     }
 
     /// Wakes waiters after a change outside the counters (device registry).
