@@ -77,6 +77,7 @@ pub async fn run(config_path: PathBuf, explicit: bool, mode: Mode) -> anyhow::Re
     let mut hup = signal(SignalKind::hangup())?;
     let config = load_config(&config_path, explicit, mode)?;
     logging::init(config.daemon.log_target);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config_path.display(), "walinkd {} starting", env!("CARGO_PKG_VERSION"));
     fdlimit::check(config.accounts.len());
 
     create_private_dir(&config.daemon.state_dir)?;

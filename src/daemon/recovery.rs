@@ -210,14 +210,19 @@ pub async fn open_stores(
     let state_dir = &config.daemon.state_dir;
     crate::store::access::check_state_dir(state_dir)?;
     let new_key = check_key(state_dir, sealer.as_deref())?;
+    // Each step says when it begins: a start that stops answering is then
+    // found at its step in the log.
+    tracing::debug!(path = %backup_db_path(state_dir).display(), "opening the backup database");
     let backups = Arc::new(open_backups(&backup_db_path(state_dir), sealer.clone())?);
     let messages_path = messages_db_path(state_dir);
+    tracing::debug!(path = %messages_path.display(), "opening the message database");
     let database_key = sealer.as_ref().map(|s| s.database_key_hex());
     if let Some(key) = database_key.as_deref().filter(|_| new_key) {
         MessageDb::encrypt_in_place(&messages_path, key)?;
     }
     let (messages, messages_lost) = open_messages(&messages_path, database_key)?;
     let mut copied_aside = false;
+    tracing::debug!(path = %live_path.display(), "opening the live state");
     let db = match StateDb::open_sealed(live_path, sealer.clone()) {
         Ok(db) => db,
         Err(e) if e.fault() != Fault::Damaged => {
@@ -237,6 +242,7 @@ pub async fn open_stores(
         }
     };
     for account in &config.accounts {
+        tracing::debug!(account = %account.name, "checking the account's stored state");
         let backend = db.account(&account.name)?;
         let Some(why) = damage(&backend, &backups)? else {
             continue;
