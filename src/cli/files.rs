@@ -51,13 +51,7 @@ pub(super) async fn send(
     message: Message<'_>,
 ) -> Result<SendResult, Failure> {
     let (mut file, size) = open(path)?;
-    let transfer = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
+    let transfer = transfer_id();
     let quiet = Output { json: false };
     let mut buf = vec![0u8; PART_BYTES];
     let mut sent = 0u64;
@@ -115,4 +109,16 @@ fn read_up_to(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize
         }
     }
     Ok(filled)
+}
+
+/// A name for one file transfer over the socket, unique to this process
+/// and moment.
+pub(super) fn transfer_id() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
 }

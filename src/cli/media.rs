@@ -32,13 +32,7 @@ pub(super) async fn fetch(
 ) -> Result<MediaResult, Failure> {
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::usage("cannot tell the current directory", e))?;
-    let transfer = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
+    let transfer = super::files::transfer_id();
     let quiet = Output { json: false };
     let part = |n: u32| json!({"account": account, "id": id, "transfer": transfer, "part": n});
     let first: MediaPartResult = call(client, &quiet, method::MEDIA_PART, part(0), "media").await?;

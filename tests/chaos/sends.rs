@@ -172,6 +172,9 @@ async fn send_loop(
                 client = Client::connect(&socket).await.ok();
             }
         }
+        // The workload's seeded pace between two sends (how hard the run
+        // presses walinkd), not a wait for anything: every outcome above
+        // was already read from its answer.
         tokio::time::sleep(rng.millis(10, 120)).await;
     }
 }

@@ -96,6 +96,15 @@ impl DeviceAddr {
         }
     }
 
+    /// The device a JID such as `15550000001:1@s.whatsapp.net` names.
+    pub fn parse(device: &str) -> Option<Self> {
+        let jid = device.parse::<Jid>().ok()?;
+        Some(Self {
+            user: jid.user.to_string(),
+            device: jid.device,
+        })
+    }
+
     pub fn jid(&self) -> Jid {
         Jid::pn_device(self.user.as_str(), self.device)
     }
@@ -284,12 +293,8 @@ impl Messaging {
     /// How many messages and receipts device `device` (e.g.
     /// `15550000001:1@s.whatsapp.net`) has not acked yet.
     pub async fn pending(&self, device: &str) -> usize {
-        let Ok(jid) = device.parse::<Jid>() else {
+        let Some(addr) = DeviceAddr::parse(device) else {
             return 0;
-        };
-        let addr = DeviceAddr {
-            user: jid.user.to_string(),
-            device: jid.device,
         };
         self.state
             .lock()
@@ -303,12 +308,8 @@ impl Messaging {
     /// (e.g. `15550000001:1@s.whatsapp.net`): what its uploads added and
     /// bundle fetches did not take.
     pub async fn prekeys_held(&self, device: &str) -> usize {
-        let Ok(jid) = device.parse::<Jid>() else {
+        let Some(addr) = DeviceAddr::parse(device) else {
             return 0;
-        };
-        let addr = DeviceAddr {
-            user: jid.user.to_string(),
-            device: jid.device,
         };
         self.state
             .lock()
