@@ -184,10 +184,67 @@ impl Env {
             .spawn()
             .expect("spawn walinkd");
         self.daemon = Some(child);
-        eventually(timeout, "walinkd answers on its socket", || async {
-            self.call("status", json!({})).await.ok()
+        let answered = poll_until(timeout, || async {
+            self.call("status", json!({})).await.map(drop)
         })
         .await;
+        if let Err(last) = answered {
+            panic!(
+                "timed out after {timeout:?} waiting for: walinkd answers on its socket \
+                 (last answer: {last})\n{}",
+                self.why_silent()
+            );
+        }
+    }
+
+    /// What a walinkd that does not answer is doing, for the failure
+    /// message: a start that hangs once in many chaos runs leaves nothing
+    /// else to go on once the test has killed it. Its log's last lines, each
+    /// thread's name and kernel state, and, when gdb is installed, each
+    /// thread's stack.
+    fn why_silent(&mut self) -> String {
+        let Some(child) = self.daemon.as_mut() else {
+            return "walinkd is not running".into();
+        };
+        if let Ok(Some(exit)) = child.try_wait() {
+            return format!("walinkd exited: {exit}\nlog:\n{}", self.daemon_log());
+        }
+        let Some(pid) = child.id() else {
+            return "walinkd has no pid".into();
+        };
+        let log = self.daemon_log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let mut out = String::from("last lines of walinkd.log:\n");
+        for line in tail.iter().rev() {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push_str("threads (name, state, wchan):\n");
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let read = |f: &str| {
+                    std::fs::read_to_string(task.path().join(f))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()
+                };
+                let state = read("stat")
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').next().map(str::to_string))
+                    .unwrap_or_default();
+                out.push_str(&format!("  {} {state} {}\n", read("comm"), read("wchan")));
+            }
+        }
+        let stacks = std::process::Command::new("gdb")
+            .args(["-p", &pid.to_string(), "-batch", "-nx"])
+            .args(["-ex", "set pagination off", "-ex", "thread apply all bt 25"])
+            .stdin(Stdio::null())
+            .output();
+        match stacks {
+            Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+            Err(e) => out.push_str(&format!("(no stacks: gdb: {e})\n")),
+        }
+        out
     }
 
     /// Stops walinkd with `signal` (SIGTERM for a clean stop, SIGKILL for a
