@@ -34,6 +34,10 @@
 //! | `msg_secrets`        | (chat, sender, message id)        | secret, times    |
 //! | `msg_secret_expiry`  | deadline ++ (chat, sender, id)    | marker           |
 //!
+//! `sent_messages`, `sent_by_time`, `msg_secrets` and `msg_secret_expiry`
+//! are per message, not per session (`Kind::per_message`): backups leave
+//! them out and validation every minute skips them.
+//!
 //! Messages (outbox, inbox, chats) are not in sled: they live in SQLite,
 //! `messages.db` beside the state database (see `messages/`), so a restore
 //! of the session or `clear` leaves them alone.

@@ -2,7 +2,6 @@
 //! an account to another host.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -141,7 +140,7 @@ impl AccountSnapshot {
         })
     }
 
-    fn rows(&self, kind: Kind) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub(crate) fn rows(&self, kind: Kind) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.trees
             .get(kind.name())
             .into_iter()
@@ -213,12 +212,13 @@ impl AccountSnapshot {
 }
 
 impl SledBackend {
-    /// Copies every record of this account. Writers are held off for the
-    /// duration, so the copy never contains half of a multi-row write.
+    /// Copies every record of this account's session (not the
+    /// [`Kind::per_message`] ones). Writers are held off for the duration,
+    /// so the copy never contains half of a multi-row write.
     pub fn snapshot(&self) -> Result<AccountSnapshot, StoreError> {
         let _gate = self.exclusive();
         let mut trees = BTreeMap::new();
-        for kind in Kind::ALL {
+        for kind in Kind::ALL.into_iter().filter(|k| !k.per_message()) {
             let rows = self
                 .tree(kind)
                 .iter()
@@ -235,9 +235,11 @@ impl SledBackend {
         })
     }
 
-    /// Replaces all of this account's data with `snapshot`, in one
-    /// transaction, then flushes. The snapshot is verified first; a damaged
-    /// one is refused and nothing is changed.
+    /// Replaces this account's session with `snapshot`, in one
+    /// transaction, then flushes; the [`Kind::per_message`] records stay as
+    /// they are, and those a generation from before they were left out
+    /// carries are ignored. The snapshot is verified first; a damaged one is
+    /// refused and nothing is changed.
     pub fn restore(&self, snapshot: &AccountSnapshot) -> Result<(), StoreError> {
         let report = snapshot.verify_with(self.sealer());
         if !report.is_valid() {
@@ -255,10 +257,17 @@ impl SledBackend {
         let _gate = self.exclusive();
         let mut existing = Vec::with_capacity(Kind::ALL.len());
         for kind in Kind::ALL {
-            existing.push(self.scan_keys(kind, &[])?);
+            existing.push(if kind.per_message() {
+                Vec::new()
+            } else {
+                self.scan_keys(kind, &[])?
+            });
         }
         let result = self.trees.as_slice().transaction(|trees| {
             for (i, kind) in Kind::ALL.iter().enumerate() {
+                if kind.per_message() {
+                    continue;
+                }
                 for key in &existing[i] {
                     trees[i].remove(key)?;
                 }
@@ -269,8 +278,6 @@ impl SledBackend {
             Ok(())
         });
         self.tx_result(Kind::Meta, result)?;
-        self.sent_count
-            .store(snapshot.rows(Kind::SentMessages).count(), Ordering::Relaxed);
         self.flush()
     }
 }

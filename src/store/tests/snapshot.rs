@@ -74,6 +74,18 @@ async fn verify_decodes_every_tree_and_reports_damage() {
     );
     assert!(report.records >= Kind::ALL.len() as u64);
 
+    // The check every minute reads the session only: a damaged record the
+    // library keeps per message is found by the check at start.
+    let session = s.verify_session().unwrap();
+    assert!(session.is_valid() && session.registered);
+    assert!(session.records < report.records);
+    s.tree(Kind::SentMessages)
+        .insert("damaged", vec![1u8, 0xFF])
+        .unwrap();
+    assert!(s.verify_session().unwrap().is_valid());
+    assert_eq!(s.verify().unwrap().problem_count, 1);
+    s.tree(Kind::SentMessages).remove("damaged").unwrap();
+
     s.tree(Kind::TcTokens).insert("u", vec![1u8, 0xFF]).unwrap();
     s.tree(Kind::Meta).insert("device", vec![]).unwrap();
     let report = s.verify().unwrap();
@@ -138,10 +150,10 @@ async fn snapshot_restores_an_account_exactly() {
         s.get_session("a@s.whatsapp.net").await.unwrap().unwrap(),
         Bytes::from_static(b"session")
     );
-    assert_eq!(
-        s.take_sent_message("c", "m").await.unwrap(),
-        Some(b"p".to_vec())
-    );
+    // The library's per-message records are not part of a generation:
+    // `clear` wiped them and the restore left them so.
+    assert_eq!(s.take_sent_message("c", "m").await.unwrap(), None);
+    assert_eq!(s.get_msg_secret("chat", "sender", "m").await.unwrap(), None);
 
     // Another account (or host) can take the snapshot over.
     let moved = db.account("moved").unwrap();
@@ -150,6 +162,43 @@ async fn snapshot_restores_an_account_exactly() {
     drop((s, moved, db));
     let db = open(dir.path());
     assert!(db.account("moved").unwrap().has_credentials());
+}
+
+#[tokio::test]
+async fn a_generation_carries_the_session_and_a_restore_keeps_the_per_message_records() {
+    let dir = temp_dir();
+    let db = open(dir.path());
+    let s = db.account("sales").unwrap();
+    populate(&s).await;
+    let snapshot = s.snapshot().unwrap();
+    for kind in Kind::ALL {
+        let rows = snapshot.rows(kind).count();
+        if kind.per_message() {
+            assert_eq!(rows, 0, "{kind:?} is left out of a generation");
+        } else {
+            assert!(rows > 0, "{kind:?} is in the generation");
+        }
+    }
+    assert!(snapshot.verify().is_valid());
+    assert_eq!(snapshot.size_bytes(), s.size_bytes());
+
+    s.put_session("a@s.whatsapp.net", b"newer").await.unwrap();
+    s.restore(&snapshot).unwrap();
+    assert_eq!(
+        s.get_session("a@s.whatsapp.net").await.unwrap().unwrap(),
+        Bytes::from_static(b"session")
+    );
+    assert_eq!(
+        s.take_sent_message("c", "m").await.unwrap(),
+        Some(b"p".to_vec()),
+        "the library's copy of a send outlives a restore"
+    );
+    assert!(
+        s.get_msg_secret("chat", "sender", "m")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
