@@ -2,8 +2,9 @@
 //! do when it ends, and answers the daemon's commands. Everything an account
 //! reports (state, counters, QR) comes from here, so status tells the truth.
 //!
-//! The loop, the account's state and the decision after a connection live
-//! here; one connection attempt, from dial to teardown, is in `connection`.
+//! The loop, the account's state, the decision after a connection ends and
+//! the commands between attempts live here; one connection attempt, from
+//! dial to teardown, is in `connection`.
 
 mod connection;
 
