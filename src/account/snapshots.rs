@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
+use super::command::CommandError;
 use super::events::AccountEvent;
+use super::handle::AccountHandle;
 use super::state::AccountState;
-use super::supervisor::{AccountHandle, CommandError};
 use crate::store::backup::{BackupDb, NewestCheck, SnapshotInfo, Stored};
 use crate::store::{AccountSnapshot, OutboxRecord, SledBackend, VerifyReport};
 

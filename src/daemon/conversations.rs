@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::errors::command_error;
 use super::fetches::Fetches;
+use super::wire::wire_status;
 use crate::account::AccountHandle;
 use crate::account::now_ms;
 use crate::ipc::protocol::{self as wire, RpcError, to_result};
@@ -220,7 +221,7 @@ pub(super) fn wire_message(m: MessageView) -> wire::StoredMessage {
         received_at: m.received_at / 1000,
         kind: m.kind,
         text: m.text,
-        status: m.status.map(super::handler::wire_status),
+        status: m.status.map(wire_status),
         media: m.media.map(|m| wire::MediaInfo {
             mimetype: m.mimetype,
             size: m.size,

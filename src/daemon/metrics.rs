@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::accounts::Accounts;
-use super::handler::status_of;
+use super::wire::status_of;
 use crate::account::state::AccountState;
 
 /// A request head larger than this is not a scraper's.

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod recovery;
+mod wire;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
