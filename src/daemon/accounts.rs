@@ -106,9 +106,16 @@ pub fn settings(config: &Config) -> Settings {
     }
 }
 
-/// `quick_check` of the message database on the validation schedule (the
-/// full `integrity_check` runs at start): it reads the pages, but not every
-/// row against every index, and one check covers all accounts.
+/// How often the running daemon checks the whole message database. A
+/// `quick_check` reads every page, that is the whole history: once a minute
+/// (the validation schedule) it would cost as much as the history is large.
+/// Damage in a page that is used shows at once as an error of that read or
+/// write; this finds it in pages nothing reads.
+const MESSAGES_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// `quick_check` of the message database every `every` (the full
+/// `integrity_check` runs at start): it reads the pages, but not every row
+/// against every index, and one check covers all accounts.
 async fn check_messages(messages: Arc<MessageDb>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,7 +144,10 @@ impl Accounts {
         } = stores;
         let settings = Arc::new(settings(config));
         let policy = policy(config);
-        let checker = tokio::spawn(check_messages(messages.clone(), policy.validate_every));
+        let checker = tokio::spawn(check_messages(
+            messages.clone(),
+            policy.validate_every.max(MESSAGES_CHECK_EVERY),
+        ));
         let mut accounts = Self {
             db: Arc::new(db),
             messages,

@@ -33,8 +33,8 @@ const RELEASE_EVERY: Duration = Duration::from_secs(5);
 /// [`release_freed`], unless it ran less than [`RELEASE_EVERY`] ago: for
 /// callers that run for every account in turn (validation), where a release
 /// each time would cost thousands a minute at scale, and the garbage of one
-/// account's pass is small.
-pub(crate) fn release_freed_now_and_then() {
+/// account's pass is small, and for the daemon's periodic release.
+pub fn release_freed_now_and_then() {
     static LAST: Mutex<Option<Instant>> = Mutex::new(None);
     {
         let mut last = LAST

@@ -62,6 +62,7 @@ pub use backup::{BackupDb, BackupError, SnapshotInfo};
 pub use db::StateDb;
 pub use error::Fault;
 pub use error::StoreError;
+pub use memory::release_freed_now_and_then;
 pub use messages::{
     Address, Annotations, Change, ChatSummary, Contact, Context, DeliveryStatus, Draft, Enqueued,
     Inbound, InboxRecord, MediaDraft, MediaKind, MediaLookup, MediaMeta, MediaRef, MessageDb,
