@@ -226,13 +226,24 @@ impl AccountHandle {
         self.ask(Command::ClearSession).await
     }
 
-    /// Queues a text for `to` and resolves once it is durable; it goes out
-    /// whenever the account is connected. With an idempotency `key`, the id
-    /// derives from it and a message already queued under it is returned
-    /// instead of being queued again. Progress arrives as `MessageStatus`
-    /// events.
+    /// The id a `send` with idempotency `key` queues its message under:
+    /// derived from the key, else new. Known before the send, so a caller
+    /// can wait for the message's status without reading the store again.
+    pub fn message_id(&self, key: Option<&str>) -> String {
+        match key {
+            Some(key) => message_id_for_key(&self.spec.name, key),
+            None => new_message_id(&self.spec.name),
+        }
+    }
+
+    /// Queues a text for `to` under `id` (see [`Self::message_id`]) and
+    /// resolves once it is durable; it goes out whenever the account is
+    /// connected. A message already queued under `id` (a retry with the
+    /// same idempotency `key`) is returned instead of being queued again.
+    /// Progress arrives as `MessageStatus` events.
     pub async fn send(
         &self,
+        id: String,
         to: String,
         text: String,
         key: Option<String>,
@@ -245,10 +256,6 @@ impl AccountHandle {
                 what: "the account is disabled in the config; enable it and reload".into(),
             });
         }
-        let id = match &key {
-            Some(key) => message_id_for_key(&self.spec.name, key),
-            None => new_message_id(&self.spec.name),
-        };
         let own = self.status.borrow().jid.clone();
         let draft = Draft {
             id: id.clone(),

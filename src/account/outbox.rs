@@ -12,7 +12,7 @@ use tokio::sync::{Notify, broadcast};
 
 use super::events::AccountEvent;
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, MessageStore, OutboxRecord, OutgoingMedia, Uploaded};
+use crate::store::{DeliveryStatus, MessageStore, OutgoingMedia, Sendable, Uploaded};
 use crate::wa::{InboxSink, IncomingMessage, Session, SessionError, outgoing_message};
 
 /// Messages older than this are not written again: a contact's retry
@@ -116,12 +116,10 @@ impl Sender {
         // per message.
         let mut learned: HashSet<String> = HashSet::new();
         loop {
-            let listed = if resend_unacked {
-                self.store.pending().await
-            } else {
-                self.store.queued().await
-            };
-            let pending = match listed {
+            // One read for the whole batch, each message with its context
+            // and file: a trip to the database per message was most of the
+            // daemon's CPU per send.
+            let pending = match self.store.to_send(resend_unacked).await {
                 Ok(pending) => pending,
                 Err(e) => {
                     tracing::error!(account = %self.account, error = %e, "reading the outbox failed");
@@ -130,11 +128,12 @@ impl Sender {
                 }
             };
             let mut pause = false;
-            for record in pending {
+            for sendable in pending {
+                let record = &sendable.record;
                 if record.status == DeliveryStatus::Sent && in_flight.contains(&record.id) {
                     continue;
                 }
-                let sent = self.send(&record).await;
+                let sent = self.send(&sendable).await;
                 match sent {
                     Ok(_) => {
                         in_flight.insert(record.id.clone());
@@ -196,52 +195,40 @@ impl Sender {
         if !unconfirmed.is_empty() {
             tracing::info!(account = %self.account, messages = unconfirmed.len(), "sending recent unconfirmed messages again, under their ids");
         }
-        for record in unconfirmed {
-            match self.send(&record).await {
+        for sendable in unconfirmed {
+            match self.send(&sendable).await {
                 Ok(_) => {}
                 Err(SessionError::NotConnected) => return Err(NotConnected),
                 Err(e) => {
-                    tracing::warn!(account = %self.account, id = %record.id, error = %e, "sending an unconfirmed message again failed; it keeps its status");
+                    tracing::warn!(account = %self.account, id = %sendable.record.id, error = %e, "sending an unconfirmed message again failed; it keeps its status");
                 }
             }
         }
         Ok(())
     }
 
-    /// Writes `record` to the connection: a text, a reply, a reaction, or a
-    /// file, uploaded first unless an earlier try already did.
-    async fn send(&self, record: &OutboxRecord) -> Result<String, SessionError> {
-        let read = |what: &str, e: crate::store::StoreError| {
-            SessionError::Send(format!("reading its {what}: {e}"))
+    /// Writes a message to the connection: a text, a reply, a reaction, or
+    /// a file, uploaded first unless an earlier try already did.
+    async fn send(&self, sendable: &Sendable) -> Result<String, SessionError> {
+        let record = &sendable.record;
+        let uploaded = match &sendable.media {
+            Some(media) => Some(self.uploaded(&record.id, media).await?),
+            None => None,
         };
-        let context = self
-            .store
-            .context_of(&record.id)
-            .await
-            .map_err(|e| read("context", e))?;
-        let media = match self.store.outgoing_media_of(&record.id).await {
-            Ok(Some(media)) => Some(self.uploaded(record, media).await?),
-            Ok(None) => None,
-            Err(e) => return Err(read("file", e)),
-        };
-        let file = media.as_ref().map(|(media, uploaded)| (media, uploaded));
-        let message = outgoing_message(&record.to, &record.text, context.as_ref(), file);
+        let file = sendable.media.as_ref().zip(uploaded.as_ref());
+        let message = outgoing_message(&record.to, &record.text, sendable.context.as_ref(), file);
         self.session
             .send_message(&record.to, message, Some(record.id.clone()))
             .await
     }
 
-    /// `media` with where its file is: the upload an earlier try recorded,
-    /// or a new one, recorded before the message naming it goes out.
-    async fn uploaded(
-        &self,
-        record: &OutboxRecord,
-        mut media: OutgoingMedia,
-    ) -> Result<(OutgoingMedia, Uploaded), SessionError> {
-        if let Some(uploaded) = media.upload.take() {
-            return Ok((media, uploaded));
+    /// Where `media`'s file is: the upload an earlier try recorded, or a
+    /// new one, recorded before the message naming it goes out.
+    async fn uploaded(&self, id: &str, media: &OutgoingMedia) -> Result<Uploaded, SessionError> {
+        if let Some(uploaded) = &media.upload {
+            return Ok(uploaded.clone());
         }
-        let data = match self.store.staged_file(&record.id).await {
+        let data = match self.store.staged_file(id).await {
             Ok(Some(data)) => data,
             Ok(None) => {
                 return Err(SessionError::Unsendable(
@@ -255,11 +242,11 @@ impl Sender {
             .upload(data, media.kind, media.media_key)
             .await?;
         self.store
-            .record_upload(&record.id, uploaded.clone())
+            .record_upload(id, uploaded.clone())
             .await
             .map_err(|e| SessionError::Send(format!("recording its upload: {e}")))?;
-        tracing::info!(account = %self.account, id = %record.id, kind = media.kind.as_str(), bytes = media.size, "file uploaded");
-        Ok((media, uploaded))
+        tracing::info!(account = %self.account, id = %id, kind = media.kind.as_str(), bytes = media.size, "file uploaded");
+        Ok(uploaded)
     }
 
     /// Sending to a number makes the library ask for its LID (and the

@@ -159,34 +159,31 @@ impl DaemonHandler {
             // Waiting could only time out: nothing is sent before pairing.
             return Err(RpcError::not_connected(&p.account, snap.state));
         }
+        let id = handle.message_id(p.id.as_deref());
+        // Registered before the enqueue: a status recorded after the
+        // enqueue's commit reaches the waiter, and one recorded before it
+        // is in the record the enqueue returns, so nothing is read again.
+        let mut waiter = p.wait.then(|| handle.waiters().register(&id));
         let enqueued = handle
-            .send(p.to.clone(), p.text, p.id, context)
+            .send(id.clone(), p.to.clone(), p.text, p.id, context)
             .await
             .map_err(|e| command_error(&p.account, e))?;
         let record = enqueued.record;
-        let id = record.id.clone();
         if record.status == DeliveryStatus::Failed {
             return Err(RpcError::send_failed(format!(
                 "message {id} failed earlier: {}",
                 record.last_error.as_deref().unwrap_or("no reason recorded")
             )));
         }
-        if !p.wait || !record.status.is_pending() {
+        let Some(waiter) = waiter.as_mut().filter(|_| record.status.is_pending()) else {
             return to_value(SendResult {
                 id,
                 status: wire_status(record.status),
             });
-        }
+        };
         let messages = handle.messages().clone();
-        // Registered before the store is read again: the ack may have come
-        // in since the enqueue, and one recorded after this read reaches the
-        // waiter.
-        let mut waiter = handle.waiters().register(&id);
         let wait = async {
-            let status = match messages.outgoing(&id).await {
-                Ok(Some(r)) if !r.status.is_pending() => r.status,
-                _ => waiter.wait().await.ok_or_else(RpcError::shutting_down)?,
-            };
+            let status = waiter.wait().await.ok_or_else(RpcError::shutting_down)?;
             match status {
                 DeliveryStatus::Failed => {
                     let reason = messages

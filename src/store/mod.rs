@@ -67,7 +67,7 @@ pub use messages::{
     Address, Annotations, Change, ChatSummary, Contact, Context, DeliveryStatus, Draft, Enqueued,
     Inbound, InboxRecord, MediaDraft, MediaKind, MediaLookup, MediaMeta, MediaRef, MessageDb,
     MessageStore, OutboxCounts, OutboxRecord, OutgoingMedia, Page, Pruned, Reaction, Retention,
-    Sighting, StoredMedia, ToFile, Uploaded, messages_db_path,
+    Sendable, Sighting, StoredMedia, ToFile, Uploaded, messages_db_path,
 };
 pub use records::WebVersion;
 pub use seal::{SealError, Sealer};

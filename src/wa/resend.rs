@@ -3,7 +3,7 @@
 //! outbox committed before the send is encoded again, exactly as it was
 //! first sent, so the library can re-encrypt it under the same id.
 
-use crate::store::{MessageStore, ResendSource};
+use crate::store::{MessageStore, ResendSource, Sendable};
 
 use super::outgoing::outgoing_message;
 
@@ -22,20 +22,16 @@ impl ResendSource for OutboxResends {
     async fn payload(&self, _chat_jid: &str, message_id: &str) -> Option<Vec<u8>> {
         // Ids are unique per account; the chat may be either of the
         // person's addresses (phone number or LID), so it is not compared.
-        let found = match self.store.outgoing(message_id).await {
-            Ok(Some(record)) => match (
-                self.store.context_of(message_id).await,
-                self.store.outgoing_media_of(message_id).await,
-            ) {
-                (Ok(context), Ok(media)) => Ok(Some((record, context, media))),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            },
-            other => other.map(|_| None),
-        };
-        match found {
+        match self.store.sendable(message_id).await {
             // A file never uploaded was never sent: nothing to answer.
-            Ok(Some((_, _, Some(media)))) if media.upload.is_none() => None,
-            Ok(Some((record, context, media))) => {
+            Ok(Some(Sendable {
+                media: Some(media), ..
+            })) if media.upload.is_none() => None,
+            Ok(Some(Sendable {
+                record,
+                context,
+                media,
+            })) => {
                 tracing::info!(id = %message_id, "answering a retry receipt from the outbox");
                 let file = media
                     .as_ref()

@@ -301,58 +301,6 @@ impl MessageStore {
         Ok(enqueued)
     }
 
-    /// What outbox message `id` answers or reacts to, with who sent that
-    /// message, for building it on the wire.
-    pub async fn context_of(&self, id: &str) -> Result<Option<Context>, super::StoreError> {
-        let id = id.to_owned();
-        self.read("read a message's context", move |conn, account| {
-            type Row = (
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            );
-            let found: Option<Row> = conn
-                .prepare_cached(
-                    "SELECT reply_to, react_to, edit_of, revoke_of FROM outbox_context \
-                     WHERE account = ?1 AND id = ?2",
-                )?
-                .query_row(params![account, id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional()?;
-            let Some((reply_to, react_to, edit_of, revoke_of)) = found else {
-                return Ok(None);
-            };
-            let target = [&reply_to, &react_to, &edit_of, &revoke_of]
-                .into_iter()
-                .find_map(|t| t.clone())
-                .unwrap_or_default();
-            let quoted: Option<(String, bool, Option<String>)> = conn
-                .prepare_cached(
-                    "SELECT sender, from_me, body FROM inbox WHERE account = ?1 AND id = ?2 LIMIT 1",
-                )?
-                .query_row(params![account, target], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-            let (sender, from_me, text) = match quoted {
-                Some((sender, from_me, text)) => (Some(sender), from_me, text),
-                None => (None, false, None),
-            };
-            Ok(Some(Context {
-                reply_to,
-                react_to,
-                edit_of,
-                revoke_of,
-                sender,
-                from_me,
-                text,
-            }))
-        })
-        .await
-    }
-
     /// The conversation key `address` is filed under right now.
     pub async fn chat_key(&self, address: Address) -> Result<String, super::StoreError> {
         self.read("look up a contact", move |conn, account| {
@@ -431,6 +379,58 @@ impl MessageStore {
 
 /// The conversation `address` belongs to: a LID whose number is known is
 /// filed under the number.
+/// What outbox message `id` answers, reacts to, edits or deletes, with
+/// who sent that message, for building it on the wire.
+pub(super) fn context(
+    conn: &Connection,
+    account: &str,
+    id: &str,
+) -> rusqlite::Result<Option<Context>> {
+    type Row = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let found: Option<Row> = conn
+        .prepare_cached(
+            "SELECT reply_to, react_to, edit_of, revoke_of FROM outbox_context \
+             WHERE account = ?1 AND id = ?2",
+        )?
+        .query_row(params![account, id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((reply_to, react_to, edit_of, revoke_of)) = found else {
+        return Ok(None);
+    };
+    let target = [&reply_to, &react_to, &edit_of, &revoke_of]
+        .into_iter()
+        .find_map(|t| t.clone())
+        .unwrap_or_default();
+    let quoted: Option<(String, bool, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT sender, from_me, body FROM inbox WHERE account = ?1 AND id = ?2 LIMIT 1",
+        )?
+        .query_row(params![account, target], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let (sender, from_me, text) = match quoted {
+        Some((sender, from_me, text)) => (Some(sender), from_me, text),
+        None => (None, false, None),
+    };
+    Ok(Some(Context {
+        reply_to,
+        react_to,
+        edit_of,
+        revoke_of,
+        sender,
+        from_me,
+        text,
+    }))
+}
+
 fn chat_key(conn: &Connection, account: &str, address: &Address) -> rusqlite::Result<String> {
     if let Address::Lid(lid) = address {
         let phone: Option<String> = conn
@@ -749,7 +749,8 @@ mod tests {
             .collect();
         let notes = store.annotations(seqs).await.unwrap();
         assert_eq!(notes.len(), 2, "a reaction and a reply: {notes:?}");
-        assert!(store.context_of("m1").await.unwrap().is_some());
+        let sendable = store.sendable("m1").await.unwrap().unwrap();
+        assert!(sendable.context.is_some());
 
         let retention = crate::store::Retention {
             max_age: None,

@@ -195,22 +195,22 @@ fn media_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutgoingMedia> {
     })
 }
 
-impl MessageStore {
-    /// The file outbox message `id` carries, if it carries one.
-    pub async fn outgoing_media_of(&self, id: &str) -> Result<Option<OutgoingMedia>, StoreError> {
-        let id = id.to_owned();
-        self.read("read a message's file", move |conn, account| {
-            conn.prepare_cached(
-                "SELECT kind, mimetype, filename, size, sha256, media_key, url, direct_path, \
-                 file_sha256, file_enc_sha256, file_length, media_key_timestamp \
-                 FROM outbox_media WHERE account = ?1 AND id = ?2",
-            )?
-            .query_row(params![account, id], media_row)
-            .optional()
-        })
-        .await
-    }
+/// The file outbox message `id` carries, if it carries one.
+pub(super) fn media(
+    conn: &Connection,
+    account: &str,
+    id: &str,
+) -> rusqlite::Result<Option<OutgoingMedia>> {
+    conn.prepare_cached(
+        "SELECT kind, mimetype, filename, size, sha256, media_key, url, direct_path, \
+         file_sha256, file_enc_sha256, file_length, media_key_timestamp \
+         FROM outbox_media WHERE account = ?1 AND id = ?2",
+    )?
+    .query_row(params![account, id], media_row)
+    .optional()
+}
 
+impl MessageStore {
     /// The bytes of the file outbox message `id` carries, while it is pending.
     pub async fn staged_file(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let id = id.to_owned();
@@ -260,6 +260,17 @@ mod tests {
             .unwrap()
     }
 
+    /// The file row itself, whether or not its message is still there.
+    async fn media_of(store: &MessageStore, id: &str) -> Option<OutgoingMedia> {
+        let id = id.to_owned();
+        store
+            .read("read a message's file", move |conn, account| {
+                media(conn, account, &id)
+            })
+            .await
+            .unwrap()
+    }
+
     fn photo() -> MediaDraft {
         MediaDraft {
             media: OutgoingMedia {
@@ -305,11 +316,8 @@ mod tests {
             .send_filed(reaction, Address::Lid("1000".into()), "1@s.whatsapp.net", 2)
             .await
             .unwrap();
-        assert_eq!(
-            store.outgoing_media_of("m1").await.unwrap(),
-            Some(photo().media)
-        );
-        assert_eq!(store.outgoing_media_of("t1").await.unwrap(), None);
+        assert_eq!(media_of(&store, "m1").await, Some(photo().media));
+        assert_eq!(media_of(&store, "t1").await, None);
         assert_eq!(
             store.staged_file("m1").await.unwrap().as_deref(),
             Some(&b"\x89PNG"[..])
@@ -363,7 +371,7 @@ mod tests {
             None,
             "acked: released"
         );
-        let kept = store.outgoing_media_of("m1").await.unwrap().unwrap();
+        let kept = media_of(&store, "m1").await.unwrap();
         assert_eq!(
             kept.upload,
             Some(uploaded),
@@ -375,11 +383,7 @@ mod tests {
             max_messages: Some(0),
         };
         store.prune(retention, 5).await.unwrap();
-        assert_eq!(
-            store.outgoing_media_of("m1").await.unwrap(),
-            None,
-            "retention takes it"
-        );
-        assert!(store.outgoing_media_of("t1").await.unwrap().is_none());
+        assert_eq!(media_of(&store, "m1").await, None, "retention takes it");
+        assert!(media_of(&store, "t1").await.is_none());
     }
 }

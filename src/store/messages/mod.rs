@@ -34,7 +34,7 @@ pub use media::{MediaLookup, MediaRef, StoredMedia};
 pub use media_out::{MediaDraft, MediaKind, OutgoingMedia, Uploaded};
 use sql::{
     INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, PENDING_TEXTS, QUEUED, fts_query, inbox_row,
-    insert_inbound, insert_outgoing, outbox_row, outgoing, prune,
+    insert_inbound, insert_outgoing, outbox_row, outgoing, outgoing_where, prune, sendable,
 };
 
 /// Where a sent message is. Statuses only move forward (see [`Self::rank`]).
@@ -160,6 +160,17 @@ pub struct ChatSummary {
     /// Sender's timestamp of the newest message (Unix seconds).
     pub last_timestamp: i64,
     pub last_seq: u64,
+}
+
+/// An outbox message with what putting it on the wire needs, read
+/// together so a send costs one trip to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sendable {
+    pub record: OutboxRecord,
+    /// What it answers, reacts to, edits or deletes.
+    pub context: Option<Context>,
+    /// The file it carries.
+    pub media: Option<OutgoingMedia>,
 }
 
 /// Result of [`MessageStore::enqueue`].
@@ -405,26 +416,50 @@ impl MessageStore {
         self.outgoing_where(PENDING_TEXTS, "ASC", None).await
     }
 
-    /// Messages not yet written to any connection, oldest first: what a
-    /// connection that already resent its unacked messages has left to send.
-    pub async fn queued(&self) -> Result<Vec<OutboxRecord>, StoreError> {
-        // The `PENDING` term lets SQLite use the partial index on it.
-        self.outgoing_where(QUEUED, "ASC", None).await
+    /// What a connection has to send, oldest first, each message with
+    /// what sending it needs, in one read: with `unacked` every pending
+    /// message (sent on an earlier connection without an ack, or not yet),
+    /// else only those not yet written to any connection.
+    pub async fn to_send(&self, unacked: bool) -> Result<Vec<Sendable>, StoreError> {
+        let filter = if unacked { PENDING } else { QUEUED };
+        self.read("list messages to send", move |conn, account| {
+            outgoing_where(conn, account, filter, "ASC", -1)?
+                .into_iter()
+                .map(|record| sendable(conn, account, record))
+                .collect()
+        })
+        .await
+    }
+
+    /// Outbox message `id` with what sending it (again) needs, in one read.
+    pub async fn sendable(&self, id: &str) -> Result<Option<Sendable>, StoreError> {
+        let id = id.to_owned();
+        self.read("read a message", move |conn, account| {
+            outgoing(conn, account, &id)?
+                .map(|record| sendable(conn, account, record))
+                .transpose()
+        })
+        .await
     }
 
     /// Messages the server acked but no recipient confirmed yet, among the
     /// newest `among` of the outbox and created at or after `since_ms`,
-    /// oldest first.
+    /// oldest first, each with what sending it again needs.
     pub async fn unconfirmed(
         &self,
         among: usize,
         since_ms: u64,
-    ) -> Result<Vec<OutboxRecord>, StoreError> {
+    ) -> Result<Vec<Sendable>, StoreError> {
         self.read("list messages", move |conn, account| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT * FROM (SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1                  ORDER BY seq DESC LIMIT ?2)                  WHERE status = 'server_ack' AND created_at >= ?3 ORDER BY seq ASC"
-            ))?;
-            stmt.query_map(params![account, among as i64, since_ms as i64], outbox_row)?
+            let records: Vec<OutboxRecord> = conn
+                .prepare_cached(&format!(
+                    "SELECT * FROM (SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1                  ORDER BY seq DESC LIMIT ?2)                  WHERE status = 'server_ack' AND created_at >= ?3 ORDER BY seq ASC"
+                ))?
+                .query_map(params![account, among as i64, since_ms as i64], outbox_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            records
+                .into_iter()
+                .map(|record| sendable(conn, account, record))
                 .collect()
         })
         .await
@@ -448,12 +483,7 @@ impl MessageStore {
     ) -> Result<Vec<OutboxRecord>, StoreError> {
         let limit = limit.map_or(-1, |l| l as i64);
         self.read("list messages", move |conn, account| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1 AND {filter} \
-                 ORDER BY seq {order} LIMIT ?2"
-            ))?;
-            stmt.query_map(params![account, limit], outbox_row)?
-                .collect()
+            outgoing_where(conn, account, filter, order, limit)
         })
         .await
     }

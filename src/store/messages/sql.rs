@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{DeliveryStatus, Inbound, InboxRecord, OutboxRecord, Pruned};
+use super::{DeliveryStatus, Inbound, InboxRecord, OutboxRecord, Pruned, Sendable};
 
 pub(super) const OUTBOX_COLUMNS: &str = "seq, id, recipient, body, created_at, updated_at, status, attempts, \
                               last_error, idempotency_key";
@@ -151,6 +151,36 @@ pub(super) fn outgoing(
     ))?
     .query_row(params![account, id], outbox_row)
     .optional()
+}
+
+/// The account's outbox messages matching `filter`, by sequence in
+/// `order`, at most `limit` (all when negative).
+pub(super) fn outgoing_where(
+    conn: &Connection,
+    account: &str,
+    filter: &str,
+    order: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<OutboxRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1 AND {filter} \
+         ORDER BY seq {order} LIMIT ?2"
+    ))?
+    .query_map(params![account, limit], outbox_row)?
+    .collect()
+}
+
+/// `record` with its context and its file, read in the caller's job.
+pub(super) fn sendable(
+    conn: &Connection,
+    account: &str,
+    record: OutboxRecord,
+) -> rusqlite::Result<Sendable> {
+    Ok(Sendable {
+        context: super::contacts::context(conn, account, &record.id)?,
+        media: super::media_out::media(conn, account, &record.id)?,
+        record,
+    })
 }
 
 /// Returns what went, and how many of the outbox messages were failed ones.

@@ -528,3 +528,116 @@ async fn search_finds_every_word_pages_and_follows_prunes() {
         "pruned messages leave the index"
     );
 }
+
+#[tokio::test]
+async fn what_a_send_needs_comes_in_one_read_with_its_context_and_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .store_inbound(&[inbound("1000@lid", "q1", 5)], 1)
+        .await
+        .unwrap();
+    let own = "1@s.whatsapp.net";
+    let reply = Draft {
+        id: "r1".into(),
+        to: "1000@lid".into(),
+        text: "an answer".into(),
+        reply_to: Some("q1".into()),
+        ..Draft::default()
+    };
+    store
+        .send_filed(reply, Address::Lid("1000".into()), own, 2)
+        .await
+        .unwrap();
+    let photo = OutgoingMedia {
+        kind: MediaKind::Image,
+        mimetype: "image/png".into(),
+        filename: None,
+        size: 4,
+        sha256: "ab".repeat(32),
+        media_key: [7; 32],
+        upload: None,
+    };
+    let with_file = Draft {
+        id: "p1".into(),
+        to: "1000@lid".into(),
+        text: "a caption".into(),
+        media: Some(MediaDraft {
+            media: photo.clone(),
+            data: b"\x89PNG".to_vec(),
+        }),
+        ..Draft::default()
+    };
+    store
+        .send_filed(with_file, Address::Lid("1000".into()), own, 3)
+        .await
+        .unwrap();
+    store
+        .enqueue("t1", "1000@lid", "a text", None, 4)
+        .await
+        .unwrap();
+    store
+        .advance("t1", DeliveryStatus::Sent, None, 5)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let all = store.to_send(true).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|s| s.record.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["r1", "p1", "t1"],
+        "every pending message, oldest first"
+    );
+    assert_eq!(
+        all[0].context,
+        Some(Context {
+            reply_to: Some("q1".into()),
+            react_to: None,
+            edit_of: None,
+            revoke_of: None,
+            sender: Some("1000@lid".into()),
+            from_me: false,
+            text: Some("text of q1".into()),
+        })
+    );
+    assert_eq!(all[0].media, None);
+    assert_eq!(all[1].context, None);
+    assert_eq!(all[1].media, Some(photo.clone()));
+    assert_eq!(all[1].record.text, "a caption");
+    assert_eq!((&all[2].context, &all[2].media), (&None, &None));
+    assert_eq!(all[2].record.status, DeliveryStatus::Sent);
+
+    let queued: Vec<String> = store
+        .to_send(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.record.id)
+        .collect();
+    assert_eq!(queued, ["r1", "p1"], "only what no connection has written");
+
+    for (i, expected) in all.iter().enumerate() {
+        let one = store.sendable(&expected.record.id).await.unwrap();
+        assert_eq!(one.as_ref(), Some(expected), "message {i} read alone");
+    }
+    assert_eq!(store.sendable("nope").await.unwrap(), None);
+
+    // Acked: no longer to send, but a retry receipt still finds its file.
+    store
+        .advance("p1", DeliveryStatus::ServerAck, None, 6)
+        .await
+        .unwrap()
+        .unwrap();
+    let left: Vec<String> = store
+        .to_send(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.record.id)
+        .collect();
+    assert_eq!(left, ["r1", "t1"]);
+    let acked = store.sendable("p1").await.unwrap().unwrap();
+    assert_eq!(acked.record.status, DeliveryStatus::ServerAck);
+    assert_eq!(acked.media, Some(photo));
+}
