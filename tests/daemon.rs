@@ -385,6 +385,9 @@ async fn a_bad_config_is_named_precisely_and_touches_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_code_links_the_account_when_the_phone_takes_the_code() {
     let mut env = Env::new(&["sales"]).await;
+    // Every library line at debug, node dumps included: the code and the
+    // pairing refs must still stay out of the log.
+    env.daemon_env.push(("RUST_LOG".into(), "debug".into()));
     env.start_daemon().await;
     let out = env.walink(&["initialize", "sales"]).await;
     assert!(out.status.success(), "walink initialize failed");
@@ -409,6 +412,13 @@ async fn pair_code_links_the_account_when_the_phone_takes_the_code() {
     let status = env.wait_state("sales", "connected", CONNECT).await;
     assert_eq!(status["jid"], jid.as_str());
     assert_eq!(env.mock.stats().pairings, 1);
+    let log = env.daemon_log();
+    assert!(
+        log.contains("<iq "),
+        "the library's node dumps are logged at debug"
+    );
+    assert!(!log.contains(code), "the pair code is not in the log");
+    assert!(!log.contains("pair-device"), "no pairing ref is in the log");
 
     env.stop_daemon(libc::SIGTERM).await;
     env.start_daemon().await;

@@ -5,9 +5,11 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
+use tracing::level_filters::LevelFilter;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::filter::FilterExt;
+use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::prelude::*;
 
 use crate::config::LogTarget;
@@ -30,13 +32,9 @@ pub fn init(target: LogTarget) {
         LogTarget::Stderr => false,
         LogTarget::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
     };
-    let registry =
-        tracing_subscriber::registry().with(Guard).with(
-            ConnectErrors.with_filter(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target(CONNECT_LOG_TARGET, Level::DEBUG),
-            ),
-        );
+    let registry = tracing_subscriber::registry().with(ConnectErrors.with_filter(
+        tracing_subscriber::filter::Targets::new().with_target(CONNECT_LOG_TARGET, Level::DEBUG),
+    ));
     if journald {
         match tracing_journald::layer() {
             Ok(layer) => {
@@ -47,7 +45,7 @@ pub fn init(target: LogTarget) {
                         layer
                             .with_syslog_identifier("walinkd".into())
                             .with_field_prefix(None)
-                            .with_filter(filter()),
+                            .with_filter(filter().and(Guard)),
                     )
                     .try_init();
                 return;
@@ -61,19 +59,28 @@ pub fn init(target: LogTarget) {
                 .with_writer(std::io::stderr)
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false)
-                .with_filter(filter()),
+                .with_filter(filter().and(Guard)),
         )
         .try_init();
 }
 
-/// Does nothing itself: its filter makes the library's connect lines reach
-/// [`Guard`] at debug level whatever `RUST_LOG` says (the other layers keep
-/// their own filter, so nothing more is printed).
+/// Hands the library's connect failures to the account's attempt as its
+/// reason (the library reports it nowhere else). Its filter lets through
+/// that one target at debug level whatever `RUST_LOG` says; it prints
+/// nothing.
 struct ConnectErrors;
 
-impl<S: Subscriber> Layer<S> for ConnectErrors {}
+impl<S: Subscriber> Layer<S> for ConnectErrors {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut seen = Seen::default();
+        event.record(&mut seen);
+        if let Some(why) = connect_failure(*event.metadata().level(), &seen.message) {
+            crate::wa::session::note_connect_error(why);
+        }
+    }
+}
 
-/// Drops the library's log lines that must not reach walink's log:
+/// Filters out the library's log lines that must not reach walink's log:
 ///
 /// - anything that can carry pairing material: the phone-number flow logs
 ///   the pair code itself (target `Client/PairCode`), and at debug level the
@@ -83,11 +90,20 @@ impl<S: Subscriber> Layer<S> for ConnectErrors {}
 ///   retries, and logs the attempt's reason itself (`event=backoff`); the
 ///   error is handed to the account's attempt as its reason.
 ///
-/// walink's own events are never inspected.
+/// walink's own events are never inspected. It is the second half of each
+/// output's filter, so it reads (and formats) only the lines the first half,
+/// `RUST_LOG`, lets through. As a layer of its own, with no level of its
+/// own, it made every line of every level an enabled event and formatted
+/// each into a string to inspect it: with the libraries' debug and trace
+/// lines, a dump of every node sent and received.
 pub struct Guard;
 
-impl<S: Subscriber> Layer<S> for Guard {
-    fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
+impl<S: Subscriber> Filter<S> for Guard {
+    fn enabled(&self, _meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
         if event.metadata().target().starts_with("walink") {
             return true;
         }
@@ -97,12 +113,13 @@ impl<S: Subscriber> Layer<S> for Guard {
             .log_target
             .as_deref()
             .unwrap_or(event.metadata().target());
-        let level = *event.metadata().level();
-        if let Some(why) = connect_failure(level, &seen.message) {
-            // The attempt's reason: the library reports it nowhere else.
-            crate::wa::session::note_connect_error(why);
-        }
-        !withheld(target, level, &seen.message)
+        !withheld(target, *event.metadata().level(), &seen.message)
+    }
+
+    /// Every level: the level is the other half's to limit (`And` keeps
+    /// the lower of the two hints, and no hint would mean none at all).
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
     }
 }
 
