@@ -79,6 +79,9 @@ impl AccountHandle {
             own.connection.proxy = spec.proxy.clone();
             Arc::new(own)
         };
+        // Before the supervisor exists: nothing can reach the library, and
+        // so its records, before they have their place.
+        backend.keep_library_records_in(messages.clone());
         backend.serve_resends_from(Arc::new(crate::wa::OutboxResends::new(messages.clone())));
         let session_exists = backend.has_credentials();
         let snapshot = Snapshot {

@@ -339,11 +339,10 @@ impl Inner {
 
     async fn validate(&self) {
         let backend = self.backend.clone();
-        let report = tokio::task::spawn_blocking(move || {
-            backend.verify_session().map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        let report =
+            tokio::task::spawn_blocking(move || backend.verify().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
         let exists = self.handle.snapshot().session_exists;
         let (problems, mut warnings) = findings(&report, exists, &self.policy);
         if let Some(backup_problem) = self.check_newest_backup().await {

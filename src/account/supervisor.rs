@@ -184,7 +184,7 @@ impl Supervisor {
             }
             Command::ClearSession(reply) => {
                 self.drop_session().await;
-                let result = self.wipe_credentials();
+                let result = self.wipe_credentials().await;
                 let ok = result.is_ok();
                 let _ = reply.send(result.map(|()| AccountState::Stopped));
                 ok.then_some(Flow::Idle)
@@ -261,9 +261,10 @@ impl Supervisor {
         }
     }
 
-    fn wipe_credentials(&mut self) -> Result<(), CommandError> {
+    async fn wipe_credentials(&mut self) -> Result<(), CommandError> {
         self.backend
             .clear()
+            .await
             .map_err(|e| CommandError::Store(e.to_string()))?;
         self.status.send_modify(|s| {
             s.jid = None;
@@ -300,7 +301,7 @@ impl Supervisor {
                 tracing::warn!(account = %self.name, event = "stopped", reason = %reason, "not reconnecting: {reason}");
                 self.drop_session().await;
                 if state == AccountState::LoggedOut {
-                    if let Err(e) = self.backend.clear() {
+                    if let Err(e) = self.backend.clear().await {
                         tracing::error!(account = %self.name, error = %e, "removing the logged-out credentials failed");
                     }
                     self.status.send_modify(|s| s.jid = None);

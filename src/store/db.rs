@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Kind, SledBackend};
+use super::backend::{Kind, LEGACY_PER_MESSAGE_TREES, SledBackend};
 use super::error::StoreError;
 use super::seal::Sealer;
 
@@ -96,6 +96,27 @@ impl StateDb {
         names
     }
 
+    /// The sled database itself, for tests that write what an older
+    /// walinkd left.
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Every tree in the database but sled's default one, sorted.
+    #[cfg(test)]
+    pub(crate) fn tree_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|raw| String::from_utf8(raw.to_vec()).ok())
+            .filter(|name| name != "__sled__default")
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Makes every write so far durable on disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db
@@ -119,7 +140,9 @@ impl StateDb {
 }
 
 /// Tree kinds where walinkd before `messages.db` kept each account's
-/// messages. No release carried them, so they are dropped, not migrated.
+/// messages. No release carried them, so they are dropped, not migrated
+/// (with [`LEGACY_PER_MESSAGE_TREES`]), for every account in the
+/// database, configured or not, before any backend opens its trees.
 const LEGACY_MESSAGE_TREES: [&str; 8] = [
     "outbox",
     "outbox_ids",
@@ -139,7 +162,9 @@ fn drop_legacy_message_trees(db: &sled::Db) {
         let legacy = name
             .strip_prefix("acct:")
             .and_then(|rest| rest.rsplit_once(':'))
-            .is_some_and(|(_, kind)| LEGACY_MESSAGE_TREES.contains(&kind));
+            .is_some_and(|(_, kind)| {
+                LEGACY_MESSAGE_TREES.contains(&kind) || LEGACY_PER_MESSAGE_TREES.contains(&kind)
+            });
         if legacy && let Err(e) = db.drop_tree(&raw) {
             tracing::warn!(tree = name, error = %e, "could not drop a message tree left by an older walinkd");
         }

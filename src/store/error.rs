@@ -34,6 +34,15 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// A record whatsapp-rust keeps per message was asked of a backend
+    /// before its account's message store was attached (see
+    /// `SledBackend::keep_library_records_in`).
+    #[error(
+        "account {account:?} cannot {op}: its message database is not attached yet (a bug in \
+         walinkd, which attaches it before the account connects); restart walinkd"
+    )]
+    NotAttached { account: String, op: &'static str },
+
     #[error(
         "invalid account name {name:?}: {reason}; use letters, digits, '.', '_' or '-' \
          (1 to 64 characters)"
@@ -116,7 +125,9 @@ impl StoreError {
             | StoreError::Sled { source, .. }
             | StoreError::Database { source, .. } => Fault::of_sled(source),
             StoreError::Messages { fault, .. } => *fault,
-            StoreError::InvalidAccountName { .. } | StoreError::Encode { .. } => Fault::Other,
+            StoreError::InvalidAccountName { .. }
+            | StoreError::Encode { .. }
+            | StoreError::NotAttached { .. } => Fault::Other,
             StoreError::Sealed { .. } => Fault::Key,
             StoreError::Decode { .. } | StoreError::Invalid { .. } => Fault::Damaged,
         }

@@ -44,26 +44,6 @@ pub(crate) fn parse_id(key: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(key.try_into().ok()?))
 }
 
-/// An i64 timestamp whose byte order is its numeric order (sign bit flipped,
-/// so negative values sort before positive ones).
-pub(crate) fn timestamp(value: i64) -> [u8; 8] {
-    ((value as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-/// An index key `timestamp ++ row_key`: iterating the index visits rows
-/// oldest first, and the row key is the index key minus its first 8 bytes.
-pub(crate) fn timed(time: i64, row_key: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + row_key.len());
-    key.extend_from_slice(&timestamp(time));
-    key.extend_from_slice(row_key);
-    key
-}
-
-/// The row key inside an index key built by [`timed`].
-pub(crate) fn timed_row(index_key: &[u8]) -> &[u8] {
-    index_key.get(8..).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,9 +68,5 @@ mod tests {
         assert!(id(2) < id(256));
         assert_eq!(parse_id(&id(70_000)), Some(70_000));
         assert_eq!(parse_id(b"abc"), None);
-        let stamps = [i64::MIN, -5, 0, 7, 1_700_000_000, i64::MAX];
-        for pair in stamps.windows(2) {
-            assert!(timestamp(pair[0]) < timestamp(pair[1]), "{pair:?}");
-        }
     }
 }

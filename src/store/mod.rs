@@ -7,8 +7,8 @@
 //!
 //! Values are encoded by [`codec`]: one schema-version byte, then bincode 2.
 //! Keys are ordered encodings (see `keys.rs`): ids are u32 big-endian,
-//! timestamps sign-flipped i64 big-endian, multi-part keys length-prefix each
-//! part, so prefix and range scans select exactly what they mean.
+//! multi-part keys length-prefix each part, so prefix and range scans
+//! select exactly what they mean.
 //!
 //! | tree kind            | key                               | value            |
 //! |----------------------|-----------------------------------|------------------|
@@ -28,19 +28,14 @@
 //! | `device_lists`       | user                              | device list      |
 //! | `group_metadata`     | group                             | bytes            |
 //! | `tc_tokens`          | JID                               | token            |
-//! | `sent_messages`      | (chat, message id)                | payload, time    |
-//! | `sent_by_time`       | time ++ (chat, message id)        | marker           |
 //! | `pending_inbound`    | (chat, sender, id)                | message, time    |
-//! | `msg_secrets`        | (chat, sender, message id)        | secret, times    |
-//! | `msg_secret_expiry`  | deadline ++ (chat, sender, id)    | marker           |
-//!
-//! `sent_messages`, `sent_by_time`, `msg_secrets` and `msg_secret_expiry`
-//! are per message, not per session (`Kind::per_message`): backups leave
-//! them out and validation every minute skips them.
 //!
 //! Messages (outbox, inbox, chats) are not in sled: they live in SQLite,
 //! `messages.db` beside the state database (see `messages/`), so a restore
-//! of the session or `clear` leaves them alone.
+//! of the session or `clear` leaves them alone. So do the records
+//! whatsapp-rust keeps per message (its copy of each send, message
+//! secrets): the backend forwards them to the account's message store
+//! (`messages/library.rs`); `clear` deletes those, a restore leaves them.
 
 pub mod access;
 mod backend;

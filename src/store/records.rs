@@ -16,7 +16,7 @@ use wacore::libsignal::protocol::{KeyPair, PrivateKey, PublicKey};
 use wacore::store::Device;
 use wacore::store::device::{CachedNoiseCert, CachedServerCertChain, DEVICE_PROPS, account_serde};
 use wacore::store::traits::{
-    AppStateSyncKey, DeviceInfo, DeviceListRecord, LidPnMappingEntry, MessageSecret, TcTokenEntry,
+    AppStateSyncKey, DeviceInfo, DeviceListRecord, LidPnMappingEntry, TcTokenEntry,
 };
 use wacore_binary::{Jid, Server};
 
@@ -66,11 +66,6 @@ pub struct WebVersion {
     pub fetched_at_ms: u64,
 }
 record!(WebVersion, "web version", 1);
-
-/// Value of an index row, whose key carries all the information.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Marker;
-record!(Marker, "index marker", 1);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PreKey {
@@ -266,26 +261,11 @@ impl From<TcToken> for TcTokenEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct SentMessage {
-    pub payload: Vec<u8>,
-    pub timestamp: i64,
-}
-record!(SentMessage, "sent message", 1);
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PendingInbound {
     pub message: Vec<u8>,
     pub inserted_at: i64,
 }
 record!(PendingInbound, "pending inbound message", 1);
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct MsgSecret {
-    pub secret: MessageSecret,
-    pub expires_at: i64,
-    pub message_ts: i64,
-}
-record!(MsgSecret, "message secret", 1);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NoiseCert {

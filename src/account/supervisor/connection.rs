@@ -391,7 +391,7 @@ impl Supervisor {
                 }
                 self.session = None;
                 self.lost_connection = false;
-                let result = self.wipe_credentials();
+                let result = self.wipe_credentials().await;
                 let _ = reply.send(result.map(|()| AccountState::Stopped));
                 Some(Flow::Idle)
             }

@@ -14,7 +14,6 @@ mod verify;
 pub use snapshot::AccountSnapshot;
 pub use verify::VerifyReport;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -22,6 +21,7 @@ use wacore::store::Device;
 
 use super::codec::{self, Record};
 use super::error::{StoreError, describe_key};
+use super::messages::MessageStore;
 use super::records::{DeviceState, WebVersion};
 use super::seal::{self, Sealer};
 
@@ -45,15 +45,11 @@ pub(crate) enum Kind {
     DeviceLists,
     GroupMetadata,
     TcTokens,
-    SentMessages,
-    SentByTime,
     PendingInbound,
-    MsgSecrets,
-    MsgSecretExpiry,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 21] = [
+    pub(crate) const ALL: [Kind; 17] = [
         Kind::Meta,
         Kind::Identities,
         Kind::Sessions,
@@ -70,11 +66,7 @@ impl Kind {
         Kind::DeviceLists,
         Kind::GroupMetadata,
         Kind::TcTokens,
-        Kind::SentMessages,
-        Kind::SentByTime,
         Kind::PendingInbound,
-        Kind::MsgSecrets,
-        Kind::MsgSecretExpiry,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -95,28 +87,8 @@ impl Kind {
             Kind::DeviceLists => "device_lists",
             Kind::GroupMetadata => "group_metadata",
             Kind::TcTokens => "tc_tokens",
-            Kind::SentMessages => "sent_messages",
-            Kind::SentByTime => "sent_by_time",
             Kind::PendingInbound => "pending_inbound",
-            Kind::MsgSecrets => "msg_secrets",
-            Kind::MsgSecretExpiry => "msg_secret_expiry",
         }
-    }
-
-    /// Records whatsapp-rust keeps for each message rather than for the
-    /// session: its copy of what it sent (for retry receipts) and message
-    /// secrets (for add-ons such as poll votes), with their time indexes.
-    /// They grow with traffic, not with contacts: after three minutes of
-    /// chaos they were 95% of an account's sled data, 1 MB a backup
-    /// generation. So a backup leaves them out and a restore leaves them as
-    /// they are (the outbox answers retry receipts for sends the library's
-    /// copy lost), and the per-minute validation skips them; the check at
-    /// start still reads them.
-    pub(crate) fn per_message(self) -> bool {
-        matches!(
-            self,
-            Kind::SentMessages | Kind::SentByTime | Kind::MsgSecrets | Kind::MsgSecretExpiry
-        )
     }
 
     /// The sled tree name of this kind for `account`.
@@ -137,14 +109,29 @@ pub(crate) mod meta {
 /// Result type of sled transaction closures in this module.
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-/// Hard cap on retained sent messages (same bound as wacore's in-memory store):
-/// time-based pruning is the client's sweep, this only bounds a burst.
-pub(crate) const MAX_SENT_MESSAGES: usize = 4096;
+/// Tree kinds where walinkd kept the records whatsapp-rust keeps per
+/// message (its copy of each send, message secrets, their time indexes)
+/// before they moved to `messages.db` (`messages/library.rs`): they grow
+/// with traffic, and after three minutes of chaos they were 1.7 MB of an
+/// account's 1.9 MB in sled, whose recovery at every open costs memory
+/// about the size of its file. No release carried them, so they are
+/// dropped at open, not moved: a send's copy or a message secret kept
+/// before the upgrade is lost (the outbox answers retry receipts for
+/// its sends). Backup generations taken before it may still carry them:
+/// a restore ignores them.
+pub(crate) const LEGACY_PER_MESSAGE_TREES: [&str; 4] = [
+    "sent_messages",
+    "sent_by_time",
+    "msg_secrets",
+    "msg_secret_expiry",
+];
 
 /// Where the message a retry receipt asks for comes from when the library's
-/// own copy (`sent_messages`) is gone: a kill -9 before sled wrote it out,
-/// or a restore from a generation older than the send. walink's outbox
-/// commits every accepted message before it is sent, so it still has it.
+/// own copy (`sent_copies` in `messages.db`) is gone: a crash before it
+/// was committed (it is written without an fsync of its own), evicted by
+/// the cap, or kept in sled by a walinkd from before the move. walink's
+/// outbox commits every accepted message before it is sent, so it still
+/// has it.
 #[async_trait::async_trait]
 pub trait ResendSource: Send + Sync {
     /// The encoded message `message_id` sent to `chat_jid`, if it is ours.
@@ -162,12 +149,12 @@ pub struct SledBackend {
     /// exclusively. Only held inside synchronous sled calls, never across an
     /// `.await`.
     gate: RwLock<()>,
-    /// Rows in `sent_messages`, kept here because sled's `len` is a full scan.
-    sent_count: AtomicUsize,
     /// Encryption at rest: every value written is sealed with it.
     sealer: Option<Arc<Sealer>>,
-    /// Answers retry receipts for messages `sent_messages` lost.
+    /// Answers retry receipts for messages the library's copy lost.
     resends: OnceLock<Arc<dyn ResendSource>>,
+    /// Where the records whatsapp-rust keeps per message live.
+    library: OnceLock<MessageStore>,
 }
 
 impl std::fmt::Debug for SledBackend {
@@ -196,14 +183,36 @@ impl SledBackend {
                     })?;
             trees.push(tree);
         }
-        let sent_count = AtomicUsize::new(trees[Kind::SentMessages as usize].len());
         Ok(Self {
             account: account.to_owned(),
             trees,
             gate: RwLock::new(()),
-            sent_count,
             sealer,
             resends: OnceLock::new(),
+            library: OnceLock::new(),
+        })
+    }
+
+    /// Keeps the records whatsapp-rust asks this backend to keep per
+    /// message (its copy of each send, message secrets) in `store`, the
+    /// account's message store, rather than in sled. Set once, by the
+    /// account that owns this backend, before it connects; until then
+    /// those calls fail with [`StoreError::NotAttached`] (the library logs
+    /// them) rather than keep anything where it would not be found again.
+    pub fn keep_library_records_in(&self, store: MessageStore) {
+        let _ = self.library.set(store);
+    }
+
+    /// The attached message store. Logged here when missing: the library
+    /// logs the error it gets back only as "database operation error".
+    pub(crate) fn library(&self, op: &'static str) -> Result<&MessageStore, StoreError> {
+        self.library.get().ok_or_else(|| {
+            let err = StoreError::NotAttached {
+                account: self.account.clone(),
+                op,
+            };
+            tracing::error!(account = %self.account, error = %err, "{err}");
+            err
         })
     }
 
@@ -268,25 +277,30 @@ impl SledBackend {
         self.tree(Kind::Meta).watch_prefix(meta::DEVICE)
     }
 
-    /// Wipes every tree of this account (credentials first) and flushes.
-    /// Other accounts are untouched.
-    pub fn clear(&self) -> Result<(), StoreError> {
-        let _gate = self.exclusive();
-        for kind in Kind::ALL {
-            self.tree(kind)
-                .clear()
-                .map_err(self.sled_err(kind, "clear the tree"))?;
+    /// Wipes every tree of this account (credentials first) and flushes,
+    /// then the records the library kept per message in `messages.db`.
+    /// Other accounts are untouched. Without a message store attached
+    /// nothing is wiped: the wipe would leave those records behind.
+    pub async fn clear(&self) -> Result<(), StoreError> {
+        let library = self.library("clear its session")?;
+        {
+            let _gate = self.exclusive();
+            for kind in Kind::ALL {
+                self.tree(kind)
+                    .clear()
+                    .map_err(self.sled_err(kind, "clear the tree"))?;
+            }
+            self.flush()?;
         }
-        self.sent_count.store(0, Ordering::Relaxed);
-        self.flush()
+        library.clear_library_records().await
     }
 
     /// Approximate bytes of this account's session (keys plus values,
     /// before sled's own overhead and compression): what a backup
-    /// generation holds, without the [`Kind::per_message`] records.
+    /// generation holds.
     pub fn size_bytes(&self) -> u64 {
         let mut total = 0u64;
-        for kind in Kind::ALL.into_iter().filter(|k| !k.per_message()) {
+        for kind in Kind::ALL {
             for (key, value) in self.tree(kind).iter().flatten() {
                 total += (key.len() + value.len()) as u64;
             }

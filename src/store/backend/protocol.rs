@@ -1,5 +1,3 @@
-use std::sync::atomic::Ordering;
-
 use async_trait::async_trait;
 use sled::Transactional;
 use wacore::store::error::Result;
@@ -8,37 +6,14 @@ use wacore::store::traits::{
     TcTokenEntry,
 };
 
-use super::{Kind, MAX_SENT_MESSAGES, SledBackend, TxResult, abort};
+use super::{Kind, SledBackend, TxResult, abort};
 use crate::store::StoreError;
 use crate::store::keys;
-use crate::store::records::{
-    Blob, DeviceList, Flag, LidMapping, Marker, PendingInbound, SentMessage, TcToken, Text,
-};
+use crate::store::records::{Blob, DeviceList, Flag, LidMapping, PendingInbound, TcToken, Text};
 
 type StoreResult<T> = std::result::Result<T, StoreError>;
 
 impl SledBackend {
-    /// Removes and returns the library's own copy of a sent message.
-    fn take_sent_row(&self, chat_jid: &str, message_id: &str) -> StoreResult<Option<Vec<u8>>> {
-        let row_key = keys::composite(&[chat_jid.as_bytes(), message_id.as_bytes()]);
-        let _gate = self.writing();
-        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
-            |(rows, by_time)| {
-                let Some(bytes) = rows.remove(row_key.as_slice())? else {
-                    return Ok(None);
-                };
-                let row: SentMessage = abort(self.decode(Kind::SentMessages, &row_key, &bytes))?;
-                by_time.remove(keys::timed(row.timestamp, &row_key))?;
-                Ok(Some(row.payload))
-            },
-        );
-        let taken = self.tx_result(Kind::SentMessages, result)?;
-        if taken.is_some() {
-            self.sent_removed(1);
-        }
-        Ok(taken)
-    }
-
     /// Writes one LID mapping inside a transaction over `lid_mappings` and
     /// `pn_to_lid`, keeping the reverse index in step.
     fn put_lid_mapping_tx(
@@ -97,59 +72,6 @@ impl SledBackend {
             Ok(())
         });
         self.tx_result(Kind::TcTokens, result)
-    }
-
-    /// Deletes the given sent messages (primary row and time index entry
-    /// together) and returns how many primary rows were removed.
-    fn remove_sent(&self, index_keys: &[sled::IVec]) -> StoreResult<u32> {
-        if index_keys.is_empty() {
-            return Ok(0);
-        }
-        let _gate = self.writing();
-        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
-            |(rows, by_time)| {
-                let mut removed = 0u32;
-                for index_key in index_keys {
-                    // A message stored again since the scan has a new index entry and stays.
-                    let still_indexed = by_time.remove(index_key)?.is_some();
-                    if still_indexed && rows.remove(keys::timed_row(index_key))?.is_some() {
-                        removed += 1;
-                    }
-                }
-                Ok(removed)
-            },
-        );
-        let removed = self.tx_result(Kind::SentMessages, result)?;
-        self.sent_removed(removed as usize);
-        Ok(removed)
-    }
-
-    fn sent_removed(&self, n: usize) {
-        // Saturating: a count that drifted low must not wrap to a huge value
-        // and make the next insert evict everything.
-        let _ = self
-            .sent_count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_sub(n))
-            });
-    }
-
-    /// Drops the oldest sent messages down to 3/4 of the cap once the cap is
-    /// reached, so the cost of the scan is spread over many inserts.
-    fn evict_sent_if_full(&self) -> StoreResult<()> {
-        let count = self.sent_count.load(Ordering::Relaxed);
-        if count < MAX_SENT_MESSAGES {
-            return Ok(());
-        }
-        let drop_count = count - MAX_SENT_MESSAGES * 3 / 4;
-        let oldest: Vec<sled::IVec> = self
-            .tree(Kind::SentByTime)
-            .iter()
-            .keys()
-            .take(drop_count)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(self.sled_err(Kind::SentByTime, "scan"))?;
-        self.remove_sent(&oldest).map(drop)
     }
 }
 
@@ -414,42 +336,19 @@ impl ProtocolStore for SledBackend {
         message_id: &str,
         payload: &[u8],
     ) -> Result<()> {
-        self.evict_sent_if_full()?;
-        let timestamp = wacore::time::now_secs();
-        let row_key = keys::composite(&[chat_jid.as_bytes(), message_id.as_bytes()]);
-        let row = self.encode(
-            Kind::SentMessages,
-            &SentMessage {
-                payload: payload.to_vec(),
-                timestamp,
-            },
-        )?;
-        let marker = self.encode(Kind::SentByTime, &Marker)?;
-        let _gate = self.writing();
-        let result = (self.tree(Kind::SentMessages), self.tree(Kind::SentByTime)).transaction(
-            |(rows, by_time)| {
-                let previous = rows.insert(row_key.as_slice(), row.clone())?;
-                let is_new = match previous {
-                    Some(old) => {
-                        let old: SentMessage =
-                            abort(self.decode(Kind::SentMessages, &row_key, &old))?;
-                        by_time.remove(keys::timed(old.timestamp, &row_key))?;
-                        false
-                    }
-                    None => true,
-                };
-                by_time.insert(keys::timed(timestamp, &row_key), marker.clone())?;
-                Ok(is_new)
-            },
-        );
-        if self.tx_result(Kind::SentMessages, result)? {
-            self.sent_count.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        Ok(self
+            .library("keep a copy of a sent message")?
+            .keep_sent_copy(
+                chat_jid,
+                message_id,
+                payload.to_vec(),
+                wacore::time::now_secs(),
+            )?)
     }
 
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
-        if let Some(taken) = self.take_sent_row(chat_jid, message_id)? {
+        let library = self.library("take a copy of a sent message")?;
+        if let Some(taken) = library.take_sent_copy(chat_jid, message_id).await? {
             return Ok(Some(taken));
         }
         match self.resend_source() {
@@ -459,13 +358,10 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
-        let expired: Vec<sled::IVec> = self
-            .tree(Kind::SentByTime)
-            .range(..keys::timestamp(cutoff_timestamp))
-            .keys()
-            .collect::<std::result::Result<_, _>>()
-            .map_err(self.sled_err(Kind::SentByTime, "scan"))?;
-        Ok(self.remove_sent(&expired)?)
+        Ok(self
+            .library("delete old copies of sent messages")?
+            .delete_sent_copies_before(cutoff_timestamp)
+            .await?)
     }
 
     async fn store_pending_inbound(

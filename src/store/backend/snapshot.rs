@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::verify::VerifyReport;
-use super::{Kind, SledBackend, meta};
+use super::{Kind, LEGACY_PER_MESSAGE_TREES, SledBackend, meta};
 use crate::store::codec::{self, Record};
 use crate::store::records::DeviceState;
 use crate::store::seal::{self, Sealer};
@@ -95,7 +95,9 @@ impl AccountSnapshot {
     }
 
     /// Decodes every record of the snapshot; a snapshot is safe to restore
-    /// when the report is valid and names an unknown tree nowhere.
+    /// when the report is valid and names an unknown tree nowhere. The
+    /// per-message trees of generations from before they moved to
+    /// `messages.db` are neither checked nor restored.
     pub fn verify(&self) -> VerifyReport {
         self.verify_with(None)
     }
@@ -140,6 +142,19 @@ impl AccountSnapshot {
         })
     }
 
+    /// The same snapshot with `rows` under tree `name`, as a generation
+    /// written by an older walinkd carries trees this one no longer has.
+    #[cfg(test)]
+    pub(crate) fn with_tree(mut self, name: &str, rows: Rows) -> Self {
+        self.trees.insert(name.to_owned(), rows);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tree_names(&self) -> Vec<&str> {
+        self.trees.keys().map(String::as_str).collect()
+    }
+
     pub(crate) fn rows(&self, kind: Kind) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.trees
             .get(kind.name())
@@ -150,7 +165,9 @@ impl AccountSnapshot {
 
     fn unknown_trees(&self) -> impl Iterator<Item = &String> {
         self.trees.keys().filter(|name| {
-            name.as_str() != PENDING_SENDS && !Kind::ALL.iter().any(|k| k.name() == name.as_str())
+            name.as_str() != PENDING_SENDS
+                && !LEGACY_PER_MESSAGE_TREES.contains(&name.as_str())
+                && !Kind::ALL.iter().any(|k| k.name() == name.as_str())
         })
     }
 
@@ -212,13 +229,14 @@ impl AccountSnapshot {
 }
 
 impl SledBackend {
-    /// Copies every record of this account's session (not the
-    /// [`Kind::per_message`] ones). Writers are held off for the duration,
-    /// so the copy never contains half of a multi-row write.
+    /// Copies every record of this account's session (what the library
+    /// keeps per message is in `messages.db`, not in the copy). Writers
+    /// are held off for the duration, so the copy never contains half of a
+    /// multi-row write.
     pub fn snapshot(&self) -> Result<AccountSnapshot, StoreError> {
         let _gate = self.exclusive();
         let mut trees = BTreeMap::new();
-        for kind in Kind::ALL.into_iter().filter(|k| !k.per_message()) {
+        for kind in Kind::ALL {
             let rows = self
                 .tree(kind)
                 .iter()
@@ -236,8 +254,8 @@ impl SledBackend {
     }
 
     /// Replaces this account's session with `snapshot`, in one
-    /// transaction, then flushes; the [`Kind::per_message`] records stay as
-    /// they are, and those a generation from before they were left out
+    /// transaction, then flushes; the records the library keeps per message
+    /// (in `messages.db`) stay as they are, and those an older generation
     /// carries are ignored. The snapshot is verified first; a damaged one is
     /// refused and nothing is changed.
     pub fn restore(&self, snapshot: &AccountSnapshot) -> Result<(), StoreError> {
@@ -257,17 +275,10 @@ impl SledBackend {
         let _gate = self.exclusive();
         let mut existing = Vec::with_capacity(Kind::ALL.len());
         for kind in Kind::ALL {
-            existing.push(if kind.per_message() {
-                Vec::new()
-            } else {
-                self.scan_keys(kind, &[])?
-            });
+            existing.push(self.scan_keys(kind, &[])?);
         }
         let result = self.trees.as_slice().transaction(|trees| {
             for (i, kind) in Kind::ALL.iter().enumerate() {
-                if kind.per_message() {
-                    continue;
-                }
                 for key in &existing[i] {
                     trees[i].remove(key)?;
                 }

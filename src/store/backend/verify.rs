@@ -100,32 +100,19 @@ fn check_record(
         Kind::PnToLid => valid::<Text>(value)?,
         Kind::DeviceLists => valid::<DeviceList>(value)?,
         Kind::TcTokens => valid::<TcToken>(value)?,
-        Kind::SentMessages => valid::<SentMessage>(value)?,
         Kind::PendingInbound => valid::<PendingInbound>(value)?,
-        Kind::MsgSecrets => valid::<MsgSecret>(value)?,
-        Kind::SentByTime | Kind::MsgSecretExpiry => valid::<Marker>(value)?,
     }
     Ok(())
 }
 
 impl SledBackend {
-    /// Decodes every record of this account, as the check at start. Fails
-    /// only when the database itself cannot be read; undecodable records
-    /// are listed in the report.
+    /// Decodes every record of this account, at start and every minute
+    /// (the records that grow with every message are in `messages.db`,
+    /// which has its own check). Fails only when the database itself
+    /// cannot be read; undecodable records are listed in the report.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
-        self.verify_kinds(|_| true)
-    }
-
-    /// [`Self::verify`] of the session alone, for the check every minute:
-    /// reading the [`Kind::per_message`] records too would read what grows
-    /// with every message sent, each minute, and fill sled's cache with it.
-    pub fn verify_session(&self) -> Result<VerifyReport, StoreError> {
-        self.verify_kinds(|kind| !kind.per_message())
-    }
-
-    fn verify_kinds(&self, wanted: impl Fn(Kind) -> bool) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
-        for kind in Kind::ALL.into_iter().filter(|k| wanted(*k)) {
+        for kind in Kind::ALL {
             for item in self.tree(kind).iter() {
                 let (key, value) = item.map_err(self.sled_err(kind, "read"))?;
                 report.check(kind, &key, &value, self.sealer());

@@ -13,6 +13,7 @@
 mod changes;
 mod contacts;
 mod database;
+mod library;
 mod media;
 mod media_out;
 mod schema;
@@ -30,10 +31,12 @@ pub use changes::{Annotations, Change, MediaMeta, Reaction};
 pub use contacts::{Address, Contact, Context, Draft, Sighting, ToFile};
 use database::sqlite_error;
 pub use database::{MessageDb, messages_db_path};
+#[cfg(test)]
+pub(crate) use library::MAX_SENT_COPIES;
 pub use media::{MediaLookup, MediaRef, StoredMedia};
 pub use media_out::{MediaDraft, MediaKind, OutgoingMedia, Uploaded};
 use sql::{
-    INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, PENDING_TEXTS, QUEUED, fts_query, inbox_row,
+    FAILED, INBOX_COLUMNS, OUTBOX_COLUMNS, PENDING, PENDING_TEXTS, QUEUED, fts_query, inbox_row,
     insert_inbound, insert_outgoing, outbox_row, outgoing, outgoing_where, prune, sendable,
 };
 
@@ -216,6 +219,8 @@ pub struct Pruned {
 pub(crate) struct Counts {
     queued: AtomicU64,
     failed: AtomicU64,
+    /// Not the outbox's: the library's copies of sends (see `library.rs`).
+    sent_copies: library::SentCopies,
 }
 
 impl Counts {
@@ -254,7 +259,8 @@ impl MessageDb {
             };
             Ok(Counts {
                 queued: AtomicU64::new(count(PENDING)?),
-                failed: AtomicU64::new(count("status = 'failed'")?),
+                failed: AtomicU64::new(count(FAILED)?),
+                sent_copies: Default::default(),
             })
         })?;
         Ok(MessageStore {
@@ -467,7 +473,7 @@ impl MessageStore {
 
     /// Messages given up on, oldest first.
     pub async fn failed(&self) -> Result<Vec<OutboxRecord>, StoreError> {
-        self.outgoing_where("status = 'failed'", "ASC", None).await
+        self.outgoing_where(FAILED, "ASC", None).await
     }
 
     /// Every outbox message, newest first, at most `limit`.

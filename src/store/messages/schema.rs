@@ -190,6 +190,36 @@ const MIGRATIONS: &[&str] = &[
          DELETE FROM outbox_media WHERE account = old.account AND id = old.id;
          DELETE FROM outbox_files WHERE account = old.account AND id = old.id;
      END;",
+    // 8: what whatsapp-rust keeps per message (see `library.rs`), here
+    // rather than in sled, whose memory grows with what it stores: its
+    // copy of each send, for retry receipts (a rowid table: a payload can
+    // be kilobytes), and message secrets (poll votes, edits, bot replies),
+    // kept for weeks. A state directory from before this migration
+    // starts without them; the outbox answers retry receipts for its
+    // sends, and a lost secret costs at most an add-on to an old message.
+    "CREATE TABLE sent_copies (
+         account TEXT NOT NULL,
+         chat TEXT NOT NULL,
+         id TEXT NOT NULL,
+         payload BLOB NOT NULL,
+         timestamp INTEGER NOT NULL,
+         UNIQUE (account, chat, id)
+     );
+     CREATE INDEX sent_copies_by_time ON sent_copies (account, timestamp);
+     CREATE TABLE msg_secrets (
+         account TEXT NOT NULL,
+         chat TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         msg_id TEXT NOT NULL,
+         secret BLOB NOT NULL,
+         expires_at INTEGER NOT NULL,
+         message_ts INTEGER NOT NULL,
+         PRIMARY KEY (account, chat, sender, msg_id)
+     ) WITHOUT ROWID;
+     -- 0 means never: those rows are not in the index, so pruning reads
+     -- only rows with a deadline.
+     CREATE INDEX msg_secrets_by_expiry ON msg_secrets (account, expires_at)
+         WHERE expires_at != 0;",
 ];
 
 /// The schema version this walinkd writes.

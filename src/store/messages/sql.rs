@@ -18,7 +18,12 @@ pub(super) const PENDING_TEXTS: &str = "status IN ('queued', 'sent') AND NOT EXI
     (SELECT 1 FROM outbox_media m WHERE m.account = outbox.account AND m.id = outbox.id) \
     AND NOT EXISTS (SELECT 1 FROM outbox_context c WHERE c.account = outbox.account \
     AND c.id = outbox.id AND coalesce(c.react_to, c.edit_of, c.revoke_of) IS NOT NULL)";
-pub(super) const QUEUED: &str = "status = 'queued'";
+pub(super) const FAILED: &str = "status = 'failed'";
+/// Spelled as [`PENDING`] and then narrowed: SQLite uses a partial index
+/// only when the query repeats the index's own condition, and without
+/// `outbox_pending` this read, once per send batch, walks every message the
+/// account ever sent.
+pub(super) const QUEUED: &str = "status IN ('queued', 'sent') AND status = 'queued'";
 
 pub(super) fn outbox_row(row: &Row<'_>) -> rusqlite::Result<OutboxRecord> {
     let status: String = row.get(6)?;
@@ -162,12 +167,17 @@ pub(super) fn outgoing_where(
     order: &str,
     limit: i64,
 ) -> rusqlite::Result<Vec<OutboxRecord>> {
-    conn.prepare_cached(&format!(
+    conn.prepare_cached(&outgoing_sql(filter, order))?
+        .query_map(params![account, limit], outbox_row)?
+        .collect()
+}
+
+/// The statement of [`outgoing_where`]: `?1` the account, `?2` the limit.
+pub(super) fn outgoing_sql(filter: &str, order: &str) -> String {
+    format!(
         "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE account = ?1 AND {filter} \
          ORDER BY seq {order} LIMIT ?2"
-    ))?
-    .query_map(params![account, limit], outbox_row)?
-    .collect()
+    )
 }
 
 /// `record` with its context and its file, read in the caller's job.

@@ -641,3 +641,46 @@ async fn what_a_send_needs_comes_in_one_read_with_its_context_and_its_file() {
     assert_eq!(acked.record.status, DeliveryStatus::ServerAck);
     assert_eq!(acked.media, Some(photo));
 }
+
+/// The outbox reads a connection makes on every send batch (and at each
+/// connect) go through their partial index, not through every message the
+/// account ever sent, and are prepared once per connection, not parsed
+/// again at every run.
+#[tokio::test]
+async fn outbox_reads_use_their_partial_index_and_are_prepared_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .enqueue("A1", "1@s.whatsapp.net", "x", None, 1)
+        .await
+        .unwrap();
+    for (filter, index) in [
+        (PENDING, "outbox_pending"),
+        (QUEUED, "outbox_pending"),
+        (PENDING_TEXTS, "outbox_pending"),
+        (FAILED, "outbox_failed"),
+    ] {
+        let (plan, reprepared): (Vec<String>, i32) = store
+            .read("plan a read", move |conn, account| {
+                let sql = sql::outgoing_sql(filter, "ASC");
+                let plan = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?
+                    .query_map(params![account, -1], |row| row.get(3))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for other in ["someone else", account, "someone else"] {
+                    sql::outgoing_where(conn, other, filter, "ASC", -1)?;
+                }
+                let reprepared = conn
+                    .prepare_cached(&sql)?
+                    .get_status(rusqlite::StatementStatus::RePrepare);
+                Ok((plan, reprepared))
+            })
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains(index)),
+            "{filter}: {plan:?}"
+        );
+        assert_eq!(reprepared, 0, "{filter}");
+    }
+}

@@ -112,7 +112,7 @@ async fn accounts_never_see_each_other_and_clear_wipes_one() {
 
     let size_a = a.size_bytes();
     assert!(size_a > 0);
-    a.clear().unwrap();
+    a.clear().await.unwrap();
     assert_eq!(a.size_bytes(), 0);
     assert!(!a.has_credentials());
     assert!(!a.exists().await.unwrap());
@@ -123,6 +123,13 @@ async fn accounts_never_see_each_other_and_clear_wipes_one() {
             .is_none()
     );
     assert!(a.get_msg_secret("c", "s", "m").await.unwrap().is_none());
+    assert!(
+        a.take_sent_message("c@s.whatsapp.net", "m")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(db.messages.account("a").unwrap().sent_copy_count().await, 0);
     assert!(a.get_latest_sync_key_id().await.unwrap().is_none());
 
     assert!(b.has_credentials());
@@ -144,8 +151,74 @@ async fn accounts_never_see_each_other_and_clear_wipes_one() {
     // The wipe is durable, and the other account's data too.
     drop((a, b, db));
     let db = open(dir.path());
-    assert!(!db.account("a").unwrap().has_credentials());
-    assert!(db.account("b").unwrap().has_credentials());
+    let (a, b) = (db.account("a").unwrap(), db.account("b").unwrap());
+    assert!(!a.has_credentials());
+    assert!(a.get_msg_secret("c", "s", "m").await.unwrap().is_none());
+    assert!(b.has_credentials());
+    assert_eq!(
+        b.get_msg_secret("c", "s", "m").await.unwrap(),
+        Some(vec![2; 32])
+    );
+}
+
+/// A state directory from before the library's records moved to
+/// `messages.db` has them in sled trees: they are dropped at open, and
+/// the session is as it was.
+#[tokio::test]
+async fn an_old_state_dir_loses_its_per_message_trees_and_keeps_its_session() {
+    use crate::store::backend::LEGACY_PER_MESSAGE_TREES;
+    let dir = temp_dir();
+    let device = registered_device();
+    {
+        let db = open(dir.path());
+        let s = db.account("sales").unwrap();
+        super::snapshot::populate(&s).await;
+        s.save(&device).await.unwrap();
+        db.flush().unwrap();
+    }
+    let session = {
+        let db = open_state(dir.path());
+        let s = db.account("sales").unwrap();
+        let session = s.snapshot().unwrap();
+        for name in LEGACY_PER_MESSAGE_TREES {
+            for account in ["sales", "gone"] {
+                let tree = sled_tree(&db, &format!("acct:{account}:{name}"));
+                tree.insert(b"c\0m", vec![1u8, 2, 3]).unwrap();
+            }
+        }
+        db.flush().unwrap();
+        session
+    };
+
+    let db = open(dir.path());
+    assert!(
+        db.tree_names()
+            .iter()
+            .all(|name| !LEGACY_PER_MESSAGE_TREES.iter().any(|l| name.ends_with(l))),
+        "{:?}",
+        db.tree_names()
+    );
+    let s = db.account("sales").unwrap();
+    assert!(s.has_credentials());
+    assert_eq!(
+        device_json(&s.load().await.unwrap().unwrap()),
+        device_json(&device)
+    );
+    assert_eq!(s.snapshot().unwrap(), session);
+    assert!(s.verify().unwrap().is_valid());
+    assert_eq!(
+        s.get_session("a@s.whatsapp.net").await.unwrap().unwrap(),
+        Bytes::from_static(b"session")
+    );
+    s.store_sent_message("c", "m", b"new").await.unwrap();
+    assert_eq!(
+        s.take_sent_message("c", "m").await.unwrap(),
+        Some(b"new".to_vec())
+    );
+}
+
+fn sled_tree(db: &StateDb, name: &str) -> sled::Tree {
+    db.raw().open_tree(name).unwrap()
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ fn verified(snapshot: &AccountSnapshot) -> Result<(), String> {
 
 /// A state database with account `sales` populated, in a temporary
 /// directory that also has room for the backups.
-async fn populated() -> (TempDir, StateDb, Arc<SledBackend>) {
+async fn populated() -> (TempDir, TestDb, Arc<SledBackend>) {
     let dir = temp_dir();
     let db = open(&dir.path().join("state"));
     let s = db.account("sales").unwrap();

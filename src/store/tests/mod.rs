@@ -27,16 +27,56 @@ use wacore::store::device::{CachedNoiseCert, CachedServerCertChain, account_serd
 use wacore::store::traits::*;
 
 use super::backend::Kind;
-use super::{SledBackend, StateDb, StoreError};
+use super::{MessageDb, SledBackend, StateDb, StoreError};
 
 fn temp_dir() -> TempDir {
     tempfile::tempdir().expect("create a temporary directory")
 }
 
-/// Opens the database at `path`. sled releases its file lock from a
-/// background thread shortly after the last handle of a previous open is
-/// dropped, so a reopen within the same process polls until it is free.
-fn open(path: &Path) -> StateDb {
+/// A state database with a message database beside it, whose backends
+/// keep the library's per-message records there, as the daemon's do.
+struct TestDb {
+    state: StateDb,
+    messages: Arc<MessageDb>,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = StateDb;
+
+    fn deref(&self) -> &StateDb {
+        &self.state
+    }
+}
+
+impl TestDb {
+    /// [`StateDb::account`], with the account's message store attached.
+    fn account(&self, name: &str) -> Result<Arc<SledBackend>, StoreError> {
+        let backend = self.state.account(name)?;
+        backend.keep_library_records_in(self.messages.account(name)?);
+        Ok(backend)
+    }
+}
+
+/// Where [`open`] keeps the message database of the state at `path`:
+/// inside its directory, which sled leaves alone, so a copy of the
+/// directory (a crash) takes it along.
+fn messages_path(path: &Path) -> std::path::PathBuf {
+    path.join("messages.db")
+}
+
+/// Opens the database at `path`, and the message database with it. sled
+/// releases its file lock from a background thread shortly after the last
+/// handle of a previous open is dropped, so a reopen within the same
+/// process polls until it is free.
+fn open(path: &Path) -> TestDb {
+    let state = open_state(path);
+    let messages = MessageDb::open(&messages_path(path), None).expect("open the message database");
+    TestDb { state, messages }
+}
+
+/// [`open`] without the message database, as a backend is before its
+/// account attaches its message store.
+fn open_state(path: &Path) -> StateDb {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match StateDb::open(path) {
@@ -55,7 +95,7 @@ async fn write_then_reopen<F, Fut>(
     dir: &TempDir,
     name: &str,
     write: F,
-) -> (StateDb, Arc<SledBackend>)
+) -> (TestDb, Arc<SledBackend>)
 where
     F: FnOnce(Arc<SledBackend>) -> Fut,
     Fut: std::future::Future<Output = ()>,

@@ -120,5 +120,33 @@ async fn msg_secret_deadlines_merge_and_expire() {
             .unwrap()
             .is_some()
     );
-    assert!(s.tree(Kind::MsgSecretExpiry).is_empty());
+    assert_eq!(
+        s.delete_expired_msg_secrets(i64::MAX).await.unwrap(),
+        0,
+        "a row that never expires is never pruned"
+    );
+}
+
+#[tokio::test]
+async fn pruning_message_secrets_touches_only_its_own_account() {
+    let dir = temp_dir();
+    let db = open(dir.path());
+    let a = db.account("a").unwrap();
+    let b = db.account("b").unwrap();
+    for s in [&a, &b] {
+        s.put_msg_secrets(vec![secret_entry("M", 1, 100, 0)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.delete_expired_msg_secrets(100).await.unwrap(), 1);
+    assert!(
+        a.get_msg_secret("chat", "sender", "M")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        b.get_msg_secret("chat", "sender", "M").await.unwrap(),
+        Some(vec![1; 32])
+    );
 }

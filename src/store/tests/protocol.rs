@@ -309,7 +309,9 @@ async fn tc_token_prune_respects_both_windows() {
 #[tokio::test]
 async fn sent_messages_are_taken_once_and_expire() {
     let dir = temp_dir();
-    let (_db, s) = write_then_reopen(&dir, "sales", |s| async move {
+    // Written, then both databases closed and opened again: the copies
+    // are in messages.db, committed at its close.
+    let (db, s) = write_then_reopen(&dir, "sales", |s| async move {
         s.store_sent_message("chat@g.us", "m1", b"p1")
             .await
             .unwrap();
@@ -324,6 +326,8 @@ async fn sent_messages_are_taken_once_and_expire() {
             .unwrap();
     })
     .await;
+    let store = db.messages.account("sales").unwrap();
+    assert_eq!(store.sent_copy_count().await, 3, "a re-put replaces");
 
     assert_eq!(
         s.take_sent_message("chat@g.us", "m1").await.unwrap(),
@@ -344,68 +348,120 @@ async fn sent_messages_are_taken_once_and_expire() {
             .unwrap()
             .is_none()
     );
-    assert!(
-        s.tree(Kind::SentByTime).is_empty(),
-        "time index must follow the rows"
+    assert_eq!(store.sent_copy_count().await, 0);
+}
+
+#[tokio::test]
+async fn sent_messages_expire_strictly_before_the_cutoff_per_account() {
+    let dir = temp_dir();
+    let db = open(dir.path());
+    let s = db.account("sales").unwrap();
+    let store = db.messages.account("sales").unwrap();
+    let other = db.messages.account("other").unwrap();
+    for (id, at) in [("t100", 100), ("t200", 200), ("t300", 300)] {
+        store.keep_sent_copy("c", id, id.into(), at).unwrap();
+        other.keep_sent_copy("c", id, id.into(), at).unwrap();
+    }
+    assert_eq!(s.delete_expired_sent_messages(200).await.unwrap(), 1);
+    assert_eq!(s.take_sent_message("c", "t100").await.unwrap(), None);
+    assert_eq!(
+        s.take_sent_message("c", "t200").await.unwrap(),
+        Some(b"t200".to_vec()),
+        "a copy taken at the cutoff is not older than it"
     );
+    assert_eq!(s.delete_expired_sent_messages(301).await.unwrap(), 1);
+    assert_eq!(store.sent_copy_count().await, 0);
+    assert_eq!(other.sent_copy_count().await, 3, "another account's stay");
 }
 
 #[tokio::test]
 async fn sent_messages_are_bounded_oldest_first() {
-    use crate::store::backend::MAX_SENT_MESSAGES;
+    use crate::store::messages::MAX_SENT_COPIES;
     let dir = temp_dir();
     let db = open(dir.path());
     let s = db.account("sales").unwrap();
-    for i in 0..MAX_SENT_MESSAGES {
-        s.store_sent_message("chat@g.us", &format!("m{i}"), b"p")
-            .await
+    let store = db.messages.account("sales").unwrap();
+    let fill = MAX_SENT_COPIES - 16;
+    for i in 0..fill {
+        store
+            .keep_sent_copy("chat@g.us", &format!("m{i}"), b"p".to_vec(), 1000)
             .unwrap();
     }
-    // Make the first 16 strictly older, as if sent a while ago.
-    let rows = s.tree(Kind::SentMessages);
-    let by_time = s.tree(Kind::SentByTime);
+    // Stored last but sent longest ago: age, not arrival, decides.
     for i in 0..16 {
-        let key = crate::store::keys::composite(&[b"chat@g.us", format!("m{i}").as_bytes()]);
-        let old: crate::store::records::SentMessage =
-            crate::store::codec::decode(&rows.get(&key).unwrap().unwrap()).unwrap();
-        let mut old_index = crate::store::keys::timestamp(old.timestamp).to_vec();
-        old_index.extend_from_slice(&key);
-        by_time.remove(old_index).unwrap();
-        let mut new_index = crate::store::keys::timestamp(500).to_vec();
-        new_index.extend_from_slice(&key);
-        by_time
-            .insert(
-                new_index,
-                crate::store::codec::encode(&crate::store::records::Marker).unwrap(),
-            )
-            .unwrap();
-        let aged = crate::store::records::SentMessage {
-            payload: b"p".to_vec(),
-            timestamp: 500,
-        };
-        rows.insert(key, crate::store::codec::encode(&aged).unwrap())
+        store
+            .keep_sent_copy("chat@g.us", &format!("old{i}"), b"p".to_vec(), 500)
             .unwrap();
     }
+    assert_eq!(store.sent_copy_count().await, MAX_SENT_COPIES);
 
     s.store_sent_message("chat@g.us", "trigger", b"p")
         .await
         .unwrap();
-    assert_eq!(rows.len(), MAX_SENT_MESSAGES * 3 / 4 + 1);
-    assert_eq!(by_time.len(), rows.len());
+    assert_eq!(store.sent_copy_count().await, MAX_SENT_COPIES * 3 / 4 + 1);
     for i in 0..16 {
         assert!(
-            s.take_sent_message("chat@g.us", &format!("m{i}"))
+            s.take_sent_message("chat@g.us", &format!("old{i}"))
                 .await
                 .unwrap()
                 .is_none(),
-            "m{i} is the oldest and must have been evicted"
+            "old{i} is the oldest and must have been evicted"
         );
     }
     assert!(
-        s.take_sent_message("chat@g.us", "trigger")
+        s.take_sent_message("chat@g.us", "m0")
             .await
             .unwrap()
-            .is_some()
+            .is_none(),
+        "among copies of one second, the first stored goes first"
+    );
+    for id in [format!("m{}", fill - 1), "trigger".into()] {
+        assert!(
+            s.take_sent_message("chat@g.us", &id)
+                .await
+                .unwrap()
+                .is_some(),
+            "{id} is among the newest"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_backend_without_its_message_store_refuses_the_library_records_and_keeps_nothing() {
+    let dir = temp_dir();
+    let state = open_state(&dir.path().join("state"));
+    let s = state.account("sales").unwrap();
+    let errors = [
+        s.store_sent_message("c", "m", b"p").await.unwrap_err(),
+        s.take_sent_message("c", "m").await.unwrap_err(),
+        s.delete_expired_sent_messages(1).await.unwrap_err(),
+        s.put_msg_secret("c", "s", "m", &[1; 32]).await.unwrap_err(),
+        s.get_msg_secret("c", "s", "m").await.unwrap_err(),
+        s.delete_expired_msg_secrets(1).await.unwrap_err(),
+    ];
+    for err in errors {
+        let msg = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(msg.contains("\"sales\""), "{msg}");
+        assert!(msg.contains("not attached"), "{msg}");
+    }
+    s.put_session("a@s.whatsapp.net", b"x").await.unwrap();
+    let err = s.clear().await.unwrap_err();
+    assert!(err.to_string().contains("clear its session"), "{err}");
+    assert!(
+        s.get_session("a@s.whatsapp.net").await.unwrap().is_some(),
+        "a clear that cannot reach every record wipes none"
+    );
+
+    let messages = MessageDb::open(&dir.path().join("messages.db"), None).unwrap();
+    s.keep_library_records_in(messages.account("sales").unwrap());
+    s.store_sent_message("c", "m", b"p").await.unwrap();
+    assert_eq!(
+        s.take_sent_message("c", "m").await.unwrap(),
+        Some(b"p".to_vec())
+    );
+    assert_eq!(
+        messages.account("sales").unwrap().sent_copy_count().await,
+        0
     );
 }
 
@@ -490,7 +546,7 @@ impl crate::store::ResendSource for OneResend {
 }
 
 #[tokio::test]
-async fn a_sent_message_sled_lost_is_served_from_the_resend_source() {
+async fn a_sent_message_the_library_lost_is_served_from_the_resend_source() {
     let dir = temp_dir();
     let (_db, s) = write_then_reopen(&dir, "sales", |s| async move {
         s.store_sent_message("c@s.whatsapp.net", "kept", b"library copy")
