@@ -135,6 +135,19 @@ fn aside_name(path: &Path) -> PathBuf {
     candidate
 }
 
+/// Moves the damaged live state at `live_path` aside (kept, never deleted)
+/// for a new one to take its place.
+fn move_aside(live_path: &Path, what: &str, error: &StoreError) -> anyhow::Result<()> {
+    let aside = aside_name(live_path);
+    tracing::error!(event = "state_damaged", error = %error, aside = %aside.display(), "{what} ({error}); moving the live state to {} and restoring from backups", aside.display());
+    std::fs::rename(live_path, &aside).with_context(|| {
+        format!(
+            "cannot move the damaged state {} aside",
+            live_path.display()
+        )
+    })
+}
+
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -223,28 +236,62 @@ pub async fn open_stores(
     let (messages, messages_lost) = open_messages(&messages_path, database_key)?;
     let mut copied_aside = false;
     tracing::debug!(path = %live_path.display(), "opening the live state");
-    let db = match StateDb::open_sealed(live_path, sealer.clone()) {
+    let mut db = match StateDb::open_sealed(live_path, sealer.clone()) {
         Ok(db) => db,
         Err(e) if e.fault() != Fault::Damaged => {
             return Err(e).context("refusing to start; nothing was changed");
         }
         Err(e) => {
-            let aside = aside_name(live_path);
-            tracing::error!(event = "state_damaged", error = %e, aside = %aside.display(), "the live state cannot be opened ({e}); moving it to {} and restoring from backups", aside.display());
-            std::fs::rename(live_path, &aside).with_context(|| {
-                format!(
-                    "cannot move the damaged state {} aside",
-                    live_path.display()
-                )
-            })?;
+            move_aside(live_path, "the live state cannot be opened", &e)?;
             copied_aside = true;
             StateDb::open_sealed(live_path, sealer.clone())?
         }
     };
+    if let Err(e) =
+        restore_damaged(config, &db, &backups, &messages, live_path, copied_aside).await?
+    {
+        // The damage is in records a restore has to clear, so the live
+        // state cannot be mended in place: every account starts from its
+        // newest backup in a new one.
+        drop(db);
+        move_aside(live_path, "restoring in place failed", &e)?;
+        db = StateDb::open_sealed(live_path, sealer.clone())?;
+        if let Err(e) = restore_damaged(config, &db, &backups, &messages, live_path, true).await? {
+            return Err(e).context("cannot restore from backups into a new live state");
+        }
+    }
+    if let Some(sealer) = sealer.as_deref().filter(|_| new_key) {
+        for account in &config.accounts {
+            seal_plain_records(&*db.account(&account.name)?)?;
+        }
+        record_key(state_dir, sealer)?;
+    }
+    if messages_lost {
+        requeue_from_backups(config, &db, &backups, &messages).await?;
+    }
+    Ok(Stores {
+        state: db,
+        backups,
+        messages,
+    })
+}
+
+/// Restores from its newest usable backup each account whose live state
+/// is damaged, copying the live state aside first (unless `copied_aside`).
+/// The inner error is a restore that hit damage in the records it must
+/// clear: the caller starts a new live state instead.
+async fn restore_damaged(
+    config: &Config,
+    db: &StateDb,
+    backups: &BackupDb,
+    messages: &Arc<MessageDb>,
+    live_path: &Path,
+    mut copied_aside: bool,
+) -> anyhow::Result<Result<(), StoreError>> {
     for account in &config.accounts {
         tracing::debug!(account = %account.name, "checking the account's stored state");
         let backend = db.account(&account.name)?;
-        let Some(why) = damage(&backend, &backups)? else {
+        let Some(why) = damage(&backend, backups)? else {
             continue;
         };
         let name = backend.account_name();
@@ -271,8 +318,12 @@ pub async fn open_stores(
         for reason in &skipped {
             tracing::warn!(account = %name, reason = %reason, "skipped a backup generation: {reason}");
         }
-        backend.restore(&snapshot)?;
-        requeue(&messages, name, snapshot.pending_sends(backend.sealer())?).await?;
+        match backend.restore(&snapshot) {
+            Ok(()) => {}
+            Err(e) if e.fault() == Fault::Damaged => return Ok(Err(e)),
+            Err(e) => return Err(e.into()),
+        }
+        requeue(messages, name, snapshot.pending_sends(backend.sealer())?).await?;
         tracing::warn!(
             account = %name,
             event = "restored_from_backup",
@@ -283,20 +334,7 @@ pub async fn open_stores(
             skipped.len()
         );
     }
-    if let Some(sealer) = sealer.as_deref().filter(|_| new_key) {
-        for account in &config.accounts {
-            seal_plain_records(&*db.account(&account.name)?)?;
-        }
-        record_key(state_dir, sealer)?;
-    }
-    if messages_lost {
-        requeue_from_backups(config, &db, &backups, &messages).await?;
-    }
-    Ok(Stores {
-        state: db,
-        backups,
-        messages,
-    })
+    Ok(Ok(()))
 }
 
 /// Puts the sends a restored generation had pending back in the outbox;
