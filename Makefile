@@ -111,8 +111,9 @@ test:
 	@echo "make test: done; the test under a real systemd is separate (it needs root and a release build): make test-system"
 
 ## Speed and memory figures (release build, mock-wa on loopback); results in
-## target/bench/results.json. BENCH_ONLY=reconnect,blackhole,send,scale picks
-## sections; BENCH_ACCOUNTS=100,500,1000 sets the scale runs (see benches/walink.rs).
+## target/bench/results.json. BENCH_ONLY=reconnect,blackhole,send,scale,baileys,snapshot
+## picks sections; BENCH_ACCOUNTS=100,500,1000 sets the scale runs (see benches/walink.rs).
+## The baileys section needs Node.js 20 and npm (it runs npm ci when needed).
 bench:
 	$(CARGO) bench --bench walink
 

@@ -4,11 +4,17 @@
 //!
 //! Environment (all optional):
 //! - `BENCH_ONLY`: the sections to run, comma-separated, out of `reconnect`,
-//!   `blackhole`, `send`, `scale` and `snapshot` (default: all of them).
+//!   `blackhole`, `send`, `scale`, `baileys` and `snapshot` (default: all of
+//!   them). `baileys` runs Baileys 7 from the interop suite (Node.js 20 and
+//!   npm; `npm ci` when its packages are stale) against the same mock, with
+//!   `scale`'s idle sessions and `send`'s send runs, and adds walinkd /
+//!   Baileys ratios for those of the two sections that ran
+//!   (`benches/walink/baileys.rs`).
 //! - `BENCH_ACCOUNTS`: account counts for the memory and cold-start figures
-//!   (`scale`), e.g. `100,500,1000` (default `100`).
-//! - `BENCH_SEND_ACCOUNTS`: account counts the send figures spread their
-//!   load over (default `1,10,100`).
+//!   (`scale`, and `baileys`' idle sessions), e.g. `100,500,1000` (default
+//!   `100`).
+//! - `BENCH_SEND_ACCOUNTS`: account counts the send figures (`send`, and
+//!   `baileys`' sends) spread their load over (default `1,10,100`).
 //! - `BENCH_SEND_BURST`: messages in each sustained send run (default
 //!   4,000); a longer run leaves time to attach a profiler to walinkd,
 //!   whose pid the run prints.
@@ -22,13 +28,18 @@
 //! - `BENCH_KEEP_LOGS`: a directory where each run's walinkd log is copied,
 //!   to see what the daemon did during a slow sample.
 
+#[path = "walink/baileys.rs"]
+mod baileys;
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "../tests/mock-wa/interop/node.rs"]
+mod node;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use baileys::Walinkd;
 use harness::{Env, eventually};
 use mock_wa::Fault;
 use serde_json::{Value, json};
@@ -40,7 +51,15 @@ const STATUS_SAMPLES: usize = 20;
 const BURST: usize = 4_000;
 /// Clients sending at once in the sustained runs (at least one per account).
 const SEND_CLIENTS: usize = 16;
+
+/// Concurrent senders of a sustained run over `accounts` accounts.
+fn senders(accounts: usize) -> usize {
+    SEND_CLIENTS.max(accounts)
+}
 const RECIPIENT: &str = "+15551234567";
+/// Time given to the post-login work (prekey upload, syncs) before an idle
+/// memory reading.
+const SETTLE: Duration = Duration::from_secs(15);
 /// walinkd opens every account's trees before it answers; a first start
 /// with a thousand accounts creates tens of thousands of sled trees.
 const DAEMON_START: Duration = Duration::from_secs(600);
@@ -345,8 +364,7 @@ async fn send_load(
     (latencies, rate)
 }
 
-async fn send_figures(figures: &mut Vec<Figure>) {
-    let counts = env_list("BENCH_SEND_ACCOUNTS", "1,10,100");
+async fn send_figures(counts: &[usize], walinkd: &mut Walinkd, figures: &mut Vec<Figure>) {
     let Some(&most) = counts.iter().max() else {
         return;
     };
@@ -361,44 +379,47 @@ async fn send_figures(figures: &mut Vec<Figure>) {
     ));
     let pid = env.daemon.as_ref().unwrap().id().unwrap();
     let burst = env_usize("BENCH_SEND_BURST", BURST);
-    for k in counts {
-        let clients = SEND_CLIENTS.max(k);
+    for &k in counts {
+        let clients = senders(k);
         eprintln!("bench: walinkd pid {pid}: {burst} sends over {k} accounts");
         let cpu_before = cpu_ms(pid);
         let (latencies, rate) = send_load(&env, &names[..k], clients, burst, "b").await;
+        let cpu = (cpu_ms(pid) - cpu_before) / burst as f64;
+        walinkd.cpu_per_message.insert(k, cpu);
         figures.push(Figure::new(
             format!("walinkd CPU per sent message, {k} accounts"),
             "ms",
-            vec![(cpu_ms(pid) - cpu_before) / burst as f64],
-            "(2 cores shared with the mock and the clients)",
+            vec![cpu],
+            "≤ 0.25 ms (2 cores shared with the mock and the clients)",
         ));
         figures.push(Figure::new(
             format!("send → server ack under load, {k} accounts, {clients} clients"),
             "ms",
             latencies,
-            "p50 ≤ 5 ms, p99 ≤ 25 ms",
+            "p99 ≤ 25 ms at 100 accounts, 100 clients",
         ));
         figures.push(Figure::new(
             format!("sustained sends, {k} accounts, {clients} clients"),
             "msg/s",
             vec![rate],
-            "≥ 2,000 msg/s",
+            "≥ 4,000 msg/s at 10 accounts",
         ));
     }
     keep_log(&env, "send");
 }
 
-async fn scale_figures(n: usize, figures: &mut Vec<Figure>) {
+async fn scale_figures(n: usize, walinkd: &mut Walinkd, figures: &mut Vec<Figure>) {
     let mut env = linked_env(n).await;
-    // Idle memory: give the post-login work (prekey upload, syncs) time to end.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Idle memory, once the post-login work is done.
+    tokio::time::sleep(SETTLE).await;
     let pid = env.daemon.as_ref().unwrap().id().unwrap();
     let per_account = rss_bytes(pid) as f64 / n as f64 / (1024.0 * 1024.0);
+    walinkd.rss_per_account.insert(n, per_account);
     figures.push(Figure::new(
         format!("RSS per connected idle account, {n} accounts"),
         "MiB",
         vec![per_account],
-        "≤ 3 MiB at 1,000",
+        "≤ 1 MiB",
     ));
 
     env.stop_daemon(libc::SIGTERM).await;
@@ -426,13 +447,13 @@ async fn scale_figures(n: usize, figures: &mut Vec<Figure>) {
     mass_drop_figures(&env, n, figures).await;
     status_figures(&env, n, figures).await;
     // Idle memory after a restart, without pairing's leftovers.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(SETTLE).await;
     let pid = env.daemon.as_ref().unwrap().id().unwrap();
     figures.push(Figure::new(
         format!("RSS per connected idle account after restart, {n} accounts"),
         "MiB",
         vec![rss_bytes(pid) as f64 / n as f64 / (1024.0 * 1024.0)],
-        "≤ 3 MiB at 1,000",
+        "≤ 1 MiB",
     ));
     keep_log(&env, &format!("scale-{n}"));
 }
@@ -619,15 +640,23 @@ async fn main() {
         keep_log(&env, "reconnect");
         save(&figures);
     }
+    let scale = env_list("BENCH_ACCOUNTS", "100");
+    let sends = env_list("BENCH_SEND_ACCOUNTS", "1,10,100");
+    let mut walinkd = Walinkd::default();
     if section("send") {
-        send_figures(&mut figures).await;
+        send_figures(&sends, &mut walinkd, &mut figures).await;
         save(&figures);
     }
     if section("scale") {
-        for n in env_list("BENCH_ACCOUNTS", "100") {
-            scale_figures(n, &mut figures).await;
+        for &n in &scale {
+            scale_figures(n, &mut walinkd, &mut figures).await;
             save(&figures);
         }
+    }
+    if section("baileys") {
+        let burst = env_usize("BENCH_SEND_BURST", BURST);
+        baileys::figures(&scale, &sends, burst, &walinkd, &mut figures).await;
+        save(&figures);
     }
     if section("snapshot") {
         snapshot_figures(&mut figures).await;

@@ -3,48 +3,16 @@
 //! output. `npm ci` installs the locked packages first when `node_modules`
 //! is missing or older than `package-lock.json`.
 
+#[path = "../interop/node.rs"]
+mod node;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use node::{install_packages, run, text};
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
-}
-
-fn run(cmd: &mut Command, what: &str) -> Output {
-    cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {what}: {e}; install Node.js 20 or later and npm (Debian: apt-get install nodejs npm)")
-    })
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "--- stdout ---\n{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// `npm ci` unless the installed tree is at least as new as the lock file.
-fn install_packages(dir: &Path) {
-    let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let installed = modified(dir.join("node_modules/.package-lock.json"));
-    let locked = modified(dir.join("package-lock.json"));
-    if installed.is_some() && installed >= locked {
-        return;
-    }
-    let out = run(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(dir),
-        "npm ci",
-    );
-    assert!(
-        out.status.success(),
-        "npm ci in {} failed ({}):\n{}",
-        dir.display(),
-        out.status,
-        text(&out)
-    );
 }
 
 #[test]

@@ -23,6 +23,15 @@ export async function startMock() {
 	const firstLine = new Promise(resolve => createInterface({ input: child.stdout }).once('line', resolve))
 	const info = JSON.parse(await Promise.race([firstLine, exited]))
 	exited.catch(() => {})
+	return attachMock(info, () => child.kill('SIGKILL'))
+}
+
+/**
+ * A mock-wa someone else runs (the benchmark's, in its own process), from
+ * the JSON line the binary prints at start: `{ ws, admin, media, root_key }`.
+ * `stop` ends it, when this process owns it.
+ */
+export function attachMock(info, stop = () => {}) {
 	const mock = {
 		ws: info.ws,
 		admin: info.admin,
@@ -42,9 +51,7 @@ export async function startMock() {
 		stats() {
 			return mock.call('GET', '/admin/stats')
 		},
-		stop() {
-			child.kill('SIGKILL')
-		},
+		stop,
 	}
 	return mock
 }
