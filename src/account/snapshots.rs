@@ -131,11 +131,15 @@ impl Drop for Snapshots {
 }
 
 impl Snapshots {
+    /// `checked`: the start's check of this account's state and when it
+    /// ran; it stands as the first validation, so a cold start does not
+    /// read every account's records twice.
     pub fn spawn(
         handle: Arc<AccountHandle>,
         backend: Arc<SledBackend>,
         backups: Arc<BackupDb>,
         policy: Policy,
+        checked: Option<(VerifyReport, SystemTime)>,
     ) -> Snapshots {
         if let Some(newest) = backups
             .list(handle.spec().name.as_str())
@@ -154,7 +158,11 @@ impl Snapshots {
             busy: tokio::sync::Mutex::new(()),
             newest_checked: std::sync::Mutex::new(None),
         });
-        let task = tokio::spawn(run(inner.clone()));
+        let validated = checked.is_some();
+        if let Some((report, at)) = checked {
+            inner.record_validation(&Ok(report), Vec::new(), at);
+        }
+        let task = tokio::spawn(run(inner.clone(), validated));
         Snapshots { inner, task }
     }
 
@@ -343,11 +351,25 @@ impl Inner {
             tokio::task::spawn_blocking(move || backend.verify().map_err(|e| e.to_string()))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
+        let backup_problem = self.check_newest_backup().await;
+        self.record_validation(
+            &report,
+            backup_problem.into_iter().collect(),
+            SystemTime::now(),
+        );
+    }
+
+    /// Puts what a validation found (`more_warnings` besides the report's)
+    /// into health and status.
+    fn record_validation(
+        &self,
+        report: &Result<VerifyReport, String>,
+        more_warnings: Vec<String>,
+        at: SystemTime,
+    ) {
         let exists = self.handle.snapshot().session_exists;
-        let (problems, mut warnings) = findings(&report, exists, &self.policy);
-        if let Some(backup_problem) = self.check_newest_backup().await {
-            warnings.push(backup_problem);
-        }
+        let (problems, mut warnings) = findings(report, exists, &self.policy);
+        warnings.extend(more_warnings);
         let before = self.handle.snapshot().custody.problems;
         if !problems.is_empty() && problems != before {
             tracing::error!(account = %self.name(), event = "validation_failed", "stored state failed validation: {}", problems.join("; "));
@@ -355,7 +377,7 @@ impl Inner {
         self.handle.update_custody(|c| {
             c.problems = problems;
             c.warnings = warnings;
-            c.validated_at = Some(SystemTime::now());
+            c.validated_at = Some(at);
         });
     }
 
@@ -398,12 +420,24 @@ impl Inner {
     }
 }
 
-async fn run(inner: Arc<Inner>) {
+/// The custody loop; `validated`: the start's check stands as the first
+/// validation.
+async fn run(inner: Arc<Inner>, validated: bool) {
     let mut events = inner.handle.subscribe();
     let mut credentials = inner.backend.watch_credentials();
-    let mut scheduled = tokio::time::interval(inner.policy.interval);
+    // The first scheduled snapshot one interval after start, not at once:
+    // connecting takes one, and at a cold start every account taking a
+    // snapshot in the same second held the connections back.
+    let now = tokio::time::Instant::now();
+    let mut scheduled =
+        tokio::time::interval_at(now + inner.policy.interval, inner.policy.interval);
     scheduled.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut validation = tokio::time::interval(inner.policy.validate_every);
+    let first_validation = if validated {
+        now + inner.policy.validate_every
+    } else {
+        now
+    };
+    let mut validation = tokio::time::interval_at(first_validation, inner.policy.validate_every);
     validation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let far = tokio::time::Instant::now() + Duration::from_secs(365 * 86_400);
     let settle = tokio::time::sleep_until(far);

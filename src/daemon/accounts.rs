@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::RwLock;
 
@@ -13,7 +13,7 @@ use crate::account::snapshots::{Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, HandshakeGate, Settings};
 use crate::config::{AccountConfig, Config};
 use crate::messages::media::{AutoDownload, MediaSettings};
-use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError};
+use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError, VerifyReport};
 use crate::wa::ConnectionSettings;
 
 /// An attempt that finds the handshake gate full waits up to this much,
@@ -141,6 +141,7 @@ impl Accounts {
             state: db,
             backups,
             messages,
+            mut verified,
         } = stores;
         let settings = Arc::new(settings(config));
         let policy = policy(config);
@@ -161,18 +162,21 @@ impl Accounts {
         };
         let mut handles = BTreeMap::new();
         for account in &config.accounts {
-            let handle = accounts.spawn(spec(account), &settings)?;
+            let checked = verified.remove(&account.name);
+            let handle = accounts.spawn(spec(account), &settings, checked)?;
             handles.insert(account.name.clone(), handle);
         }
         *accounts.handles.get_mut() = handles;
         Ok(accounts)
     }
 
-    /// Starts an account's supervisor and its snapshot task.
+    /// Starts an account's supervisor and its snapshot task; `checked` is
+    /// the start's check of its state, if it had one.
     fn spawn(
         &self,
         spec: AccountSpec,
         settings: &Arc<Settings>,
+        checked: Option<(VerifyReport, SystemTime)>,
     ) -> Result<Arc<AccountHandle>, StoreError> {
         let backend = self.db.account(&spec.name)?;
         let messages = self
@@ -191,6 +195,7 @@ impl Accounts {
             backend,
             self.backups.clone(),
             self.policy.clone(),
+            checked,
         );
         self.custody
             .lock()
@@ -320,7 +325,7 @@ impl Accounts {
                 }
                 None => summary.added.push(name.to_string()),
             }
-            let handle = self.spawn(new_spec, &new_settings)?;
+            let handle = self.spawn(new_spec, &new_settings, None)?;
             handles.insert(name.to_string(), handle);
         }
         Ok(summary)

@@ -3,6 +3,7 @@
 //! opened and every account validated; live state that cannot be opened or
 //! read is set aside (never deleted) and the newest usable backup restored.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,7 +14,8 @@ use crate::account::snapshots::restorable;
 use crate::config::{Config, StorageConfig};
 use crate::store::seal::{SealError, Sealer};
 use crate::store::{
-    BackupDb, BackupError, Fault, MessageDb, SledBackend, StateDb, StoreError, messages_db_path,
+    BackupDb, BackupError, Fault, MessageDb, SledBackend, StateDb, StoreError, VerifyReport,
+    messages_db_path,
 };
 
 /// Name of the key file systemd passes with `LoadCredential[Encrypted]=`.
@@ -181,7 +183,13 @@ pub struct Stores {
     pub state: StateDb,
     pub backups: Arc<BackupDb>,
     pub messages: Arc<MessageDb>,
+    /// What the start check found in each account it did not have to
+    /// restore, and when: that account's first validation, not run twice.
+    pub verified: Verified,
 }
+
+/// Each account's start check that found its state sound, and when it ran.
+pub type Verified = HashMap<String, (VerifyReport, SystemTime)>;
 
 /// Opens the message database; one that opens and fails its integrity
 /// check is set aside (with its WAL) and started afresh. Returns whether it
@@ -247,19 +255,21 @@ pub async fn open_stores(
             StateDb::open_sealed(live_path, sealer.clone())?
         }
     };
-    if let Err(e) =
-        restore_damaged(config, &db, &backups, &messages, live_path, copied_aside).await?
-    {
-        // The damage is in records a restore has to clear, so the live
-        // state cannot be mended in place: every account starts from its
-        // newest backup in a new one.
-        drop(db);
-        move_aside(live_path, "restoring in place failed", &e)?;
-        db = StateDb::open_sealed(live_path, sealer.clone())?;
-        if let Err(e) = restore_damaged(config, &db, &backups, &messages, live_path, true).await? {
-            return Err(e).context("cannot restore from backups into a new live state");
-        }
-    }
+    let verified =
+        match restore_damaged(config, &db, &backups, &messages, live_path, copied_aside).await? {
+            Ok(verified) => verified,
+            Err(e) => {
+                // The damage is in records a restore has to clear, so the live
+                // state cannot be mended in place: every account starts from its
+                // newest backup in a new one.
+                drop(db);
+                move_aside(live_path, "restoring in place failed", &e)?;
+                db = StateDb::open_sealed(live_path, sealer.clone())?;
+                restore_damaged(config, &db, &backups, &messages, live_path, true)
+                    .await?
+                    .context("cannot restore from backups into a new live state")?
+            }
+        };
     if let Some(sealer) = sealer.as_deref().filter(|_| new_key) {
         for account in &config.accounts {
             seal_plain_records(&*db.account(&account.name)?)?;
@@ -273,13 +283,15 @@ pub async fn open_stores(
         state: db,
         backups,
         messages,
+        verified,
     })
 }
 
 /// Restores from its newest usable backup each account whose live state
-/// is damaged, copying the live state aside first (unless `copied_aside`).
-/// The inner error is a restore that hit damage in the records it must
-/// clear: the caller starts a new live state instead.
+/// is damaged, copying the live state aside first (unless `copied_aside`),
+/// and returns what the check found in the others. The inner error is a
+/// restore that hit damage in the records it must clear: the caller starts
+/// a new live state instead.
 async fn restore_damaged(
     config: &Config,
     db: &StateDb,
@@ -287,12 +299,16 @@ async fn restore_damaged(
     messages: &Arc<MessageDb>,
     live_path: &Path,
     mut copied_aside: bool,
-) -> anyhow::Result<Result<(), StoreError>> {
-    for account in &config.accounts {
-        tracing::debug!(account = %account.name, "checking the account's stored state");
-        let backend = db.account(&account.name)?;
-        let Some(why) = damage(&backend, backups)? else {
-            continue;
+) -> anyhow::Result<Result<Verified, StoreError>> {
+    let mut verified = Verified::new();
+    for (backend, checked) in check_accounts(config, db, backups)? {
+        let why = match checked {
+            Ok(report) => {
+                let name = backend.account_name().to_owned();
+                verified.insert(name, (report, SystemTime::now()));
+                continue;
+            }
+            Err(why) => why,
         };
         let name = backend.account_name();
         let verify = restorable(&backend);
@@ -334,7 +350,49 @@ async fn restore_damaged(
             skipped.len()
         );
     }
-    Ok(Ok(()))
+    Ok(Ok(verified))
+}
+
+/// An account's store, and what its check found (see [`damage`]).
+type Checked = (Arc<SledBackend>, Result<VerifyReport, String>);
+
+/// Each configured account's store and what its check found, on every
+/// core: the check reads every record, and one account after the other it
+/// was a third of a cold start with 1,000 accounts (8.6 s of 26.7 s).
+fn check_accounts(
+    config: &Config,
+    db: &StateDb,
+    backups: &BackupDb,
+) -> anyhow::Result<Vec<Checked>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk = config.accounts.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = config
+            .accounts
+            .chunks(chunk)
+            .map(|accounts| {
+                scope.spawn(move || {
+                    accounts
+                        .iter()
+                        .map(|account| {
+                            tracing::debug!(account = %account.name, "checking the account's stored state");
+                            let backend = db.account(&account.name)?;
+                            let checked = damage(&backend, backups)?;
+                            Ok((backend, checked))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(config.accounts.len());
+        for worker in workers {
+            let checked = worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("checking the stored accounts panicked"))??;
+            all.extend(checked);
+        }
+        Ok(all)
+    })
 }
 
 /// Puts the sends a restored generation had pending back in the outbox;
@@ -379,13 +437,17 @@ async fn requeue_from_backups(
     Ok(())
 }
 
-/// Why `backend` needs a restore, if it does.
-fn damage(backend: &SledBackend, backups: &BackupDb) -> anyhow::Result<Option<String>> {
+/// What `backend`'s check found when it is sound, else why it needs a
+/// restore.
+fn damage(
+    backend: &SledBackend,
+    backups: &BackupDb,
+) -> anyhow::Result<Result<VerifyReport, String>> {
     let name = backend.account_name();
     let report = match backend.verify() {
         Ok(report) => report,
         Err(e) if e.fault() == Fault::Damaged => {
-            return Ok(Some(format!("its state cannot be read: {e}")));
+            return Ok(Err(format!("its state cannot be read: {e}")));
         }
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!(
@@ -393,13 +455,13 @@ fn damage(backend: &SledBackend, backups: &BackupDb) -> anyhow::Result<Option<St
             )));
         }
     };
-    if let Some(key) = report.key_problem {
+    if let Some(key) = &report.key_problem {
         bail!(
             "refusing to start: account {name:?} has records that cannot be unsealed: {key}; nothing was changed"
         );
     }
     if !report.is_valid() {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "{} record(s) do not decode, first: {}",
             report.problem_count,
             report.problems.first().map_or("?", String::as_str)
@@ -407,7 +469,7 @@ fn damage(backend: &SledBackend, backups: &BackupDb) -> anyhow::Result<Option<St
     }
     let has_backups = !backups.list(name)?.is_empty();
     if !report.registered && has_backups && !backups.is_cleared(name) {
-        return Ok(Some("its credentials are missing".into()));
+        return Ok(Err("its credentials are missing".into()));
     }
-    Ok(None)
+    Ok(Ok(report))
 }
