@@ -161,13 +161,21 @@ fn rss_figures(result: &Value, n: usize, walinkd: &Walinkd, figures: &mut Vec<Fi
         REFERENCE,
     ));
     if let Some(walinkd) = walinkd.rss_per_account.get(&n) {
-        figures.push(Figure::new(
-            format!("walinkd / Baileys RSS per session, {n} sessions"),
-            "ratio",
-            vec![walinkd / per_session],
-            "< 1: walinkd needs less",
+        figures.push(ratio(
+            format!("RSS per session, {n} sessions"),
+            walinkd / per_session,
         ));
     }
+}
+
+/// walinkd's figure over Baileys' for the same work.
+fn ratio(what: String, value: f64) -> Figure {
+    Figure::new(
+        format!("walinkd / Baileys {what}"),
+        "ratio",
+        vec![value],
+        "< 1: walinkd needs less",
+    )
 }
 
 fn send_figures(run: &Value, walinkd: &Walinkd, figures: &mut Vec<Figure>) {
@@ -194,11 +202,9 @@ fn send_figures(run: &Value, walinkd: &Walinkd, figures: &mut Vec<Figure>) {
         REFERENCE,
     ));
     if let Some(walinkd) = walinkd.cpu_per_message.get(&k) {
-        figures.push(Figure::new(
-            format!("walinkd / Baileys CPU per message, {k} sessions"),
-            "ratio",
-            vec![walinkd / cpu],
-            "< 1: walinkd needs less",
+        figures.push(ratio(
+            format!("CPU per message, {k} sessions"),
+            walinkd / cpu,
         ));
     }
 }
