@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{Kind, LEGACY_PER_MESSAGE_TREES, SledBackend};
+use super::backend::{
+    ACCOUNTS_TREE, LEGACY_PER_MESSAGE_TREES, SledBackend, adopt_per_account_trees,
+};
 use super::error::StoreError;
 use super::seal::Sealer;
 
-/// Longest account name accepted; it is part of every tree name.
+/// Longest account name accepted; it starts every key of the account.
 const MAX_ACCOUNT_NAME: usize = 64;
 
 /// sled's page cache. Its default (1 GiB) is sized for a database server, not
@@ -54,6 +56,14 @@ impl StateDb {
             source,
         })?;
         drop_legacy_message_trees(&db);
+        let moved = adopt_per_account_trees(&db)?;
+        if !moved.is_empty() {
+            tracing::info!(
+                accounts = moved.len(),
+                "moved the stored state of {} account(s) to the shared trees",
+                moved.len()
+            );
+        }
         Ok(StateDb {
             path: path.to_owned(),
             db,
@@ -79,21 +89,17 @@ impl StateDb {
         Ok(backend)
     }
 
-    /// Names of the accounts ever opened in this database (their trees
-    /// exist, possibly empty after [`SledBackend::clear`]), sorted.
+    /// Names of the accounts ever opened in this database (possibly empty
+    /// after [`SledBackend::clear`]), sorted.
     pub fn account_names(&self) -> Vec<String> {
-        let meta_suffix = format!(":{}", Kind::Meta.name());
-        let mut names: Vec<String> = self
-            .db
-            .tree_names()
+        let Ok(registry) = self.db.open_tree(ACCOUNTS_TREE) else {
+            return Vec::new();
+        };
+        registry
             .iter()
-            .filter_map(|raw| std::str::from_utf8(raw).ok())
-            .filter_map(|tree| tree.strip_prefix("acct:")?.strip_suffix(&meta_suffix))
-            .map(str::to_owned)
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+            .keys()
+            .filter_map(|key| String::from_utf8(key.ok()?.to_vec()).ok())
+            .collect()
     }
 
     /// The sled database itself, for tests that write what an older
@@ -231,8 +237,9 @@ fn create_private_dir(path: &Path) -> Result<(), StoreError> {
         })
 }
 
-/// Account names become part of sled tree names (`acct:<name>:<kind>`), so
-/// they must not contain the separator or anything a file or log would mangle.
+/// Account names start every key of their account and name its backup
+/// trees (`backup:<name>:<kind>`), so they must not contain the separator
+/// or anything a file or log would mangle.
 pub(crate) fn validate_account_name(name: &str) -> Result<(), StoreError> {
     let reason = if name.is_empty() {
         Some("it is empty")

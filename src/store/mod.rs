@@ -1,16 +1,20 @@
 //! The store layer: the only place that touches sled and SQLite.
 //!
 //! [`StateDb`] is the live-state database shared by all accounts; each
-//! account gets a [`SledBackend`], the whatsapp-rust `Backend` on its own
-//! trees named `acct:<account>:<kind>`, so one account can be wiped,
-//! snapshotted, restored or moved without touching another.
+//! account gets a [`SledBackend`], the whatsapp-rust `Backend` on its share
+//! of the trees: one tree per kind (`state:<kind>`) holds every account's
+//! records of that kind, under keys that start with the account's name
+//! (length-prefixed), so one account can be wiped, snapshotted, restored
+//! or moved without touching another, and the number of trees does not
+//! grow with the number of accounts (sled copies its whole list of trees
+//! each time one is created). The `accounts` tree lists the accounts.
 //!
 //! Values are encoded by [`codec`]: one schema-version byte, then bincode 2.
 //! Keys are ordered encodings (see `keys.rs`): ids are u32 big-endian,
 //! multi-part keys length-prefix each part, so prefix and range scans
 //! select exactly what they mean.
 //!
-//! | tree kind            | key                               | value            |
+//! | tree kind            | key (after the account's prefix)  | value            |
 //! |----------------------|-----------------------------------|------------------|
 //! | `meta`               | `device`, `device_id_seq`, `latest_sync_key_id` | device record, counter, bytes |
 //! | `identities`         | address                           | 32-byte key      |

@@ -21,8 +21,9 @@ impl AppSyncStore for SledBackend {
         let gate = self.writing();
         let result =
             (self.tree(Kind::SyncKeys), self.tree(Kind::Meta)).transaction(|(keys_tx, meta_tx)| {
-                keys_tx.insert(key_id, value.clone())?;
-                meta_tx.insert(meta::LATEST_SYNC_KEY_ID, latest.clone())?;
+                self.in_tx(keys_tx).insert(key_id, value.clone())?;
+                self.in_tx(meta_tx)
+                    .insert(meta::LATEST_SYNC_KEY_ID, latest.clone())?;
                 Ok(())
             });
         self.tx_result(Kind::SyncKeys, result)?;
@@ -55,7 +56,7 @@ impl AppSyncStore for SledBackend {
         _version: u64,
         mutations: &[AppStateMutationMAC],
     ) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for m in mutations {
             batch.insert(
                 keys::composite(&[name.as_bytes(), &m.index_mac]),
@@ -71,7 +72,7 @@ impl AppSyncStore for SledBackend {
     }
 
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for index_mac in index_macs {
             batch.remove(keys::composite(&[name.as_bytes(), index_mac]));
         }

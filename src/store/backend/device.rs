@@ -23,10 +23,7 @@ impl DeviceStore for SledBackend {
     }
 
     async fn exists(&self) -> Result<bool> {
-        Ok(self
-            .tree(Kind::Meta)
-            .contains_key(meta::DEVICE)
-            .map_err(self.sled_err(Kind::Meta, "read"))?)
+        Ok(self.contains(Kind::Meta, meta::DEVICE)?)
     }
 
     /// Like wacore's in-memory store, `create` materialises a fresh device
@@ -36,6 +33,7 @@ impl DeviceStore for SledBackend {
         let fresh = self.encode(Kind::Meta, &DeviceState::from(&Device::new()))?;
         let gate = self.writing();
         let result = self.tree(Kind::Meta).transaction(|tx| {
+            let tx = self.in_tx(tx);
             let next = match tx.get(meta::DEVICE_ID_SEQ)? {
                 Some(bytes) => {
                     abort(self.decode::<Counter>(Kind::Meta, meta::DEVICE_ID_SEQ, &bytes))?.0 + 1

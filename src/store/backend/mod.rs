@@ -1,7 +1,9 @@
 //! `SledBackend`: one account's whatsapp-rust `Backend` on sled trees.
 //!
-//! Every tree is named `acct:<account>:<kind>`, so an account's data can be
-//! listed, wiped, snapshotted or moved without touching another account's.
+//! Each kind of record has one tree, `state:<kind>`, shared by every
+//! account; an account's keys start with its prefix (see `space.rs`), so
+//! its data can be listed, wiped, snapshotted or moved without touching
+//! another account's.
 
 mod app_sync;
 mod device;
@@ -9,9 +11,11 @@ mod msg_secret;
 mod protocol;
 mod signal;
 mod snapshot;
+pub(crate) mod space;
 mod verify;
 
 pub use snapshot::AccountSnapshot;
+pub(crate) use space::{ACCOUNTS_TREE, adopt_per_account_trees};
 pub use verify::VerifyReport;
 
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -90,11 +94,6 @@ impl Kind {
             Kind::PendingInbound => "pending_inbound",
         }
     }
-
-    /// The sled tree name of this kind for `account`.
-    pub(crate) fn tree_name(self, account: &str) -> String {
-        format!("acct:{account}:{}", self.name())
-    }
 }
 
 /// Keys of the singleton rows in the `meta` tree.
@@ -144,7 +143,10 @@ pub trait ResendSource: Send + Sync {
 /// account name, shared by everything that works on that account.
 pub struct SledBackend {
     account: String,
+    /// The shared tree of each kind, in [`Kind::ALL`]'s order.
     trees: Vec<sled::Tree>,
+    /// What every key of this account starts with.
+    prefix: Vec<u8>,
     /// Writers share it; a consistent whole-account view (snapshots) takes it
     /// exclusively. Only held inside synchronous sled calls, never across an
     /// `.await`.
@@ -171,21 +173,36 @@ impl SledBackend {
         account: &str,
         sealer: Option<Arc<Sealer>>,
     ) -> Result<Self, StoreError> {
+        let sled_err = |tree, op| {
+            move |source| StoreError::Sled {
+                account: account.to_owned(),
+                tree,
+                op,
+                source,
+            }
+        };
         let mut trees = Vec::with_capacity(Kind::ALL.len());
         for kind in Kind::ALL {
-            let tree =
-                db.open_tree(kind.tree_name(account))
-                    .map_err(|source| StoreError::Sled {
-                        account: account.to_owned(),
-                        tree: kind.name(),
-                        op: "open the tree",
-                        source,
-                    })?;
+            let tree = db
+                .open_tree(space::tree_name(kind))
+                .map_err(sled_err(kind.name(), "open the tree"))?;
             trees.push(tree);
+        }
+        let registry = db
+            .open_tree(ACCOUNTS_TREE)
+            .map_err(sled_err(ACCOUNTS_TREE, "open the tree"))?;
+        if !registry
+            .contains_key(account)
+            .map_err(sled_err(ACCOUNTS_TREE, "read"))?
+        {
+            registry
+                .insert(account, &[][..])
+                .map_err(sled_err(ACCOUNTS_TREE, "register the account"))?;
         }
         Ok(Self {
             account: account.to_owned(),
             trees,
+            prefix: space::prefix(account),
             gate: RwLock::new(()),
             sealer,
             resends: OnceLock::new(),
@@ -274,10 +291,10 @@ impl SledBackend {
 
     /// Resolves when the device record (credentials, identity) changes.
     pub fn watch_credentials(&self) -> sled::Subscriber {
-        self.tree(Kind::Meta).watch_prefix(meta::DEVICE)
+        self.watch(Kind::Meta, meta::DEVICE)
     }
 
-    /// Wipes every tree of this account (credentials first) and flushes,
+    /// Wipes every record of this account (credentials first) and flushes,
     /// then the records the library kept per message in `messages.db`.
     /// Other accounts are untouched. Without a message store attached
     /// nothing is wiped: the wipe would leave those records behind.
@@ -286,9 +303,7 @@ impl SledBackend {
         {
             let _gate = self.exclusive();
             for kind in Kind::ALL {
-                self.tree(kind)
-                    .clear()
-                    .map_err(self.sled_err(kind, "clear the tree"))?;
+                self.apply_held(kind, self.removal(kind, &[])?)?;
             }
             self.flush()?;
         }
@@ -301,7 +316,7 @@ impl SledBackend {
     pub fn size_bytes(&self) -> u64 {
         let mut total = 0u64;
         for kind in Kind::ALL {
-            for (key, value) in self.tree(kind).iter().flatten() {
+            for (key, value) in self.rows(kind, &[]).flatten() {
                 total += (key.len() + value.len()) as u64;
             }
         }
@@ -316,7 +331,9 @@ impl SledBackend {
             .map_err(self.sled_err(Kind::Meta, "flush to disk"))
     }
 
-    pub(crate) fn tree(&self, kind: Kind) -> &sled::Tree {
+    /// The shared tree of `kind`: every account's rows. Reached through
+    /// the helpers of `space.rs`, which keep to this account's.
+    fn tree(&self, kind: Kind) -> &sled::Tree {
         &self.trees[kind as usize]
     }
 
@@ -389,7 +406,7 @@ impl SledBackend {
     pub(crate) fn get<R: Record>(&self, kind: Kind, key: &[u8]) -> Result<Option<R>, StoreError> {
         let value = self
             .tree(kind)
-            .get(key)
+            .get(self.key(key))
             .map_err(self.sled_err(kind, "read"))?;
         value.map(|v| self.decode(kind, key, &v)).transpose()
     }
@@ -403,7 +420,7 @@ impl SledBackend {
         let bytes = self.encode(kind, value)?;
         let _gate = self.writing();
         self.tree(kind)
-            .insert(key, bytes)
+            .insert(self.key(key), bytes)
             .map(drop)
             .map_err(self.sled_err(kind, "write"))
     }
@@ -411,16 +428,9 @@ impl SledBackend {
     pub(crate) fn remove(&self, kind: Kind, key: &[u8]) -> Result<(), StoreError> {
         let _gate = self.writing();
         self.tree(kind)
-            .remove(key)
+            .remove(self.key(key))
             .map(drop)
             .map_err(self.sled_err(kind, "delete"))
-    }
-
-    pub(crate) fn apply(&self, kind: Kind, batch: sled::Batch) -> Result<(), StoreError> {
-        let _gate = self.writing();
-        self.tree(kind)
-            .apply_batch(batch)
-            .map_err(self.sled_err(kind, "write a batch"))
     }
 
     /// Every `(key, decoded value)` of `kind` whose key starts with `prefix`.
@@ -430,8 +440,8 @@ impl SledBackend {
         prefix: &[u8],
     ) -> Result<Vec<(sled::IVec, R)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.tree(kind).scan_prefix(prefix) {
-            let (key, value) = item.map_err(self.sled_err(kind, "scan"))?;
+        for item in self.rows(kind, prefix) {
+            let (key, value) = item?;
             let record = self.decode(kind, &key, &value)?;
             out.push((key, record));
         }
@@ -444,20 +454,23 @@ impl SledBackend {
         kind: Kind,
         prefix: &[u8],
     ) -> Result<Vec<sled::IVec>, StoreError> {
-        self.tree(kind)
-            .scan_prefix(prefix)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(self.sled_err(kind, "scan"))
+        self.rows(kind, prefix)
+            .map(|row| row.map(|(key, _)| key))
+            .collect()
     }
 
     /// Removes every key of `kind` starting with `prefix`, atomically.
     pub(crate) fn remove_prefix(&self, kind: Kind, prefix: &[u8]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        self.apply(kind, self.removal(kind, prefix)?)
+    }
+
+    /// A batch removing every key of `kind` starting with `prefix`.
+    fn removal(&self, kind: Kind, prefix: &[u8]) -> Result<space::Batch<'_>, StoreError> {
+        let mut batch = self.batch();
         for key in self.scan_keys(kind, prefix)? {
             batch.remove(key);
         }
-        self.apply(kind, batch)
+        Ok(batch)
     }
 
     /// Maps the result of a sled transaction over trees of `kind`.

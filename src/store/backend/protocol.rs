@@ -6,6 +6,7 @@ use wacore::store::traits::{
     TcTokenEntry,
 };
 
+use super::space::Tx;
 use super::{Kind, SledBackend, TxResult, abort};
 use crate::store::StoreError;
 use crate::store::keys;
@@ -18,8 +19,8 @@ impl SledBackend {
     /// `pn_to_lid`, keeping the reverse index in step.
     fn put_lid_mapping_tx(
         &self,
-        lids: &sled::transaction::TransactionalTree,
-        pns: &sled::transaction::TransactionalTree,
+        lids: &Tx<'_>,
+        pns: &Tx<'_>,
         entry: &LidPnMappingEntry,
     ) -> TxResult<()> {
         let lid_key = entry.lid.as_bytes();
@@ -45,8 +46,9 @@ impl SledBackend {
         let _gate = self.writing();
         let result =
             (self.tree(Kind::LidMappings), self.tree(Kind::PnToLid)).transaction(|(lids, pns)| {
+                let (lids, pns) = (self.in_tx(lids), self.in_tx(pns));
                 for entry in entries {
-                    self.put_lid_mapping_tx(lids, pns, entry)?;
+                    self.put_lid_mapping_tx(&lids, &pns, entry)?;
                 }
                 Ok(())
             });
@@ -62,6 +64,7 @@ impl SledBackend {
         let key = jid.as_bytes();
         let _gate = self.writing();
         let result = self.tree(Kind::TcTokens).transaction(|tx| {
+            let tx = self.in_tx(tx);
             let current = match tx.get(key)? {
                 Some(bytes) => Some(abort(self.decode::<TcToken>(Kind::TcTokens, key, &bytes))?),
                 None => None,
@@ -101,7 +104,7 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for (device_jid, has_key) in entries {
             batch.insert(
                 keys::composite(&[group_jid.as_bytes(), device_jid.as_bytes()]),
@@ -120,7 +123,7 @@ impl ProtocolStore for SledBackend {
         if device_jids.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for key in self.scan_keys(Kind::SenderKeyDevices, &[])? {
             let matches = keys::split(&key)
                 .and_then(|parts| parts.get(1).copied())
@@ -133,11 +136,7 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
-        let _gate = self.writing();
-        Ok(self
-            .tree(Kind::SenderKeyDevices)
-            .clear()
-            .map_err(self.sled_err(Kind::SenderKeyDevices, "clear the tree"))?)
+        Ok(self.remove_prefix(Kind::SenderKeyDevices, &[])?)
     }
 
     async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
@@ -200,7 +199,7 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn update_device_lists(&self, records: Vec<DeviceListRecord>) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for record in &records {
             batch.insert(
                 record.user.as_bytes(),
@@ -265,7 +264,7 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn delete_expired_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         let mut removed = 0u32;
         for (key, entry) in self.scan::<TcToken>(Kind::TcTokens, &[])? {
             // Kept while either window is live: the received token or the sender bucket.
@@ -382,7 +381,7 @@ impl ProtocolStore for SledBackend {
 
     async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
         let inserted_at = wacore::time::now_secs();
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for row in rows {
             let value = PendingInbound {
                 message: row.message.to_vec(),
@@ -412,7 +411,7 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for key in keys {
             batch.remove(pending_key(key.chat, key.sender, key.id));
         }
@@ -420,7 +419,7 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         let mut removed = 0u32;
         for (key, row) in self.scan::<PendingInbound>(Kind::PendingInbound, &[])? {
             if row.inserted_at < cutoff_timestamp {

@@ -14,8 +14,8 @@ impl SledBackend {
     /// Whether any key of `kind` is `user` followed by `@` or `:`, i.e. an
     /// address of any device of that user.
     fn has_user_address(&self, kind: Kind, user: &str) -> std::result::Result<bool, StoreError> {
-        for key in self.tree(kind).scan_prefix(user.as_bytes()).keys() {
-            let key = key.map_err(self.sled_err(kind, "scan"))?;
+        for row in self.rows(kind, user.as_bytes()) {
+            let (key, _) = row?;
             if matches!(key.get(user.len()), Some(b'@' | b':')) {
                 return Ok(true);
             }
@@ -28,7 +28,7 @@ impl SledBackend {
         kind: Kind,
         rows: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     ) -> std::result::Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for (key, value) in rows {
             batch.insert(key, self.encode(kind, &Blob(value.to_vec()))?);
         }
@@ -47,7 +47,7 @@ impl SignalStore for SledBackend {
     }
 
     async fn put_identities_batch(&self, identities: &[(Arc<str>, [u8; 32])]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for (address, key) in identities {
             batch.insert(
                 address.as_bytes(),
@@ -89,10 +89,7 @@ impl SignalStore for SledBackend {
     }
 
     async fn has_session(&self, address: &str) -> Result<bool> {
-        Ok(self
-            .tree(Kind::Sessions)
-            .contains_key(address.as_bytes())
-            .map_err(self.sled_err(Kind::Sessions, "read"))?)
+        Ok(self.contains(Kind::Sessions, address.as_bytes())?)
     }
 
     async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
@@ -109,13 +106,13 @@ impl SignalStore for SledBackend {
     }
 
     async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.batch();
         for (id, record) in keys {
             let value = PreKey {
                 record: record.to_vec(),
                 uploaded,
             };
-            batch.insert(&keys::id(*id), self.encode(Kind::PreKeys, &value)?);
+            batch.insert(keys::id(*id), self.encode(Kind::PreKeys, &value)?);
         }
         self.apply(Kind::PreKeys, batch)?;
         // Pre-keys are about to be (or were) offered to the server: losing them
@@ -140,9 +137,9 @@ impl SignalStore for SledBackend {
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
-        let tree = self.tree(Kind::PreKeys);
         let _gate = self.writing();
-        let result = tree.transaction(|tx| {
+        let result = self.tree(Kind::PreKeys).transaction(|tx| {
+            let tx = self.in_tx(tx);
             for &id in ids {
                 let key = keys::id(id);
                 // Update only: a key consumed since the upload snapshot stays gone.
@@ -150,7 +147,7 @@ impl SignalStore for SledBackend {
                 let mut prekey: PreKey = abort(self.decode(Kind::PreKeys, &key, &bytes))?;
                 if !prekey.uploaded {
                     prekey.uploaded = true;
-                    tx.insert(&key, abort(self.encode(Kind::PreKeys, &prekey))?)?;
+                    tx.insert(key, abort(self.encode(Kind::PreKeys, &prekey))?)?;
                 }
             }
             Ok(())
@@ -164,10 +161,7 @@ impl SignalStore for SledBackend {
     }
 
     async fn get_max_prekey_id(&self) -> Result<u32> {
-        let last = self
-            .tree(Kind::PreKeys)
-            .last()
-            .map_err(self.sled_err(Kind::PreKeys, "read"))?;
+        let last = self.rows(Kind::PreKeys, &[]).next_back().transpose()?;
         match last {
             None => Ok(0),
             Some((key, _)) => Ok(keys::parse_id(&key).ok_or_else(|| {

@@ -238,11 +238,9 @@ impl SledBackend {
         let mut trees = BTreeMap::new();
         for kind in Kind::ALL {
             let rows = self
-                .tree(kind)
-                .iter()
+                .rows(kind, &[])
                 .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
-                .collect::<Result<Rows, _>>()
-                .map_err(self.sled_err(kind, "read"))?;
+                .collect::<Result<Rows, _>>()?;
             if !rows.is_empty() {
                 trees.insert(kind.name().to_owned(), rows);
             }
@@ -279,11 +277,12 @@ impl SledBackend {
         }
         let result = self.trees.as_slice().transaction(|trees| {
             for (i, kind) in Kind::ALL.iter().enumerate() {
+                let tree = self.in_tx(&trees[i]);
                 for key in &existing[i] {
-                    trees[i].remove(key)?;
+                    tree.remove(key)?;
                 }
                 for (key, value) in snapshot.rows(*kind) {
-                    trees[i].insert(key, value)?;
+                    tree.insert(key, value)?;
                 }
             }
             Ok(())

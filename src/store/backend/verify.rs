@@ -113,8 +113,8 @@ impl SledBackend {
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
         for kind in Kind::ALL {
-            for item in self.tree(kind).iter() {
-                let (key, value) = item.map_err(self.sled_err(kind, "read"))?;
+            for item in self.rows(kind, &[]) {
+                let (key, value) = item?;
                 report.check(kind, &key, &value, self.sealer());
             }
         }

@@ -226,18 +226,14 @@ async fn damaged_value_names_account_tree_and_key() {
     let dir = temp_dir();
     let db = open(dir.path());
     let acct = db.account("sales").unwrap();
-    acct.tree(Kind::Sessions)
-        .insert("peer@s.whatsapp.net", vec![1u8, 0xFF])
-        .unwrap();
+    acct.put_raw(Kind::Sessions, b"peer@s.whatsapp.net", vec![1u8, 0xFF]);
     let err = acct.get_session("peer@s.whatsapp.net").await.unwrap_err();
     let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
     assert!(chain.contains("sales"), "{chain}");
     assert!(chain.contains("sessions"), "{chain}");
     assert!(chain.contains("peer@s.whatsapp.net"), "{chain}");
 
-    acct.tree(Kind::Meta)
-        .insert("device", vec![9u8, 1, 2])
-        .unwrap();
+    acct.put_raw(Kind::Meta, b"device", vec![9u8, 1, 2]);
     assert!(!acct.has_credentials());
     let Err(err) = acct.load_device() else {
         panic!("a device record with an unknown schema version must not load");
@@ -245,4 +241,77 @@ async fn damaged_value_names_account_tree_and_key() {
     let msg = err.to_string();
     assert!(msg.contains("schema version 9"), "{msg}");
     assert!(msg.contains("restore a backup"), "{msg}");
+}
+
+/// A state database in the layout walinkd kept until the trees were
+/// shared (one tree per account and kind): every account comes back whole
+/// (sealed values too, as stored), the old trees are gone, and opening it
+/// again changes nothing.
+#[tokio::test]
+async fn a_state_db_with_a_tree_per_account_and_kind_is_adopted_whole() {
+    let source = temp_dir();
+    let mut sessions = Vec::new();
+    {
+        let db = open(source.path());
+        for name in ["sales", "sales2"] {
+            let s = db.account(name).unwrap();
+            super::snapshot::populate(&s).await;
+            s.put_session(&format!("{name}@s.whatsapp.net"), b"own")
+                .await
+                .unwrap();
+            sessions.push(s.snapshot().unwrap());
+        }
+    }
+    let dir = temp_dir();
+    {
+        let raw = sled::open(dir.path()).unwrap();
+        for snapshot in &sessions {
+            for kind in Kind::ALL {
+                let tree = raw
+                    .open_tree(format!("acct:{}:{}", snapshot.account(), kind.name()))
+                    .unwrap();
+                for (key, value) in snapshot.rows(kind) {
+                    tree.insert(key, value).unwrap();
+                }
+            }
+        }
+        raw.flush().unwrap();
+    }
+    for _ in 0..2 {
+        let db = open(dir.path());
+        assert_eq!(db.tree_names(), super::snapshot::shared_trees());
+        assert_eq!(db.account_names(), vec!["sales", "sales2"]);
+        for snapshot in &sessions {
+            let s = db.account(snapshot.account()).unwrap();
+            assert!(s.has_credentials());
+            assert_eq!(&s.snapshot().unwrap(), snapshot);
+            assert!(s.verify().unwrap().is_valid());
+        }
+    }
+}
+
+/// Accounts share the trees, not their records: one whose name starts
+/// another's sees none of the other's, and wiping one leaves the other.
+#[tokio::test]
+async fn accounts_in_the_shared_trees_see_and_wipe_only_their_own() {
+    let dir = temp_dir();
+    let db = open(dir.path());
+    let a = db.account("a").unwrap();
+    let ab = db.account("ab").unwrap();
+    super::snapshot::populate(&ab).await;
+    let before = ab.snapshot().unwrap();
+    assert!(!a.has_credentials());
+    assert_eq!(a.get_session("a@s.whatsapp.net").await.unwrap(), None);
+    assert_eq!(a.get_max_prekey_id().await.unwrap(), 0);
+    assert_eq!(a.verify().unwrap().records, 0);
+    assert_eq!(a.size_bytes(), 0);
+
+    super::snapshot::populate(&a).await;
+    a.put_session("only-a@s.whatsapp.net", b"x").await.unwrap();
+    assert!(!ab.has_session("only-a@s.whatsapp.net").await.unwrap());
+    assert!(a.has_session("only-a@s.whatsapp.net").await.unwrap());
+    a.clear().await.unwrap();
+    assert_eq!(a.verify().unwrap().records, 0);
+    assert_eq!(ab.snapshot().unwrap(), before);
+    assert!(ab.has_credentials());
 }

@@ -25,7 +25,7 @@ async fn records_are_sealed_on_disk_and_need_their_key() {
         let s = db.account("sales").unwrap();
         populate(&s).await;
         for kind in Kind::ALL {
-            for item in s.tree(kind).iter() {
+            for item in s.rows(kind, &[]) {
                 let (_, value) = item.unwrap();
                 assert!(is_sealed(&value), "{kind:?} holds a plain value");
             }

@@ -71,7 +71,10 @@ async fn verify_decodes_every_tree_and_reports_damage() {
     let report = s.verify().unwrap();
     assert!(report.is_valid(), "{:?}", report.problems);
     assert!(report.has_device && report.registered);
-    let populated_trees = Kind::ALL.iter().filter(|k| !s.tree(**k).is_empty()).count();
+    let populated_trees = Kind::ALL
+        .iter()
+        .filter(|k| s.rows(**k, &[]).next().is_some())
+        .count();
     assert_eq!(
         populated_trees,
         Kind::ALL.len(),
@@ -83,8 +86,8 @@ async fn verify_decodes_every_tree_and_reports_damage() {
     keep_library_records(&s).await;
     assert_eq!(s.verify().unwrap().records, report.records);
 
-    s.tree(Kind::TcTokens).insert("u", vec![1u8, 0xFF]).unwrap();
-    s.tree(Kind::Meta).insert("device", vec![]).unwrap();
+    s.put_raw(Kind::TcTokens, b"u", vec![1u8, 0xFF]);
+    s.put_raw(Kind::Meta, b"device", vec![]);
     let report = s.verify().unwrap();
     assert!(!report.is_valid());
     assert_eq!(report.problem_count, 2);
@@ -229,12 +232,16 @@ async fn a_generation_with_the_old_per_message_trees_restores_its_session() {
     );
     assert_eq!(s.snapshot().unwrap().tree_names().len(), Kind::ALL.len());
     assert_eq!(s.take_sent_message("c", "m").await.unwrap(), None);
-    assert_eq!(db.tree_names(), session_trees("sales"));
+    assert_eq!(db.tree_names(), shared_trees());
 }
 
-/// The sled trees an account with every kind of session record has.
-pub(super) fn session_trees(account: &str) -> Vec<String> {
-    let mut names: Vec<String> = Kind::ALL.iter().map(|k| k.tree_name(account)).collect();
+/// The sled trees of a state database, however many accounts it holds.
+pub(super) fn shared_trees() -> Vec<String> {
+    let mut names: Vec<String> = Kind::ALL
+        .iter()
+        .map(|k| crate::store::backend::space::tree_name(*k))
+        .chain([crate::store::backend::ACCOUNTS_TREE.to_owned()])
+        .collect();
     names.sort();
     names
 }
@@ -254,10 +261,7 @@ async fn damaged_snapshot_is_refused_and_changes_nothing() {
 
     // A snapshot that parses but carries an undecodable record.
     let other = db.account("other").unwrap();
-    other
-        .tree(Kind::Sessions)
-        .insert("x", vec![1u8, 0xFF])
-        .unwrap();
+    other.put_raw(Kind::Sessions, b"x", vec![1u8, 0xFF]);
     let bad = other.snapshot().unwrap();
     assert!(!bad.verify().is_valid());
     let err = s.restore(&bad).unwrap_err();
