@@ -13,7 +13,9 @@ use crate::account::snapshots::{Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, HandshakeGate, Settings};
 use crate::config::{AccountConfig, Config};
 use crate::messages::media::{AutoDownload, MediaSettings};
-use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError, VerifyReport};
+use crate::store::{
+    BackupDb, MessageDb, Retention, SnapshotInfo, StateDb, StoreError, VerifyReport,
+};
 use crate::wa::ConnectionSettings;
 
 /// An attempt that finds the handshake gate full waits up to this much,
@@ -160,10 +162,21 @@ impl Accounts {
             custody: Default::default(),
             send_file_max_bytes: (config.daemon.send_file_max_mib << 20).into(),
         };
+        // A backup database that cannot be read leaves the accounts with no
+        // known last backup; their custody reports the error when it
+        // snapshots.
+        let newest = accounts
+            .backups
+            .newest_of(config.accounts.iter().map(|a| a.name.as_str()))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading the newest backup of each account failed: {e}");
+                Default::default()
+            });
         let mut handles = BTreeMap::new();
         for account in &config.accounts {
             let checked = verified.remove(&account.name);
-            let handle = accounts.spawn(spec(account), &settings, checked)?;
+            let handle =
+                accounts.spawn(spec(account), &settings, checked, newest.get(&account.name))?;
             handles.insert(account.name.clone(), handle);
         }
         *accounts.handles.get_mut() = handles;
@@ -171,12 +184,14 @@ impl Accounts {
     }
 
     /// Starts an account's supervisor and its snapshot task; `checked` is
-    /// the start's check of its state, if it had one.
+    /// the start's check of its state, if it had one, `newest` its newest
+    /// backup generation.
     fn spawn(
         &self,
         spec: AccountSpec,
         settings: &Arc<Settings>,
         checked: Option<(VerifyReport, SystemTime)>,
+        newest: Option<&SnapshotInfo>,
     ) -> Result<Arc<AccountHandle>, StoreError> {
         let backend = self.db.account(&spec.name)?;
         let messages = self
@@ -196,6 +211,7 @@ impl Accounts {
             self.backups.clone(),
             self.policy.clone(),
             checked,
+            newest,
         );
         self.custody
             .lock()
@@ -325,7 +341,12 @@ impl Accounts {
                 }
                 None => summary.added.push(name.to_string()),
             }
-            let handle = self.spawn(new_spec, &new_settings, None)?;
+            let newest = self
+                .backups
+                .list(name)
+                .ok()
+                .and_then(|l| l.into_iter().next());
+            let handle = self.spawn(new_spec, &new_settings, None, newest.as_ref())?;
             handles.insert(name.to_string(), handle);
         }
         Ok(summary)

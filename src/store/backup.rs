@@ -468,6 +468,25 @@ impl BackupDb {
         self.run(|db| self.list_in(db, account))
     }
 
+    /// The newest generation of each of `accounts` that has one, from one
+    /// open of the database: a cold start asks for every account at once,
+    /// and opening the database once per account (it is closed while
+    /// unused) made the start quadratic in the number of accounts.
+    pub fn newest_of<'a>(
+        &self,
+        accounts: impl IntoIterator<Item = &'a str> + Send,
+    ) -> Result<HashMap<String, SnapshotInfo>, BackupError> {
+        self.run(|db| {
+            let mut newest = HashMap::new();
+            for account in accounts {
+                if let Some(info) = self.list_in(db, account)?.into_iter().next() {
+                    newest.insert(account.to_owned(), info);
+                }
+            }
+            Ok(newest)
+        })
+    }
+
     fn list_in(&self, db: &sled::Db, account: &str) -> Result<Vec<SnapshotInfo>, BackupError> {
         let info_tree = Self::trees(db, account)?.info;
         let mut out = Vec::new();
