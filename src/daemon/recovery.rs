@@ -366,6 +366,7 @@ fn check_accounts(
 ) -> anyhow::Result<Vec<Checked>> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let chunk = config.accounts.len().div_ceil(threads).max(1);
+    let _open = backups.hold_open()?;
     std::thread::scope(|scope| {
         let workers: Vec<_> = config
             .accounts

@@ -181,6 +181,12 @@ struct Open {
     users: usize,
 }
 
+/// A hold that keeps the database open for a series of operations; see
+/// [`BackupDb::hold_open`].
+pub struct HeldOpen<'a> {
+    _lease: Lease<'a>,
+}
+
 /// One operation's hold on the open database.
 struct Lease<'a> {
     owner: &'a BackupDb,
@@ -240,6 +246,16 @@ impl BackupDb {
         };
         backups.run(|_| Ok(()))?;
         Ok(backups)
+    }
+
+    /// Keeps the database open until the hold is dropped, so the
+    /// operations meanwhile share one open: the start checks every
+    /// account's generations, and opening (and recovering) the database
+    /// once per account made it quadratic in the number of accounts.
+    pub fn hold_open(&self) -> Result<HeldOpen<'_>, BackupError> {
+        Ok(HeldOpen {
+            _lease: self.lease()?,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
