@@ -40,8 +40,8 @@ async fn open_sled(path: PathBuf) -> sled::Db {
 async fn a_state_dir_from_before_messages_db_starts_with_its_session() {
     let (mut env, jid) = paired().await;
     env.stop_daemon(libc::SIGTERM).await;
-    // What main kept in sled: the message trees of each account, and no
-    // messages.db.
+    // What older walinkds kept in sled: the message trees of each account
+    // and the library's buffer of received messages, and no messages.db.
     for side in ["messages.db", "messages.db-wal", "messages.db-shm"] {
         let _ = std::fs::remove_file(env.state_dir().join(side));
     }
@@ -54,6 +54,7 @@ async fn a_state_dir_from_before_messages_db_starts_with_its_session() {
         "inbox_ids",
         "inbox_chats",
         "inbox_chat_stats",
+        "pending_inbound",
     ];
     {
         let db = open_sled(env.state_dir().join("state")).await;

@@ -32,14 +32,15 @@
 //! | `device_lists`       | user                              | device list      |
 //! | `group_metadata`     | group                             | bytes            |
 //! | `tc_tokens`          | JID                               | token            |
-//! | `pending_inbound`    | (chat, sender, id)                | message, time    |
 //!
 //! Messages (outbox, inbox, chats) are not in sled: they live in SQLite,
 //! `messages.db` beside the state database (see `messages/`), so a restore
 //! of the session or `clear` leaves them alone. So do the records
 //! whatsapp-rust keeps per message (its copy of each send, message
-//! secrets): the backend forwards them to the account's message store
-//! (`messages/library.rs`); `clear` deletes those, a restore leaves them.
+//! secrets, received messages it buffers until the inbox holds them): the
+//! backend forwards them to the account's message store
+//! (`messages/library.rs`); `clear` deletes those, a restore leaves them,
+//! and backups do not carry them.
 
 pub mod access;
 mod backend;

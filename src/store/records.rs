@@ -261,13 +261,6 @@ impl From<TcToken> for TcTokenEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PendingInbound {
-    pub message: Vec<u8>,
-    pub inserted_at: i64,
-}
-record!(PendingInbound, "pending inbound message", 1);
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct NoiseCert {
     pub key: [u8; 32],
     pub not_before: i64,

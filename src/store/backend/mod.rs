@@ -49,11 +49,10 @@ pub(crate) enum Kind {
     DeviceLists,
     GroupMetadata,
     TcTokens,
-    PendingInbound,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 17] = [
+    pub(crate) const ALL: [Kind; 16] = [
         Kind::Meta,
         Kind::Identities,
         Kind::Sessions,
@@ -70,7 +69,6 @@ impl Kind {
         Kind::DeviceLists,
         Kind::GroupMetadata,
         Kind::TcTokens,
-        Kind::PendingInbound,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -91,7 +89,6 @@ impl Kind {
             Kind::DeviceLists => "device_lists",
             Kind::GroupMetadata => "group_metadata",
             Kind::TcTokens => "tc_tokens",
-            Kind::PendingInbound => "pending_inbound",
         }
     }
 }
@@ -109,20 +106,24 @@ pub(crate) mod meta {
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 /// Tree kinds where walinkd kept the records whatsapp-rust keeps per
-/// message (its copy of each send, message secrets, their time indexes)
-/// before they moved to `messages.db` (`messages/library.rs`): they grow
-/// with traffic, and after three minutes of chaos they were 1.7 MB of an
+/// message (its copy of each send, message secrets, their time indexes,
+/// received messages it buffers until walink's inbox holds them) before
+/// they moved to `messages.db` (`messages/library.rs`): they grow with
+/// traffic, and after three minutes of chaos they were 1.7 MB of an
 /// account's 1.9 MB in sled, whose recovery at every open costs memory
 /// about the size of its file. No release carried them, so they are
 /// dropped at open, not moved: a send's copy or a message secret kept
-/// before the upgrade is lost (the outbox answers retry receipts for
-/// its sends). Backup generations taken before it may still carry them:
-/// a restore ignores them.
-pub(crate) const LEGACY_PER_MESSAGE_TREES: [&str; 4] = [
+/// before the upgrade is lost (the outbox answers retry receipts for its
+/// sends), and so is a received message still buffered then (one whose
+/// inbox commit a crash or a failure had stopped: the library now acks
+/// its redelivery as a duplicate). Backup generations taken before it
+/// may still carry them: a restore ignores them.
+pub(crate) const LEGACY_PER_MESSAGE_TREES: [&str; 5] = [
     "sent_messages",
     "sent_by_time",
     "msg_secrets",
     "msg_secret_expiry",
+    "pending_inbound",
 ];
 
 /// Where the message a retry receipt asks for comes from when the library's
@@ -211,7 +212,8 @@ impl SledBackend {
     }
 
     /// Keeps the records whatsapp-rust asks this backend to keep per
-    /// message (its copy of each send, message secrets) in `store`, the
+    /// message (its copy of each send, message secrets, received messages
+    /// it buffers) in `store`, the
     /// account's message store, rather than in sled. Set once, by the
     /// account that owns this backend, before it connects; until then
     /// those calls fail with [`StoreError::NotAttached`] (the library logs

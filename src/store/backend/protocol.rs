@@ -10,7 +10,7 @@ use super::space::Tx;
 use super::{Kind, SledBackend, TxResult, abort};
 use crate::store::StoreError;
 use crate::store::keys;
-use crate::store::records::{Blob, DeviceList, Flag, LidMapping, PendingInbound, TcToken, Text};
+use crate::store::records::{Blob, DeviceList, Flag, LidMapping, TcToken, Text};
 
 type StoreResult<T> = std::result::Result<T, StoreError>;
 
@@ -76,10 +76,6 @@ impl SledBackend {
         });
         self.tx_result(Kind::TcTokens, result)
     }
-}
-
-fn pending_key(chat: &str, sender: &str, id: &str) -> Vec<u8> {
-    keys::composite(&[chat.as_bytes(), sender.as_bytes(), id.as_bytes()])
 }
 
 #[async_trait]
@@ -380,19 +376,10 @@ impl ProtocolStore for SledBackend {
     }
 
     async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
-        let inserted_at = wacore::time::now_secs();
-        let mut batch = self.batch();
-        for row in rows {
-            let value = PendingInbound {
-                message: row.message.to_vec(),
-                inserted_at,
-            };
-            batch.insert(
-                pending_key(row.chat, row.sender, row.id),
-                self.encode(Kind::PendingInbound, &value)?,
-            );
-        }
-        Ok(self.apply(Kind::PendingInbound, batch)?)
+        Ok(self
+            .library("buffer received messages")?
+            .buffer_inbound(rows, wacore::time::now_secs())
+            .await?)
     }
 
     async fn get_pending_inbound(
@@ -402,32 +389,26 @@ impl ProtocolStore for SledBackend {
         id: &str,
     ) -> Result<Option<Vec<u8>>> {
         Ok(self
-            .get::<PendingInbound>(Kind::PendingInbound, &pending_key(chat, sender, id))?
-            .map(|p| p.message))
+            .library("read a buffered received message")?
+            .buffered_inbound(chat, sender, id)
+            .await?)
     }
 
     async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
-        Ok(self.remove(Kind::PendingInbound, &pending_key(chat, sender, id))?)
+        self.delete_pending_inbound_batch(&[PendingInboundKey { chat, sender, id }])
+            .await
     }
 
     async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
-        let mut batch = self.batch();
-        for key in keys {
-            batch.remove(pending_key(key.chat, key.sender, key.id));
-        }
-        Ok(self.apply(Kind::PendingInbound, batch)?)
+        Ok(self
+            .library("drop received messages from the buffer")?
+            .unbuffer_inbound(keys)?)
     }
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
-        let mut batch = self.batch();
-        let mut removed = 0u32;
-        for (key, row) in self.scan::<PendingInbound>(Kind::PendingInbound, &[])? {
-            if row.inserted_at < cutoff_timestamp {
-                batch.remove(key);
-                removed += 1;
-            }
-        }
-        self.apply(Kind::PendingInbound, batch)?;
-        Ok(removed)
+        Ok(self
+            .library("delete old buffered received messages")?
+            .delete_inbound_buffered_before(cutoff_timestamp)
+            .await?)
     }
 }

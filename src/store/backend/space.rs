@@ -6,7 +6,7 @@
 //! tree per account and kind (`acct:<account>:<kind>`, walinkd until this
 //! layout), creating the thousandth account's 17 trees took 70 ms, and
 //! the cost grew with every account: 5,000 accounts would have copied a
-//! meta page of 85,000 roots 85,000 times. With the kinds shared, the
+//! meta page of some 80,000 roots as many times. With the kinds shared, the
 //! number of trees no longer depends on the number of accounts.
 //!
 //! Every key the backend's callers see is relative to the account: the

@@ -100,7 +100,6 @@ fn check_record(
         Kind::PnToLid => valid::<Text>(value)?,
         Kind::DeviceLists => valid::<DeviceList>(value)?,
         Kind::TcTokens => valid::<TcToken>(value)?,
-        Kind::PendingInbound => valid::<PendingInbound>(value)?,
     }
     Ok(())
 }

@@ -1,20 +1,29 @@
 //! What whatsapp-rust keeps per message, for the account's `SledBackend`
 //! (which forwards these trait methods here): its copy of each send, to
-//! answer retry receipts, and message secrets, which poll votes, edits
-//! and bot replies are encrypted with.
+//! answer retry receipts; message secrets, which poll votes, edits and
+//! bot replies are encrypted with; and the received messages it buffers
+//! between decrypting them and walink's inbox holding them.
 //!
-//! They grow with traffic, not with contacts, and are kept for weeks (a
-//! secret 30 days, 90 for polls). In sled they were most of an account's
-//! data, and sled's memory grows with what it stores; here they cost
-//! pages on disk. None of them is a promise to a user (the outbox keeps
-//! every accepted send), so their writes never wait for an fsync of their
-//! own: they ride the next commit, and a power cut may lose the newest
-//! few, as a kill -9 lost them in sled.
+//! They grow with traffic, not with contacts, and the first two are kept
+//! for weeks (a secret 30 days, 90 for polls). In sled they were most of
+//! an account's data, and sled's memory grows with what it stores; here
+//! they cost pages on disk. None of them is a promise to a user (the
+//! outbox keeps every accepted send; the inbox holds every received
+//! message before the server hears it arrived), so no write of theirs
+//! waits for an fsync of its own: they ride the next commit, and a power
+//! cut may lose the newest few, as a kill -9 lost them in sled. Two return
+//! once queued, as nobody needs their outcome: a sent copy and the
+//! deletion of buffered messages. Buffering a received message returns
+//! once committed: the library must find it again after a crash (see
+//! [`MessageStore::buffer_inbound`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use wacore::store::traits::{MsgSecretEntry, merge_msg_secret_expiry, merge_msg_secret_message_ts};
+use wacore::store::traits::{
+    MsgSecretEntry, PendingInboundKey, PendingInboundRow, merge_msg_secret_expiry,
+    merge_msg_secret_message_ts,
+};
 
 use super::MessageStore;
 use crate::store::error::StoreError;
@@ -85,30 +94,17 @@ impl MessageStore {
     ) -> Result<(), StoreError> {
         let (chat, id) = (chat.to_owned(), id.to_owned());
         let counts = self.counts.clone();
-        let account = self.account.clone();
-        let path = self.db.path().to_owned();
-        let work = {
-            let (counts, account) = (counts.clone(), account.clone());
-            move |conn: &Connection| {
-                keep_sent(
-                    conn,
-                    &account,
-                    &counts.sent_copies,
-                    &chat,
-                    &id,
-                    &payload,
-                    now,
-                )
-                .map_err(|e| super::sqlite_error(&path, "keep a copy of a sent message", &e))
-            }
-        };
-        self.db
-            .write_behind(false, work, move |result: Result<(), StoreError>| {
-                if let Err(e) = result {
-                    counts.sent_copies.forget();
-                    tracing::warn!(account = %account, error = %e, "{e}");
-                }
-            })
+        self.library_write_behind("keep a copy of a sent message", move |conn, account| {
+            keep_sent(
+                conn,
+                account,
+                &counts.sent_copies,
+                &chat,
+                &id,
+                &payload,
+                now,
+            )
+        })
     }
 
     /// Removes and returns the library's copy of message `id` sent to
@@ -249,6 +245,126 @@ impl MessageStore {
         .await
     }
 
+    /// Buffers received messages whatsapp-rust has decrypted but walink's
+    /// inbox does not hold yet, at `now` (Unix seconds); one buffered
+    /// again (a redelivery replayed) takes the new copy and time, so the
+    /// library's sweep of week-old rows spares a message the server still
+    /// redelivers.
+    ///
+    /// Returns once committed, not once queued as a sent copy is: once
+    /// they are buffered the library saves the Signal ratchet past these
+    /// messages, and from then on a redelivery can only be answered from
+    /// this buffer; without a row it is acknowledged as a duplicate and
+    /// lost. No fsync of its own (the reference SqliteStore runs
+    /// `synchronous=NORMAL`; the sled tree was not flushed either): a
+    /// kill -9 keeps it, and the inbox's commit of the same messages,
+    /// which the library waits for next, is fsynced and, the WAL being
+    /// written in order, makes this one durable with it.
+    pub(crate) async fn buffer_inbound(
+        &self,
+        rows: &[PendingInboundRow<'_>],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                (
+                    inbound_key(row.chat, row.sender, row.id),
+                    row.message.to_vec(),
+                )
+            })
+            .collect();
+        self.library_write(false, "buffer received messages", move |conn, account| {
+            let mut put = conn.prepare_cached(
+                "INSERT INTO pending_inbound (account, chat, sender, id, message, inserted_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (account, chat, sender, id) DO UPDATE SET \
+                     message = excluded.message, inserted_at = excluded.inserted_at",
+            )?;
+            for ((chat, sender, id), message) in &rows {
+                put.execute(params![account, chat, sender, id, message, now])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The buffered message `id` from `sender` in `chat`, if it is still
+    /// buffered.
+    pub(crate) async fn buffered_inbound(
+        &self,
+        chat: &str,
+        sender: &str,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = inbound_key(chat, sender, id);
+        self.read("read a buffered received message", move |conn, account| {
+            conn.prepare_cached(
+                "SELECT message FROM pending_inbound \
+                 WHERE account = ?1 AND chat = ?2 AND sender = ?3 AND id = ?4",
+            )?
+            .query_row(params![account, key.0, key.1, key.2], |row| row.get(0))
+            .optional()
+        })
+        .await
+    }
+
+    /// Drops these messages from the buffer: the inbox holds them now.
+    /// Returns once queued: the library acknowledges them to the server
+    /// only after this returns, and that need not wait for a commit. A
+    /// row that outlives its delete (a crash first, or a failed write,
+    /// logged) is replayed on a redelivery into an inbox that stores a
+    /// message once, or swept after a week.
+    pub(crate) fn unbuffer_inbound(
+        &self,
+        keys: &[PendingInboundKey<'_>],
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|key| inbound_key(key.chat, key.sender, key.id))
+            .collect();
+        self.library_write_behind(
+            "drop received messages from the buffer",
+            move |conn, account| {
+                let mut delete = conn.prepare_cached(
+                    "DELETE FROM pending_inbound \
+                 WHERE account = ?1 AND chat = ?2 AND sender = ?3 AND id = ?4",
+                )?;
+                for (chat, sender, id) in &keys {
+                    delete.execute(params![account, chat, sender, id])?;
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Deletes the messages buffered before `cutoff` (Unix seconds);
+    /// returns how many.
+    pub(crate) async fn delete_inbound_buffered_before(
+        &self,
+        cutoff: i64,
+    ) -> Result<u32, StoreError> {
+        self.library_write(
+            false,
+            "delete old buffered received messages",
+            move |conn, account| {
+                let removed = conn
+                    .prepare_cached(
+                        "DELETE FROM pending_inbound WHERE account = ?1 AND inserted_at < ?2",
+                    )?
+                    .execute(params![account, cutoff])?;
+                Ok(u32::try_from(removed).unwrap_or(u32::MAX))
+            },
+        )
+        .await
+    }
+
     /// Deletes all these records of the account: its session was cleared,
     /// and they belong to the device that is gone. Fsynced, as the wipe of
     /// the session is.
@@ -261,6 +377,8 @@ impl MessageStore {
                 conn.prepare_cached("DELETE FROM sent_copies WHERE account = ?1")?
                     .execute([account])?;
                 conn.prepare_cached("DELETE FROM msg_secrets WHERE account = ?1")?
+                    .execute([account])?;
+                conn.prepare_cached("DELETE FROM pending_inbound WHERE account = ?1")?
                     .execute([account])?;
                 counts.sent_copies.set(0);
                 Ok(())
@@ -284,6 +402,31 @@ impl MessageStore {
         written
     }
 
+    /// [`Self::library_write`] that returns once queued, not fsynced; a
+    /// failure is logged, as nobody waits for it.
+    fn library_write_behind(
+        &self,
+        op: &'static str,
+        work: impl FnOnce(&Connection, &str) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let counts = self.counts.clone();
+        let account = self.account.clone();
+        let path = self.db.path().to_owned();
+        let work = {
+            let account = account.clone();
+            move |conn: &Connection| {
+                work(conn, &account).map_err(|e| super::sqlite_error(&path, op, &e))
+            }
+        };
+        self.db
+            .write_behind(false, work, move |result: Result<(), StoreError>| {
+                if let Err(e) = result {
+                    counts.sent_copies.forget();
+                    tracing::warn!(account = %account, error = %e, "{e}");
+                }
+            })
+    }
+
     /// Sent copies of this account, counted behind every write queued
     /// before (a read would not wait for [`Self::keep_sent_copy`]'s).
     #[cfg(test)]
@@ -294,6 +437,29 @@ impl MessageStore {
         .await
         .expect("count the sent copies")
     }
+
+    /// Buffered received messages of this account, counted behind every
+    /// write queued before (a read would not wait for
+    /// [`Self::unbuffer_inbound`]'s).
+    #[cfg(test)]
+    pub(crate) async fn buffered_inbound_count(&self) -> u64 {
+        self.write(
+            false,
+            "count buffered received messages",
+            |conn, account| {
+                conn.prepare_cached("SELECT count(*) FROM pending_inbound WHERE account = ?1")?
+                    .query_row([account], |row| row.get(0))
+            },
+        )
+        .await
+        .expect("count the buffered received messages")
+    }
+}
+
+/// A buffered received message's key, owned for a job: (chat, sender,
+/// id), as a stanza id is unique only within its chat and sender.
+fn inbound_key(chat: &str, sender: &str, id: &str) -> (String, String, String) {
+    (chat.to_owned(), sender.to_owned(), id.to_owned())
 }
 
 /// Evicts the oldest copies down to 3/4 of the cap once the cap is

@@ -220,6 +220,23 @@ const MIGRATIONS: &[&str] = &[
      -- only rows with a deadline.
      CREATE INDEX msg_secrets_by_expiry ON msg_secrets (account, expires_at)
          WHERE expires_at != 0;",
+    // 9: received messages whatsapp-rust buffers between decrypting them
+    // and walink's inbox holding them (see `library.rs`), keyed as the
+    // library keys them: a stanza id is unique only within its chat and
+    // sender. A rowid table, as `sent_copies`: a message can be kilobytes.
+    // The index serves the library's sweep of rows older than a week. A
+    // state directory from before this migration had them in sled; they
+    // are dropped there, not moved (see `LEGACY_PER_MESSAGE_TREES`).
+    "CREATE TABLE pending_inbound (
+         account TEXT NOT NULL,
+         chat TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         id TEXT NOT NULL,
+         message BLOB NOT NULL,
+         inserted_at INTEGER NOT NULL,
+         UNIQUE (account, chat, sender, id)
+     );
+     CREATE INDEX pending_inbound_by_time ON pending_inbound (account, inserted_at);",
 ];
 
 /// The schema version this walinkd writes.

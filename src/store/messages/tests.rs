@@ -684,3 +684,92 @@ async fn outbox_reads_use_their_partial_index_and_are_prepared_once() {
         assert_eq!(reprepared, 0, "{filter}");
     }
 }
+
+/// The received messages the library buffers until the inbox holds them:
+/// committed when the store returns (another connection reads them), kept
+/// per account and (chat, sender, id) across a reopen, swept strictly
+/// before the cutoff, and gone with the session, another account's
+/// staying.
+#[tokio::test]
+async fn buffered_received_messages_are_committed_per_account_and_go_with_the_session() {
+    use wacore::store::traits::{PendingInboundKey, PendingInboundRow};
+    let row = |chat, sender, id, message| PendingInboundRow {
+        chat,
+        sender,
+        id,
+        message,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = messages_db_path(dir.path());
+    {
+        let db = MessageDb::open(&path, None).unwrap();
+        let (sales, other) = (db.account("sales").unwrap(), db.account("other").unwrap());
+        sales
+            .buffer_inbound(
+                &[
+                    row("c", "s", "1", b"one"),
+                    row("c", "t", "1", b"two"),
+                    row("d", "s", "1", b"three"),
+                ],
+                100,
+            )
+            .await
+            .unwrap();
+        other
+            .buffer_inbound(&[row("c", "s", "1", b"other's")], 100)
+            .await
+            .unwrap();
+        let buffered: u64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM pending_inbound", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(buffered, 4, "committed before the store returned");
+    }
+
+    let db = MessageDb::open(&path, None).unwrap();
+    let (sales, other) = (db.account("sales").unwrap(), db.account("other").unwrap());
+    for (chat, sender, message) in [("c", "s", b"one"), ("c", "t", b"two")] {
+        assert_eq!(
+            sales.buffered_inbound(chat, sender, "1").await.unwrap(),
+            Some(message.to_vec()),
+            "{chat} {sender}"
+        );
+    }
+    assert_eq!(sales.buffered_inbound("c", "s", "2").await.unwrap(), None);
+
+    // Buffered again (a replay): the new copy, and its time renewed.
+    sales
+        .buffer_inbound(&[row("c", "s", "1", b"one again")], 300)
+        .await
+        .unwrap();
+    assert_eq!(sales.delete_inbound_buffered_before(200).await.unwrap(), 2);
+    assert_eq!(
+        sales.delete_inbound_buffered_before(300).await.unwrap(),
+        0,
+        "a message buffered at the cutoff is not older than it"
+    );
+    assert_eq!(
+        sales.buffered_inbound("c", "s", "1").await.unwrap(),
+        Some(b"one again".to_vec())
+    );
+    sales
+        .unbuffer_inbound(&[PendingInboundKey {
+            chat: "c",
+            sender: "s",
+            id: "1",
+        }])
+        .unwrap();
+    assert_eq!(sales.buffered_inbound_count().await, 0);
+
+    sales
+        .buffer_inbound(&[row("c", "s", "2", b"x")], 400)
+        .await
+        .unwrap();
+    sales.clear_library_records().await.unwrap();
+    assert_eq!(sales.buffered_inbound_count().await, 0);
+    assert_eq!(
+        other.buffered_inbound("c", "s", "1").await.unwrap(),
+        Some(b"other's".to_vec()),
+        "another account's are untouched by its sweep and its clear"
+    );
+}

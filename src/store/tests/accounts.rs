@@ -92,6 +92,9 @@ async fn accounts_never_see_each_other_and_clear_wipes_one() {
         acct.put_msg_secret("c", "s", "m", &[tag; 32])
             .await
             .unwrap();
+        acct.store_pending_inbound("c", "s", "m", &[tag])
+            .await
+            .unwrap();
     }
     b.put_session("only-b@s.whatsapp.net", b"x").await.unwrap();
 
@@ -130,6 +133,7 @@ async fn accounts_never_see_each_other_and_clear_wipes_one() {
             .is_none()
     );
     assert_eq!(db.messages.account("a").unwrap().sent_copy_count().await, 0);
+    assert_eq!(a.get_pending_inbound("c", "s", "m").await.unwrap(), None);
     assert!(a.get_latest_sync_key_id().await.unwrap().is_none());
 
     assert!(b.has_credentials());
@@ -146,6 +150,10 @@ async fn accounts_never_see_each_other_and_clear_wipes_one() {
         Some(vec![2])
     );
     assert!(b.get_msg_secret("c", "s", "m").await.unwrap().is_some());
+    assert_eq!(
+        b.get_pending_inbound("c", "s", "m").await.unwrap(),
+        Some(vec![2])
+    );
     assert!(b.size_bytes() > 0);
 
     // The wipe is durable, and the other account's data too.
@@ -213,6 +221,14 @@ async fn an_old_state_dir_loses_its_per_message_trees_and_keeps_its_session() {
     s.store_sent_message("c", "m", b"new").await.unwrap();
     assert_eq!(
         s.take_sent_message("c", "m").await.unwrap(),
+        Some(b"new".to_vec())
+    );
+    assert_eq!(s.get_pending_inbound("c", "s", "m").await.unwrap(), None);
+    s.store_pending_inbound("c", "s", "m", b"new")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_pending_inbound("c", "s", "m").await.unwrap(),
         Some(b"new".to_vec())
     );
 }

@@ -438,6 +438,12 @@ async fn a_backend_without_its_message_store_refuses_the_library_records_and_kee
         s.put_msg_secret("c", "s", "m", &[1; 32]).await.unwrap_err(),
         s.get_msg_secret("c", "s", "m").await.unwrap_err(),
         s.delete_expired_msg_secrets(1).await.unwrap_err(),
+        s.store_pending_inbound("c", "s", "i", b"m")
+            .await
+            .unwrap_err(),
+        s.get_pending_inbound("c", "s", "i").await.unwrap_err(),
+        s.delete_pending_inbound("c", "s", "i").await.unwrap_err(),
+        s.delete_expired_pending_inbound(1).await.unwrap_err(),
     ];
     for err in errors {
         let msg = format!("{err}: {}", std::error::Error::source(&err).unwrap());
@@ -468,7 +474,9 @@ async fn a_backend_without_its_message_store_refuses_the_library_records_and_kee
 #[tokio::test]
 async fn pending_inbound_buffer() {
     let dir = temp_dir();
-    let (_db, s) = write_then_reopen(&dir, "sales", |s| async move {
+    // Written, then both databases closed and opened again: the buffer is
+    // in messages.db.
+    let (db, s) = write_then_reopen(&dir, "sales", |s| async move {
         s.store_pending_inbound("c", "s", "1", b"one")
             .await
             .unwrap();
@@ -490,6 +498,8 @@ async fn pending_inbound_buffer() {
         .unwrap();
     })
     .await;
+    let store = db.messages.account("sales").unwrap();
+    assert_eq!(store.buffered_inbound_count().await, 3);
 
     assert_eq!(
         s.get_pending_inbound("c", "s", "1").await.unwrap(),
@@ -505,7 +515,9 @@ async fn pending_inbound_buffer() {
             .unwrap()
             .is_none()
     );
+    // A delete returns once queued: the count waits for it.
     s.delete_pending_inbound("c", "s", "1").await.unwrap();
+    assert_eq!(store.buffered_inbound_count().await, 2);
     assert!(
         s.get_pending_inbound("c", "s", "1")
             .await
@@ -519,6 +531,7 @@ async fn pending_inbound_buffer() {
     }])
     .await
     .unwrap();
+    assert_eq!(store.buffered_inbound_count().await, 1);
     assert!(
         s.get_pending_inbound("c", "s", "2")
             .await
@@ -532,6 +545,11 @@ async fn pending_inbound_buffer() {
             .await
             .unwrap()
             .is_none()
+    );
+    assert_eq!(
+        db.tree_names(),
+        super::snapshot::shared_trees(),
+        "nothing of it in sled"
     );
 }
 

@@ -47,7 +47,6 @@ pub(super) async fn populate(s: &SledBackend) {
     .unwrap();
     s.put_group_metadata("g@g.us", b"meta").await.unwrap();
     s.store_received_tc_token("u", b"t", 5).await.unwrap();
-    s.store_pending_inbound("c", "s", "i", b"m").await.unwrap();
 }
 
 /// What the library keeps per message, in `messages.db`: not part of a
@@ -57,6 +56,7 @@ async fn keep_library_records(s: &SledBackend) {
     s.put_msg_secrets(vec![secret_entry("m", 1, 99, 1)])
         .await
         .unwrap();
+    s.store_pending_inbound("c", "s", "i", b"m").await.unwrap();
 }
 
 #[tokio::test]
@@ -155,6 +155,7 @@ async fn snapshot_restores_an_account_exactly() {
     // `clear` wiped them and the restore left them so.
     assert_eq!(s.take_sent_message("c", "m").await.unwrap(), None);
     assert_eq!(s.get_msg_secret("chat", "sender", "m").await.unwrap(), None);
+    assert_eq!(s.get_pending_inbound("c", "s", "i").await.unwrap(), None);
 
     // Another account (or host) can take the snapshot over.
     let moved = db.account("moved").unwrap();
@@ -204,6 +205,11 @@ async fn a_generation_carries_the_session_and_a_restore_keeps_the_per_message_re
             .unwrap()
             .is_some()
     );
+    assert_eq!(
+        s.get_pending_inbound("c", "s", "i").await.unwrap(),
+        Some(b"m".to_vec()),
+        "a buffered received message outlives a restore"
+    );
 }
 
 /// A generation taken while the library's records were still in sled
@@ -232,6 +238,7 @@ async fn a_generation_with_the_old_per_message_trees_restores_its_session() {
     );
     assert_eq!(s.snapshot().unwrap().tree_names().len(), Kind::ALL.len());
     assert_eq!(s.take_sent_message("c", "m").await.unwrap(), None);
+    assert_eq!(s.get_pending_inbound("c", "s", "i").await.unwrap(), None);
     assert_eq!(db.tree_names(), shared_trees());
 }
 
