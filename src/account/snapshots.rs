@@ -133,17 +133,19 @@ impl Drop for Snapshots {
 impl Snapshots {
     /// `checked`: the start's check of this account's state and when it
     /// ran; it stands as the first validation, so a cold start does not
-    /// read every account's records twice. `newest`: the account's newest
-    /// backup generation, if it has one.
+    /// read every account's records twice.
     pub fn spawn(
         handle: Arc<AccountHandle>,
         backend: Arc<SledBackend>,
         backups: Arc<BackupDb>,
         policy: Policy,
         checked: Option<(VerifyReport, SystemTime)>,
-        newest: Option<&SnapshotInfo>,
     ) -> Snapshots {
-        if let Some(newest) = newest {
+        if let Some(newest) = backups
+            .list(handle.spec().name.as_str())
+            .ok()
+            .and_then(|l| l.into_iter().next())
+        {
             handle.update_custody(|c| {
                 c.last_backup_at = Some(time_of(newest.created_at_ms));
             });

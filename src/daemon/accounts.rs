@@ -13,9 +13,7 @@ use crate::account::snapshots::{Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, HandshakeGate, Settings};
 use crate::config::{AccountConfig, Config};
 use crate::messages::media::{AutoDownload, MediaSettings};
-use crate::store::{
-    BackupDb, MessageDb, Retention, SnapshotInfo, StateDb, StoreError, VerifyReport,
-};
+use crate::store::{BackupDb, MessageDb, Retention, StateDb, StoreError, VerifyReport};
 use crate::wa::ConnectionSettings;
 
 /// An attempt that finds the handshake gate full waits up to this much,
@@ -162,36 +160,31 @@ impl Accounts {
             custody: Default::default(),
             send_file_max_bytes: (config.daemon.send_file_max_mib << 20).into(),
         };
-        // A backup database that cannot be read leaves the accounts with no
-        // known last backup; their custody reports the error when it
-        // snapshots.
-        let newest = accounts
+        // Each account's custody lists its backups as it starts: one open
+        // of the backup database for all of them, not one each.
+        let open = accounts
             .backups
-            .newest_of(config.accounts.iter().map(|a| a.name.as_str()))
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "reading the newest backup of each account failed: {e}");
-                Default::default()
-            });
+            .hold_open()
+            .map_err(|e| tracing::warn!(error = %e, "opening the backup database failed: {e}"))
+            .ok();
         let mut handles = BTreeMap::new();
         for account in &config.accounts {
             let checked = verified.remove(&account.name);
-            let handle =
-                accounts.spawn(spec(account), &settings, checked, newest.get(&account.name))?;
+            let handle = accounts.spawn(spec(account), &settings, checked)?;
             handles.insert(account.name.clone(), handle);
         }
+        drop(open);
         *accounts.handles.get_mut() = handles;
         Ok(accounts)
     }
 
     /// Starts an account's supervisor and its snapshot task; `checked` is
-    /// the start's check of its state, if it had one, `newest` its newest
-    /// backup generation.
+    /// the start's check of its state, if it had one.
     fn spawn(
         &self,
         spec: AccountSpec,
         settings: &Arc<Settings>,
         checked: Option<(VerifyReport, SystemTime)>,
-        newest: Option<&SnapshotInfo>,
     ) -> Result<Arc<AccountHandle>, StoreError> {
         let backend = self.db.account(&spec.name)?;
         let messages = self
@@ -211,7 +204,6 @@ impl Accounts {
             self.backups.clone(),
             self.policy.clone(),
             checked,
-            newest,
         );
         self.custody
             .lock()
@@ -341,12 +333,7 @@ impl Accounts {
                 }
                 None => summary.added.push(name.to_string()),
             }
-            let newest = self
-                .backups
-                .list(name)
-                .ok()
-                .and_then(|l| l.into_iter().next());
-            let handle = self.spawn(new_spec, &new_settings, None, newest.as_ref())?;
+            let handle = self.spawn(new_spec, &new_settings, None)?;
             handles.insert(name.to_string(), handle);
         }
         Ok(summary)

@@ -249,9 +249,10 @@ impl BackupDb {
     }
 
     /// Keeps the database open until the hold is dropped, so the
-    /// operations meanwhile share one open: the start checks every
-    /// account's generations, and opening (and recovering) the database
-    /// once per account made it quadratic in the number of accounts.
+    /// operations meanwhile share one open: the start checks and spawns
+    /// every account, each listing its generations, and opening (and
+    /// recovering) the database once per account made it quadratic in the
+    /// number of accounts.
     pub fn hold_open(&self) -> Result<HeldOpen<'_>, BackupError> {
         Ok(HeldOpen {
             _lease: self.lease()?,
@@ -482,25 +483,6 @@ impl BackupDb {
     /// record is damaged is listed with what is known (its id).
     pub fn list(&self, account: &str) -> Result<Vec<SnapshotInfo>, BackupError> {
         self.run(|db| self.list_in(db, account))
-    }
-
-    /// The newest generation of each of `accounts` that has one, from one
-    /// open of the database: a cold start asks for every account at once,
-    /// and opening the database once per account (it is closed while
-    /// unused) made the start quadratic in the number of accounts.
-    pub fn newest_of<'a>(
-        &self,
-        accounts: impl IntoIterator<Item = &'a str> + Send,
-    ) -> Result<HashMap<String, SnapshotInfo>, BackupError> {
-        self.run(|db| {
-            let mut newest = HashMap::new();
-            for account in accounts {
-                if let Some(info) = self.list_in(db, account)?.into_iter().next() {
-                    newest.insert(account.to_owned(), info);
-                }
-            }
-            Ok(newest)
-        })
     }
 
     fn list_in(&self, db: &sled::Db, account: &str) -> Result<Vec<SnapshotInfo>, BackupError> {

@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::backend::{
-    ACCOUNTS_TREE, LEGACY_PER_MESSAGE_TREES, SledBackend, adopt_per_account_trees,
-};
+use super::backend::{LEGACY_PER_MESSAGE_TREES, SledBackend, adopt_per_account_trees};
 use super::error::StoreError;
 use super::seal::Sealer;
 
@@ -91,8 +89,9 @@ impl StateDb {
 
     /// Names of the accounts ever opened in this database (possibly empty
     /// after [`SledBackend::clear`]), sorted.
-    pub fn account_names(&self) -> Vec<String> {
-        let Ok(registry) = self.db.open_tree(ACCOUNTS_TREE) else {
+    #[cfg(test)]
+    pub(crate) fn account_names(&self) -> Vec<String> {
+        let Ok(registry) = self.db.open_tree(super::backend::ACCOUNTS_TREE) else {
             return Vec::new();
         };
         registry
