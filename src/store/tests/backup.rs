@@ -282,8 +282,24 @@ async fn a_generation_stored_before_pieces_still_loads_and_is_pruned() {
     );
 }
 
+/// sled locks its files while open: another handle opens them only if
+/// `backups` let go of them.
+fn held_open(path: &Path) -> bool {
+    sled::Config::new().path(path).open().is_err()
+}
+
+/// Waits until `backups` has closed its database, as it does once unused
+/// for a few seconds.
+fn wait_closed(backups: &BackupDb) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while backups.is_open() {
+        assert!(Instant::now() < deadline, "still open after 30 s unused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[tokio::test]
-async fn the_backup_database_is_closed_between_operations() {
+async fn the_backup_database_stays_open_through_a_burst_then_closes() {
     let (dir, _db, s) = populated().await;
     let path = dir.path().join("backup");
     let backups = open_backups(&path, None);
@@ -297,15 +313,25 @@ async fn the_backup_database_is_closed_between_operations() {
             backups.list("sales").unwrap().len(),
             3.min(usize::from(round) + 1)
         );
-        // sled locks its files while open: another handle opens them only
-        // if this one let go.
-        let other = sled::Config::new().path(&path).open();
         assert!(
-            other.is_ok(),
-            "round {round}: still open: {:?}",
-            other.err()
+            backups.is_open(),
+            "round {round}: closed between operations"
         );
     }
+    assert!(held_open(&path));
+    wait_closed(&backups);
+    let other = sled::Config::new().path(&path).open();
+    assert!(other.is_ok(), "closed for good: {:?}", other.err());
+    drop(other);
+
+    // What was stored was on disk before the database closed.
+    drop(backups);
+    let reopened = open_backups(&path, None);
+    assert_eq!(reopened.list("sales").unwrap().len(), 3);
+    assert!(reopened.is_open());
+    // Dropped, it closes at once, with no wait.
+    drop(reopened);
+    assert!(!held_open(&path));
 }
 
 #[tokio::test]
@@ -327,6 +353,7 @@ async fn the_newest_generation_is_checked_once_and_not_reopened_for_nothing() {
             problem: None
         }
     );
+    wait_closed(&backups);
     {
         // Held by another handle, the files cannot be opened: an unchanged
         // newest generation is known without opening them.
