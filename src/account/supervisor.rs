@@ -126,14 +126,31 @@ impl Supervisor {
     }
 
     fn refresh_session_facts(&self) {
+        self.refresh_facts(true);
+    }
+
+    /// [`Self::refresh_session_facts`] when a connection is up. The size is
+    /// a read of every record of the account, and measured at every connect
+    /// it was most of what connecting cost the store: with 5,000 accounts,
+    /// whose sessions do not fit sled's cache, it came from disk each time.
+    /// So it is measured only when none is known yet (a first pairing); the
+    /// connection's periodic refresh keeps it current.
+    fn refresh_on_connect(&self) {
+        let unknown = self.status.borrow().size_bytes == 0;
+        self.refresh_facts(unknown);
+    }
+
+    fn refresh_facts(&self, size: bool) {
         let exists = self.backend.has_credentials();
         let valid = self.backend.load_device().is_ok();
         let jid = self.backend.jid();
-        let size = self.backend.size_bytes();
+        let size = size.then(|| self.backend.size_bytes());
         self.status.send_modify(|s| {
             s.session_exists = exists;
             s.session_valid = valid;
-            s.size_bytes = size;
+            if let Some(size) = size {
+                s.size_bytes = size;
+            }
             if jid.is_some() {
                 s.jid = jid;
             }

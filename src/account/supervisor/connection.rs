@@ -99,7 +99,10 @@ impl Supervisor {
         let mut pings = tokio::task::JoinSet::new();
         let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut ping_every = tokio::time::interval(PING_EVERY);
-        let mut size_every = tokio::time::interval(SIZE_EVERY);
+        // Not at once: the size known from the start (or the last
+        // connection) stands until then; see `refresh_on_connect`.
+        let mut size_every =
+            tokio::time::interval_at(tokio::time::Instant::now() + SIZE_EVERY, SIZE_EVERY);
         let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let stable = tokio::time::sleep_until(far);
         tokio::pin!(stable);
@@ -271,7 +274,7 @@ impl Supervisor {
                         s.jid = jid;
                     }
                 });
-                self.refresh_session_facts();
+                self.refresh_on_connect();
                 self.set_state(AccountState::Connected, None);
             }
             WaEvent::Disconnected { clean, reason } => {
