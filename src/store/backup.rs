@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -201,7 +201,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+    fn lock(&self) -> MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -225,24 +225,23 @@ impl Shared {
                 .0;
         }
         open.closer = false;
-        let closed = Self::close(&mut open, path);
-        drop(open);
-        if closed {
-            super::memory::release_freed();
-        }
+        Self::close(open, path);
     }
 
     /// Flushes and closes the database, under the lock so no one reopens
-    /// the files while this handle still holds sled's lock on them.
-    fn close(open: &mut Open, path: &Path) -> bool {
+    /// the files while this handle still holds sled's lock on them, then
+    /// returns what it held to the system.
+    fn close(mut open: MutexGuard<'_, Open>, path: &Path) {
         let Some(db) = open.db.take() else {
-            return false;
+            return;
         };
         open.idle_since = None;
         if let Err(e) = db.flush() {
             tracing::error!(path = %path.display(), error = %e, "flushing the backup database failed: {e}");
         }
-        true
+        drop(db);
+        drop(open);
+        super::memory::release_freed();
     }
 }
 
@@ -274,7 +273,7 @@ impl Drop for Lease<'_> {
         let mut open = shared.lock();
         self.db = None;
         open.users -= 1;
-        if open.users > 0 || open.db.is_none() {
+        if open.users > 0 {
             return;
         }
         open.idle_since = Some(Instant::now());
@@ -290,22 +289,16 @@ impl Drop for Lease<'_> {
         match spawned {
             Ok(_) => open.closer = true,
             // No thread to wait with: close now, as before there was one.
-            Err(_) => {
-                Shared::close(&mut open, &self.owner.path);
-            }
+            Err(_) => Shared::close(open, &self.owner.path),
         }
     }
 }
 
 impl Drop for BackupDb {
     fn drop(&mut self) {
-        let mut open = self.shared.lock();
-        let closed = Shared::close(&mut open, &self.path);
+        Shared::close(self.shared.lock(), &self.path);
+        // The closing thread, if one waits, wakes to find nothing to close.
         self.shared.changed.notify_all();
-        drop(open);
-        if closed {
-            super::memory::release_freed();
-        }
     }
 }
 
@@ -351,7 +344,7 @@ impl BackupDb {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+    fn lock(&self) -> MutexGuard<'_, Open> {
         self.shared.lock()
     }
 
