@@ -22,6 +22,34 @@ use crate::store::{AccountSnapshot, OutboxRecord, SledBackend, VerifyReport};
 const SETTLE: Duration = Duration::from_secs(1);
 /// Problems listed in status; the rest are counted.
 const MAX_PROBLEMS: usize = 5;
+/// Accounts whose scheduled custody work (a snapshot, a validation) runs at
+/// once, daemon-wide. Each reads the account's whole state; thousands of
+/// accounts connecting together (a cold start, a mass drop) each took one
+/// in the same seconds, on hundreds of blocking threads contending for
+/// sled and the allocator, and the handshakes slowed with them. Queued,
+/// they run in the gaps, and the connections go first.
+const CUSTODY_SLOTS: usize = 2;
+
+/// The daemon's bound on scheduled custody work, shared by every account
+/// ([`CUSTODY_SLOTS`] at once). What a user asks for (`walink backup`,
+/// restore, import) does not wait for it.
+#[derive(Clone)]
+pub struct CustodySlots(Arc<tokio::sync::Semaphore>);
+
+impl Default for CustodySlots {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(CUSTODY_SLOTS)))
+    }
+}
+
+impl CustodySlots {
+    async fn enter(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.0
+            .acquire()
+            .await
+            .unwrap_or_else(|_| unreachable!("the custody semaphore is never closed"))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -111,6 +139,7 @@ struct Inner {
     backend: Arc<SledBackend>,
     backups: Arc<BackupDb>,
     policy: Policy,
+    slots: CustodySlots,
     /// One snapshot at a time per account.
     busy: tokio::sync::Mutex<()>,
     /// The newest generation's id and what checking it found, so an
@@ -139,6 +168,7 @@ impl Snapshots {
         backend: Arc<SledBackend>,
         backups: Arc<BackupDb>,
         policy: Policy,
+        slots: CustodySlots,
         checked: Option<(VerifyReport, SystemTime)>,
     ) -> Snapshots {
         if let Some(newest) = backups
@@ -155,6 +185,7 @@ impl Snapshots {
             backend,
             backups,
             policy,
+            slots,
             busy: tokio::sync::Mutex::new(()),
             newest_checked: std::sync::Mutex::new(None),
         });
@@ -445,8 +476,14 @@ async fn run(inner: Arc<Inner>, validated: bool) {
     let mut pending: Option<&'static str> = None;
     loop {
         tokio::select! {
-            _ = scheduled.tick() => inner.take_logged("scheduled").await,
-            _ = validation.tick() => inner.validate().await,
+            _ = scheduled.tick() => {
+                let _slot = inner.slots.enter().await;
+                inner.take_logged("scheduled").await;
+            }
+            _ = validation.tick() => {
+                let _slot = inner.slots.enter().await;
+                inner.validate().await;
+            }
             event = events.recv() => match event {
                 Ok(AccountEvent::Paired { .. }) => pending = Some("paired"),
                 Ok(AccountEvent::StateChanged { state: AccountState::Connected, .. }) => {
@@ -469,6 +506,7 @@ async fn run(inner: Arc<Inner>, validated: bool) {
             _ = &mut settle, if pending.is_some() => {
                 settle.as_mut().reset(far);
                 if let Some(reason) = pending.take() {
+                    let _slot = inner.slots.enter().await;
                     inner.take_logged(reason).await;
                 }
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::RwLock;
 
 use super::recovery::Stores;
-use crate::account::snapshots::{Policy, Snapshots};
+use crate::account::snapshots::{CustodySlots, Policy, Snapshots};
 use crate::account::{AccountHandle, AccountSpec, HandshakeGate, Settings};
 use crate::config::{AccountConfig, Config};
 use crate::messages::media::{AutoDownload, MediaSettings};
@@ -27,6 +27,8 @@ pub struct Accounts {
     handles: RwLock<BTreeMap<String, Arc<AccountHandle>>>,
     backups: Arc<BackupDb>,
     policy: Policy,
+    /// Shared by every account's snapshot task.
+    custody_slots: CustodySlots,
     /// Each account's snapshot task, next to its supervisor.
     custody: std::sync::Mutex<BTreeMap<String, Arc<Snapshots>>>,
     /// Checks the message database on the validation schedule.
@@ -157,6 +159,7 @@ impl Accounts {
             handles: RwLock::new(BTreeMap::new()),
             backups,
             policy,
+            custody_slots: CustodySlots::default(),
             custody: Default::default(),
             send_file_max_bytes: (config.daemon.send_file_max_mib << 20).into(),
         };
@@ -203,6 +206,7 @@ impl Accounts {
             backend,
             self.backups.clone(),
             self.policy.clone(),
+            self.custody_slots.clone(),
             checked,
         );
         self.custody
