@@ -191,7 +191,8 @@ impl Snapshots {
         });
         let validated = checked.is_some();
         if let Some((report, at)) = checked {
-            inner.record_validation(&Ok(report), Vec::new(), at);
+            let existed = inner.handle.snapshot().session_exists;
+            inner.record_validation(&Ok(report), Vec::new(), at, existed);
         }
         let task = tokio::spawn(run(inner.clone(), validated));
         Snapshots { inner, task }
@@ -377,6 +378,9 @@ impl Inner {
     }
 
     async fn validate(&self) {
+        // A pairing that completes while the records are read must not read
+        // as credentials gone missing: they were not there yet.
+        let existed = self.handle.snapshot().session_exists;
         let backend = self.backend.clone();
         let report =
             tokio::task::spawn_blocking(move || backend.verify().map_err(|e| e.to_string()))
@@ -387,18 +391,21 @@ impl Inner {
             &report,
             backup_problem.into_iter().collect(),
             SystemTime::now(),
+            existed,
         );
     }
 
     /// Puts what a validation found (`more_warnings` besides the report's)
-    /// into health and status.
+    /// into health and status. `existed`: a session existed when the
+    /// records were read; the credentials are missing only if it still does.
     fn record_validation(
         &self,
         report: &Result<VerifyReport, String>,
         more_warnings: Vec<String>,
         at: SystemTime,
+        existed: bool,
     ) {
-        let exists = self.handle.snapshot().session_exists;
+        let exists = existed && self.handle.snapshot().session_exists;
         let (problems, mut warnings) = findings(report, exists, &self.policy);
         warnings.extend(more_warnings);
         let before = self.handle.snapshot().custody.problems;
