@@ -6,14 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
 
 use super::accounts::Accounts;
 use crate::account::AccountHandle;
 use crate::account::snapshots::Snapshots;
 use crate::ipc::protocol::{
     self as wire, ActionResult, BackupResult, BackupsResult, ExportResult, ImportParams,
-    ImportResult, MAX_IMPORT_BYTES, RestoreResult, RpcError, SnapshotEntry,
+    ImportResult, MAX_IMPORT_BYTES, Reply, RestoreResult, RpcError, SnapshotEntry, to_result,
 };
 use crate::store::{AccountSnapshot, SnapshotInfo};
 
@@ -41,10 +40,6 @@ fn entry(info: &SnapshotInfo) -> SnapshotEntry {
     }
 }
 
-fn value(v: impl serde::Serialize) -> Result<Value, RpcError> {
-    serde_json::to_value(v).map_err(RpcError::internal)
-}
-
 async fn custody(
     accounts: &Accounts,
     name: &str,
@@ -60,10 +55,10 @@ async fn custody(
     }
 }
 
-pub async fn backup(accounts: &Accounts, name: &str) -> Result<Value, RpcError> {
+pub async fn backup(accounts: &Accounts, name: &str) -> Result<Reply, RpcError> {
     let (handle, snapshots) = custody(accounts, name).await?;
     match snapshots.take("manual").await.map_err(RpcError::storage)? {
-        Some(stored) => value(BackupResult {
+        Some(stored) => to_result(&BackupResult {
             account: name.to_owned(),
             created: stored.created,
             snapshot: entry(&stored.info),
@@ -76,22 +71,22 @@ pub async fn backup(accounts: &Accounts, name: &str) -> Result<Value, RpcError> 
     }
 }
 
-pub async fn list(accounts: &Accounts, name: &str) -> Result<Value, RpcError> {
+pub async fn list(accounts: &Accounts, name: &str) -> Result<Reply, RpcError> {
     let (_, snapshots) = custody(accounts, name).await?;
     let list = snapshots.backups().list(name).map_err(RpcError::storage)?;
-    value(BackupsResult {
+    to_result(&BackupsResult {
         account: name.to_owned(),
         snapshots: list.iter().map(entry).collect(),
     })
 }
 
-pub async fn restore(accounts: &Accounts, p: wire::RestoreParams) -> Result<Value, RpcError> {
+pub async fn restore(accounts: &Accounts, p: wire::RestoreParams) -> Result<Reply, RpcError> {
     let (_, snapshots) = custody(accounts, &p.account).await?;
     let (info, state, skipped) = snapshots
         .restore(p.snapshot)
         .await
         .map_err(|e| RpcError::storage(e.to_string()))?;
-    value(RestoreResult {
+    to_result(&RestoreResult {
         account: p.account,
         snapshot: entry(&info),
         state,
@@ -104,7 +99,7 @@ pub async fn restore(accounts: &Accounts, p: wire::RestoreParams) -> Result<Valu
 pub async fn clear_session(
     accounts: &Accounts,
     p: wire::ClearSessionParams,
-) -> Result<Value, RpcError> {
+) -> Result<Reply, RpcError> {
     let (handle, snapshots) = custody(accounts, &p.account).await?;
     let backups = snapshots.backups();
     if !p.purge {
@@ -125,13 +120,13 @@ pub async fn clear_session(
         backups.purge(&p.account).map_err(RpcError::storage)?;
         handle.update_custody(|c| c.last_backup_at = None);
     }
-    value(ActionResult {
+    to_result(&ActionResult {
         account: p.account,
         state,
     })
 }
 
-pub async fn export(accounts: &Accounts, name: &str) -> Result<Value, RpcError> {
+pub async fn export(accounts: &Accounts, name: &str) -> Result<Reply, RpcError> {
     let (handle, _) = custody(accounts, name).await?;
     let backend = accounts.backend(name).map_err(RpcError::storage)?;
     if !backend.has_credentials() {
@@ -154,7 +149,7 @@ pub async fn export(accounts: &Accounts, name: &str) -> Result<Value, RpcError> 
     .map_err(RpcError::internal)?
     .map_err(RpcError::storage)?;
     tracing::info!(account = %name, event = "exported", "account state exported");
-    value(ExportResult {
+    to_result(&ExportResult {
         account: name.to_owned(),
         jid: handle.snapshot().jid,
         data: STANDARD.encode(bytes),
@@ -165,7 +160,7 @@ pub async fn import(
     accounts: &Accounts,
     uploads: &Uploads,
     p: ImportParams,
-) -> Result<Value, RpcError> {
+) -> Result<Reply, RpcError> {
     let (_, snapshots) = custody(accounts, &p.account).await?;
     let chunk = STANDARD
         .decode(p.data.as_bytes())
@@ -206,7 +201,7 @@ pub async fn import(
         }
     };
     let Some(bytes) = complete else {
-        return value(ImportResult {
+        return to_result(&ImportResult {
             account: p.account,
             received: p.part + 1,
             parts: p.parts,
@@ -220,7 +215,7 @@ pub async fn import(
         .await
         .map_err(|e| RpcError::storage(e.to_string()))?;
     tracing::info!(account = %p.account, event = "imported", "account state imported");
-    value(ImportResult {
+    to_result(&ImportResult {
         account: p.account,
         received: p.parts,
         parts: p.parts,

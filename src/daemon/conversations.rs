@@ -1,21 +1,19 @@
 //! The daemon's answers about people and conversations: `messages`,
 //! `chats`, `contacts`, `groups` and `media`, through the message layer.
 
-use serde_json::Value;
-
 use super::errors::command_error;
 use super::fetches::Fetches;
 use super::wire::wire_status;
 use crate::account::AccountHandle;
 use crate::account::now_ms;
-use crate::ipc::protocol::{self as wire, RpcError, to_result};
+use crate::ipc::protocol::{self as wire, Reply, RpcError, to_result};
 use crate::messages::media::{Destination, FetchError};
 use crate::messages::{self, ChatView, MessageView};
 
 pub(super) async fn messages(
     handle: &AccountHandle,
     p: wire::MessagesParams,
-) -> Result<Value, RpcError> {
+) -> Result<Reply, RpcError> {
     let store = handle.messages();
     let chat = match &p.chat {
         Some(chat) => Some(
@@ -46,7 +44,7 @@ pub(super) async fn messages(
     })
 }
 
-pub(super) async fn chats(handle: &AccountHandle) -> Result<Value, RpcError> {
+pub(super) async fn chats(handle: &AccountHandle) -> Result<Reply, RpcError> {
     let chats = messages::chats(handle.messages())
         .await
         .map_err(RpcError::storage)?
@@ -59,7 +57,7 @@ pub(super) async fn chats(handle: &AccountHandle) -> Result<Value, RpcError> {
 pub(super) async fn contacts(
     handle: &AccountHandle,
     p: wire::ContactsParams,
-) -> Result<Value, RpcError> {
+) -> Result<Reply, RpcError> {
     let store = handle.messages();
     let Some(phones) = p.check else {
         let contacts = messages::contacts(store)
@@ -101,7 +99,7 @@ pub(super) async fn contacts(
     to_result(&wire::ContactsResult { contacts })
 }
 
-pub(super) async fn groups(handle: &AccountHandle, account: &str) -> Result<Value, RpcError> {
+pub(super) async fn groups(handle: &AccountHandle, account: &str) -> Result<Reply, RpcError> {
     let session = handle
         .live_session()
         .await
@@ -154,7 +152,7 @@ pub(super) async fn media_part(
     handle: &AccountHandle,
     fetches: &Fetches,
     p: wire::MediaPartParams,
-) -> Result<Value, RpcError> {
+) -> Result<Reply, RpcError> {
     let key = (p.account.clone(), p.transfer.clone());
     if p.part == 0 {
         let failed = |e| fetch_failed(&p.account, &p.id, e);
@@ -177,7 +175,7 @@ pub(super) async fn media_part(
 }
 
 /// Fetches a received file where the client asked (walinkd writes it).
-pub(super) async fn media(handle: &AccountHandle, p: wire::MediaParams) -> Result<Value, RpcError> {
+pub(super) async fn media(handle: &AccountHandle, p: wire::MediaParams) -> Result<Reply, RpcError> {
     let account = &p.account;
     let failed = |e| fetch_failed(account, &p.id, e);
     let found = messages::media::find(handle.messages(), &p.id)

@@ -14,8 +14,8 @@ use crate::account::state::AccountState;
 use crate::account::{AccountEvent, AccountHandle, Context, DeliveryStatus, Snapshot};
 use crate::ipc::protocol::{
     self as wire, ActionResult, Call, Event, EventKind, HealthResult, Lagged, PairCodeResult,
-    QrNotification, QrResult, QrWaiting, RpcError, SendResult, StatusResult, notification,
-    unix_secs,
+    QrNotification, QrResult, QrWaiting, Reply, RpcError, SendResult, StatusResult, notification,
+    to_result, unix_secs,
 };
 use crate::ipc::{Handler, NotificationSink};
 
@@ -62,7 +62,7 @@ impl DaemonHandler {
     }
 
     /// A reaction goes to the conversation of the message it reacts to.
-    async fn react(&self, p: wire::ReactParams) -> Result<Value, RpcError> {
+    async fn react(&self, p: wire::ReactParams) -> Result<Reply, RpcError> {
         let handle = self.account(&p.account).await?;
         let chat = handle
             .messages()
@@ -96,7 +96,7 @@ impl DaemonHandler {
         text: String,
         wait: bool,
         edit: bool,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Reply, RpcError> {
         let handle = self.account(&account).await?;
         let what = if edit { "edit" } else { "delete" };
         let (chat, revoked) = handle
@@ -137,7 +137,7 @@ impl DaemonHandler {
         self.enqueue(send, context).await
     }
 
-    async fn send(&self, p: wire::SendParams, react_to: Option<String>) -> Result<Value, RpcError> {
+    async fn send(&self, p: wire::SendParams, react_to: Option<String>) -> Result<Reply, RpcError> {
         let media = match &p.file {
             Some(file) => Some(self.file_draft(&p.account, file, &p.text).await?),
             None => None,
@@ -152,7 +152,7 @@ impl DaemonHandler {
     }
 
     /// Queues `p` with what `context` says of it, and answers as `send` does.
-    async fn enqueue(&self, p: wire::SendParams, context: Context) -> Result<Value, RpcError> {
+    async fn enqueue(&self, p: wire::SendParams, context: Context) -> Result<Reply, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
         if p.wait && !snap.session_exists {
@@ -176,7 +176,7 @@ impl DaemonHandler {
             )));
         }
         let Some(waiter) = waiter.as_mut().filter(|_| record.status.is_pending()) else {
-            return to_value(SendResult {
+            return to_result(&SendResult {
                 id,
                 status: wire_status(record.status),
             });
@@ -215,7 +215,7 @@ impl DaemonHandler {
                 )));
             }
         };
-        to_value(SendResult { id, status })
+        to_result(&SendResult { id, status })
     }
 
     /// The file a `send` names, taken from its transfer and described.
@@ -240,7 +240,7 @@ impl DaemonHandler {
         Ok(draft)
     }
 
-    async fn outbox(&self, p: wire::OutboxParams) -> Result<Value, RpcError> {
+    async fn outbox(&self, p: wire::OutboxParams) -> Result<Reply, RpcError> {
         let handle = self.account(&p.account).await?;
         let store = handle.messages();
         let records = if p.all {
@@ -269,10 +269,10 @@ impl DaemonHandler {
                 last_error: r.last_error,
             })
             .collect();
-        to_value(wire::OutboxResult { messages })
+        to_result(&wire::OutboxResult { messages })
     }
 
-    async fn qr(&self, name: &str, sink: NotificationSink) -> Result<Value, RpcError> {
+    async fn qr(&self, name: &str, sink: NotificationSink) -> Result<Reply, RpcError> {
         let handle = self.account(name).await?;
         let mut watch = handle.watch();
         {
@@ -318,7 +318,7 @@ impl DaemonHandler {
             paired |= snap.jid.is_some();
             match snap.state {
                 AccountState::Connected if snap.jid.is_some() => {
-                    return to_value(QrResult {
+                    return to_result(&QrResult {
                         jid: snap.jid.unwrap_or_default(),
                     });
                 }
@@ -349,7 +349,7 @@ impl DaemonHandler {
         &self,
         p: wire::PairCodeParams,
         sink: NotificationSink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Reply, RpcError> {
         let handle = self.account(&p.account).await?;
         let snap = handle.snapshot();
         if let Some(why) = cannot_show_qr(&p.account, &snap) {
@@ -394,14 +394,14 @@ impl DaemonHandler {
             .pair_code(p.phone)
             .await
             .map_err(|e| command_error(&p.account, e))?;
-        to_value(PairCodeResult { code })
+        to_result(&PairCodeResult { code })
     }
 
     async fn subscribe(
         &self,
         name: Option<&str>,
         sink: NotificationSink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Reply, RpcError> {
         let handles = self.selected(name).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Event, u64>>(256);
         let mut forwarders = tokio::task::JoinSet::new();
@@ -425,7 +425,7 @@ impl DaemonHandler {
         drop(tx);
         loop {
             tokio::select! {
-                _ = sink.closed() => return Ok(Value::Null),
+                _ = sink.closed() => return to_result(&()),
                 item = rx.recv() => {
                     let sent = match item {
                         Some(Ok(event)) => sink.notify(notification::EVENT, event),
@@ -433,7 +433,7 @@ impl DaemonHandler {
                         None => return Err(RpcError::shutting_down()),
                     };
                     if sent.is_err() {
-                        return Ok(Value::Null);
+                        return to_result(&());
                     }
                 }
             }
@@ -448,7 +448,7 @@ impl Handler for DaemonHandler {
         method: &str,
         params: Value,
         sink: NotificationSink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Reply, RpcError> {
         match Call::parse(method, params)? {
             Call::Status(f) => {
                 let accounts = self.selected(f.account.as_deref()).await?;
@@ -464,7 +464,7 @@ impl Handler for DaemonHandler {
                         status
                     })
                     .collect();
-                to_value(StatusResult { accounts })
+                to_result(&StatusResult { accounts })
             }
             Call::Health(f) => {
                 let accounts = self.selected(f.account.as_deref()).await?;
@@ -472,7 +472,7 @@ impl Handler for DaemonHandler {
                     .iter()
                     .map(|h| (&status_of(&h.snapshot())).into())
                     .collect();
-                to_value(HealthResult::new(accounts))
+                to_result(&HealthResult::new(accounts))
             }
             Call::Initialize(p) => {
                 let handle = self.account(&p.account).await?;
@@ -515,7 +515,7 @@ impl Handler for DaemonHandler {
             Call::Send(p) => self.send(p, None).await,
             Call::SendFilePart(p) => {
                 self.account(&p.account).await?;
-                to_value(self.files.part(p, self.accounts.send_file_max_bytes())?)
+                to_result(&self.files.part(p, self.accounts.send_file_max_bytes())?)
             }
             Call::React(p) => self.react(p).await,
             Call::Media(p) => {
@@ -554,18 +554,14 @@ impl Handler for DaemonHandler {
                     }
                     None => crate::wa::diagnose(&self.accounts.connection().await, None).await,
                 };
-                to_value(report)
+                to_result(&report)
             }
         }
     }
 }
 
-fn to_value(v: impl serde::Serialize) -> Result<Value, RpcError> {
-    serde_json::to_value(v).map_err(RpcError::internal)
-}
-
-fn action(account: &str, state: AccountState) -> Result<Value, RpcError> {
-    to_value(ActionResult {
+fn action(account: &str, state: AccountState) -> Result<Reply, RpcError> {
+    to_result(&ActionResult {
         account: account.to_string(),
         state,
     })

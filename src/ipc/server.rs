@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::protocol::{
-    JSONRPC_VERSION, Lagged, MAX_LINE_BYTES, Notification, Response, RpcError, json_kind,
-    notification,
+    JSONRPC_VERSION, Lagged, MAX_LINE_BYTES, Notification, Reply, Response, ResultLine, RpcError,
+    json_kind, notification,
 };
 
 /// How many notifications a connection buffers for a slow reader before it
@@ -61,7 +61,7 @@ pub trait Handler: Send + Sync + 'static {
         method: &str,
         params: Value,
         sink: NotificationSink,
-    ) -> Result<Value, RpcError>;
+    ) -> Result<Reply, RpcError>;
 }
 
 /// The outgoing side of a streaming request.
@@ -352,12 +352,18 @@ impl Connection {
         Ok(())
     }
 
-    async fn reply(&mut self, id: Value, result: Result<Value, RpcError>) -> Result<(), End> {
-        let response = match result {
-            Ok(value) => Response::result(id, value),
-            Err(err) => Response::error(id, err),
-        };
-        self.write_json(&response).await
+    async fn reply(&mut self, id: Value, result: Result<Reply, RpcError>) -> Result<(), End> {
+        match result {
+            Ok(result) => {
+                self.write_json(&ResultLine {
+                    jsonrpc: JSONRPC_VERSION,
+                    id: &id,
+                    result: &result,
+                })
+                .await
+            }
+            Err(err) => self.write_json(&Response::error(id, err)).await,
+        }
     }
 
     async fn write_json(&mut self, message: &impl Serialize) -> Result<(), End> {

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use walink::ipc::protocol::{
     AccountHealth, AccountState, AccountStatus, Disconnect, Event, EventKind, Health, HealthLevel,
-    HealthResult, QrNotification, Recommendations, RpcError, SessionInfo, StatusResult,
+    HealthResult, QrNotification, Recommendations, Reply, RpcError, SessionInfo, StatusResult,
     notification, to_result,
 };
 use walink::ipc::{Handler, NotificationSink};
@@ -109,16 +109,16 @@ impl Handler for Fake {
         method: &str,
         params: Value,
         sink: NotificationSink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Reply, RpcError> {
         match method {
             "status" => to_result(&StatusResult {
                 accounts: select(&params)?,
             }),
-            "health" => Ok(json!(HealthResult::new(
-                select(&params)?.iter().map(AccountHealth::from).collect()
-            ))),
-            "echo" => Ok(params),
-            "send" => Ok(json!({"id": "3EB0C0FFEE", "status": "server_ack"})),
+            "health" => to_result(&HealthResult::new(
+                select(&params)?.iter().map(AccountHealth::from).collect(),
+            )),
+            "echo" => to_result(&params),
+            "send" => to_result(&json!({"id": "3EB0C0FFEE", "status": "server_ack"})),
             "qr" => {
                 for code in ["2@first,AAAA,BBBB,CCCC", "2@second,DDDD,EEEE,FFFF"] {
                     sink.notify(
@@ -131,7 +131,7 @@ impl Handler for Fake {
                     )
                     .map_err(RpcError::internal)?;
                 }
-                Ok(json!({"jid": "15551234567:4@s.whatsapp.net"}))
+                to_result(&json!({"jid": "15551234567:4@s.whatsapp.net"}))
             }
             "subscribe" => {
                 let _guard = DropSignal(self.dropped.clone());
@@ -159,11 +159,11 @@ impl Handler for Fake {
                 )
                 .map_err(RpcError::internal)?;
                 if params.get("account").and_then(Value::as_str) == Some("finite") {
-                    return Ok(json!({}));
+                    return to_result(&json!({}));
                 }
                 // A live subscription: it ends only when the client leaves.
                 std::future::pending::<()>().await;
-                Ok(Value::Null)
+                to_result(&())
             }
             "flood" => {
                 let count = params.get("count").and_then(Value::as_u64).unwrap_or(1000);
@@ -173,7 +173,7 @@ impl Handler for Fake {
                     sink.notify("tick", json!({ "i": i }))
                         .map_err(RpcError::internal)?;
                 }
-                Ok(json!({"sent": count}))
+                to_result(&json!({"sent": count}))
             }
             other => Err(RpcError::method_not_found(other)),
         }

@@ -39,6 +39,15 @@ pub struct Response {
     pub outcome: Outcome,
 }
 
+/// A successful [`Response`] as the server writes it, its result already
+/// serialized (see [`super::Reply`]).
+#[derive(Debug, Serialize)]
+pub struct ResultLine<'a> {
+    pub jsonrpc: &'a str,
+    pub id: &'a Value,
+    pub result: &'a serde_json::value::RawValue,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -47,14 +56,6 @@ pub enum Outcome {
 }
 
 impl Response {
-    pub fn result(id: Value, result: Value) -> Response {
-        Response {
-            jsonrpc: JSONRPC_VERSION.to_owned(),
-            id,
-            outcome: Outcome::Result(result),
-        }
-    }
-
     pub fn error(id: Value, error: RpcError) -> Response {
         Response {
             jsonrpc: JSONRPC_VERSION.to_owned(),
@@ -92,11 +93,16 @@ mod tests {
 
     #[test]
     fn response_shapes() {
-        let ok = Response::result(json!(1), json!({"id": "3EB0"}));
-        assert_eq!(
-            serde_json::to_value(&ok).unwrap(),
-            json!({"jsonrpc": "2.0", "id": 1, "result": {"id": "3EB0"}})
-        );
+        let result = super::super::to_result(&json!({"id": "3EB0"})).unwrap();
+        let ok = ResultLine {
+            jsonrpc: JSONRPC_VERSION,
+            id: &json!(1),
+            result: &result,
+        };
+        let line = serde_json::to_string(&ok).unwrap();
+        assert_eq!(line, r#"{"jsonrpc":"2.0","id":1,"result":{"id":"3EB0"}}"#);
+        let read: Response = serde_json::from_str(&line).unwrap();
+        assert_eq!(read.outcome, Outcome::Result(json!({"id": "3EB0"})));
         let err = Response::error(json!("a"), RpcError::method_not_found("nope"));
         let value = serde_json::to_value(&err).unwrap();
         assert_eq!(value["error"]["code"], json!(-32601));
