@@ -318,7 +318,6 @@ impl AccountHandle {
         record_network_check(&self.status_tx, &self.spec.name, report);
     }
 
-    /// Disconnects cleanly and ends the supervisor.
     /// Disconnects cleanly, flushes the store and ends the supervisor.
     pub async fn stop(&self) {
         let (tx, rx) = oneshot::channel();
