@@ -63,6 +63,33 @@ pub(crate) async fn apply_status(
     }
 }
 
+/// [`apply_status`] without waiting for the commit: the change is queued
+/// now (a later one for the same id comes after it) and subscribers and
+/// waiters hear of it once it is committed.
+fn apply_status_behind(
+    account: &str,
+    store: &MessageStore,
+    events: &broadcast::Sender<AccountEvent>,
+    waiters: &Arc<StatusWaiters>,
+    id: &str,
+    status: DeliveryStatus,
+) {
+    let (events, waiters, name) = (events.clone(), waiters.clone(), account.to_owned());
+    let queued = store.advance_behind(id, status, None, now_ms(), move |result| match result {
+        Ok(Some(record)) => {
+            announce(&events, &record.id, &record.to, status, record.last_error);
+            waiters.resolve(&record.id, status);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(account = %name, error = %e, "recording a message status failed");
+        }
+    });
+    if let Err(e) = queued {
+        tracing::error!(account = %account, error = %e, "recording a message status failed");
+    }
+}
+
 pub(crate) fn announce(
     events: &broadcast::Sender<AccountEvent>,
     id: &str,
@@ -130,14 +157,25 @@ impl Sender {
             let mut pause = false;
             for sendable in pending {
                 let record = &sendable.record;
-                if record.status == DeliveryStatus::Sent && in_flight.contains(&record.id) {
+                // Its `Sent` may not be committed yet, so the read can
+                // still show it queued.
+                if in_flight.contains(&record.id) {
                     continue;
                 }
                 let sent = self.send(&sendable).await;
                 match sent {
                     Ok(_) => {
                         in_flight.insert(record.id.clone());
-                        self.status(&record.id, DeliveryStatus::Sent, None).await;
+                        // Not awaited: waiting for a commit per message was
+                        // what held one account's sends to one per commit.
+                        apply_status_behind(
+                            &self.account,
+                            &self.store,
+                            &self.events,
+                            &self.waiters,
+                            &record.id,
+                            DeliveryStatus::Sent,
+                        );
                         if !learned.contains(&record.to) && self.learn_mapping(&record.to).await {
                             learned.insert(record.to.clone());
                         }

@@ -243,6 +243,75 @@ impl Counts {
             Counts::add(&self.failed, 1);
         }
     }
+
+    /// Counts a committed [`status_change`] and returns its record.
+    fn settle(&self, changed: Option<(DeliveryStatus, OutboxRecord)>) -> Option<OutboxRecord> {
+        changed.map(|(old, record)| {
+            self.moved(old, record.status);
+            record
+        })
+    }
+}
+
+const STATUS_OP: &str = "update a message's status";
+
+/// The change [`MessageStore::advance`] makes to a record, when it is
+/// progress.
+fn advancing(
+    status: DeliveryStatus,
+    error: Option<String>,
+) -> impl FnOnce(&mut OutboxRecord) -> bool + Send + 'static {
+    move |record| {
+        if !record.status.may_become(status) {
+            return false;
+        }
+        record.status = status;
+        if status == DeliveryStatus::Sent {
+            record.attempts += 1;
+        }
+        if error.is_some() {
+            record.last_error = error;
+        }
+        true
+    }
+}
+
+/// The job that applies `change` to message `id`'s record: its status
+/// before and the record after, or `None` when `change` declined.
+#[allow(clippy::type_complexity)]
+fn status_change(
+    id: &str,
+    now_ms: u64,
+    change: impl FnOnce(&mut OutboxRecord) -> bool + Send + 'static,
+) -> impl FnOnce(&Connection, &str) -> rusqlite::Result<Option<(DeliveryStatus, OutboxRecord)>>
++ Send
++ 'static {
+    let id = id.to_owned();
+    move |conn, account| {
+        let Some(mut record) = outgoing(conn, account, &id)? else {
+            return Ok(None);
+        };
+        let old = record.status;
+        if !change(&mut record) {
+            return Ok(None);
+        }
+        record.updated_at = now_ms;
+        conn.prepare_cached(
+            "UPDATE outbox SET status = ?1, attempts = ?2, last_error = ?3, \
+             updated_at = ?4 WHERE seq = ?5",
+        )?
+        .execute(params![
+            record.status.as_str(),
+            record.attempts,
+            record.last_error,
+            record.updated_at,
+            record.seq
+        ])?;
+        if old.is_pending() && !record.status.is_pending() {
+            media_out::release(conn, account, &record.id)?;
+        }
+        Ok(Some((old, record)))
+    }
 }
 
 impl MessageDb {
@@ -512,20 +581,31 @@ impl MessageStore {
         error: Option<String>,
         now_ms: u64,
     ) -> Result<Option<OutboxRecord>, StoreError> {
-        self.update(id, now_ms, move |record| {
-            if !record.status.may_become(status) {
-                return false;
-            }
-            record.status = status;
-            if status == DeliveryStatus::Sent {
-                record.attempts += 1;
-            }
-            if error.is_some() {
-                record.last_error = error.clone();
-            }
-            true
-        })
-        .await
+        self.update(id, now_ms, advancing(status, error)).await
+    }
+
+    /// [`Self::advance`] that returns once the change is queued, so the
+    /// sender writes the next message meanwhile instead of waiting for a
+    /// commit per message. A status change queued after this one sees it
+    /// (the writer runs jobs in order). `done` gets what `advance` would
+    /// return, once committed, on the writer's thread: it must not block.
+    pub fn advance_behind(
+        &self,
+        id: &str,
+        status: DeliveryStatus,
+        error: Option<String>,
+        now_ms: u64,
+        done: impl FnOnce(Result<Option<OutboxRecord>, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let counts = self.counts.clone();
+        let path = self.db.path().to_owned();
+        let account = self.account.clone();
+        let work = status_change(id, now_ms, advancing(status, error));
+        self.db.write_behind(
+            false,
+            move |conn| work(conn, &account).map_err(|e| sqlite_error(&path, STATUS_OP, &e)),
+            move |result| done(result.map(|changed| counts.settle(changed))),
+        )
     }
 
     /// Records a failed try that will be retried: the message goes back to
@@ -556,38 +636,10 @@ impl MessageStore {
         now_ms: u64,
         change: impl FnOnce(&mut OutboxRecord) -> bool + Send + 'static,
     ) -> Result<Option<OutboxRecord>, StoreError> {
-        let id = id.to_owned();
         let changed = self
-            .write(false, "update a message's status", move |conn, account| {
-                let Some(mut record) = outgoing(conn, account, &id)? else {
-                    return Ok(None);
-                };
-                let old = record.status;
-                if !change(&mut record) {
-                    return Ok(None);
-                }
-                record.updated_at = now_ms;
-                conn.prepare_cached(
-                    "UPDATE outbox SET status = ?1, attempts = ?2, last_error = ?3, \
-                     updated_at = ?4 WHERE seq = ?5",
-                )?
-                .execute(params![
-                    record.status.as_str(),
-                    record.attempts,
-                    record.last_error,
-                    record.updated_at,
-                    record.seq
-                ])?;
-                if old.is_pending() && !record.status.is_pending() {
-                    media_out::release(conn, account, &record.id)?;
-                }
-                Ok(Some((old, record)))
-            })
+            .write(false, STATUS_OP, status_change(id, now_ms, change))
             .await?;
-        Ok(changed.map(|(old, record)| {
-            self.counts.moved(old, record.status);
-            record
-        }))
+        Ok(self.counts.settle(changed))
     }
 
     // -----------------------------------------------------------------------
