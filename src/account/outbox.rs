@@ -4,8 +4,8 @@
 //! library acknowledges it.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, broadcast};
@@ -65,7 +65,7 @@ pub(crate) async fn apply_status(
 
 /// [`apply_status`] without waiting for the commit: the change is queued
 /// now (a later one for the same id comes after it) and subscribers and
-/// waiters hear of it once it is committed.
+/// waiters hear of it once it is committed, when `recorded` is called too.
 fn apply_status_behind(
     account: &str,
     store: &MessageStore,
@@ -73,14 +73,17 @@ fn apply_status_behind(
     waiters: &Arc<StatusWaiters>,
     id: &str,
     status: DeliveryStatus,
+    recorded: impl FnOnce() + Send + 'static,
 ) {
     let (events, waiters, name) = (events.clone(), waiters.clone(), account.to_owned());
     let queued = store.advance_behind(id, status, None, now_ms(), move |result| match result {
-        Ok(Some(record)) => {
-            announce(&events, &record.id, &record.to, status, record.last_error);
-            waiters.resolve(&record.id, status);
+        Ok(changed) => {
+            if let Some(record) = changed {
+                announce(&events, &record.id, &record.to, status, record.last_error);
+                waiters.resolve(&record.id, status);
+            }
+            recorded();
         }
-        Ok(None) => {}
         Err(e) => {
             tracing::error!(account = %name, error = %e, "recording a message status failed");
         }
@@ -134,6 +137,12 @@ impl Sender {
         // sent on an earlier connection (or by an earlier walinkd) without an
         // ack is sent again, under the same id.
         let mut in_flight: HashSet<String> = HashSet::new();
+        // Those of them whose `Sent` is committed: once only queued messages
+        // are read, a read that starts after that commit cannot return them,
+        // so they leave `in_flight`, which stays as small as the sends not
+        // yet recorded instead of growing with every message of the
+        // connection.
+        let recorded: Arc<Mutex<Vec<String>>> = Arc::default();
         // Until one pass has gone through the whole outbox, unacked messages
         // of earlier connections are read too; after that only new ones, so
         // a busy outbox is not read whole again for every message queued.
@@ -143,6 +152,15 @@ impl Sender {
         // per message.
         let mut learned: HashSet<String> = HashSet::new();
         loop {
+            if !resend_unacked {
+                for id in recorded
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .drain(..)
+                {
+                    in_flight.remove(&id);
+                }
+            }
             // One read for the whole batch, each message with its context
             // and file: a trip to the database per message was most of the
             // daemon's CPU per send.
@@ -168,6 +186,7 @@ impl Sender {
                         in_flight.insert(record.id.clone());
                         // Not awaited: waiting for a commit per message was
                         // what held one account's sends to one per commit.
+                        let (recorded, id) = (recorded.clone(), record.id.clone());
                         apply_status_behind(
                             &self.account,
                             &self.store,
@@ -175,6 +194,12 @@ impl Sender {
                             &self.waiters,
                             &record.id,
                             DeliveryStatus::Sent,
+                            move || {
+                                recorded
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .push(id);
+                            },
                         );
                         if !learned.contains(&record.to) && self.learn_mapping(&record.to).await {
                             learned.insert(record.to.clone());
