@@ -12,7 +12,9 @@ use tokio::sync::{Notify, broadcast};
 
 use super::events::AccountEvent;
 use super::waiters::StatusWaiters;
-use crate::store::{DeliveryStatus, MessageStore, OutgoingMedia, Sendable, Uploaded};
+use crate::store::{
+    DeliveryStatus, MessageStore, OutboxRecord, OutgoingMedia, Sendable, StoreError, Uploaded,
+};
 use crate::wa::{InboxSink, IncomingMessage, Session, SessionError, outgoing_message};
 
 /// Messages older than this are not written again: a contact's retry
@@ -51,16 +53,30 @@ pub(crate) async fn apply_status(
 ) -> bool {
     match store.advance(id, status, reason, now_ms()).await {
         Ok(Some(record)) => {
-            announce(events, &record.id, &record.to, status, record.last_error);
-            waiters.resolve(&record.id, status);
+            tell(events, waiters, record, status);
             true
         }
         Ok(None) => matches!(store.outgoing(id).await, Ok(Some(_))),
         Err(e) => {
-            tracing::error!(account = %account, error = %e, "recording a message status failed");
+            status_not_recorded(account, &e);
             true
         }
     }
+}
+
+/// Tells subscribers and waiting `send` calls that `record` moved to `status`.
+fn tell(
+    events: &broadcast::Sender<AccountEvent>,
+    waiters: &StatusWaiters,
+    record: OutboxRecord,
+    status: DeliveryStatus,
+) {
+    announce(events, &record.id, &record.to, status, record.last_error);
+    waiters.resolve(&record.id, status);
+}
+
+fn status_not_recorded(account: &str, e: &StoreError) {
+    tracing::error!(account = %account, error = %e, "recording a message status failed");
 }
 
 /// [`apply_status`] without waiting for the commit: the change is queued
@@ -76,20 +92,17 @@ fn apply_status_behind(
     recorded: impl FnOnce() + Send + 'static,
 ) {
     let (events, waiters, name) = (events.clone(), waiters.clone(), account.to_owned());
-    let queued = store.advance_behind(id, status, None, now_ms(), move |result| match result {
+    let queued = store.advance_behind(id, status, now_ms(), move |result| match result {
         Ok(changed) => {
             if let Some(record) = changed {
-                announce(&events, &record.id, &record.to, status, record.last_error);
-                waiters.resolve(&record.id, status);
+                tell(&events, &waiters, record, status);
             }
             recorded();
         }
-        Err(e) => {
-            tracing::error!(account = %name, error = %e, "recording a message status failed");
-        }
+        Err(e) => status_not_recorded(&name, &e),
     });
     if let Err(e) = queued {
-        tracing::error!(account = %account, error = %e, "recording a message status failed");
+        status_not_recorded(account, &e);
     }
 }
 
@@ -133,9 +146,10 @@ impl Sender {
             }
             self.redeliver.store(false, Ordering::Release);
         }
-        // Sent on this connection and waiting for the server's ack; a message
-        // sent on an earlier connection (or by an earlier walinkd) without an
-        // ack is sent again, under the same id.
+        // Sent on this connection: not sent again on it, as a read can show
+        // one `Sent` or, before its `Sent` is committed, still queued. A
+        // message sent on an earlier connection (or by an earlier walinkd)
+        // without an ack is sent again, under the same id.
         let mut in_flight: HashSet<String> = HashSet::new();
         // Those of them whose `Sent` is committed: once only queued messages
         // are read, a read that starts after that commit cannot return them,
@@ -175,8 +189,6 @@ impl Sender {
             let mut pause = false;
             for sendable in pending {
                 let record = &sendable.record;
-                // Its `Sent` may not be committed yet, so the read can
-                // still show it queued.
                 if in_flight.contains(&record.id) {
                     continue;
                 }

@@ -23,9 +23,9 @@ pub fn message_id_for_key(account: &str, key: &str) -> String {
 /// message database's indexes, where a random id dirtied a page of its own
 /// in each of them at every commit. Then 4 digits of a counter, so ids of
 /// one process never repeat (that would take 65,536 in a millisecond) and
-/// keep their order within a millisecond, and 3 of a randomly seeded
-/// hash, so two hosts sending for one account at the same
-/// moment do not pick the same id.
+/// keep their order within a millisecond, and 3 of a randomly seeded hash,
+/// so two hosts sending for one account at the same moment do not pick the
+/// same id.
 pub fn new_message_id(account: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -245,7 +245,7 @@ impl Counts {
     }
 
     /// Counts a committed [`status_change`] and returns its record.
-    fn settle(&self, changed: Option<(DeliveryStatus, OutboxRecord)>) -> Option<OutboxRecord> {
+    fn settle(&self, changed: Changed) -> Option<OutboxRecord> {
         changed.map(|(old, record)| {
             self.moved(old, record.status);
             record
@@ -276,16 +276,16 @@ fn advancing(
     }
 }
 
-/// The job that applies `change` to message `id`'s record: its status
-/// before and the record after, or `None` when `change` declined.
-#[allow(clippy::type_complexity)]
+/// What a status change did: the status before and the record after, or
+/// `None` when the change declined.
+type Changed = Option<(DeliveryStatus, OutboxRecord)>;
+
+/// The job that applies `change` to message `id`'s record.
 fn status_change(
     id: &str,
     now_ms: u64,
     change: impl FnOnce(&mut OutboxRecord) -> bool + Send + 'static,
-) -> impl FnOnce(&Connection, &str) -> rusqlite::Result<Option<(DeliveryStatus, OutboxRecord)>>
-+ Send
-+ 'static {
+) -> impl FnOnce(&Connection, &str) -> rusqlite::Result<Changed> + Send + 'static {
     let id = id.to_owned();
     move |conn, account| {
         let Some(mut record) = outgoing(conn, account, &id)? else {
@@ -584,23 +584,22 @@ impl MessageStore {
         self.update(id, now_ms, advancing(status, error)).await
     }
 
-    /// [`Self::advance`] that returns once the change is queued, so the
-    /// sender writes the next message meanwhile instead of waiting for a
-    /// commit per message. A status change queued after this one sees it
+    /// [`Self::advance`] with no error, returning once the change is queued,
+    /// so the sender writes the next message meanwhile instead of waiting
+    /// for a commit per message. A status change queued after this one sees it
     /// (the writer runs jobs in order). `done` gets what `advance` would
     /// return, once committed, on the writer's thread: it must not block.
     pub fn advance_behind(
         &self,
         id: &str,
         status: DeliveryStatus,
-        error: Option<String>,
         now_ms: u64,
         done: impl FnOnce(Result<Option<OutboxRecord>, StoreError>) + Send + 'static,
     ) -> Result<(), StoreError> {
         let counts = self.counts.clone();
         let path = self.db.path().to_owned();
         let account = self.account.clone();
-        let work = status_change(id, now_ms, advancing(status, error));
+        let work = status_change(id, now_ms, advancing(status, None));
         self.db.write_behind(
             false,
             move |conn| work(conn, &account).map_err(|e| sqlite_error(&path, STATUS_OP, &e)),
