@@ -451,9 +451,7 @@ impl BackupDb {
         let newest = self.list_in(db, account)?.into_iter().next();
         // A damaged newest generation must not pass for a good copy of an
         // unchanged state: then it is stored again.
-        if let Some(newest) =
-            newest.filter(|n| n.checksum == sum && self.intact(account, n, &trees))
-        {
+        if let Some(newest) = newest.filter(|n| self.holds(n, &trees, snapshot, &sum)) {
             return Ok(Stored {
                 info: newest,
                 created: false,
@@ -511,17 +509,34 @@ impl BackupDb {
         })
     }
 
-    /// The data of generation `info` is there and matches its checksum.
-    fn intact(&self, account: &str, info: &SnapshotInfo, trees: &Trees) -> bool {
-        let Ok(Some(data)) = trees.data(info.id) else {
+    /// Generation `info` is intact and holds the state of `snapshot`, whose
+    /// bytes' checksum is `sum` (see [`AccountSnapshot::same_state_as`]).
+    fn holds(
+        &self,
+        info: &SnapshotInfo,
+        trees: &Trees,
+        snapshot: &AccountSnapshot,
+        sum: &[u8; 32],
+    ) -> bool {
+        let Some(bytes) = self.intact(snapshot.account(), info, trees) else {
             return false;
         };
-        seal::unseal(
+        info.checksum == *sum
+            || AccountSnapshot::from_bytes(&bytes)
+                .is_ok_and(|held| snapshot.same_state_as(&held, self.sealer.as_deref()))
+    }
+
+    /// The data of generation `info`, unsealed, if it is there and matches
+    /// its checksum.
+    fn intact(&self, account: &str, info: &SnapshotInfo, trees: &Trees) -> Option<Vec<u8>> {
+        let data = trees.data(info.id).ok()??;
+        let bytes = seal::unseal(
             self.sealer.as_deref(),
             &data,
             &Self::context(account, info.id),
         )
-        .is_ok_and(|bytes| checksum(&bytes) == info.checksum)
+        .ok()?;
+        (checksum(&bytes) == info.checksum).then(|| bytes.into_owned())
     }
 
     /// Removes all but the newest `keep` generations; returns how many went.

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
 use super::verify::VerifyReport;
 use super::{Kind, LEGACY_PER_MESSAGE_TREES, SledBackend, meta};
 use crate::store::codec::{self, Record};
-use crate::store::records::DeviceState;
+use crate::store::records::{DeviceList, DeviceState};
 use crate::store::seal::{self, Sealer};
 use crate::store::{OutboxRecord, StoreError};
 
@@ -121,6 +122,33 @@ impl AccountSnapshot {
             ));
         }
         report
+    }
+
+    /// Whether this is the state `other` holds, for a backup that need not
+    /// be stored again. What every connect rewrites without changing what a
+    /// restore gives back does not count: the login counter whatsapp-rust
+    /// reports to the server (other clients never send one at all), when
+    /// the WhatsApp Web version was last looked up, when the account's own
+    /// device list was last fetched (a restore that sets these back makes
+    /// the library look again sooner, nothing more), and the fresh nonce of
+    /// a record sealed again with the same content. Without this every
+    /// reconnect stored, pruned and fsynced a generation of its own.
+    pub fn same_state_as(&self, other: &Self, sealer: Option<&Sealer>) -> bool {
+        self.account == other.account
+            && self.trees.len() == other.trees.len()
+            && self.trees.iter().zip(&other.trees).all(
+                |((name, rows), (other_name, other_rows))| {
+                    name == other_name
+                        && rows.len() == other_rows.len()
+                        && rows.iter().zip(other_rows).all(
+                            |((key, value), (other_key, other_value))| {
+                                key == other_key
+                                    && (value == other_value
+                                        || same_record(name, key, value, other_value, sealer))
+                            },
+                        )
+                },
+            )
     }
 
     /// Serializes the snapshot (versioned envelope, like every stored value).
@@ -289,5 +317,42 @@ impl SledBackend {
         });
         self.tx_result(Kind::Meta, result)?;
         self.flush()
+    }
+}
+
+/// [`AccountSnapshot::same_state_as`] for one record whose bytes differ.
+fn same_record(tree: &str, key: &[u8], a: &[u8], b: &[u8], sealer: Option<&Sealer>) -> bool {
+    let context = tree.as_bytes();
+    let (Ok(a), Ok(b)) = (
+        seal::unseal(sealer, a, context),
+        seal::unseal(sealer, b, context),
+    ) else {
+        return false;
+    };
+    if a == b {
+        return true;
+    }
+    if tree == Kind::Meta.name() && key == meta::DEVICE {
+        return same_when(&a, &b, |d: &mut DeviceState| {
+            d.login_counter = 0;
+            d.app_version_last_fetched_ms = 0;
+        });
+    }
+    tree == Kind::DeviceLists.name() && same_when(&a, &b, |d: &mut DeviceList| d.timestamp = 0)
+}
+
+/// Both decode as `R` and are equal once `forget` cleared what may differ.
+fn same_when<R: Record + PartialEq + DeserializeOwned>(
+    a: &[u8],
+    b: &[u8],
+    forget: impl Fn(&mut R),
+) -> bool {
+    match (codec::decode::<R>(a), codec::decode::<R>(b)) {
+        (Ok(mut a), Ok(mut b)) => {
+            forget(&mut a);
+            forget(&mut b);
+            a == b
+        }
+        _ => false,
     }
 }

@@ -83,6 +83,59 @@ async fn generations_are_deduplicated_pruned_and_restorable() {
     ));
 }
 
+/// Every connect bumps the device record's login counter, stamps when the
+/// WhatsApp Web version and the account's device list were looked up and,
+/// with a key, writes those records under fresh nonces: none of that is a
+/// state worth a generation of its own, but any other change is.
+#[tokio::test]
+async fn a_login_alone_stores_no_generation_sealed_or_not() {
+    for key in [None, Some(Sealer::from_key(&[5; 32]))] {
+        let dir = temp_dir();
+        let db = StateDb::open_sealed(&dir.path().join("state"), key.clone().map(Arc::new))
+            .expect("open the state database");
+        let s = db.account("sales").unwrap();
+        populate(&s).await;
+        let backups = open_backups(&dir.path().join("backup"), key.clone());
+        let first = backups
+            .store(&s.snapshot().unwrap(), "paired", 12, 1)
+            .unwrap();
+        assert!(first.created);
+
+        let mut device = s.load().await.unwrap().expect("the saved device");
+        device.login_counter += 1;
+        device.app_version_last_fetched_ms += 60_000;
+        s.save(&device).await.unwrap();
+        let mut own_devices = DeviceListRecord {
+            user: "5511".into(),
+            devices: vec![DeviceInfo::new(0, None)],
+            timestamp: 2,
+            phash: None,
+            raw_id: None,
+        };
+        s.update_device_list(own_devices.clone()).await.unwrap();
+        let login = backups
+            .store(&s.snapshot().unwrap(), "connected", 12, 2)
+            .unwrap();
+        assert!(!login.created, "sealed: {}", key.is_some());
+        assert_eq!(login.info.id, first.info.id);
+
+        device.push_name = "Front desk".into();
+        s.save(&device).await.unwrap();
+        let renamed = backups
+            .store(&s.snapshot().unwrap(), "credentials", 12, 3)
+            .unwrap();
+        assert!(renamed.created, "sealed: {}", key.is_some());
+
+        own_devices.devices.push(DeviceInfo::new(2, None));
+        own_devices.timestamp = 3;
+        s.update_device_list(own_devices).await.unwrap();
+        let linked = backups
+            .store(&s.snapshot().unwrap(), "scheduled", 12, 4)
+            .unwrap();
+        assert!(linked.created, "sealed: {}", key.is_some());
+    }
+}
+
 #[tokio::test]
 async fn a_damaged_newest_generation_falls_back_to_the_previous_one() {
     let (dir, _db, s) = populated().await;
