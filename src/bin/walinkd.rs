@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use walink::config::Mode;
 
+/// glibc's malloc was a quarter of walinkd's CPU with thousands of accounts
+/// (sled's page cache and the per-message work allocate and free small
+/// buffers from every worker thread, and its arenas kept consolidating).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps WhatsApp accounts linked and online; controlled with `walink`.
 #[derive(Parser)]
 #[command(version, about)]
