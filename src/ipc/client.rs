@@ -134,16 +134,13 @@ impl Client {
         };
         let line: Line<'_> = serde_json::from_str(&line)
             .map_err(|e| ClientError::Protocol(format!("not JSON-RPC ({e})")))?;
-        let tree = |raw: Option<&RawValue>| match raw {
-            Some(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| ClientError::Protocol(format!("not JSON ({e})"))),
-            None => Ok(Value::Null),
+        let tree = |raw: &RawValue| {
+            serde_json::from_str(raw.get())
+                .map_err(|e| ClientError::Protocol(format!("not JSON ({e})")))
         };
         if let (Some(method), None) = (line.method, &line.id) {
-            return Ok(StreamItem::Notification(Notification::new(
-                &method,
-                tree(line.params)?,
-            )));
+            let params = line.params.map(tree).transpose()?.unwrap_or(Value::Null);
+            return Ok(StreamItem::Notification(Notification::new(&method, params)));
         }
         let answered = line.id.unwrap_or(Value::Null);
         if answered != id {
@@ -153,7 +150,7 @@ impl Client {
         }
         match (line.result, line.error) {
             (_, Some(err)) => Err(ClientError::Rpc(err)),
-            (Some(result), None) => Ok(StreamItem::Result(tree(Some(result))?)),
+            (Some(result), None) => Ok(StreamItem::Result(tree(result)?)),
             (None, None) => Err(ClientError::Protocol(format!(
                 "the answer to request {id} has neither a result nor an error"
             ))),

@@ -586,8 +586,8 @@ impl MessageStore {
 
     /// [`Self::advance`] with no error, returning once the change is queued,
     /// so the sender writes the next message meanwhile instead of waiting
-    /// for a commit per message. A status change queued after this one sees it
-    /// (the writer runs jobs in order). `done` gets what `advance` would
+    /// for a commit per message. A status change queued after this one
+    /// sees it (the writer runs jobs in order). `done` gets what `advance` would
     /// return, once committed, on the writer's thread: it must not block.
     pub fn advance_behind(
         &self,
